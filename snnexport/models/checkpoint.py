@@ -1,0 +1,87 @@
+"""Checkpoints: {format, version, config, state_dict, meta}, read with weights_only=True.
+
+Saving writes to a temporary file in the same folder and renames it, so a crash never leaves
+a half-written checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .network import NetConfig, PLIFNet, build_network
+
+FORMAT = "snnexport-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and what would work."""
+
+
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call write(tmp_path), then rename tmp_path to path (same folder, so rename is atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def save_checkpoint(model: PLIFNet, path, meta: dict | None = None) -> Path:
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": model.cfg.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": dict(meta or {}),
+    }
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path) -> tuple[PLIFNet, dict]:
+    """Returns (model in eval mode, meta). Raises CheckpointError with the file name."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file (expected a checkpoint written by "
+                              f"`snnexport train`)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for bad bytes (IndexError, EOFError, ...)
+        raise CheckpointError(
+            f"{path}: not a readable torch checkpoint ({type(e).__name__}: {str(e)[:200]}); "
+            f"expected a file written by `snnexport train` / save_checkpoint") from e
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path}: not an snnexport checkpoint (no 'format': '{FORMAT}' entry); a bare "
+            f"state_dict needs its architecture: save it with snnexport.models.save_checkpoint")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')!r} is not "
+                              f"supported (this snnexport reads version {VERSION})")
+    try:
+        cfg = NetConfig.from_dict(payload["config"])
+        model = build_network(cfg)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: bad architecture config: {e}") from e
+    state = payload.get("state_dict", {})
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"{path}: state_dict does not match its config: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}, wrong shape {wrong[:5]}")
+    model.load_state_dict(state)
+    model.eval()
+    return model, dict(payload.get("meta", {}))

@@ -1,0 +1,158 @@
+"""The network family of Fang et al. 2021, Table S1, with the readouts of 000 and 001.
+
+    {{c{W}k3s1-BN-NEURON}*n_conv - MPk2s2}*n_down - {DP-FC-NEURON}*hidden - DP-FC(M*C)-OUT - vote(M)
+
+Input is direct-encoded: a static image [B, C, H, W] is repeated over T steps, or a frame
+sequence [T, B, C, H, W] (events) is fed as is. The first conv layer therefore sees analog
+values; everything after the first neuron layer is spike-driven.
+
+Readouts (per-step outputs o_t = vote(OUT_t), shape [T, B, classes]):
+  rate      OUT spiking; score = mean_t o_t                       (000: spike count / rate)
+  lts       OUT non-spiking (membrane of a PLIF that never fires); score = o_{T-1}   (001: LTS)
+  membrane  OUT non-spiking; score = mean_t o_t                   (mean membrane)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .layers import (
+    SeqBatchNorm2d,
+    SeqConv2d,
+    SeqDropout,
+    SeqFlatten,
+    SeqMaxPool2d,
+    VotingLayer,
+)
+from .neurons import IF, LIF, PLIF, TAU_PER, SpikingNeuron
+
+NEURONS = ("plif", "lif", "if")
+READOUTS = ("rate", "lts", "membrane")
+
+
+@dataclass
+class NetConfig:
+    """Everything needed to rebuild a network; stored in every checkpoint."""
+
+    in_channels: int = 1
+    input_size: int = 28
+    channels: int = 128
+    n_conv: int = 1
+    n_down: int = 2
+    fc_hidden: list[int] | None = None  # None: one hidden FC with a quarter of its in-features
+    num_classes: int = 10
+    population: int = 10
+    time_steps: int = 8
+    neuron: str = "plif"
+    tau_init: float = 2.0
+    tau_per: str = "layer"
+    tau_std: float = 0.1
+    imp: bool = False
+    readout: str = "rate"
+    dropout: float = 0.5
+    v_threshold: float = 1.0
+    v_reset: float | None = 0.0
+    decay_input: bool = True
+    detach_reset: bool = True
+    fc_bias: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        checks = [
+            (self.neuron in NEURONS, f"neuron must be one of {NEURONS}"),
+            (self.tau_per in TAU_PER, f"tau_per must be one of {TAU_PER}"),
+            (self.readout in READOUTS, f"readout must be one of {READOUTS}"),
+            (self.input_size >= 2**self.n_down, "input_size too small for n_down poolings"),
+            (self.channels > 0 and self.n_conv > 0 and self.time_steps > 0, "sizes must be > 0"),
+            (self.neuron == "plif" or self.tau_per == "layer", "per-neuron tau needs PLIF"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"NetConfig: {msg} (got {self})")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NetConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"NetConfig: unknown keys {sorted(unknown)}; known: {sorted(names)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class PLIFNet(nn.Module):
+    def __init__(self, cfg: NetConfig):
+        super().__init__()
+        self.cfg = cfg
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        c_in, size, i = cfg.in_channels, cfg.input_size, 0
+        for d in range(cfg.n_down):
+            for _ in range(cfg.n_conv):
+                i += 1
+                layers[f"conv{i}"] = SeqConv2d(c_in, cfg.channels, 3, 1, 1, bias=False)
+                layers[f"bn{i}"] = SeqBatchNorm2d(cfg.channels)
+                layers[f"sn{i}"] = self._neuron((cfg.channels, size, size))
+                c_in = cfg.channels
+            layers[f"pool{d + 1}"] = SeqMaxPool2d(2, 2)
+            size //= 2
+        layers["flatten"] = SeqFlatten()
+        features = c_in * size * size
+        hidden = cfg.fc_hidden if cfg.fc_hidden is not None else [features // 4]
+        for j, width in enumerate(hidden, start=1):
+            layers[f"dp{j}"] = SeqDropout(cfg.dropout)
+            layers[f"fc{j}"] = nn.Linear(features, width, bias=cfg.fc_bias)
+            layers[f"sn_fc{j}"] = self._neuron((width,))
+            features = width
+        n_out = cfg.num_classes * cfg.population
+        layers["dp_out"] = SeqDropout(cfg.dropout)
+        layers["fc_out"] = nn.Linear(features, n_out, bias=cfg.fc_bias)
+        layers["sn_out"] = self._neuron((n_out,), spiking=cfg.readout == "rate")
+        layers["vote"] = VotingLayer(cfg.population)
+        self.layers = nn.Sequential(layers)
+
+    def _neuron(self, shape, spiking: bool = True) -> SpikingNeuron:
+        cfg = self.cfg
+        common = dict(
+            shape=shape, v_threshold=cfg.v_threshold, v_reset=cfg.v_reset,
+            decay_input=cfg.decay_input, detach_reset=cfg.detach_reset, imp=cfg.imp,
+            spiking=spiking,
+        )
+        if cfg.neuron == "plif":
+            return PLIF(tau_init=cfg.tau_init, tau_per=cfg.tau_per, tau_std=cfg.tau_std, **common)
+        if cfg.neuron == "lif":
+            return LIF(tau=cfg.tau_init, **common)
+        return IF(**common)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Direct encoding: [B, C, H, W] -> [T, B, C, H, W]; a sequence passes unchanged."""
+        if x.dim() == 4:
+            return x.unsqueeze(0).expand(self.cfg.time_steps, *x.shape)
+        if x.dim() == 5:
+            return x
+        raise ValueError(
+            f"PLIFNet: input must be [B, C, H, W] or [T, B, C, H, W], got {list(x.shape)}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-step outputs o_t after voting, [T, B, classes]."""
+        return self.layers(self.encode(x))
+
+    def scores(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Readout: per-step outputs [T, B, classes] -> class scores [B, classes]."""
+        return outputs[-1] if self.cfg.readout == "lts" else outputs.mean(0)
+
+    def neuron_layers(self) -> OrderedDict[str, SpikingNeuron]:
+        return OrderedDict((n, m) for n, m in self.layers.named_children()
+                           if isinstance(m, SpikingNeuron))
+
+
+def build_network(cfg: NetConfig | dict) -> PLIFNet:
+    if isinstance(cfg, dict):
+        cfg = NetConfig.from_dict(cfg)
+    return PLIFNet(cfg)
