@@ -1,4 +1,4 @@
-"""Command line: `snnexport train | evaluate | demo`."""
+"""Command line: `snnexport train | evaluate | inspect | fold | check | demo`."""
 
 from __future__ import annotations
 
@@ -46,17 +46,51 @@ def _evaluate(args) -> int:
     return 0
 
 
-def _demo(args) -> int:
-    from .models import CheckpointError
+def _inspect(args) -> int:
+    from .check import load_model
+    from .inspect_ir import describe
 
+    loaded = load_model(args.model)
+    print(f"{args.model}:")
+    print(describe(loaded.graph))
+    return 0
+
+
+def _fold(args) -> int:
+    from .check import load_model
+    from .inspect_ir import describe
+    from .ir import save_ir
+    from .passes.fold import fold
+
+    folded = fold(load_model(args.model).graph)
+    save_ir(folded, args.output)
+    print(describe(folded))
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _check(args) -> int:
+    import torch
+
+    from .check import check, load_model
+
+    dtype = {"float32": torch.float32, "float64": torch.float64}[args.reference_dtype]
+    report = check(load_model(args.model), args.target, args.data, args.samples,
+                   reference_dtype=dtype)
+    print(report.text())
+    if args.json:
+        Path(args.json).write_text(report.to_json() + "\n")
+    return 0 if report.unexplained == 0 else 1
+
+
+def _demo(args) -> int:
     models = sorted(Path(args.models).glob("*.pt"))
     if not models:
         raise SystemExit(f"{args.models}: no bundled checkpoints (*.pt) found")
     for path in models:
-        try:
-            _evaluate(argparse.Namespace(model=path, data=None, samples=None, json=None))
-        except CheckpointError as e:
-            raise SystemExit(str(e)) from e
+        _evaluate(argparse.Namespace(model=path, data=None, samples=None, json=None))
+        _check(argparse.Namespace(model=path, target="reference", data=None, samples=200,
+                                  reference_dtype="float32", json=None))
         print()
     return 0
 
@@ -81,15 +115,41 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", help="also write the result as JSON here")
     e.set_defaults(func=_evaluate)
 
-    d = sub.add_parser("demo", help="evaluate every bundled model on its held-out test split")
+    i = sub.add_parser("inspect", help="layers, shapes, tau, IMP and readout of a model")
+    i.add_argument("model", help="a checkpoint (.pt) or an IR file (.snnir)")
+    i.set_defaults(func=_inspect)
+
+    f = sub.add_parser("fold", help="fold a model into hardware-native IR and save it")
+    f.add_argument("model", help="a checkpoint (.pt) or an IR file (.snnir)")
+    f.add_argument("-o", "--output", required=True, help="IR file to write (.snnir)")
+    f.set_defaults(func=_fold)
+
+    c = sub.add_parser("check", help="parity of a target against the trained model")
+    c.add_argument("model", help="a checkpoint (.pt) or an IR file (.snnir)")
+    c.add_argument("--target", default="reference", choices=["reference"])
+    c.add_argument("--data", choices=DATASETS, help="default: the data the model was trained on")
+    c.add_argument("--samples", type=int, default=200)
+    c.add_argument("--reference-dtype", default="float32", choices=["float32", "float64"],
+                   help="precision of the torch reference run (a checkpoint only)")
+    c.add_argument("--json", help="also write the parity report as JSON here")
+    c.set_defaults(func=_check)
+
+    d = sub.add_parser("demo", help="evaluate and parity-check every bundled model")
     d.add_argument("--models", default=str(Path("examples") / "models"))
     d.set_defaults(func=_demo)
     return p
 
 
 def main(argv=None) -> int:
+    from .ir import IRError, IRFileError
+    from .models import CheckpointError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (CheckpointError, IRFileError, IRError) as e:
+        print(f"snnexport: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ def train(cfg: TrainConfig, log=print) -> tuple[torch.nn.Module, dict]:
         "data": cfg.data, "split": ds.describe(), "test_accuracy": result.accuracy,
         "train_config": {k: v for k, v in vars(cfg).items() if k != "net"},
         "train_seconds": round(time.time() - start, 1),
-        "torch": torch.__version__, "python": sys.version.split()[0],
+        "torch": str(torch.__version__), "python": sys.version.split()[0],
     }
     return model, meta
 

@@ -43,11 +43,8 @@ def test_bundled_model(name):
     # the saved accuracy is what the training run measured on the same split
     assert result.accuracy == pytest.approx(meta["test_accuracy"], abs=1e-9)
     assert result.accuracy >= FLOORS.get(name, 0.9)
-    assert meta["command"] == f"snnexport train --preset {meta_preset(name)} -o examples/models/{name}"
-
-
-def meta_preset(name: str) -> str:
-    return name.removesuffix(".pt").replace("_", "-")
+    preset = name.removesuffix(".pt").replace("_", "-")
+    assert meta["command"] == f"snnexport train --preset {preset} -o examples/models/{name}"
 
 
 def test_readme_lists_each_model_with_its_command_and_accuracy():

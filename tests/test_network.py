@@ -46,8 +46,13 @@ def test_readouts():
     torch.manual_seed(0)
     rate, lts, mem = small(), small(readout="lts"), small(readout="membrane")
     assert rate.layers.sn_out.spiking and not lts.layers.sn_out.spiking
+    counts = torch.randint(0, 11, (3, 2, 10))
+    o = counts.float() / 10  # voted spikes of populations of M = 10
+    assert torch.equal(rate.scores(o), counts.sum(0).float() / 30)
+    # equal spike counts give exactly equal scores, however they are spread over time
+    tie = torch.tensor([[[0.1, 0.3]], [[0.7, 0.2]], [[0.3, 0.6]]])  # 11 spikes each
+    assert rate.scores(tie)[0, 0] == rate.scores(tie)[0, 1]
     o = torch.randn(3, 2, 10)
-    assert torch.equal(rate.scores(o), o.mean(0))
     assert torch.equal(lts.scores(o), o[-1])
     assert torch.equal(mem.scores(o), o.mean(0))
     spikes = rate(torch.randn(2, 1, 8, 8))

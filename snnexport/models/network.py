@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..readout import readout_scores
 from .layers import (
     SeqBatchNorm2d,
     SeqConv2d,
@@ -145,7 +146,7 @@ class PLIFNet(nn.Module):
 
     def scores(self, outputs: torch.Tensor) -> torch.Tensor:
         """Readout: per-step outputs [T, B, classes] -> class scores [B, classes]."""
-        return outputs[-1] if self.cfg.readout == "lts" else outputs.mean(0)
+        return readout_scores(outputs, self.cfg.readout, self.cfg.population)
 
     def neuron_layers(self) -> OrderedDict[str, SpikingNeuron]:
         return OrderedDict((n, m) for n, m in self.layers.named_children()

@@ -1,0 +1,80 @@
+"""Load a model (checkpoint or IR file), fold it, and run a parity check against a target."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .data import load_dataset
+from .importers.plifnet import import_plifnet
+from .ir import nodes as ir
+from .ir.graph import Graph
+from .ir.io import MAGIC, load_ir
+from .models import load_checkpoint
+from .models.network import PLIFNet
+from .parity import TOL, ParityReport, compare, run_torch_reference
+from .passes.fold import fold
+from .sim.reference import simulate
+
+TARGETS = ("reference",)
+
+
+@dataclass
+class LoadedModel:
+    path: Path
+    graph: Graph  # as imported (source-level) or as read from an IR file
+    torch_model: PLIFNet | None = None
+    meta: dict | None = None
+
+
+def load_model(path) -> LoadedModel:
+    """A project checkpoint (.pt) or an IR file (.snnir), told apart by content."""
+    path = Path(path)
+    if path.is_file() and path.read_bytes()[:len(MAGIC)] == MAGIC:
+        return LoadedModel(path, load_ir(path))
+    model, meta = load_checkpoint(path)
+    graph = import_plifnet(model)
+    if "data" in meta:
+        graph.metadata["data"] = meta["data"]
+    return LoadedModel(path, graph, model, meta)
+
+
+def thresholds_of(graph: Graph) -> dict[str, float]:
+    out = {}
+    for name, node in graph.ordered():
+        if isinstance(node, ir.LIFNeuron):
+            out[name] = float(node.v_threshold)
+        elif isinstance(node, ir.Neuron):
+            out[name] = float(node.threshold)
+    return out
+
+
+def check(loaded: LoadedModel, target: str = "reference", data: str | None = None,
+          samples: int = 200, batch_size: int = 100,
+          reference_dtype: torch.dtype = torch.float32,
+          target_graph: Graph | None = None) -> ParityReport:
+    """Reference: the torch model (checkpoint) in reference_dtype, or the IR file simulated
+    in float64. Target 'reference': the folded IR (or `target_graph`) in float64."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
+    data = data or (loaded.meta or {}).get("data") or loaded.graph.metadata.get("data")
+    if data is None:
+        raise ValueError(f"{loaded.path}: say which data to check on with --data")
+    ds = load_dataset(data)
+    x, y = ds.x_test[:samples], ds.y_test[:samples]
+    folded = target_graph if target_graph is not None else fold(loaded.graph)
+    if loaded.torch_model is None:
+        reference_dtype = torch.float64
+    report = ParityReport(target=f"{target} (folded IR, float64)")
+    thresholds = thresholds_of(loaded.graph)
+    for lo in range(0, len(y), batch_size):
+        xb, yb = x[lo:lo + batch_size], y[lo:lo + batch_size]
+        if loaded.torch_model is not None:
+            ref = run_torch_reference(loaded.torch_model, xb, reference_dtype)
+        else:
+            ref = simulate(loaded.graph, xb, dtype=torch.float64, record_membrane=True)
+        tgt = simulate(folded, xb, dtype=torch.float64, record_membrane=True)
+        compare(report, ref, tgt, yb, thresholds, TOL[reference_dtype], sample_offset=lo)
+    return report

@@ -1,0 +1,61 @@
+"""A human-readable summary of an IR graph: layers, shapes, tau, IMP, readout."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import nodes as ir
+from .ir.graph import Graph
+
+
+def _stats(a) -> str:
+    a = np.asarray(a, dtype=np.float64)
+    if a.size == 1 or np.all(a == a.flat[0]):
+        return f"{float(a.flat[0]):.4g}"
+    return f"min {a.min():.4g} / mean {a.mean():.4g} / max {a.max():.4g} ({a.size} values)"
+
+
+def tau_of(node: ir.Node):
+    """tau = 1/k (source-level) or 1/(1 - decay) (folded); None for IF (no leak)."""
+    if isinstance(node, ir.LIFNeuron):
+        return None if node.k is None else 1.0 / np.asarray(node.k, dtype=np.float64)
+    if isinstance(node, ir.Neuron):
+        leak = 1.0 - np.asarray(node.decay, dtype=np.float64)
+        return None if np.all(leak == 0) else 1.0 / leak
+    return None
+
+
+def describe(g: Graph) -> str:
+    shapes = g.shapes()
+    lines = [f"{'node':<18}{'type':<11}{'output':<16}details"]
+    for name, node in g.ordered():
+        details = ""
+        if isinstance(node, (ir.Conv2d, ir.Dense)):
+            details = f"weight {list(node.weight.shape)}" + (
+                "" if node.bias is None else ", bias")
+        elif isinstance(node, (ir.LIFNeuron, ir.Neuron)):
+            tau = tau_of(node)
+            details = f"tau {'inf (IF)' if tau is None else _stats(tau)}"
+            thr = node.v_threshold if isinstance(node, ir.LIFNeuron) else node.threshold
+            details += f", V_th {thr:g}"
+            if isinstance(node, ir.LIFNeuron):
+                details += ", reset " + ("soft" if node.v_reset is None else
+                                         f"hard to {node.v_reset:g}")
+            else:
+                details += f", reset {node.reset}"
+                if node.gain is not None:
+                    details += f", input gain {_stats(node.gain)}"
+            v0 = np.asarray(node.v_init)
+            details += f", V_-1 {'IMP ' if v0.size > 1 else ''}{_stats(v0)}"
+            if not node.spiking:
+                details += ", non-spiking"
+        elif isinstance(node, ir.SpikePool):
+            details = f"{node.mode} over {node.kernel[0]}x{node.kernel[1]}"
+        elif isinstance(node, ir.Readout):
+            details = f"population {node.population}, mode {node.mode}"
+        elif isinstance(node, ir.Voting):
+            details = f"population {node.population}, readout {g.metadata.get('readout')}"
+        lines.append(f"{name:<18}{type(node).__name__:<11}{str(list(shapes[name])):<16}{details}")
+    lines.append(f"time steps {g.metadata.get('time_steps')}, readout "
+                 f"{g.metadata.get('readout')}, folded {bool(g.metadata.get('folded'))}")
+    return "\n".join(lines)

@@ -1,0 +1,212 @@
+"""IR nodes: small dataclasses of numpy arrays, each stating its math (per sample, per step).
+
+Shapes are per sample: (C, H, W) for maps, (N,) for vectors. Every node maps one input of
+shape `in_shape` to one output of shape `out_shape(in_shape)`; stateless nodes act on each
+time step independently, neuron nodes carry a membrane state over time.
+
+Two families:
+  * source-level nodes an importer produces (BatchNorm, Dropout, MaxPool2d, LIFNeuron, Voting);
+  * hardware-native nodes the folding passes leave (Conv2d, Dense, Neuron, SpikePool, Flatten,
+    Readout), which is all an exporter or the chip needs to see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Shape = tuple[int, ...]
+
+
+def conv_out(size: int, k: int, s: int, p: int) -> int:
+    return (size + 2 * p - k) // s + 1
+
+
+class IRError(ValueError):
+    """An IR that is not well formed; the message names the node."""
+
+
+@dataclass(eq=False)
+class Node:
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return in_shape
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The array-valued fields (for saving and comparing)."""
+        return {k: v for k, v in vars(self).items() if isinstance(v, np.ndarray)}
+
+
+@dataclass(eq=False)
+class Input(Node):
+    """The network input x_t of per-sample shape `shape`. kind='analog': real values (a static
+    image repeated each step = direct encoding, or event frames); kind='spikes': {0, 1}."""
+
+    shape: Shape
+    kind: str = "analog"
+
+
+@dataclass(eq=False)
+class Conv2d(Node):
+    """y[o, i, j] = b[o] + sum_{c, u, v} W[o, c, u, v] x[c, s*i + u - p, s*j + v - p]
+    (cross-correlation, torch layout W [C_out, C_in/groups, kh, kw], zero padding)."""
+
+    weight: np.ndarray
+    bias: np.ndarray | None = None
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    groups: int = 1
+
+    def out_shape(self, in_shape):
+        if len(in_shape) != 3 or in_shape[0] != self.weight.shape[1] * self.groups:
+            raise IRError(f"Conv2d with weight {self.weight.shape} cannot take input {in_shape}")
+        kh, kw = self.weight.shape[2:]
+        return (self.weight.shape[0], conv_out(in_shape[1], kh, self.stride[0], self.padding[0]),
+                conv_out(in_shape[2], kw, self.stride[1], self.padding[1]))
+
+
+@dataclass(eq=False)
+class Dense(Node):
+    """y = W x + b, W [out, in]."""
+
+    weight: np.ndarray
+    bias: np.ndarray | None = None
+
+    def out_shape(self, in_shape):
+        if in_shape != (self.weight.shape[1],):
+            raise IRError(f"Dense with weight {self.weight.shape} cannot take input {in_shape}")
+        return (self.weight.shape[0],)
+
+
+@dataclass(eq=False)
+class BatchNorm(Node):
+    """y[c] = (x[c] - mean[c]) / sqrt(var[c] + eps) * gamma[c] + beta[c] (channel = axis 0)."""
+
+    mean: np.ndarray
+    var: np.ndarray
+    gamma: np.ndarray
+    beta: np.ndarray
+    eps: float = 1e-5
+
+    def out_shape(self, in_shape):
+        if in_shape[0] != len(self.mean):
+            raise IRError(f"BatchNorm over {len(self.mean)} channels cannot take input {in_shape}")
+        return in_shape
+
+
+@dataclass(eq=False)
+class Dropout(Node):
+    """Identity at inference (p is kept for the record)."""
+
+    p: float = 0.5
+
+
+@dataclass(eq=False)
+class MaxPool2d(Node):
+    """y[c, i, j] = max_{u, v < k} x[c, s*i + u - p, s*j + v - p] (padding never wins)."""
+
+    kernel: tuple[int, int] = (2, 2)
+    stride: tuple[int, int] = (2, 2)
+    padding: tuple[int, int] = (0, 0)
+
+    def out_shape(self, in_shape):
+        c, h, w = in_shape
+        return (c, conv_out(h, self.kernel[0], self.stride[0], self.padding[0]),
+                conv_out(w, self.kernel[1], self.stride[1], self.padding[1]))
+
+
+@dataclass(eq=False)
+class AvgPool2d(MaxPool2d):
+    """y[c, i, j] = mean_{u, v < k} x[c, s*i + u - p, s*j + v - p] (zero padding counted)."""
+
+
+@dataclass(eq=False)
+class SpikePool(MaxPool2d):
+    """Pooling on spikes {0, 1}. mode='or': y = OR over the k x k window (binary in, binary
+    out; what a max-pool after a spiking layer computes); mode='sum': y = count of spikes."""
+
+    mode: str = "or"
+
+
+@dataclass(eq=False)
+class Flatten(Node):
+    """(C, H, W) -> (C*H*W,), C-major (torch.flatten order)."""
+
+    def out_shape(self, in_shape):
+        return (int(np.prod(in_shape)),)
+
+
+@dataclass(eq=False)
+class LIFNeuron(Node):
+    """A leaky integrate-and-fire layer as the source framework states it (DESIGN.md §2):
+        H_t = V_{t-1} + k (X_t - (V_{t-1} - V_reset))   decay_input
+        H_t = V_{t-1} - k (V_{t-1} - V_reset) + X_t     not decay_input
+        H_t = V_{t-1} + X_t                             k is None (IF)
+        S_t = [H_t >= v_threshold]
+        V_t = H_t (1 - S_t) + V_reset S_t  (hard)  |  V_t = H_t - v_threshold S_t  (v_reset None)
+        V_-1 = v_init
+    k and v_init broadcast against `shape` (a scalar, or one value per neuron). A non-spiking
+    layer (spiking=False) only integrates: S_t = 0, V_t = H_t; its output is V_t."""
+
+    shape: Shape
+    k: np.ndarray | None
+    v_threshold: float = 1.0
+    v_reset: float | None = 0.0
+    decay_input: bool = True
+    v_init: np.ndarray = field(default_factory=lambda: np.zeros(()))
+    spiking: bool = True
+
+    def out_shape(self, in_shape):
+        if tuple(in_shape) != tuple(self.shape):
+            raise IRError(f"neuron layer of shape {self.shape} cannot take input {in_shape}")
+        return in_shape
+
+
+@dataclass(eq=False)
+class Neuron(Node):
+    """A hardware-native neuron layer (reset level 0, the form Loihi and NIR-LIF take):
+        H_t = decay * V_{t-1} + gain * I_t
+        S_t = [H_t >= threshold]
+        V_t = H_t (1 - S_t)  (reset='hard')  |  V_t = H_t - threshold S_t  (reset='soft')
+        V_-1 = v_init
+    decay: scalar, per channel ([C, 1, 1] for maps) or per neuron (`shape`); gain: None when the
+    input gain is folded into the synapse before it, else an array (per neuron). A non-spiking
+    layer (spiking=False) outputs V_t and never fires."""
+
+    shape: Shape
+    decay: np.ndarray
+    gain: np.ndarray | None = None
+    threshold: float = 1.0
+    reset: str = "hard"
+    v_init: np.ndarray = field(default_factory=lambda: np.zeros(()))
+    spiking: bool = True
+
+    def out_shape(self, in_shape):
+        if tuple(in_shape) != tuple(self.shape):
+            raise IRError(f"neuron layer of shape {self.shape} cannot take input {in_shape}")
+        return in_shape
+
+
+@dataclass(eq=False)
+class Voting(Node):
+    """o[c] = mean of inputs c*M .. c*M + M - 1 (population voting, AvgPool1d k = s = M)."""
+
+    population: int = 10
+
+    def out_shape(self, in_shape):
+        if len(in_shape) != 1 or in_shape[0] % self.population:
+            raise IRError(f"voting over M={self.population} cannot take input {in_shape}")
+        return (in_shape[0] // self.population,)
+
+
+@dataclass(eq=False)
+class Readout(Voting):
+    """The network output: o_t = voting over groups of `population` inputs, then a class score
+    over time: mode 'rate' and 'membrane' -> mean_t o_t, mode 'last' -> o_{T-1}."""
+
+    mode: str = "rate"
+
+
+NODE_TYPES: dict[str, type[Node]] = {cls.__name__: cls for cls in (
+    Input, Conv2d, Dense, BatchNorm, Dropout, MaxPool2d, AvgPool2d, SpikePool, Flatten,
+    LIFNeuron, Neuron, Voting, Readout)}

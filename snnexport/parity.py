@@ -1,0 +1,204 @@
+"""Parity: run the original torch model and a target on the same inputs and compare.
+
+The report (DESIGN.md §5) gives accuracy of both, prediction agreement, per-layer spike counts,
+mismatching spikes per layer, and the first divergence. Mismatches are classified:
+
+  ties        the reference H_t sat within float rounding of the threshold (|H - V_th| <= tol),
+              so either answer is right to the precision the reference was computed in;
+  downstream  a mismatch in the same sample at a time step and layer at or after a tie
+              (a spike decided by a tie changes the reset and everything it feeds);
+  unexplained every other mismatch: a real difference (a folding error, a wrong op, ...).
+
+tol is 1e-5 * max(1, |V_th|) for a float32 reference, 1e-12 * max(1, |V_th|) for float64:
+generous against float rounding (about 1e-7 and 1e-16 relative per operation), far below the
+size of any real error.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from .models.network import PLIFNet
+from .models.neurons import SpikingNeuron
+from .sim.reference import SimResult
+
+TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
+
+
+@torch.no_grad()
+def run_torch_reference(model: PLIFNet, x: torch.Tensor,
+                        dtype: torch.dtype = torch.float32) -> SimResult:
+    """The trained model itself, layer by layer, recording spikes and H of every neuron layer.
+    dtype float64 runs a double-precision copy of the same weights."""
+    if model.training:
+        raise ValueError("put the model in eval mode (model.eval()) before a parity run")
+    m = model if dtype == torch.float32 else _as_dtype(model, dtype)
+    x_seq = m.encode(x.to(dtype))
+    spikes, membrane = {}, {}
+    for name, layer in m.layers.named_children():
+        if isinstance(layer, SpikingNeuron):
+            h, s, v = layer.run(x_seq)
+            if layer.spiking:
+                spikes[f"layers.{name}"] = s
+            membrane[f"layers.{name}"] = h
+            x_seq = s if layer.spiking else v
+        else:
+            x_seq = layer(x_seq)
+    return SimResult(x_seq, m.scores(x_seq), spikes, membrane)
+
+
+def _as_dtype(model: PLIFNet, dtype: torch.dtype) -> PLIFNet:
+    import copy
+
+    return copy.deepcopy(model).to(dtype).eval()
+
+
+@dataclass
+class LayerParity:
+    name: str
+    spikes_reference: int = 0
+    spikes_target: int = 0
+    mismatches: int = 0
+    ties: int = 0
+    downstream: int = 0
+
+    @property
+    def unexplained(self) -> int:
+        return self.mismatches - self.ties - self.downstream
+
+
+@dataclass
+class ParityReport:
+    target: str
+    samples: int = 0
+    time_steps: int = 0
+    correct_reference: int = 0
+    correct_target: int = 0
+    agree: int = 0
+    layers: list[LayerParity] = field(default_factory=list)
+    first_divergence: dict | None = None
+    per_step: dict = field(default_factory=dict)  # layer -> [reference, target] counts per t
+
+    @property
+    def exact(self) -> bool:
+        return all(layer.mismatches == 0 for layer in self.layers) and self.agree == self.samples
+
+    @property
+    def unexplained(self) -> int:
+        return sum(layer.unexplained for layer in self.layers)
+
+    def to_dict(self) -> dict:
+        n = max(1, self.samples)
+        layers = []
+        for layer in self.layers:
+            d = asdict(layer)
+            d["unexplained"] = layer.unexplained
+            d["spikes_per_step"] = self.per_step.get(layer.name)
+            layers.append(d)
+        return {
+            "target": self.target, "samples": self.samples, "time_steps": self.time_steps,
+            "accuracy": {"reference": self.correct_reference / n,
+                         "target": self.correct_target / n},
+            "agreement": self.agree / n, "exact": self.exact, "unexplained": self.unexplained,
+            "layers": layers, "first_divergence": self.first_divergence,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def text(self) -> str:
+        d = self.to_dict()
+        acc = d["accuracy"]
+        lines = [
+            f"parity vs {self.target}: {self.samples} samples, T={self.time_steps}",
+            f"  accuracy reference {100 * acc['reference']:.2f} %  target "
+            f"{100 * acc['target']:.2f} %  agreement {100 * d['agreement']:.2f} %",
+            f"  {'layer':<16}{'ref spikes':>12}{'target':>12}{'mismatch':>10}{'ties':>6}"
+            f"{'downstr':>9}{'unexpl':>8}",
+        ]
+        for layer in self.layers:
+            lines.append(f"  {layer.name:<16}{layer.spikes_reference:>12}{layer.spikes_target:>12}"
+                         f"{layer.mismatches:>10}{layer.ties:>6}{layer.downstream:>9}"
+                         f"{layer.unexplained:>8}")
+        fd = self.first_divergence
+        if fd is None:
+            lines.append("  exact: every spike of every layer is equal")
+        else:
+            lines.append(
+                f"  first divergence: layer {fd['layer']} t={fd['time_step']} sample "
+                f"{fd['sample']} neuron {fd['neuron']}: reference H={fd['reference_h']:.9g} "
+                f"(spike {fd['reference_spike']}), target H={fd['target_h']} (spike "
+                f"{fd['target_spike']}); cause: {fd['cause']}")
+        return "\n".join(lines)
+
+
+def compare(report: ParityReport, ref: SimResult, tgt: SimResult, y: torch.Tensor,
+            thresholds: dict[str, float], tol: float, sample_offset: int = 0) -> None:
+    """Accumulate one batch into the report (layers in network order)."""
+    names = list(ref.spikes)
+    if not report.layers:
+        report.layers = [LayerParity(n) for n in names]
+        report.time_steps = int(ref.outputs.shape[0])
+    missing = [n for n in names if n not in tgt.spikes]
+    if missing:
+        raise KeyError(f"target {report.target!r} has no spikes for layers {missing}")
+    b = len(y)
+    t_steps = report.time_steps
+    # earliest tie per sample so far, as (time step, layer index); inf when none
+    tie_at = [(float("inf"), float("inf"))] * b
+    first = None
+    for li, layer in enumerate(report.layers):
+        rs, ts = ref.spikes[layer.name], tgt.spikes[layer.name].to(ref.spikes[layer.name].dtype)
+        layer.spikes_reference += int(rs.sum())
+        layer.spikes_target += int(ts.sum())
+        steps = report.per_step.setdefault(layer.name, [[0] * t_steps, [0] * t_steps])
+        for t in range(t_steps):
+            steps[0][t] += int(rs[t].sum())
+            steps[1][t] += int(ts[t].sum())
+        diff = (rs != ts).reshape(t_steps, b, -1)
+        if not diff.any():
+            continue
+        h = ref.membrane[layer.name].reshape(t_steps, b, -1)
+        near = (h - thresholds[layer.name]).abs() <= tol * max(1.0, abs(thresholds[layer.name]))
+        tie = diff & near
+        idx = diff.nonzero().tolist()
+        layer.mismatches += len(idx)
+        layer.ties += int(tie.sum())
+        for t, s, _ in tie.nonzero().tolist():
+            tie_at[s] = min(tie_at[s], (t, li))
+        for t, s, j in idx:
+            if not tie[t, s, j] and tie_at[s][0] <= t and tie_at[s][1] <= li:
+                layer.downstream += 1
+            key = (t, li, sample_offset + s, j)
+            if first is None or key < first[0]:
+                first = (key, bool(tie[t, s, j]), float(h[t, s, j]),
+                         _target_h(tgt, layer.name, t, s, j), int(rs.reshape(t_steps, b, -1)[
+                             t, s, j]), int(ts.reshape(t_steps, b, -1)[t, s, j]))
+    if first is not None:
+        (t, li, s, j), is_tie, h_ref, h_tgt, s_ref, s_tgt = first
+        cand = {"layer": report.layers[li].name, "time_step": t, "sample": s, "neuron": j,
+                "reference_h": h_ref, "threshold": thresholds[report.layers[li].name],
+                "target_h": h_tgt, "reference_spike": s_ref, "target_spike": s_tgt,
+                "cause": "threshold tie" if is_tie else "unexplained"}
+        old = report.first_divergence
+        if old is None or (t, li) < (old["time_step"], _layer_index(report, old["layer"])):
+            report.first_divergence = cand
+    pr, pt = ref.scores.argmax(1), tgt.scores.argmax(1)
+    report.samples += b
+    report.correct_reference += int((pr == y).sum())
+    report.correct_target += int((pt == y).sum())
+    report.agree += int((pr == pt).sum())
+
+
+def _layer_index(report: ParityReport, name: str) -> int:
+    return [layer.name for layer in report.layers].index(name)
+
+
+def _target_h(tgt: SimResult, name: str, t: int, s: int, j: int) -> float | None:
+    if name not in tgt.membrane:
+        return None
+    return float(tgt.membrane[name].reshape(tgt.membrane[name].shape[0], -1,
+                                            tgt.membrane[name][0, 0].numel())[t, s, j])

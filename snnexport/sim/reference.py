@@ -1,0 +1,167 @@
+"""The reference simulator: runs any IR graph (source-level or folded) on real batches.
+
+Plain on purpose: one small function per op, the neuron recurrence written exactly as the
+node docstrings state it, a Python loop over time. It is vectorised over batch and neurons
+(torch tensors, float32 or float64) and nothing else; speed lives elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..ir import nodes as ir
+from ..ir.graph import Graph
+from ..readout import readout_scores
+
+
+@dataclass
+class SimResult:
+    outputs: torch.Tensor  # per-step readout o_t, [T, B, classes]
+    scores: torch.Tensor  # [B, classes]
+    spikes: dict[str, torch.Tensor] = field(default_factory=dict)  # neuron -> [T, B, *shape]
+    membrane: dict[str, torch.Tensor] = field(default_factory=dict)  # neuron -> H, if asked
+
+
+def _t(a, dtype) -> torch.Tensor | None:
+    return None if a is None else torch.as_tensor(np.asarray(a), dtype=dtype)
+
+
+# --- stateless ops on [N, *shape] (N = T*B) -------------------------------------------------
+
+def run_conv2d(n: ir.Conv2d, x, dtype):
+    return F.conv2d(x, _t(n.weight, dtype), _t(n.bias, dtype), n.stride, n.padding, 1, n.groups)
+
+
+def run_dense(n: ir.Dense, x, dtype):
+    y = x @ _t(n.weight, dtype).T
+    return y if n.bias is None else y + _t(n.bias, dtype)
+
+
+def run_batchnorm(n: ir.BatchNorm, x, dtype):
+    view = (1, -1) + (1,) * (x.dim() - 2)
+    mean, var = _t(n.mean, dtype).view(view), _t(n.var, dtype).view(view)
+    gamma, beta = _t(n.gamma, dtype).view(view), _t(n.beta, dtype).view(view)
+    return (x - mean) / torch.sqrt(var + n.eps) * gamma + beta
+
+
+def run_maxpool(n: ir.MaxPool2d, x, dtype):
+    return F.max_pool2d(x, n.kernel, n.stride, n.padding)
+
+
+def run_avgpool(n: ir.AvgPool2d, x, dtype):
+    return F.avg_pool2d(x, n.kernel, n.stride, n.padding, count_include_pad=True)
+
+
+def run_spikepool(n: ir.SpikePool, x, dtype):
+    if n.mode == "or":
+        return F.max_pool2d(x, n.kernel, n.stride, n.padding)
+    window = torch.ones((x.shape[1], 1, *n.kernel), dtype=dtype)
+    return F.conv2d(x, window, None, n.stride, n.padding, 1, x.shape[1])  # exact spike count
+
+
+def run_voting(n: ir.Voting, x, dtype):
+    return x.reshape(x.shape[0], -1, n.population).mean(-1)
+
+
+STATELESS = {
+    ir.Conv2d: run_conv2d, ir.Dense: run_dense, ir.BatchNorm: run_batchnorm,
+    ir.Dropout: lambda n, x, d: x, ir.MaxPool2d: run_maxpool, ir.AvgPool2d: run_avgpool,
+    ir.SpikePool: run_spikepool, ir.Flatten: lambda n, x, d: x.flatten(1),
+    ir.Voting: run_voting, ir.Readout: run_voting,
+}
+
+
+# --- neuron layers over [T, B, *shape] ------------------------------------------------------
+
+def run_lif(n: ir.LIFNeuron, x_seq, dtype):
+    """LIFNeuron, line by line as its docstring. Returns (H, S, out)."""
+    k = _t(n.k, dtype)
+    level = 0.0 if n.v_reset is None else n.v_reset
+    v = _t(n.v_init, dtype).expand_as(x_seq[0])
+    hs, ss, outs = [], [], []
+    for x in x_seq:
+        if k is None:
+            h = v + x
+        elif n.decay_input:
+            h = v + k * (x - (v - level))
+        else:
+            h = v - k * (v - level) + x
+        if n.spiking:
+            s = (h >= n.v_threshold).to(dtype)
+            v = h * (1 - s) + level * s if n.v_reset is not None else h - n.v_threshold * s
+        else:
+            s, v = torch.zeros_like(h), h
+        hs.append(h)
+        ss.append(s)
+        outs.append(s if n.spiking else v)
+    return torch.stack(hs), torch.stack(ss), torch.stack(outs)
+
+
+def run_neuron(n: ir.Neuron, x_seq, dtype):
+    """Neuron (hardware-native), line by line as its docstring. Returns (H, S, out)."""
+    decay = _t(n.decay, dtype)
+    gain = _t(n.gain, dtype)
+    v = _t(n.v_init, dtype).expand_as(x_seq[0])
+    hs, ss, outs = [], [], []
+    for x in x_seq:
+        h = decay * v + (x if gain is None else gain * x)
+        if n.spiking:
+            s = (h >= n.threshold).to(dtype)
+            v = h * (1 - s) if n.reset == "hard" else h - n.threshold * s
+        else:
+            s, v = torch.zeros_like(h), h
+        hs.append(h)
+        ss.append(s)
+        outs.append(s if n.spiking else v)
+    return torch.stack(hs), torch.stack(ss), torch.stack(outs)
+
+
+NEURONS = {ir.LIFNeuron: run_lif, ir.Neuron: run_neuron}
+
+
+def encode(graph: Graph, x: torch.Tensor, time_steps: int | None) -> torch.Tensor:
+    """Static input [B, *shape] is repeated over T steps (direct encoding); [T, B, *shape]
+    passes unchanged."""
+    shape = tuple(graph.nodes[graph.order()[0]].shape)
+    if tuple(x.shape[1:]) == shape:
+        t = time_steps or graph.metadata.get("time_steps")
+        if not t:
+            raise ValueError("static input needs time_steps (argument or graph metadata)")
+        return x.unsqueeze(0).expand(int(t), *x.shape)
+    if tuple(x.shape[2:]) == shape:
+        return x
+    raise ValueError(f"input {list(x.shape)} fits neither [B, {shape}] nor [T, B, {shape}]")
+
+
+@torch.no_grad()
+def simulate(graph: Graph, x: torch.Tensor, time_steps: int | None = None,
+             dtype: torch.dtype = torch.float64, record_membrane: bool = False) -> SimResult:
+    x_seq = encode(graph, torch.as_tensor(x), time_steps).to(dtype)
+    t, b = x_seq.shape[:2]
+    spikes, membrane = {}, {}
+    readout = None
+    for name, node in graph.ordered():
+        if isinstance(node, ir.Input):
+            continue
+        if type(node) in NEURONS:
+            h, s, x_seq = NEURONS[type(node)](node, x_seq, dtype)
+            if node.spiking:
+                spikes[name] = s
+            if record_membrane:
+                membrane[name] = h
+            continue
+        op = STATELESS.get(type(node))
+        if op is None:
+            raise TypeError(f"node {name!r}: the reference simulator has no op for "
+                            f"{type(node).__name__}")
+        y = op(node, x_seq.flatten(0, 1), dtype)
+        x_seq = y.reshape(t, b, *y.shape[1:])
+        if isinstance(node, ir.Voting):
+            readout = node
+    mode = getattr(readout, "mode", graph.metadata.get("readout", "rate"))
+    scores = readout_scores(x_seq, mode, readout.population if readout else 1)
+    return SimResult(x_seq, scores, spikes, membrane)
