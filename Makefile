@@ -20,14 +20,17 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --upgrade pip
 	# the CPU wheel first, so that no dependency pulls a CUDA build of torch
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,spikingjelly]'
+	# SpikingJelly declares torchvision/torchaudio, which do not import beside this torch:
+	# install it alone; its light dependency (loguru) comes with the [spikingjelly] extra
+	$(PIP) install -q --no-deps spikingjelly==2.0.0
 	@touch $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/snnexport demo
 
 lint: $(STAMP)
-	$(PY) -m ruff check snnexport tests
+	$(PY) -m ruff check snnexport tests bench
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +24,27 @@ TARGETS = ("reference",)
 
 @dataclass
 class LoadedModel:
-    path: Path
+    path: Path | str
     graph: Graph  # as imported (source-level) or as read from an IR file
     torch_model: PLIFNet | None = None
     meta: dict | None = None
+    # runs the original model: (x, dtype) -> SimResult with spikes and H per neuron layer;
+    # None for an IR file, whose own float64 simulation is then the reference
+    reference: Callable | None = None
+
+    def __post_init__(self):
+        if self.reference is None and self.torch_model is not None:
+            model = self.torch_model
+            self.reference = lambda x, dtype: run_torch_reference(model, x, dtype)
+
+
+def from_spikingjelly(model, input_shape, time_steps: int, readout: str = "rate",
+                      name: str = "<spikingjelly model>") -> LoadedModel:
+    from .importers.spikingjelly import import_spikingjelly, run_spikingjelly_reference
+
+    graph = import_spikingjelly(model, input_shape, time_steps, readout)
+    return LoadedModel(name, graph, reference=lambda x, dtype: run_spikingjelly_reference(
+        model, graph, x, dtype))
 
 
 def load_model(path) -> LoadedModel:
@@ -54,25 +72,32 @@ def thresholds_of(graph: Graph) -> dict[str, float]:
 def check(loaded: LoadedModel, target: str = "reference", data: str | None = None,
           samples: int = 200, batch_size: int = 100,
           reference_dtype: torch.dtype = torch.float32,
-          target_graph: Graph | None = None) -> ParityReport:
-    """Reference: the torch model (checkpoint) in reference_dtype, or the IR file simulated
-    in float64. Target 'reference': the folded IR (or `target_graph`) in float64."""
+          target_graph: Graph | None = None,
+          inputs: tuple[torch.Tensor, torch.Tensor] | None = None) -> ParityReport:
+    """Reference: the original model in reference_dtype, or an IR file simulated in float64.
+    Target 'reference': the folded IR (or `target_graph`) in float64. Inputs: the first
+    `samples` of the data set's test split, or `inputs` = (x, labels)."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
-    data = data or (loaded.meta or {}).get("data") or loaded.graph.metadata.get("data")
-    if data is None:
-        raise ValueError(f"{loaded.path}: say which data to check on with --data")
-    ds = load_dataset(data)
-    x, y = ds.x_test[:samples], ds.y_test[:samples]
+    if inputs is None:
+        data = data or (loaded.meta or {}).get("data") or loaded.graph.metadata.get("data")
+        if data is None:
+            raise ValueError(f"{loaded.path}: say which data to check on with --data")
+        ds = load_dataset(data)
+        inputs = ds.x_test, ds.y_test
+    x, y = inputs[0][:samples], inputs[1][:samples]
     folded = target_graph if target_graph is not None else fold(loaded.graph)
-    if loaded.torch_model is None:
+    if loaded.reference is None:
         reference_dtype = torch.float64
     report = ParityReport(target=f"{target} (folded IR, float64)")
     thresholds = thresholds_of(loaded.graph)
+    in_shape = loaded.graph.nodes[loaded.graph.order()[0]].shape
     for lo in range(0, len(y), batch_size):
         xb, yb = x[lo:lo + batch_size], y[lo:lo + batch_size]
-        if loaded.torch_model is not None:
-            ref = run_torch_reference(loaded.torch_model, xb, reference_dtype)
+        if xb.dim() == len(in_shape) + 2:  # frame sequences are stored [N, T, ...]
+            xb = xb.transpose(0, 1)
+        if loaded.reference is not None:
+            ref = loaded.reference(xb, reference_dtype)
         else:
             ref = simulate(loaded.graph, xb, dtype=torch.float64, record_membrane=True)
         tgt = simulate(folded, xb, dtype=torch.float64, record_membrane=True)

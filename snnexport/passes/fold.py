@@ -14,6 +14,8 @@ Arithmetic is done in float64 on the float32 values the source model holds.
                      output channel (always for Dense); a per-neuron g that varies over space
                      stays an explicit per-neuron gain
   maxpool_to_or      MaxPool2d fed by a spiking layer -> SpikePool('or')
+  avgpool_to_sum     AvgPool2d fed by a spiking layer -> SpikePool('sum'), its 1/(kh kw) folded
+                     into the next Conv2d/Dense (through a Flatten): spike counts stay integers
   voting_to_readout  the final Voting -> Readout with the model's readout mode
 """
 
@@ -123,6 +125,25 @@ def maxpool_to_or(g: Graph) -> Graph:
     return g.replace(out)
 
 
+def avgpool_to_sum(g: Graph) -> Graph:
+    named = g.ordered()
+    for i, (name, node) in enumerate(named):
+        if type(node) is not ir.AvgPool2d or i == 0 or not _emits_spikes(named[i - 1][1]):
+            continue
+        j = i + 1
+        while j < len(named) and isinstance(named[j][1], ir.Flatten):
+            j += 1
+        if j == len(named) or not isinstance(named[j][1], (ir.Conv2d, ir.Dense)):
+            continue  # nothing to fold the scale into: the average stays (not hardware-native)
+        syn_name, syn = named[j]
+        w = _f64(syn.weight) / float(node.kernel[0] * node.kernel[1])
+        b = _f64(syn.bias)
+        named[j] = (syn_name, ir.Conv2d(w, b, syn.stride, syn.padding, syn.groups)
+                    if isinstance(syn, ir.Conv2d) else ir.Dense(w, b))
+        named[i] = (name, ir.SpikePool(node.kernel, node.stride, node.padding, mode="sum"))
+    return g.replace(named)
+
+
 def voting_to_readout(g: Graph) -> Graph:
     named = g.ordered()
     name, last = named[-1]
@@ -132,7 +153,7 @@ def voting_to_readout(g: Graph) -> Graph:
 
 
 PASSES = (remove_dropout, absorb_batchnorm, shift_reset, tau_to_decay, fold_input_gain,
-          maxpool_to_or, voting_to_readout)
+          maxpool_to_or, avgpool_to_sum, voting_to_readout)
 NATIVE = (ir.Input, ir.Conv2d, ir.Dense, ir.Neuron, ir.SpikePool, ir.Flatten, ir.Readout)
 
 
