@@ -73,9 +73,10 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
           samples: int = 200, batch_size: int = 100,
           reference_dtype: torch.dtype = torch.float32,
           target_graph: Graph | None = None,
-          inputs: tuple[torch.Tensor, torch.Tensor] | None = None) -> ParityReport:
+          inputs: tuple[torch.Tensor, torch.Tensor] | None = None,
+          target_dtype: torch.dtype = torch.float64) -> ParityReport:
     """Reference: the original model in reference_dtype, or an IR file simulated in float64.
-    Target 'reference': the folded IR (or `target_graph`) in float64. Inputs: the first
+    Target 'reference': the folded IR (or `target_graph`) in target_dtype. Inputs: the first
     `samples` of the data set's test split, or `inputs` = (x, labels)."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
@@ -89,7 +90,7 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
     folded = target_graph if target_graph is not None else fold(loaded.graph)
     if loaded.reference is None:
         reference_dtype = torch.float64
-    report = ParityReport(target=f"{target} (folded IR, float64)")
+    report = ParityReport(target=f"{target} (folded IR, {str(target_dtype).split('.')[-1]})")
     thresholds = thresholds_of(loaded.graph)
     in_shape = loaded.graph.nodes[loaded.graph.order()[0]].shape
     for lo in range(0, len(y), batch_size):
@@ -100,6 +101,6 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
             ref = loaded.reference(xb, reference_dtype)
         else:
             ref = simulate(loaded.graph, xb, dtype=torch.float64, record_membrane=True)
-        tgt = simulate(folded, xb, dtype=torch.float64, record_membrane=True)
+        tgt = simulate(folded, xb, dtype=target_dtype, record_membrane=True)
         compare(report, ref, tgt, yb, thresholds, TOL[reference_dtype], sample_offset=lo)
     return report

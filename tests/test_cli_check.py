@@ -19,8 +19,11 @@ def test_bundled_model_folds_exactly_on_200_samples(name):
     loaded = load_model(MODELS / name)
     report = check(loaded, samples=200, reference_dtype=torch.float64)
     assert report.samples == 200 and report.exact, report.text()
-    # the model as trained (float32): nothing but counted threshold ties may differ
+    # the model as trained (float32): nothing but counted threshold ties may differ,
+    # whether the folded IR runs in float64 or in float32
     assert check(loaded, samples=200).unexplained == 0
+    report32 = check(loaded, samples=200, target_dtype=torch.float32)
+    assert report32.unexplained == 0 and "float32" in report32.target, report32.text()
 
 
 def test_inspect_fold_check_commands(tmp_path, capsys):
