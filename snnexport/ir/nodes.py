@@ -136,8 +136,17 @@ class Flatten(Node):
         return (int(np.prod(in_shape)),)
 
 
+class NeuronLayer(Node):
+    """Base of the neuron nodes (each has a `shape`): the input must have the layer's shape."""
+
+    def out_shape(self, in_shape):
+        if tuple(in_shape) != tuple(self.shape):
+            raise IRError(f"neuron layer of shape {self.shape} cannot take input {in_shape}")
+        return in_shape
+
+
 @dataclass(eq=False)
-class LIFNeuron(Node):
+class LIFNeuron(NeuronLayer):
     """A leaky integrate-and-fire layer as the source framework states it (DESIGN.md §2):
         H_t = V_{t-1} + k (X_t - (V_{t-1} - V_reset))   decay_input
         H_t = V_{t-1} - k (V_{t-1} - V_reset) + X_t     not decay_input
@@ -156,14 +165,9 @@ class LIFNeuron(Node):
     v_init: np.ndarray = field(default_factory=lambda: np.zeros(()))
     spiking: bool = True
 
-    def out_shape(self, in_shape):
-        if tuple(in_shape) != tuple(self.shape):
-            raise IRError(f"neuron layer of shape {self.shape} cannot take input {in_shape}")
-        return in_shape
-
 
 @dataclass(eq=False)
-class Neuron(Node):
+class Neuron(NeuronLayer):
     """A hardware-native neuron layer (reset level 0, the form Loihi and NIR-LIF take):
         H_t = decay * V_{t-1} + gain * I_t
         S_t = [H_t >= threshold]
@@ -180,11 +184,6 @@ class Neuron(Node):
     reset: str = "hard"
     v_init: np.ndarray = field(default_factory=lambda: np.zeros(()))
     spiking: bool = True
-
-    def out_shape(self, in_shape):
-        if tuple(in_shape) != tuple(self.shape):
-            raise IRError(f"neuron layer of shape {self.shape} cannot take input {in_shape}")
-        return in_shape
 
 
 @dataclass(eq=False)

@@ -77,47 +77,51 @@ STATELESS = {
 
 # --- neuron layers over [T, B, *shape] ------------------------------------------------------
 
-def run_lif(n: ir.LIFNeuron, x_seq, dtype):
-    """LIFNeuron, line by line as its docstring. Returns (H, S, out)."""
-    k = _t(n.k, dtype)
-    level = 0.0 if n.v_reset is None else n.v_reset
-    v = _t(n.v_init, dtype).expand_as(x_seq[0])
+def run_layer(x_seq, v, charge, threshold: float, soft_reset: bool, reset_level: float,
+              spiking: bool):
+    """The shared fire-and-reset loop: H_t = charge(V_{t-1}, X_t); S_t = [H_t >= threshold];
+    V_t = H_t - threshold S_t (soft) or H_t (1 - S_t) + reset_level S_t (hard); a non-spiking
+    layer keeps V_t = H_t and outputs it. Returns (H, S, out), each [T, B, *shape]."""
     hs, ss, outs = [], [], []
     for x in x_seq:
-        if k is None:
-            h = v + x
-        elif n.decay_input:
-            h = v + k * (x - (v - level))
-        else:
-            h = v - k * (v - level) + x
-        if n.spiking:
-            s = (h >= n.v_threshold).to(dtype)
-            v = h * (1 - s) + level * s if n.v_reset is not None else h - n.v_threshold * s
+        h = charge(v, x)
+        if spiking:
+            s = (h >= threshold).to(h.dtype)
+            v = h - threshold * s if soft_reset else h * (1 - s) + reset_level * s
         else:
             s, v = torch.zeros_like(h), h
         hs.append(h)
         ss.append(s)
-        outs.append(s if n.spiking else v)
+        outs.append(s if spiking else v)
     return torch.stack(hs), torch.stack(ss), torch.stack(outs)
+
+
+def run_lif(n: ir.LIFNeuron, x_seq, dtype):
+    """LIFNeuron, as its docstring states it."""
+    k = _t(n.k, dtype)
+    level = 0.0 if n.v_reset is None else n.v_reset
+    if k is None:
+        def charge(v, x):
+            return v + x
+    elif n.decay_input:
+        def charge(v, x):
+            return v + k * (x - (v - level))
+    else:
+        def charge(v, x):
+            return v - k * (v - level) + x
+    v0 = _t(n.v_init, dtype).expand_as(x_seq[0])
+    return run_layer(x_seq, v0, charge, n.v_threshold, n.v_reset is None, level, n.spiking)
 
 
 def run_neuron(n: ir.Neuron, x_seq, dtype):
-    """Neuron (hardware-native), line by line as its docstring. Returns (H, S, out)."""
-    decay = _t(n.decay, dtype)
-    gain = _t(n.gain, dtype)
-    v = _t(n.v_init, dtype).expand_as(x_seq[0])
-    hs, ss, outs = [], [], []
-    for x in x_seq:
-        h = decay * v + (x if gain is None else gain * x)
-        if n.spiking:
-            s = (h >= n.threshold).to(dtype)
-            v = h * (1 - s) if n.reset == "hard" else h - n.threshold * s
-        else:
-            s, v = torch.zeros_like(h), h
-        hs.append(h)
-        ss.append(s)
-        outs.append(s if n.spiking else v)
-    return torch.stack(hs), torch.stack(ss), torch.stack(outs)
+    """Neuron (hardware-native), as its docstring states it."""
+    decay, gain = _t(n.decay, dtype), _t(n.gain, dtype)
+
+    def charge(v, x):
+        return decay * v + (x if gain is None else gain * x)
+
+    v0 = _t(n.v_init, dtype).expand_as(x_seq[0])
+    return run_layer(x_seq, v0, charge, n.threshold, n.reset == "soft", 0.0, n.spiking)
 
 
 NEURONS = {ir.LIFNeuron: run_lif, ir.Neuron: run_neuron}
