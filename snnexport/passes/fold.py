@@ -165,8 +165,12 @@ def check_native(g: Graph) -> None:
                 f"folding (hardware-native: {', '.join(t.__name__ for t in NATIVE)})")
 
 
-def fold(g: Graph) -> Graph:
+def fold(g: Graph, fold_gain: bool = True) -> Graph:
+    """All passes in order. fold_gain=False keeps the input gain in the neuron (the form NIR's
+    LIF states: tau and r), for exporters that want it there."""
     for p in PASSES:
+        if p is fold_input_gain and not fold_gain:
+            continue
         g = p(g)
     check_native(g)
     g.metadata["folded"] = True

@@ -1,0 +1,165 @@
+"""IR -> NIR 1.0.8 graph / file.
+
+Neurons are written with Euler semantics that reproduce the IR exactly at the graph's dt
+(default 1e-4 s, the snnTorch / SpikingJelly convention), from the IR folded *without* moving
+the input gain into the synapse, so that a PLIF layer reads as NIR expects it:
+
+    IR  H_t = decay V_{t-1} + gain I_t          NIR (Euler)  v += dt/tau (v_leak - v + r I)
+    ->  tau = dt / (1 - decay),  r = gain / (1 - decay)  (= 1 for decay_input PLIF),
+        v_leak = v_reset = 0 (the IR has V_reset shifted away)
+    IF  (decay 1): nir.IF with r = gain / dt;  non-spiking layer: nir.LI
+
+NIR fires on v > v_threshold, the IR on H >= threshold: the NIR threshold is the IR threshold
+moved one float64 step down (np.nextafter), so the two agree for every float64 value.
+
+What NIR 1.0.8 cannot say goes into node metadata, read back by snnexport only (export warns):
+  snnexport.v_init    the initial membrane potential (IMP), as an array
+  snnexport.reset     "soft" for subtract reset (NIR has hard reset only)
+  snnexport.readout   on the output Linear: the readout mode (rate / last / membrane) and
+                      snnexport.population, the voting group size M
+  snnexport.name      the IR node name (NIR names have '.' replaced by '_')
+  snnexport.decay / snnexport.gain   the exact IR values (tau and r reproduce them only to
+                      float rounding); the importer uses them while they agree with tau, r
+Graph metadata: dt, snnexport.time_steps, snnexport.format_version.
+
+The OR-pool is written as SumPool2d followed by Threshold(0.5) (at least one spike in the
+window); population voting as a Linear with 1/M entries.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import nir
+import numpy as np
+
+from ..ir import nodes as ir
+from ..ir.graph import Graph
+from ..models.checkpoint import atomic_write
+from ..passes.fold import fold
+
+DEFAULT_DT = 1e-4
+FORMAT_VERSION = 1
+
+
+class NIRExportError(ValueError):
+    """An IR node NIR cannot express; names the node."""
+
+
+def nir_name(name: str) -> str:
+    return name.replace(".", "_")
+
+
+def _full(a, shape) -> np.ndarray:
+    return np.broadcast_to(np.asarray(a, dtype=np.float64), shape).copy()
+
+
+def voting_matrix(classes: int, population: int) -> np.ndarray:
+    w = np.zeros((classes, classes * population))
+    for c in range(classes):
+        w[c, c * population:(c + 1) * population] = 1.0 / population
+    return w
+
+
+def neuron_to_nir(name: str, n: ir.Neuron, dt: float) -> nir.NIRNode:
+    shape = tuple(n.shape)
+    decay = _full(n.decay, shape)
+    gain = _full(1.0 if n.gain is None else n.gain, shape)
+    # the exact IR values, since dt / (dt / x) is not always x in floating point
+    meta = {"snnexport.name": name, "snnexport.decay": decay, "snnexport.gain": gain}
+    v_init = np.asarray(n.v_init, dtype=np.float64)
+    if np.any(v_init != 0):
+        meta["snnexport.v_init"] = _full(v_init, shape)
+    if n.reset == "soft":
+        meta["snnexport.reset"] = "soft"
+    threshold = _full(np.nextafter(float(n.threshold), -np.inf), shape)
+    zeros = np.zeros(shape)
+    leak = 1.0 - decay
+    if np.all(leak == 0):
+        if not n.spiking:
+            return nir.I(r=gain / dt, metadata=meta)
+        return nir.IF(r=gain / dt, v_threshold=threshold, v_reset=zeros, metadata=meta)
+    if np.any(leak <= 0) or np.any(leak > 1):
+        raise NIRExportError(f"node {name!r}: decay must lie in [0, 1) for NIR's LIF")
+    tau, r = dt / leak, gain / leak
+    if not n.spiking:
+        return nir.LI(tau=tau, r=r, v_leak=zeros, metadata=meta)
+    return nir.LIF(tau=tau, r=r, v_leak=zeros, v_threshold=threshold, v_reset=zeros,
+                   metadata=meta)
+
+
+def to_nir(graph: Graph, dt: float = DEFAULT_DT) -> nir.NIRGraph:
+    """A NIR graph of `graph` (source-level or folded IR)."""
+    g = fold(graph, fold_gain=False) if not graph.metadata.get("folded") else graph
+    shapes = g.shapes()
+    nodes: dict[str, nir.NIRNode] = {}
+    chain: list[str] = []
+    prev_shape = None
+    lost = []
+
+    def add(key, node):
+        nodes[key] = node
+        chain.append(key)
+
+    for name, node in g.ordered():
+        key = nir_name(name)
+        if isinstance(node, ir.Input):
+            add("input", nir.Input(input_type={"input": np.array(node.shape)}))
+        elif isinstance(node, ir.Conv2d):
+            bias = node.bias if node.bias is not None else np.zeros(node.weight.shape[0])
+            add(key, nir.Conv2d(input_shape=tuple(prev_shape[1:]),
+                                weight=np.asarray(node.weight, dtype=np.float64),
+                                stride=tuple(node.stride), padding=tuple(node.padding),
+                                dilation=(1, 1), groups=node.groups,
+                                bias=np.asarray(bias, dtype=np.float64),
+                                metadata={"snnexport.name": name}))
+        elif isinstance(node, ir.Dense):
+            w = np.asarray(node.weight, dtype=np.float64)
+            meta = {"snnexport.name": name}
+            add(key, nir.Linear(weight=w, metadata=meta) if node.bias is None else
+                nir.Affine(weight=w, bias=np.asarray(node.bias, dtype=np.float64),
+                           metadata=meta))
+        elif isinstance(node, ir.Neuron):
+            nn_ = neuron_to_nir(name, node, dt)
+            lost += [k for k in ("snnexport.v_init", "snnexport.reset") if k in nn_.metadata]
+            add(key, nn_)
+        elif isinstance(node, ir.SpikePool):
+            pool = dict(kernel_size=np.array(node.kernel), stride=np.array(node.stride),
+                        padding=np.array(node.padding))
+            add(key, nir.SumPool2d(**pool, metadata={"snnexport.name": name}))
+            if node.mode == "or":
+                add(key + "_or", nir.Threshold(threshold=np.full(shapes[name], 0.5),
+                                               metadata={"snnexport.name": name,
+                                                         "snnexport.or_pool": 1}))
+        elif isinstance(node, ir.AvgPool2d):
+            add(key, nir.AvgPool2d(kernel_size=np.array(node.kernel),
+                                   stride=np.array(node.stride),
+                                   padding=np.array(node.padding),
+                                   metadata={"snnexport.name": name}))
+        elif isinstance(node, ir.Flatten):
+            add(key, nir.Flatten(input_type={"input": np.array(prev_shape)}, start_dim=0,
+                                 end_dim=-1, metadata={"snnexport.name": name}))
+        elif isinstance(node, ir.Readout):
+            classes = shapes[name][0]
+            add(key, nir.Linear(weight=voting_matrix(classes, node.population), metadata={
+                "snnexport.name": name, "snnexport.readout": node.mode,
+                "snnexport.population": node.population}))
+            if node.mode != "rate":
+                lost.append("snnexport.readout")
+        else:
+            raise NIRExportError(f"node {name!r}: {type(node).__name__} has no NIR form")
+        prev_shape = shapes[name]
+    add("output", nir.Output(output_type={"output": np.array(prev_shape)}))
+    if lost:
+        warnings.warn(f"NIR export: {sorted(set(lost))} are kept in node metadata; NIR consumers "
+                      "other than snnexport will ignore them", stacklevel=2)
+    meta = {"dt": float(dt), "snnexport.time_steps": int(g.metadata.get("time_steps", 0)),
+            "snnexport.format_version": FORMAT_VERSION}
+    return nir.NIRGraph(nodes=nodes, edges=list(zip(chain[:-1], chain[1:], strict=True)),
+                        metadata=meta)
+
+
+def write_nir(graph: Graph, path, dt: float = DEFAULT_DT) -> Path:
+    ng = to_nir(graph, dt)
+    return atomic_write(path, lambda tmp: nir.write(tmp, ng))
