@@ -19,7 +19,25 @@ from .parity import TOL, ParityReport, compare, run_torch_reference
 from .passes.fold import fold
 from .sim.reference import simulate
 
-TARGETS = ("reference",)
+TARGETS = ("reference", "nir")
+
+
+def target_graph_for(target: str, graph: Graph) -> Graph:
+    """The IR a target runs: 'reference' the folded IR; 'nir' the IR read back from an exported
+    NIR file (export, write, read, import: what a NIR consumer gets)."""
+    if target == "reference":
+        return fold(graph)
+    if target == "nir":
+        import tempfile
+        import warnings
+
+        from .exporters.nir_export import write_nir
+        from .importers.nir_import import read_nir
+
+        with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # metadata that only snnexport reads: expected here
+            return read_nir(write_nir(graph, Path(d) / "model.nir"))
+    raise ValueError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
 
 
 @dataclass
@@ -87,10 +105,12 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
         ds = load_dataset(data)
         inputs = ds.x_test, ds.y_test
     x, y = inputs[0][:samples], inputs[1][:samples]
-    folded = target_graph if target_graph is not None else fold(loaded.graph)
+    folded = target_graph if target_graph is not None else target_graph_for(target,
+                                                                            loaded.graph)
     if loaded.reference is None:
         reference_dtype = torch.float64
-    report = ParityReport(target=f"{target} (folded IR, {str(target_dtype).split('.')[-1]})")
+    what = {"reference": "folded IR", "nir": "NIR file read back"}[target]
+    report = ParityReport(target=f"{target} ({what}, {str(target_dtype).split('.')[-1]})")
     thresholds = thresholds_of(loaded.graph)
     in_shape = loaded.graph.nodes[loaded.graph.order()[0]].shape
     for lo in range(0, len(y), batch_size):

@@ -1,4 +1,4 @@
-"""Command line: `snnexport train | evaluate | inspect | fold | check | demo`."""
+"""Command line: `snnexport train | evaluate | inspect | fold | export | check | demo`."""
 
 from __future__ import annotations
 
@@ -69,6 +69,18 @@ def _fold(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from .check import load_model
+
+    loaded = load_model(args.model)
+    if args.to == "nir":
+        from .exporters.nir_export import write_nir
+
+        write_nir(loaded.graph, args.output, dt=args.dt)
+    print(f"wrote {args.output}")
+    return 0
+
+
 def _check(args) -> int:
     import torch
 
@@ -124,9 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("-o", "--output", required=True, help="IR file to write (.snnir)")
     f.set_defaults(func=_fold)
 
+    x = sub.add_parser("export", help="export a model to a deployment format")
+    x.add_argument("model", help="a checkpoint (.pt) or an IR file (.snnir)")
+    x.add_argument("--to", required=True, choices=["nir"])
+    x.add_argument("-o", "--output", required=True)
+    x.add_argument("--dt", type=float, default=1e-4,
+                   help="NIR time step in seconds (default 1e-4, as snnTorch / SpikingJelly)")
+    x.set_defaults(func=_export)
+
     c = sub.add_parser("check", help="parity of a target against the trained model")
     c.add_argument("model", help="a checkpoint (.pt) or an IR file (.snnir)")
-    c.add_argument("--target", default="reference", choices=["reference"])
+    c.add_argument("--target", default="reference", choices=["reference", "nir"])
     c.add_argument("--data", choices=DATASETS, help="default: the data the model was trained on")
     c.add_argument("--samples", type=int, default=200)
     c.add_argument("--reference-dtype", default="float32", choices=["float32", "float64"],
@@ -141,13 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from .exporters.nir_export import NIRExportError
+    from .importers.nir_import import NIRImportError
     from .ir import IRError, IRFileError
     from .models import CheckpointError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CheckpointError, IRFileError, IRError) as e:
+    except (CheckpointError, IRFileError, IRError, NIRImportError, NIRExportError) as e:
         print(f"snnexport: error: {e}", file=sys.stderr)
         return 2
 

@@ -193,7 +193,9 @@ def from_nir(g: nir.NIRGraph, dt: float | None = None, discretisation: str = "eu
                 b.named.append((name, ir.Conv2d(_a(node.weight), _a(node.bias), pair(node.stride),
                                                 pair(pad), int(node.groups))))
             elif isinstance(node, nir.Flatten):
-                if node.start_dim not in (0, -len(shape)) or node.end_dim != -1:
+                start, end = int(np.asarray(node.start_dim).item()), int(
+                    np.asarray(node.end_dim).item())
+                if start not in (0, -len(shape)) or end != -1:
                     raise NIRImportError(f"Flatten start_dim={node.start_dim}, end_dim="
                                          f"{node.end_dim}: only per-sample full flattening")
                 b.named.append((name, ir.Flatten()))

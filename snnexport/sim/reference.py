@@ -27,7 +27,7 @@ class SimResult:
 
 
 def _t(a, dtype) -> torch.Tensor | None:
-    return None if a is None else torch.as_tensor(np.asarray(a), dtype=dtype)
+    return None if a is None else torch.tensor(np.asarray(a), dtype=dtype)
 
 
 # --- stateless ops on [N, *shape] (N = T*B) -------------------------------------------------
