@@ -27,7 +27,7 @@ from snnexport.exporters.nir_export import to_nir, write_nir
 from snnexport.importers.nir_import import NIRImportError, from_nir, read_nir
 from snnexport.ir import nodes as ir
 from snnexport.parity import ParityReport, compare
-from snnexport.passes.fold import fold
+from snnexport.passes.fold import absorb_batchnorm, fold
 from snnexport.readout import readout_scores
 from snnexport.sim.reference import SimResult, simulate
 
@@ -227,3 +227,89 @@ def test_export_and_check_commands(tmp_path, capsys):
 
     d = json.loads(report.read_text())
     assert d["target"].startswith("nir") and d["exact"] and d["samples"] == 200
+
+
+def test_spikingjelly_export_reproduced_by_snnexport():
+    from spikingjelly.activation_based.nir_exchange import export_to_nir
+
+    # SpikingJelly's exporter takes neither BatchNorm nor VotingLayer: the interop net with BN
+    # absorbed into the conv (by our own pass), up to its last LIF layer
+    bn_net = interop_net()
+    conv = absorb_batchnorm(from_spikingjelly(bn_net, (1, 28, 28), T).graph).nodes["0"]
+    net = torch.nn.Sequential(layer.Conv2d(1, 8, 3, stride=2, padding=1), *bn_net[2:8])
+    with torch.no_grad():
+        net[0].weight.copy_(torch.from_numpy(conv.weight))
+        net[0].bias.copy_(torch.from_numpy(conv.bias))
+    functional.set_step_mode(net, "m")
+    x_seq = X.unsqueeze(0).repeat(T, 1, 1, 1, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = from_nir(export_to_nir(net, x_seq[:, :2], dt=1e-4))
+    neurons = [n for n, node in graph.ordered() if isinstance(node, ir.Neuron)]
+    assert len(neurons) == 3
+    spikes = {}  # their spikes, from their own run, under our node names
+    for name, idx in zip(neurons, (1, 4, 6), strict=True):
+        net[idx].register_forward_hook(
+            lambda _m, _i, out, name=name: spikes.__setitem__(name, out.detach()))
+    with torch.no_grad():
+        out = net(x_seq)
+    functional.reset_net(net)
+    theirs = SimResult(out, readout_scores(out, "rate", 1), spikes)
+    mine = simulate(graph, X, T, record_membrane=True)
+    report = ParityReport("snnexport vs SpikingJelly")
+    compare(report, mine, theirs, Y, {n: graph.nodes[n].threshold for n in neurons}, 1e-5)
+    assert all(layer.spikes_reference > 0 for layer in report.layers)
+    assert report.unexplained == 0 and report.agree == len(Y), report.text()
+
+
+def test_what_nir_cannot_say_is_exactly_what_a_consumer_misses(tmp_path):
+    """IMP lives in snnexport's metadata only: SpikingJelly runs the net from V = 0, which is
+    exactly our network with the IMP removed."""
+    from spikingjelly.activation_based.nir_exchange import import_from_nir
+
+    graph = from_spikingjelly(interop_net(), (1, 28, 28), T).graph
+    sn = graph.nodes["2"]
+    imp = np.random.default_rng(0).uniform(-0.5, 0.9, sn.shape)
+    graph.nodes["2"] = ir.LIFNeuron(sn.shape, sn.k, sn.v_threshold, sn.v_reset,
+                                    sn.decay_input, imp)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = write_nir(graph, tmp_path / "imp.nir")
+    assert any("snnexport.v_init" in str(w.message) for w in caught)
+    theirs = import_from_nir(str(path), dt=1e-4, step_mode="m")
+    with torch.no_grad():
+        out, _ = theirs(X.unsqueeze(0).repeat(T, 1, 1, 1, 1), None)
+    with_imp = simulate(fold(graph), X, T)
+    graph.nodes["2"] = sn  # the same net without IMP
+    without_imp = simulate(fold(graph), X, T)
+    assert not torch.equal(with_imp.outputs.float(), without_imp.outputs.float())
+    assert torch.equal(out, without_imp.outputs.float())
+    assert np.array_equal(read_nir(path).nodes["2"].v_init, imp)  # snnexport reads it back
+
+
+@pytest.mark.parametrize("discretisation", ["euler", "exact"])
+def test_lif_with_leak_and_reset_levels_follows_nir_equations(discretisation):
+    """NIR's LIF stepped by hand (tau dv/dt = v_leak - v + r I, fire on v > v_th, v = v_reset)
+    against the imported IR, including a nonzero v_leak and v_reset (moved into the bias)."""
+    rng = np.random.default_rng(1)
+    w, b = rng.uniform(-1, 2, (3, 2)), rng.uniform(-0.2, 0.5, 3)
+    tau, r, dt = np.array([3e-4, 5e-4, 2e-4]), np.array([1.0, 2.0, 0.5]), 1e-4
+    v_leak, v_reset, v_th = np.full(3, 0.2), np.full(3, -0.1), np.full(3, 0.7)
+    g = nir.NIRGraph(nodes={
+        "input": nir.Input(input_type={"input": np.array([2])}),
+        "fc": nir.Affine(weight=w, bias=b),
+        "lif": nir.LIF(tau=tau, r=r, v_leak=v_leak, v_threshold=v_th, v_reset=v_reset),
+        "output": nir.Output(output_type={"output": np.array([3])})},
+        edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")], metadata={"dt": dt})
+    x = torch.from_numpy(rng.uniform(0, 1, (20, 6, 2)))  # [T, B, 2]
+    k = dt / tau if discretisation == "euler" else 1 - np.exp(-dt / tau)
+    v = np.zeros((6, 3))  # NIR states no initial value; snnexport starts at 0
+    expected = []
+    for xt in x.numpy():
+        v = v + k * (v_leak - v + r * (xt @ w.T + b))
+        s = v > v_th
+        v = np.where(s, v_reset, v)
+        expected.append(s)
+    got = simulate(from_nir(g, discretisation=discretisation), x).spikes["lif"]
+    assert np.array_equal(got.numpy().astype(bool), np.array(expected))
+    assert np.array(expected).sum() > 10
