@@ -19,13 +19,13 @@ from .parity import TOL, ParityReport, compare, run_torch_reference
 from .passes.fold import fold
 from .sim.reference import simulate
 
-TARGETS = ("reference", "nir")
+TARGETS = ("reference", "nir", "onnx")
 
 
 def target_graph_for(target: str, graph: Graph) -> Graph:
     """The IR a target runs: 'reference' the folded IR; 'nir' the IR read back from an exported
     NIR file (export, write, read, import: what a NIR consumer gets)."""
-    if target == "reference":
+    if target in ("reference", "onnx"):
         return fold(graph)
     if target == "nir":
         import tempfile
@@ -109,7 +109,16 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
                                                                             loaded.graph)
     if loaded.reference is None:
         reference_dtype = torch.float64
-    what = {"reference": "folded IR", "nir": "NIR file read back"}[target]
+    if target == "onnx":
+        from .onnx_run import ONNXTarget
+
+        run_target = ONNXTarget(folded)
+        target_dtype = torch.float32
+    else:
+        def run_target(xb):
+            return simulate(folded, xb, dtype=target_dtype, record_membrane=True)
+    what = {"reference": "folded IR", "nir": "NIR file read back",
+            "onnx": "onnxruntime, optimisations off"}[target]
     report = ParityReport(target=f"{target} ({what}, {str(target_dtype).split('.')[-1]})")
     thresholds = thresholds_of(loaded.graph)
     in_shape = loaded.graph.nodes[loaded.graph.order()[0]].shape
@@ -121,6 +130,10 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
             ref = loaded.reference(xb, reference_dtype)
         else:
             ref = simulate(loaded.graph, xb, dtype=torch.float64, record_membrane=True)
-        tgt = simulate(folded, xb, dtype=target_dtype, record_membrane=True)
+        tgt = run_target(xb)
         compare(report, ref, tgt, yb, thresholds, TOL[reference_dtype], sample_offset=lo)
+    if target == "onnx":
+        from .onnx_run import binary_spike_check
+
+        report.binary = binary_spike_check(folded, run_target.spike_inputs)
     return report

@@ -77,6 +77,13 @@ def _export(args) -> int:
         from .exporters.nir_export import write_nir
 
         write_nir(loaded.graph, args.output, dt=args.dt)
+    elif args.to == "onnx":
+        from .exporters.onnx_export import OPSET, write_onnx
+
+        write_onnx(loaded.graph, args.output, step=args.step)
+        form = ("one time step, state as inputs/outputs" if args.step
+                else "x [T, B, ...] -> scores, outputs, spikes:<layer>")
+        print(f"ONNX opset {OPSET}, {form}")
     print(f"wrote {args.output}")
     return 0
 
@@ -138,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export", help="export a model to a deployment format")
     x.add_argument("model", help="a checkpoint (.pt) or an IR file (.snnir)")
-    x.add_argument("--to", required=True, choices=["nir"])
+    x.add_argument("--to", required=True, choices=["nir", "onnx"])
+    x.add_argument("--step", action="store_true",
+                   help="ONNX: the streaming artifact (one time step, explicit state)")
     x.add_argument("-o", "--output", required=True)
     x.add_argument("--dt", type=float, default=1e-4,
                    help="NIR time step in seconds (default 1e-4, as snnTorch / SpikingJelly)")
@@ -146,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="parity of a target against the trained model")
     c.add_argument("model", help="a checkpoint (.pt) or an IR file (.snnir)")
-    c.add_argument("--target", default="reference", choices=["reference", "nir"])
+    c.add_argument("--target", default="reference", choices=["reference", "nir", "onnx"])
     c.add_argument("--data", choices=DATASETS, help="default: the data the model was trained on")
     c.add_argument("--samples", type=int, default=200)
     c.add_argument("--reference-dtype", default="float32", choices=["float32", "float64"],
@@ -162,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from .exporters.nir_export import NIRExportError
+    from .exporters.onnx_export import ONNXExportError
     from .importers.nir_import import NIRImportError
     from .ir import IRError, IRFileError
     from .models import CheckpointError
@@ -169,7 +179,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CheckpointError, IRFileError, IRError, NIRImportError, NIRExportError) as e:
+    except (CheckpointError, IRFileError, IRError, NIRImportError, NIRExportError,
+            ONNXExportError) as e:
         print(f"snnexport: error: {e}", file=sys.stderr)
         return 2
 

@@ -81,6 +81,7 @@ class ParityReport:
     layers: list[LayerParity] = field(default_factory=list)
     first_divergence: dict | None = None
     per_step: dict = field(default_factory=dict)  # layer -> [reference, target] counts per t
+    binary: list[dict] | None = None  # the binary-spike (AND-and-add) check, per spike-fed layer
 
     @property
     def exact(self) -> bool:
@@ -104,6 +105,7 @@ class ParityReport:
                          "target": self.correct_target / n},
             "agreement": self.agree / n, "exact": self.exact, "unexplained": self.unexplained,
             "layers": layers, "first_divergence": self.first_divergence,
+            **({"binary_spike_check": self.binary} if self.binary is not None else {}),
         }
 
     def to_json(self) -> str:
@@ -132,6 +134,12 @@ class ParityReport:
                 f"{fd['sample']} neuron {fd['neuron']}: reference H={fd['reference_h']:.9g} "
                 f"(spike {fd['reference_spike']}), target H={fd['target_h']} (spike "
                 f"{fd['target_spike']}); cause: {fd['cause']}")
+        for row in self.binary or []:
+            lines.append(
+                f"  binary-spike check {row['layer']}: inputs in {{0,1}} "
+                f"{'yes' if row['inputs_binary'] else 'NO'}, AND-and-add == multiply "
+                f"{'bit for bit' if row['and_equals_multiply'] else 'NO'} "
+                f"({row['input_spikes']} spikes in {row['inputs']} inputs)")
         return "\n".join(lines)
 
 

@@ -1,0 +1,294 @@
+"""IR -> ONNX (opset 17), written node by node with onnx.helper.
+
+Why by hand rather than torch.onnx: the folded IR is not a torch module, and building the graph
+directly gives exactly the structure we want: stateless layers applied to all T*B samples at
+once, the neuron recurrence as one ONNX `Scan` per layer (so T stays dynamic), spikes between
+layers as uint8 {0, 1}, the OR-pool as MaxPool on uint8.
+
+Two artifacts:
+  sequence (to_onnx)         x float32 [T, B, *input] -> scores [B, classes], outputs [T, B,
+                             classes], and per neuron layer `spikes:<name>` uint8 [T, B, *shape]
+                             and `h:<name>` float32 (H_t, for telling threshold ties), and per
+                             spike-fed synapse `in:<name>`, its uint8 input
+  streaming (to_onnx_step)   one time step: x_t [B, *input] and `v:<name>` states in, outputs
+                             o_t, spikes and the new states out
+
+Arithmetic is float32 with the IR's weights. The neuron step inside the Scan body is the IR's
+Neuron docstring: H = decay*V + gain*I; S = H >= threshold; V = H*(1-S) | H - threshold*S.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from ..ir import nodes as ir
+from ..ir.graph import Graph
+from ..models.checkpoint import atomic_write
+from ..passes.fold import fold
+
+OPSET = 17
+F32, U8, I64 = TensorProto.FLOAT, TensorProto.UINT8, TensorProto.INT64
+
+
+class ONNXExportError(ValueError):
+    """An IR node the ONNX exporter cannot express; names the node."""
+
+
+class _G:
+    """A small graph builder: unique names, initializers, nodes."""
+
+    def __init__(self, prefix=""):
+        self.nodes, self.inits, self.n, self.prefix = [], [], 0, prefix
+
+    def name(self, hint):
+        self.n += 1
+        return f"{self.prefix}{hint}_{self.n}"
+
+    def const(self, hint, array, dtype=np.float32):
+        nm = self.name(hint)
+        self.inits.append(numpy_helper.from_array(np.asarray(array, dtype=dtype), nm))
+        return nm
+
+    def op(self, op_type, inputs, hint=None, outputs=1, **attrs):
+        outs = [self.name(hint or op_type.lower()) for _ in range(outputs)]
+        self.nodes.append(helper.make_node(op_type, inputs, outs, **attrs))
+        return outs[0] if outputs == 1 else outs
+
+
+def _neuron_step(g: _G, node: ir.Neuron, v: str, i: str) -> tuple[str, str, str]:
+    """(H, S uint8, V_new) for one step, the Neuron docstring line by line."""
+    decay = g.const("decay", node.decay)
+    h = g.op("Mul", [decay, v], "decayed")
+    drive = i if node.gain is None else g.op("Mul", [g.const("gain", node.gain), i], "drive")
+    h = g.op("Add", [h, drive], "h")
+    if not node.spiking:
+        return h, None, h
+    thr = g.const("threshold", node.threshold)
+    fired = g.op("GreaterOrEqual", [h, thr], "fired")
+    s = g.op("Cast", [fired], "s", to=F32)
+    if node.reset == "hard":
+        keep = g.op("Sub", [g.const("one", 1.0), s], "keep")
+        v_new = g.op("Mul", [h, keep], "v")
+    else:
+        v_new = g.op("Sub", [h, g.op("Mul", [thr, s], "sub")], "v")
+    return h, g.op("Cast", [fired], "spike", to=U8), v_new
+
+
+def _scan(g: _G, name: str, node: ir.Neuron, x_seq: str, batch: str) -> tuple[str, str, str]:
+    """Neuron layer over [T, B, *shape] as a Scan. Returns (out_seq, spikes_u8, h_seq)."""
+    body = _G(prefix="b_")
+    h, s, v_new = _neuron_step(body, node, "v_in", "i_in")
+    v_out = body.op("Identity", [v_new], "v_out")
+    h_out = body.op("Identity", [h], "h_out")
+    shape = list(node.shape)
+    body_outputs = [helper.make_tensor_value_info(v_out, F32, None),
+                    helper.make_tensor_value_info(h_out, F32, None)]
+    if s is not None:
+        s_out = body.op("Identity", [s], "s_out")
+        body_outputs.append(helper.make_tensor_value_info(s_out, U8, None))
+    body_graph = helper.make_graph(
+        body.nodes, f"{name}_step",
+        [helper.make_tensor_value_info("v_in", F32, None),
+         helper.make_tensor_value_info("i_in", F32, None)],
+        body_outputs, initializer=body.inits)
+    full = g.op("Concat", [batch, g.const("shape", shape, np.int64)], "state_shape", axis=0)
+    v0 = g.op("Expand", [g.const("v_init", node.v_init), full], "v0")
+    n_out = 3 if s is not None else 2
+    outs = g.op("Scan", [v0, x_seq], f"{name}_scan", outputs=n_out, body=body_graph,
+                num_scan_inputs=1)
+    if s is None:
+        _, h_seq = outs
+        return h_seq, None, h_seq
+    _, h_seq, s_seq = outs
+    return s_seq, s_seq, h_seq
+
+
+def _per_sample(g: _G, x: str, shape) -> str:
+    return g.op("Reshape", [x, g.const("flat", [-1, *shape], np.int64)], "merged")
+
+
+def _per_step(g: _G, y: str, tb: str, shape) -> str:
+    full = g.op("Concat", [tb, g.const("s", list(shape), np.int64)], "tb_shape", axis=0)
+    return g.op("Reshape", [y, full], "split")
+
+
+def _as_float(g: _G, x: str, is_u8: bool) -> str:
+    return g.op("Cast", [x], "float", to=F32) if is_u8 else x
+
+
+def _prepare(graph: Graph) -> Graph:
+    g = graph if graph.metadata.get("folded") else fold(graph)
+    for name, node in g.ordered():
+        if not isinstance(node, (ir.Input, ir.Conv2d, ir.Dense, ir.Neuron, ir.SpikePool,
+                                 ir.Flatten, ir.Readout, ir.AvgPool2d)):
+            raise ONNXExportError(f"node {name!r}: {type(node).__name__} has no ONNX form")
+    return g
+
+
+def _layers(g: _G, graph: Graph, x: str, tb: str, batch: str, shapes, step_state=None):
+    """Emit every layer. step_state: None for the sequence model (Scan), else a dict that
+    collects (state input, state output) names for the one-step model."""
+    cur, is_u8 = x, False
+    spikes, hs, spike_inputs, readout = {}, {}, {}, None
+    for name, node in graph.ordered():
+        shape_in = None
+        if isinstance(node, ir.Input):
+            continue
+        if isinstance(node, (ir.Conv2d, ir.Dense)):
+            prev_shape = _prev_shape(graph, name, shapes)
+            if is_u8:  # a spike-fed layer: keep its {0, 1} input for the binary-spike check
+                spike_inputs[name] = (cur, prev_shape)
+            flat = _per_sample(g, _as_float(g, cur, is_u8), prev_shape)
+            if isinstance(node, ir.Conv2d):
+                args = [flat, g.const("w", node.weight)] + (
+                    [g.const("b", node.bias)] if node.bias is not None else [])
+                y = g.op("Conv", args, "conv", strides=list(node.stride),
+                         pads=[node.padding[0], node.padding[1]] * 2, group=node.groups)
+            else:
+                y = g.op("MatMul", [flat, g.const("wt", np.asarray(node.weight).T)], "matmul")
+                if node.bias is not None:
+                    y = g.op("Add", [y, g.const("b", node.bias)], "bias")
+            cur, is_u8 = _per_step(g, y, tb, shapes[name]), False
+        elif isinstance(node, ir.Neuron):
+            if step_state is None:
+                cur, s, h = _scan(g, name, node, _as_float(g, cur, is_u8), batch)
+            else:
+                v_in = f"v:{name}"
+                h, s, v_new = _neuron_step(g, node, v_in, _as_float(g, cur, is_u8))
+                step_state[name] = (v_in, v_new, node.shape)
+                cur = s if s is not None else h
+            is_u8 = s is not None
+            if s is not None:
+                spikes[name] = s
+            hs[name] = h
+        elif isinstance(node, (ir.SpikePool, ir.AvgPool2d)):
+            shape_in = _prev_shape(graph, name, shapes)
+            pool = dict(kernel_shape=list(node.kernel), strides=list(node.stride),
+                        pads=[node.padding[0], node.padding[1]] * 2)
+            if isinstance(node, ir.SpikePool) and node.mode == "or":
+                if not is_u8:
+                    raise ONNXExportError(f"node {name!r}: OR-pool of a non-spike input")
+                y = g.op("MaxPool", [_per_sample(g, cur, shape_in)], "orpool", **pool)
+            else:
+                y = g.op("AveragePool", [_per_sample(g, _as_float(g, cur, is_u8), shape_in)],
+                         "avgpool", count_include_pad=1, **pool)
+                if isinstance(node, ir.SpikePool):  # sum = k*k * mean, exact for counts
+                    y = g.op("Mul", [y, g.const("area", node.kernel[0] * node.kernel[1])])
+                is_u8 = False
+            cur = _per_step(g, y, tb, shapes[name])
+        elif isinstance(node, ir.Flatten):
+            cur = _per_step(g, cur, tb, shapes[name])
+        elif isinstance(node, ir.Readout):
+            readout = node
+            classes = shapes[name][0]
+            grouped = _per_step(g, _as_float(g, cur, is_u8), tb, (classes, node.population))
+            cur, is_u8 = g.op("ReduceMean", [grouped], "vote", axes=[-1], keepdims=0), False
+    return cur, spikes, hs, spike_inputs, readout
+
+
+def _prev_shape(graph: Graph, name: str, shapes) -> tuple[int, ...]:
+    order = graph.order()
+    return shapes[order[order.index(name) - 1]]
+
+
+def _scores(g: _G, o: str, readout: ir.Readout | None, t_len: str) -> str:
+    mode = readout.mode if readout else "rate"
+    if mode == "last":
+        return g.op("Gather", [o, g.const("last", -1, np.int64)], "scores", axis=0)
+    if mode == "membrane":
+        return g.op("ReduceMean", [o], "scores", axes=[0], keepdims=0)
+    m = g.const("m", float(readout.population if readout else 1))
+    counts = g.op("ReduceSum", [g.op("Round", [g.op("Mul", [o, m])]), g.const("ax", [0],
+                                                                           np.int64)],
+                  "counts", keepdims=0)
+    return g.op("Div", [counts, g.op("Mul", [m, t_len])], "scores")
+
+
+def to_onnx(graph: Graph) -> onnx.ModelProto:
+    """The sequence model: x [T, B, *input] float32."""
+    graph = _prepare(graph)
+    shapes = graph.shapes()
+    in_shape = graph.nodes[graph.order()[0]].shape
+    g = _G()
+    shp = g.op("Shape", ["x"], "xshape")
+    tb = g.op("Slice", [shp, g.const("z", [0], np.int64), g.const("two", [2], np.int64)], "tb")
+    batch = g.op("Slice", [shp, g.const("one", [1], np.int64), g.const("two", [2], np.int64)],
+                 "batch")
+    t_len = g.op("Cast", [g.op("Slice", [shp, g.const("z", [0], np.int64),
+                                         g.const("one", [1], np.int64)])], "t", to=F32)
+    o, spikes, hs, spike_inputs, readout = _layers(g, graph, "x", tb, batch, shapes)
+    scores = _scores(g, o, readout, t_len)
+    g.nodes.append(helper.make_node("Identity", [scores], ["scores"]))
+    g.nodes.append(helper.make_node("Identity", [o], ["outputs"]))
+    value_infos = [helper.make_tensor_value_info("scores", F32, ["B", None]),
+                   helper.make_tensor_value_info("outputs", F32, ["T", "B", None])]
+    for name, s in spikes.items():
+        g.nodes.append(helper.make_node("Identity", [s], [f"spikes:{name}"]))
+        value_infos.append(helper.make_tensor_value_info(f"spikes:{name}", U8,
+                                                         ["T", "B", *shapes[name]]))
+    for name, (s, shape) in spike_inputs.items():
+        g.nodes.append(helper.make_node("Identity", [s], [f"in:{name}"]))
+        value_infos.append(helper.make_tensor_value_info(f"in:{name}", U8, ["T", "B", *shape]))
+    for name, h in hs.items():
+        g.nodes.append(helper.make_node("Identity", [h], [f"h:{name}"]))
+        value_infos.append(helper.make_tensor_value_info(f"h:{name}", F32,
+                                                         ["T", "B", *shapes[name]]))
+    model = helper.make_model(
+        helper.make_graph(g.nodes, "snnexport", [helper.make_tensor_value_info(
+            "x", F32, ["T", "B", *in_shape])], value_infos, initializer=g.inits),
+        opset_imports=[helper.make_opsetid("", OPSET)], producer_name="snnexport")
+    model.metadata_props.append(onnx.StringStringEntryProto(
+        key="snnexport.readout", value=readout.mode if readout else "rate"))
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def to_onnx_step(graph: Graph) -> onnx.ModelProto:
+    """The streaming model: one step, x_t [B, *input] and the states v:<layer> [B, *shape]
+    as inputs; o_t [B, classes], spikes:<layer> and the new states v_next:<layer> as outputs."""
+    graph = _prepare(graph)
+    shapes = graph.shapes()
+    in_shape = graph.nodes[graph.order()[0]].shape
+    g = _G()
+    x1 = g.op("Unsqueeze", ["x_t", g.const("ax0", [0], np.int64)], "x1")
+    shp = g.op("Shape", [x1], "xshape")
+    tb = g.op("Slice", [shp, g.const("z", [0], np.int64), g.const("two", [2], np.int64)], "tb")
+    batch = g.op("Slice", [shp, g.const("one", [1], np.int64), g.const("two", [2], np.int64)],
+                 "batch")
+    state: dict = {}
+    o, spikes, _, _, readout = _layers(g, graph, x1, tb, batch, shapes, step_state=state)
+    g.nodes.append(helper.make_node("Squeeze", [o, g.const("ax0", [0], np.int64)], ["o_t"]))
+    inputs = [helper.make_tensor_value_info("x_t", F32, ["B", *in_shape])]
+    outputs = [helper.make_tensor_value_info("o_t", F32, ["B", None])]
+    for name, (v_in, v_new, shape) in state.items():
+        inputs.append(helper.make_tensor_value_info(v_in, F32, ["B", *shape]))
+        g.nodes.append(helper.make_node("Identity", [v_new], [f"v_next:{name}"]))
+        outputs.append(helper.make_tensor_value_info(f"v_next:{name}", F32, ["B", *shape]))
+    for name, s in spikes.items():
+        g.nodes.append(helper.make_node("Identity", [s], [f"spikes:{name}"]))
+        outputs.append(helper.make_tensor_value_info(f"spikes:{name}", U8,
+                                                     [1, "B", *shapes[name]]))
+    model = helper.make_model(helper.make_graph(g.nodes, "snnexport_step", inputs, outputs,
+                                                initializer=g.inits),
+                              opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="snnexport")
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def initial_states(graph: Graph, batch: int) -> dict[str, np.ndarray]:
+    """The streaming model's state inputs at t = 0 (V_-1 = v_init, IMP included)."""
+    graph = _prepare(graph)
+    return {f"v:{n}": np.broadcast_to(np.asarray(node.v_init, np.float32),
+                                      (batch, *node.shape)).copy()
+            for n, node in graph.ordered() if isinstance(node, ir.Neuron)}
+
+
+def write_onnx(graph: Graph, path, step: bool = False) -> Path:
+    model = to_onnx_step(graph) if step else to_onnx(graph)
+    data = model.SerializeToString()
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
