@@ -157,10 +157,11 @@ def _layers(g: _G, graph: Graph, x: str, tb: str, batch: str, shapes, step_state
             if step_state is None:
                 cur, s, h = _scan(g, name, node, _as_float(g, cur, is_u8), batch)
             else:
-                v_in = f"v:{name}"
-                h, s, v_new = _neuron_step(g, node, v_in, _as_float(g, cur, is_u8))
+                v_in, ax0 = f"v:{name}", g.const("ax0", [0], np.int64)
+                i_t = g.op("Squeeze", [_as_float(g, cur, is_u8), ax0], "i_t")  # [B, *shape]
+                h, s, v_new = _neuron_step(g, node, v_in, i_t)
                 step_state[name] = (v_in, v_new, node.shape)
-                cur = s if s is not None else h
+                cur = g.op("Unsqueeze", [s if s is not None else h, ax0], "out_t")
             is_u8 = s is not None
             if s is not None:
                 spikes[name] = s
@@ -271,7 +272,7 @@ def to_onnx_step(graph: Graph) -> onnx.ModelProto:
     for name, s in spikes.items():
         g.nodes.append(helper.make_node("Identity", [s], [f"spikes:{name}"]))
         outputs.append(helper.make_tensor_value_info(f"spikes:{name}", U8,
-                                                     [1, "B", *shapes[name]]))
+                                                     ["B", *shapes[name]]))
     model = helper.make_model(helper.make_graph(g.nodes, "snnexport_step", inputs, outputs,
                                                 initializer=g.inits),
                               opset_imports=[helper.make_opsetid("", OPSET)],

@@ -1,0 +1,105 @@
+"""ONNX target, run in the real onnxruntime: parity on every bundled model, the binary-spike
+(AND-and-add) check, the streaming artifact, and errors."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from snnexport.check import check, load_model
+from snnexport.cli import main
+from snnexport.data import load_dataset
+from snnexport.exporters.onnx_export import (
+    OPSET,
+    ONNXExportError,
+    initial_states,
+    to_onnx,
+    to_onnx_step,
+)
+from snnexport.ir import Graph
+from snnexport.ir import nodes as ir
+from snnexport.onnx_run import binary_spike_check, session
+from snnexport.passes.fold import fold
+from snnexport.sim.reference import simulate
+
+MODELS = Path(__file__).resolve().parent.parent / "examples" / "models"
+BUNDLED = sorted(p.name for p in MODELS.glob("*.pt"))
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_onnx_matches_the_trained_model_on_200_samples(name):
+    report = check(load_model(MODELS / name), target="onnx", samples=200)
+    d = report.to_dict()
+    assert d["samples"] == 200 and d["exact"] and d["agreement"] == 1.0, report.text()
+    assert all(layer["mismatches"] == 0 for layer in d["layers"])
+    rows = d["binary_spike_check"]
+    # every synapse after the first (analog) layer is spike-fed: conv2, fc1, fc_out
+    assert [r["layer"] for r in rows] == ["layers.conv2", "layers.fc1", "layers.fc_out"]
+    for r in rows:
+        assert r["inputs_binary"] and r["and_equals_multiply"] and r["input_spikes"] > 0
+
+
+def test_the_artifact_is_what_the_issue_asks_for():
+    model = to_onnx(load_model(MODELS / "digits_plif_layer.pt").graph)
+    onnx.checker.check_model(model, full_check=True)
+    assert model.opset_import[0].version == OPSET
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("Scan") == 4  # one recurrence per neuron layer, T stays dynamic
+    x = model.graph.input[0].type.tensor_type.shape.dim
+    assert x[0].dim_param == "T" and x[1].dim_param == "B"
+    outputs = {o.name: o.type.tensor_type.elem_type for o in model.graph.output}
+    assert outputs["spikes:layers.sn1"] == onnx.TensorProto.UINT8
+    # the OR-pool is a MaxPool on the uint8 spikes
+    pools = [n for n in model.graph.node if n.op_type == "MaxPool"]
+    assert len(pools) == 2
+
+
+def test_binary_check_catches_a_non_binary_input():
+    g = fold(load_model(MODELS / "digits_plif_layer.pt").graph)
+    spikes = np.zeros((1, 1, 32, 4, 4), np.uint8)
+    spikes[0, 0, 0, 0, 0] = 2  # a count, not a spike
+    (row,) = binary_spike_check(g, {"layers.conv2": [spikes]})
+    assert not row["inputs_binary"] and row["and_equals_multiply"]
+
+
+def test_streaming_artifact_reproduces_the_sequence_step_by_step():
+    loaded = load_model(MODELS / "digits_plif_imp_lts.pt")  # IMP: the state starts at v_init
+    graph = fold(loaded.graph)
+    step = session(to_onnx_step(graph))
+    x = load_dataset("digits").x_test[:32].numpy()
+    names = [o.name for o in step.get_outputs()]
+    state = initial_states(graph, len(x))
+    o_seq, spikes = [], {}
+    for _ in range(graph.metadata["time_steps"]):
+        out = dict(zip(names, step.run(None, {"x_t": x, **state}), strict=True))
+        state = {k.replace("v_next:", "v:"): v for k, v in out.items() if k.startswith("v_next")}
+        o_seq.append(out["o_t"])
+        for k, v in out.items():
+            if k.startswith("spikes:"):
+                spikes.setdefault(k[7:], []).append(v)
+    ref = simulate(graph, torch.from_numpy(x), dtype=torch.float32)
+    for name, s in ref.spikes.items():
+        assert np.array_equal(np.stack(spikes[name]).astype(np.float32), s.numpy()), name
+    assert np.allclose(np.stack(o_seq), ref.outputs.numpy(), rtol=0, atol=1e-5)
+
+
+def test_export_command_and_errors(tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(MODELS / "mnist5k_plif.pt"), "--to", "onnx", "-o",
+                 str(out)]) == 0
+    assert f"opset {OPSET}" in capsys.readouterr().out
+    onnx.checker.check_model(onnx.load(out))
+    assert main(["export", str(MODELS / "mnist5k_plif.pt"), "--to", "onnx", "--step", "-o",
+                 str(tmp_path / "s.onnx")]) == 0
+    report = tmp_path / "r.json"
+    assert main(["check", str(MODELS / "digits_plif_neuron.pt"), "--target", "onnx",
+                 "--samples", "50", "--json", str(report)]) == 0
+    assert json.loads(report.read_text())["binary_spike_check"]
+    bad = Graph.chain([("in", ir.Input((4,))), ("fc", ir.Dense(np.ones((2, 4)))),
+                       ("bn", ir.BatchNorm(np.zeros(2), np.ones(2), np.ones(2), np.zeros(2)))],
+                      {"folded": True})
+    with pytest.raises(ONNXExportError, match="node 'bn': BatchNorm has no ONNX form"):
+        to_onnx(bad)
