@@ -58,7 +58,8 @@ def main():
                       surrogate_function=surrogate.ATan(), detach_reset=True).eval()
     functional.set_step_mode(sj, "m")
 
-    sess = session(to_onnx(fold(import_plifnet(net))), optimise=True, threads=args.threads)
+    sess = session(to_onnx(fold(import_plifnet(net)), debug=False), optimise=True,
+                   threads=args.threads)
     feed = {"x": x_seq.numpy()}
 
     def run_torch():

@@ -69,27 +69,27 @@ def _neuron_step(g: _G, node: ir.Neuron, v: str, i: str) -> tuple[str, str, str]
         return h, None, h
     thr = g.const("threshold", node.threshold)
     fired = g.op("GreaterOrEqual", [h, thr], "fired")
-    s = g.op("Cast", [fired], "s", to=F32)
-    if node.reset == "hard":
-        keep = g.op("Sub", [g.const("one", 1.0), s], "keep")
-        v_new = g.op("Mul", [h, keep], "v")
+    if node.reset == "hard":  # V = H (1 - S), with 1 - S = [H < threshold]
+        v_new = g.op("Mul", [h, g.op("Cast", [g.op("Less", [h, thr])], "keep", to=F32)], "v")
     else:
+        s = g.op("Cast", [fired], "s", to=F32)
         v_new = g.op("Sub", [h, g.op("Mul", [thr, s], "sub")], "v")
     return h, g.op("Cast", [fired], "spike", to=U8), v_new
 
 
-def _scan(g: _G, name: str, node: ir.Neuron, x_seq: str, batch: str) -> tuple[str, str, str]:
-    """Neuron layer over [T, B, *shape] as a Scan. Returns (out_seq, spikes_u8, h_seq)."""
+def _scan(g: _G, name: str, node: ir.Neuron, x_seq: str, batch: str,
+          with_h: bool) -> tuple[str, str | None, str | None]:
+    """Neuron layer over [T, B, *shape] as a Scan. Returns (out_seq, spikes_u8, h_seq):
+    spikes (uint8) for a spiking layer, V_t for a non-spiking one; H_t only if with_h."""
     body = _G(prefix="b_")
     h, s, v_new = _neuron_step(body, node, "v_in", "i_in")
-    v_out = body.op("Identity", [v_new], "v_out")
-    h_out = body.op("Identity", [h], "h_out")
     shape = list(node.shape)
-    body_outputs = [helper.make_tensor_value_info(v_out, F32, None),
-                    helper.make_tensor_value_info(h_out, F32, None)]
-    if s is not None:
-        s_out = body.op("Identity", [s], "s_out")
-        body_outputs.append(helper.make_tensor_value_info(s_out, U8, None))
+    # scan outputs: the state, then the layer's output sequence, then H if asked
+    per_step = [(s, U8)] if s is not None else [(body.op("Identity", [v_new], "v_seq"), F32)]
+    if with_h:
+        per_step.append((h if s is not None else body.op("Identity", [h], "h_seq"), F32))
+    body_outputs = [helper.make_tensor_value_info(v_new, F32, None)] + [
+        helper.make_tensor_value_info(n, t, None) for n, t in per_step]
     body_graph = helper.make_graph(
         body.nodes, f"{name}_step",
         [helper.make_tensor_value_info("v_in", F32, None),
@@ -97,14 +97,11 @@ def _scan(g: _G, name: str, node: ir.Neuron, x_seq: str, batch: str) -> tuple[st
         body_outputs, initializer=body.inits)
     full = g.op("Concat", [batch, g.const("shape", shape, np.int64)], "state_shape", axis=0)
     v0 = g.op("Expand", [g.const("v_init", node.v_init), full], "v0")
-    n_out = 3 if s is not None else 2
-    outs = g.op("Scan", [v0, x_seq], f"{name}_scan", outputs=n_out, body=body_graph,
-                num_scan_inputs=1)
-    if s is None:
-        _, h_seq = outs
-        return h_seq, None, h_seq
-    _, h_seq, s_seq = outs
-    return s_seq, s_seq, h_seq
+    outs = g.op("Scan", [v0, x_seq], f"{name}_scan", outputs=1 + len(per_step),
+                body=body_graph, num_scan_inputs=1)
+    seq = outs[1]
+    h_seq = outs[2] if with_h else None
+    return seq, (seq if s is not None else None), h_seq
 
 
 def _per_sample(g: _G, x: str, shape) -> str:
@@ -129,7 +126,8 @@ def _prepare(graph: Graph) -> Graph:
     return g
 
 
-def _layers(g: _G, graph: Graph, x: str, tb: str, batch: str, shapes, step_state=None):
+def _layers(g: _G, graph: Graph, x: str, tb: str, batch: str, shapes, step_state=None,
+            debug: bool = True):
     """Emit every layer. step_state: None for the sequence model (Scan), else a dict that
     collects (state input, state output) names for the one-step model."""
     cur, is_u8 = x, False
@@ -140,7 +138,7 @@ def _layers(g: _G, graph: Graph, x: str, tb: str, batch: str, shapes, step_state
             continue
         if isinstance(node, (ir.Conv2d, ir.Dense)):
             prev_shape = _prev_shape(graph, name, shapes)
-            if is_u8:  # a spike-fed layer: keep its {0, 1} input for the binary-spike check
+            if is_u8 and debug:  # a spike-fed layer: its {0, 1} input, for the binary check
                 spike_inputs[name] = (cur, prev_shape)
             flat = _per_sample(g, _as_float(g, cur, is_u8), prev_shape)
             if isinstance(node, ir.Conv2d):
@@ -155,7 +153,7 @@ def _layers(g: _G, graph: Graph, x: str, tb: str, batch: str, shapes, step_state
             cur, is_u8 = _per_step(g, y, tb, shapes[name]), False
         elif isinstance(node, ir.Neuron):
             if step_state is None:
-                cur, s, h = _scan(g, name, node, _as_float(g, cur, is_u8), batch)
+                cur, s, h = _scan(g, name, node, _as_float(g, cur, is_u8), batch, debug)
             else:
                 v_in, ax0 = f"v:{name}", g.const("ax0", [0], np.int64)
                 i_t = g.op("Squeeze", [_as_float(g, cur, is_u8), ax0], "i_t")  # [B, *shape]
@@ -165,7 +163,8 @@ def _layers(g: _G, graph: Graph, x: str, tb: str, batch: str, shapes, step_state
             is_u8 = s is not None
             if s is not None:
                 spikes[name] = s
-            hs[name] = h
+            if h is not None:
+                hs[name] = h
         elif isinstance(node, (ir.SpikePool, ir.AvgPool2d)):
             shape_in = _prev_shape(graph, name, shapes)
             pool = dict(kernel_shape=list(node.kernel), strides=list(node.stride),
@@ -209,8 +208,9 @@ def _scores(g: _G, o: str, readout: ir.Readout | None, t_len: str) -> str:
     return g.op("Div", [counts, g.op("Mul", [m, t_len])], "scores")
 
 
-def to_onnx(graph: Graph) -> onnx.ModelProto:
-    """The sequence model: x [T, B, *input] float32."""
+def to_onnx(graph: Graph, debug: bool = True) -> onnx.ModelProto:
+    """The sequence model: x [T, B, *input] float32. debug=False leaves out the per-layer
+    spikes, H and spike-fed-input outputs that parity runs use (the deployment artifact)."""
     graph = _prepare(graph)
     shapes = graph.shapes()
     in_shape = graph.nodes[graph.order()[0]].shape
@@ -221,13 +221,14 @@ def to_onnx(graph: Graph) -> onnx.ModelProto:
                  "batch")
     t_len = g.op("Cast", [g.op("Slice", [shp, g.const("z", [0], np.int64),
                                          g.const("one", [1], np.int64)])], "t", to=F32)
-    o, spikes, hs, spike_inputs, readout = _layers(g, graph, "x", tb, batch, shapes)
+    o, spikes, hs, spike_inputs, readout = _layers(g, graph, "x", tb, batch, shapes,
+                                                   debug=debug)
     scores = _scores(g, o, readout, t_len)
     g.nodes.append(helper.make_node("Identity", [scores], ["scores"]))
     g.nodes.append(helper.make_node("Identity", [o], ["outputs"]))
     value_infos = [helper.make_tensor_value_info("scores", F32, ["B", None]),
                    helper.make_tensor_value_info("outputs", F32, ["T", "B", None])]
-    for name, s in spikes.items():
+    for name, s in (spikes if debug else {}).items():
         g.nodes.append(helper.make_node("Identity", [s], [f"spikes:{name}"]))
         value_infos.append(helper.make_tensor_value_info(f"spikes:{name}", U8,
                                                          ["T", "B", *shapes[name]]))
