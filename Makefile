@@ -24,6 +24,8 @@ $(STAMP): pyproject.toml Makefile
 	# SpikingJelly declares torchvision/torchaudio, which do not import beside this torch:
 	# install it alone; its light dependency (loguru) comes with the [spikingjelly] extra
 	$(PIP) install -q --no-deps spikingjelly==2.0.0
+	# NeuroBench declares torchaudio (not used by its metrics, and it would replace this torch)
+	$(PIP) install -q --no-deps neurobench==2.3.0
 	@touch $(STAMP)
 
 demo: $(STAMP)

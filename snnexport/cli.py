@@ -102,6 +102,21 @@ def _check(args) -> int:
     return 0 if report.unexplained == 0 else 1
 
 
+def _energy(args) -> int:
+    from .check import load_model
+    from .energy import energy_of, plot
+
+    report = energy_of(load_model(args.model), args.profile, args.data, args.samples)
+    print(report.text())
+    if args.json:
+        Path(args.json).write_text(report.to_json() + "\n")
+    if args.csv:
+        Path(args.csv).write_text(report.to_csv())
+    if args.plot:
+        plot(report, args.plot)
+    return 0
+
+
 def _demo(args) -> int:
     models = sorted(Path(args.models).glob("*.pt"))
     if not models:
@@ -163,6 +178,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", help="also write the parity report as JSON here")
     c.set_defaults(func=_check)
 
+    from .energy.estimate import available_profiles
+
+    en = sub.add_parser("energy", help="energy per inference from real operation counts")
+    en.add_argument("model", help="a checkpoint (.pt) or an IR file (.snnir)")
+    en.add_argument("--profile", required=True, choices=available_profiles())
+    en.add_argument("--data", choices=DATASETS, help="default: the data the model was trained on")
+    en.add_argument("--samples", type=int, default=200)
+    en.add_argument("--json")
+    en.add_argument("--csv")
+    en.add_argument("--plot", help="PNG: per-layer energy split and firing rates")
+    en.set_defaults(func=_energy)
+
     d = sub.add_parser("demo", help="evaluate and parity-check every bundled model")
     d.add_argument("--models", default=str(Path("examples") / "models"))
     d.set_defaults(func=_demo)
@@ -170,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from .energy.estimate import ProfileError
     from .exporters.nir_export import NIRExportError
     from .exporters.onnx_export import ONNXExportError
     from .importers.nir_import import NIRImportError
@@ -180,7 +208,7 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except (CheckpointError, IRFileError, IRError, NIRImportError, NIRExportError,
-            ONNXExportError) as e:
+            ONNXExportError, ProfileError) as e:
         print(f"snnexport: error: {e}", file=sys.stderr)
         return 2
 

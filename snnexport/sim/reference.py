@@ -143,7 +143,10 @@ def encode(graph: Graph, x: torch.Tensor, time_steps: int | None) -> torch.Tenso
 
 @torch.no_grad()
 def simulate(graph: Graph, x: torch.Tensor, time_steps: int | None = None,
-             dtype: torch.dtype = torch.float64, record_membrane: bool = False) -> SimResult:
+             dtype: torch.dtype = torch.float64, record_membrane: bool = False,
+             observe=None) -> SimResult:
+    """observe(name, node, x_in, y_out), if given, sees every node's input and output
+    sequence [T, B, ...] (the operation counter uses it)."""
     x_seq = encode(graph, torch.as_tensor(x), time_steps).to(dtype)
     t, b = x_seq.shape[:2]
     spikes, membrane = {}, {}
@@ -151,8 +154,11 @@ def simulate(graph: Graph, x: torch.Tensor, time_steps: int | None = None,
     for name, node in graph.ordered():
         if isinstance(node, ir.Input):
             continue
+        x_in = x_seq
         if type(node) in NEURONS:
             h, s, x_seq = NEURONS[type(node)](node, x_seq, dtype)
+            if observe is not None:
+                observe(name, node, x_in, x_seq)
             if node.spiking:
                 spikes[name] = s
             if record_membrane:
@@ -164,6 +170,8 @@ def simulate(graph: Graph, x: torch.Tensor, time_steps: int | None = None,
                             f"{type(node).__name__}")
         y = op(node, x_seq.flatten(0, 1), dtype)
         x_seq = y.reshape(t, b, *y.shape[1:])
+        if observe is not None:
+            observe(name, node, x_in, x_seq)
         if isinstance(node, ir.Voting):
             readout = node
     mode = getattr(readout, "mode", graph.metadata.get("readout", "rate"))

@@ -1,0 +1,132 @@
+"""Operation counts from running the folded IR on real inputs (DESIGN.md §6).
+
+Per layer and per inference (summed over the T steps, averaged over samples):
+
+  synapse (Conv2d / Dense)
+    macs / sops   connections with a nonzero input and a nonzero weight: MACs when the layer
+                  is fed analog values, synaptic operations (accumulates) when fed spikes.
+                  NeuroBench's rule, so the numbers compare 1:1 with its SynapticOperations:
+                  a layer is spike-fed when every input value is in {-1, 0, 1}; padding is not
+                  an input, so borders count only the connections that exist; zero weights
+                  are skipped.
+    dense         all connections (every input nonzero): what an ANN layer computes
+    weight_reads  = macs + sops (one weight fetched per operation)
+  neuron layer
+    updates       neurons x T;  active_updates: those whose input that step was nonzero
+    spikes        spikes emitted
+  pool (SpikePool / AvgPool2d)
+    pool_ops      output values computed x T (an OR or a sum over the window each)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..ir import nodes as ir
+from ..ir.graph import Graph
+from ..sim.reference import simulate
+
+
+@dataclass
+class LayerCounts:
+    name: str
+    kind: str  # synapse | neuron | pool | readout
+    spike_fed: bool = False
+    macs: float = 0.0
+    sops: float = 0.0
+    dense: float = 0.0
+    weights: int = 0  # nonzero weights (memory footprint of the layer)
+    updates: float = 0.0
+    active_updates: float = 0.0
+    spikes: float = 0.0
+    neurons: int = 0
+    pool_ops: float = 0.0
+
+    @property
+    def weight_reads(self) -> float:
+        return self.macs + self.sops
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["weight_reads"] = self.weight_reads
+        return d
+
+
+def connections(node, x_bin: torch.Tensor) -> torch.Tensor:
+    """Number of (nonzero input, nonzero weight) pairs, per sample of x_bin [N, ...]."""
+    mask = (torch.as_tensor(np.asarray(node.weight)) != 0).to(torch.float64)
+    if isinstance(node, ir.Conv2d):
+        y = F.conv2d(x_bin, mask, None, node.stride, node.padding, 1, node.groups)
+    else:
+        y = x_bin @ mask.T
+    return y.flatten(1).sum(1)
+
+
+@torch.no_grad()
+def count_operations(graph: Graph, x: torch.Tensor, time_steps: int | None = None,
+                     batch_size: int = 100) -> list[LayerCounts]:
+    """Counts per inference, averaged over the samples of x: static images [N, *input] or
+    frame sequences [N, T, *input]."""
+    rows: dict[str, LayerCounts] = {}
+
+    def observe(name, node, x_in, y):
+        t, b = x_in.shape[:2]
+        if isinstance(node, (ir.Conv2d, ir.Dense)):
+            row = rows.setdefault(name, LayerCounts(name, "synapse"))
+            flat = x_in.flatten(0, 1)
+            spike_fed = bool(torch.isin(flat, torch.tensor([-1.0, 0.0, 1.0],
+                                                            dtype=flat.dtype)).all())
+            ops = float(connections(node, (flat != 0).to(torch.float64)).sum())
+            row.spike_fed = spike_fed
+            if spike_fed:
+                row.sops += ops
+            else:
+                row.macs += ops
+            row.dense += float(connections(node, torch.ones_like(flat[:1])).sum()) * t * b
+            row.weights = int(np.count_nonzero(node.weight))
+        elif isinstance(node, (ir.Neuron, ir.LIFNeuron)):
+            row = rows.setdefault(name, LayerCounts(name, "neuron"))
+            row.neurons = int(np.prod(node.shape))
+            row.updates += float(row.neurons * t * b)
+            row.active_updates += float((x_in != 0).sum())
+            if node.spiking:
+                row.spikes += float(y.sum())
+        elif isinstance(node, (ir.SpikePool, ir.AvgPool2d)):
+            row = rows.setdefault(name, LayerCounts(name, "pool"))
+            row.pool_ops += float(y[0, 0].numel() * t * b)
+        elif isinstance(node, ir.Voting):
+            row = rows.setdefault(name, LayerCounts(name, "readout"))
+            row.pool_ops += float(x_in[0, 0].numel() * t * b)  # one add per voter per step
+
+    n = 0
+    in_rank = len(graph.nodes[graph.order()[0]].shape)
+    for lo in range(0, len(x), batch_size):
+        xb = x[lo:lo + batch_size]
+        n += len(xb)
+        if xb.dim() == in_rank + 2:  # frame sequences are stored [N, T, ...]
+            xb = xb.transpose(0, 1)
+        simulate(graph, xb, time_steps, observe=observe)
+    out = []
+    for row in rows.values():
+        for f in ("macs", "sops", "dense", "updates", "active_updates", "spikes", "pool_ops"):
+            setattr(row, f, getattr(row, f) / n)
+        out.append(row)
+    return out
+
+
+def ann_macs(graph: Graph) -> list[tuple[str, float]]:
+    """The same network run once as an ANN (same weights, T = 1, every input nonzero):
+    MACs per synapse layer per inference."""
+    shapes = graph.shapes()
+    order = graph.order()
+    out = []
+    for name, node in graph.ordered():
+        if isinstance(node, (ir.Conv2d, ir.Dense)):
+            in_shape = shapes[order[order.index(name) - 1]]
+            ones = torch.ones((1, *in_shape), dtype=torch.float64)
+            out.append((name, float(connections(node, ones).sum())))
+    return out
