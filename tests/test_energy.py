@@ -94,7 +94,10 @@ def test_profiles_cite_their_sources_and_match_the_publications():
     cmos = load_profile("cmos45")
     assert cmos.e("mac") == pytest.approx(h["fp32_mult"] + h["fp32_add"])
     assert cmos.e("ac") == h["fp32_add"]
-    assert cmos.e("sram_read_64b_8kB") == h["sram_64b_8kB"]
+    assert cmos.e("mac_int8") == pytest.approx(h["int8_mult"] + h["int8_add"])
+    assert cmos.e("ac_int8") == h["int8_add"]
+    for size in ("8kB", "32kB", "1MB"):
+        assert cmos.e(f"sram_read_64b_{size}") == h[f"sram_64b_{size}"]
     assert (cmos.e("mac"), cmos.e("ac")) == (CALIB["shen2024"]["e_mac"],
                                            CALIB["shen2024"]["e_ac"])
     loihi = load_profile("loihi1")
@@ -102,6 +105,8 @@ def test_profiles_cite_their_sources_and_match_the_publications():
     assert (loihi.e("neuron_update_inactive"), loihi.e("neuron_update_active")) == (
         d["neuron_update_inactive"], d["neuron_update_active"])
     assert loihi.e("spike") == d["spike_within_tile"]
+    assert (loihi.e("spike_tile_hop_east_west"), loihi.e("spike_tile_hop_north_south")) == (
+        d["tile_hop_east_west"], d["tile_hop_north_south"])
     tn = load_profile("truenorth")
     assert tn.e("synaptic_op") == m["synaptic_event_all_in"] and tn.accounting == "all-in"
     assert load_profile("loihi2").energy["synaptic_op"]["grade"] == "derived"
