@@ -23,7 +23,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..models.checkpoint import atomic_write
+from ..files import atomic_write
 from .counts import LayerCounts
 
 TARGETS_DIR = Path(__file__).resolve().parents[2] / "targets"

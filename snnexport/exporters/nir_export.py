@@ -34,9 +34,9 @@ from pathlib import Path
 import nir
 import numpy as np
 
+from ..files import atomic_write
 from ..ir import nodes as ir
 from ..ir.graph import Graph
-from ..models.checkpoint import atomic_write
 from ..passes.fold import fold
 
 DEFAULT_DT = 1e-4

@@ -25,9 +25,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ..files import atomic_write
 from ..ir import nodes as ir
 from ..ir.graph import Graph
-from ..models.checkpoint import atomic_write
 from ..passes.fold import fold
 
 OPSET = 17

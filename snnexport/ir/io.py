@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models.checkpoint import atomic_write
+from ..files import atomic_write
 from . import nodes as ir
 from .graph import Graph
 

@@ -6,12 +6,11 @@ a half-written checkpoint behind.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from ..files import atomic_write
 from .network import NetConfig, PLIFNet, build_network
 
 FORMAT = "snnexport-checkpoint"
@@ -20,25 +19,6 @@ VERSION = 1
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and what would work."""
-
-
-def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call write(tmp_path), then rename tmp_path to path (same folder, so rename is atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def save_checkpoint(model: PLIFNet, path, meta: dict | None = None) -> Path:
