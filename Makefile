@@ -4,14 +4,30 @@
 #   .venv-lava  Python 3.10 for lava-nc / lava-dl (added with the Lava target; same targets)
 
 PYTHON311 ?= python3.11
+# python3.10 may be a pyenv shim without that version selected: fall back to pyenv's own copy
+PYTHON310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python3.10; do \
+	$$p -c 'import sys' >/dev/null 2>&1 && { echo $$p; break; }; done)
+LAVA_VENV := .venv-lava
+LAVA_STAMP := $(LAVA_VENV)/.lava-installed
 VENV      := .venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.snnexport-installed
 PIP       := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: demo test lint env clean
+.PHONY: demo test lint env lava-env clean
 
 env: $(STAMP)
+
+lava-env: $(LAVA_STAMP)
+
+# Lava 0.10 / lava-dl 0.6 run only on Python 3.10 with numpy < 2 (lava-dl pins torch 2.3):
+# their own environment, used through snnexport/lava/runner.py in a separate process
+$(LAVA_STAMP): Makefile
+	@[ -n "$(PYTHON310)" ] || { echo "error: no working python3.10 found (PATH or ~/.pyenv/versions/3.10*); the Lava target needs Python 3.10 (set PYTHON310=/path/to/python3.10)"; exit 1; }
+	@if ! [ -x $(LAVA_VENV)/bin/python ]; then echo "creating $(LAVA_VENV) with $(PYTHON310)"; \
+		rm -rf $(LAVA_VENV); $(PYTHON310) -m venv $(LAVA_VENV); fi
+	$(LAVA_VENV)/bin/python -m pip --disable-pip-version-check install -q "numpy<2" lava-nc==0.10.0 lava-dl==0.6.0
+	@touch $(LAVA_STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	@command -v $(PYTHON311) >/dev/null || { echo "error: $(PYTHON311) not found on PATH; snnexport needs Python 3.11 (set PYTHON311=/path/to/python3.11)"; exit 1; }
@@ -34,8 +50,8 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check snnexport tests bench
 
-test: $(STAMP) lint
+test: $(STAMP) $(LAVA_STAMP) lint
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LAVA_VENV) .pytest_cache .ruff_cache

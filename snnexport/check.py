@@ -19,13 +19,13 @@ from .parity import TOL, ParityReport, compare, run_torch_reference
 from .passes.fold import fold
 from .sim.reference import simulate
 
-TARGETS = ("reference", "nir", "onnx")
+TARGETS = ("reference", "nir", "onnx", "lava-float")
 
 
 def target_graph_for(target: str, graph: Graph) -> Graph:
     """The IR a target runs: 'reference' the folded IR; 'nir' the IR read back from an exported
     NIR file (export, write, read, import: what a NIR consumer gets)."""
-    if target in ("reference", "onnx"):
+    if target in ("reference", "onnx", "lava-float"):
         return fold(graph)
     if target == "nir":
         import tempfile
@@ -114,11 +114,17 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
 
         run_target = ONNXTarget(folded)
         target_dtype = torch.float32
+    elif target == "lava-float":
+        from .lava.target import LavaFloatTarget
+
+        run_target = LavaFloatTarget(folded)
+        target_dtype = torch.float64
     else:
         def run_target(xb):
             return simulate(folded, xb, dtype=target_dtype, record_membrane=True)
     what = {"reference": "folded IR", "nir": "NIR file read back",
-            "onnx": "onnxruntime, optimisations off"}[target]
+            "onnx": "onnxruntime, optimisations off",
+            "lava-float": "Lava floating_pt, aligned for the Dense delays"}[target]
     report = ParityReport(target=f"{target} ({what}, {str(target_dtype).split('.')[-1]})")
     thresholds = thresholds_of(loaded.graph)
     in_shape = loaded.graph.nodes[loaded.graph.order()[0]].shape

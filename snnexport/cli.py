@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="parity of a target against the trained model")
     c.add_argument("model", help="a checkpoint (.pt) or an IR file (.snnir)")
-    c.add_argument("--target", default="reference", choices=["reference", "nir", "onnx"])
+    c.add_argument("--target", default="reference",
+                   choices=["reference", "nir", "onnx", "lava-float"])
     c.add_argument("--data", choices=DATASETS, help="default: the data the model was trained on")
     c.add_argument("--samples", type=int, default=200)
     c.add_argument("--reference-dtype", default="float32", choices=["float32", "float64"],

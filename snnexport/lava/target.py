@@ -1,0 +1,94 @@
+"""The core's side of the Lava target: hands the folded IR and the inputs to the runner in the
+Lava environment (a separate Python 3.10 process), gets the aligned spike trains back.
+
+A crash becomes LavaError with the runner's last output; a hang is ended after `timeout`
+seconds by killing the runner's whole process group (no orphans), and reported as LavaTimeout.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..ir.graph import Graph
+from ..ir.io import save_ir
+from ..readout import readout_scores
+from ..sim.reference import SimResult
+from .lowering import lower
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class LavaError(RuntimeError):
+    """The Lava runner failed; the message carries what it printed."""
+
+
+class LavaTimeout(LavaError):
+    """The Lava runner did not finish in time and was killed."""
+
+
+def lava_python() -> Path:
+    """The Lava environment's interpreter: $SNNEXPORT_LAVA_PYTHON or .venv-lava/bin/python."""
+    env = os.environ.get("SNNEXPORT_LAVA_PYTHON")
+    path = Path(env) if env else REPO / ".venv-lava" / "bin" / "python"
+    if not path.exists():
+        raise LavaError(f"{path}: no Lava environment; `make test` (or `make lava-env`) creates "
+                        "it with Python 3.10, lava-nc 0.10.0 and lava-dl 0.6.0")
+    return path
+
+
+def run_runner(args: list[str], timeout: float) -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([str(lava_python()), "-m", "snnexport.lava.runner", *args],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # its own process group, killed as one
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise LavaTimeout(f"the Lava runner did not finish within {timeout:g} s and was "
+                          "killed (with its process group)") from None
+    if proc.returncode != 0:
+        tail = out.decode(errors="replace")[-2000:]
+        raise LavaError(f"the Lava runner failed (exit {proc.returncode}):\n{tail}")
+
+
+class LavaFloatTarget:
+    """Runs batches of static images through Lava's floating-point LIF/Dense processes."""
+
+    def __init__(self, graph: Graph, timeout: float = 600.0):
+        self.graph = graph
+        self.timeout = timeout
+        _, _, self.stages, self.population = lower(graph)  # fail early, in the core
+
+    def __call__(self, x: torch.Tensor, dtype=None) -> SimResult:
+        if x.dim() != len(self.graph.nodes[self.graph.order()[0]].shape) + 1:
+            raise LavaError("the Lava target takes static images [B, *input] (direct encoding)")
+        t_steps = int(self.graph.metadata["time_steps"])
+        with tempfile.TemporaryDirectory() as d:
+            d = Path(d)
+            save_ir(self.graph, d / "model.snnir")
+            np.savez(d / "inputs.npz", x=x.numpy().astype(np.float64), time_steps=t_steps)
+            run_runner([str(d / "model.snnir"), str(d / "inputs.npz"), str(d / "out.npz")],
+                       self.timeout)
+            out = dict(np.load(d / "out.npz"))
+        b = len(x)
+        spikes, last = {}, None
+        for st in self.stages:
+            if not st.name:
+                continue
+            key = ("spikes:" if st.spiking else "v:") + st.name
+            seq = torch.from_numpy(out[key]).reshape(t_steps, b, *st.shape)
+            if st.spiking:
+                spikes[st.name] = seq
+            last = seq.reshape(t_steps, b, -1)
+        voted = last.reshape(t_steps, b, -1, self.population).mean(-1)
+        mode = self.graph.metadata.get("readout", "rate")
+        return SimResult(voted, readout_scores(voted, mode, self.population), spikes, {})

@@ -1,0 +1,58 @@
+"""The Lava float target, run in the real Lava simulator (Python 3.10 environment made by
+`make test`), on narrow networks and real digits: Lava is slow on the CPU, so the nets are
+4 channels wide and the samples few."""
+
+import subprocess
+
+import pytest
+import torch
+from test_fold import random_net
+
+from snnexport.check import LoadedModel, check
+from snnexport.data import load_dataset
+from snnexport.importers.plifnet import import_plifnet
+from snnexport.ir import save_ir
+from snnexport.lava.lowering import LavaLoweringError, lower
+from snnexport.lava.target import LavaError, LavaTimeout, run_runner
+from snnexport.passes.fold import fold
+
+SAMPLES = 12
+VARIANTS = {
+    "per-layer tau": {},
+    "per-neuron tau": dict(tau_per="neuron", tau_std=0.3),
+    "IMP + last-time-step readout": dict(imp=True, readout="lts"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_lava_float_equals_the_model_after_alignment(variant):
+    net = random_net(channels=4, **VARIANTS[variant])
+    loaded = LoadedModel("<test>", import_plifnet(net), net)
+    report = check(loaded, target="lava-float", data="digits", samples=SAMPLES,
+                   reference_dtype=torch.float64)
+    assert report.samples == SAMPLES
+    assert all(layer.spikes_reference > 0 for layer in report.layers), report.text()
+    assert report.exact, report.text()
+
+
+def test_runner_crash_and_hang_become_clear_errors(tmp_path):
+    bad = tmp_path / "bad.snnir"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(LavaError, match="not an snnexport IR file"):
+        run_runner([str(bad), str(tmp_path / "x.npz"), str(tmp_path / "o.npz")], timeout=120)
+    graph = fold(import_plifnet(random_net(channels=4)))
+    save_ir(graph, tmp_path / "m.snnir")
+    import numpy as np
+
+    np.savez(tmp_path / "in.npz", x=load_dataset("digits").x_test[:50].numpy(), time_steps=4)
+    with pytest.raises(LavaTimeout, match="killed"):
+        run_runner([str(tmp_path / "m.snnir"), str(tmp_path / "in.npz"),
+                    str(tmp_path / "out.npz")], timeout=3)
+    left = subprocess.run(["pgrep", "-f", str(tmp_path / "m.snnir")], capture_output=True)
+    assert left.stdout == b"", "the killed runner left processes behind"
+
+
+def test_what_lava_cannot_take_is_refused_in_the_core():
+    g = fold(import_plifnet(random_net(channels=4, v_reset=None)))
+    with pytest.raises(LavaLoweringError, match="soft reset is not supported"):
+        lower(g)
