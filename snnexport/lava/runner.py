@@ -39,9 +39,7 @@ def run(graph_path: str, inputs_path: str, out_path: str) -> None:
     m1, b1, stages, _ = lower(graph)
     data = np.load(inputs_path)
     x, t_steps = data["x"], int(data["time_steps"])
-    hops = [0]
-    for st in stages[1:]:
-        hops.append(hops[-1] + 1)
+    hops = list(range(len(stages)))  # stage k waits k Dense hops
     steps = t_steps + hops[-1]
     cfg = Loihi2SimCfg(select_tag="floating_pt")
     out = {}
