@@ -1,0 +1,333 @@
+"""The fixed-point IR: a folded IR quantised for Loihi 2's bit-accurate neuron (lava-nc 0.10
+`PyLifModelBitAcc` with `Dense`/`Conv` in `fixed_pt`), and the calibration that builds it.
+
+Per neuron layer k, with integer state v (24 bit) and a layer scale S_k (v units per unit of
+the float IR's membrane):
+
+    a_t   = sum_j w[i, j] s_{t-1}[j]                (integer weights; one step per hop)
+    u_t   = wrap24(a_t << 6)                        (du = 4095: the current does not persist)
+    v_t   = clip24(trunc((4096 - dv) v_{t-1} / 4096) + u_t + (bias_mant << 6))
+    s_t   = [v_t > vth_mant << 6];  v_t = 0 where s_t   (hard reset; soft reset is refused)
+    v_-1  = v_init
+
+trunc rounds toward zero, clip24 saturates at +-(2^23 - 1), wrap24 folds u into 24 bits (these
+are Lava's rules, copied in `emulator.py`). Integer strict-`>` semantics: this IR is the
+reference the chip is checked against; its accuracy is compared with the float model.
+
+Quantisation (per layer, from the weights and from the membrane ranges the float IR reaches
+on calibration inputs):
+  * weights: w = 2 round(S W / 128), even in [-256, 254] (mixed-sign Loihi weights are 8-bit
+    mantissas, Lava drops the last bit); S = 64 * 254 / max|W| puts the largest weight at full
+    scale, unless the threshold (17-bit vth_mant) or the membrane range (|S H| < 2^22, half of
+    the 24-bit state) asks for a smaller S; weight_exp stays 0 (Lava's fixed Conv ignores it,
+    lava #803, and netx recomputes it from the integers);
+  * threshold vth_mant = round(S theta / 64); decay dv = round(4096 (1 - decay)) (12 bit);
+    bias_mant = round(S b / 64) with bias_exp = 6 (13-bit mantissa, netx's fixed exponent);
+    v_init = round(S v0);
+  * the first synapse runs on the host (the analog image is not a spike): its current
+    S (W1 x + b1) is sent as that layer's bias mantissa, at a scale that puts 1.5x the largest
+    calibration current at the 13-bit limit;
+  * a per-neuron input gain (per-neuron tau with decay_input) scales each neuron's weights, so
+    a conv with one is lowered to a dense layer (its unrolled matrix, rows scaled): one
+    threshold per layer is all the LIF takes (an array vth hangs Lava 0.10);
+  * the OR-pool is a layer of memoryless neurons (dv = 4095, vth_mant = 0) behind a sum-pool
+    synapse of ones: at least one spike in the window fires.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..files import atomic_write
+from ..ir import nodes as ir
+from ..ir.graph import Graph
+from ..lava.lowering import LavaLoweringError, conv_matrix, pool_matrix
+from ..sim.reference import STATELESS, simulate
+
+W_MAX = 254  # largest even 8-bit-mantissa weight (mixed sign)
+BIAS_MANT_MAX = 4095
+VTH_MANT_MAX = (1 << 17) - 1
+STATE_MAX = (1 << 23) - 1
+HEADROOM = 2 ** 22  # |v| the calibrated membranes may reach: half the 24-bit range
+HOST_MARGIN = 1.5
+
+
+class QuantError(ValueError):
+    """A network the fixed-point path cannot take; names the node."""
+
+
+@dataclass(eq=False)
+class FixedLayer:
+    """One synapse + neuron layer of the fixed-point IR (math in the module docstring).
+
+    kind 'host': the synapse is float (`weight`, `bias`, `gain`, an IR Conv2d/Dense computed on
+    the host); its current becomes the bias mantissa per sample. kind 'conv': integer weight
+    [C_out, C_in/groups, kh, kw] (cross-correlation, torch layout). kind 'dense': integer
+    weight [out, in] on the flat (C-major) input. `pool`: an OR-pool's helper neurons."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    weight: np.ndarray
+    dv: np.ndarray  # per neuron, `shape`
+    vth_mant: int
+    v_init: np.ndarray  # per neuron, `shape`
+    scale: float
+    spiking: bool = True
+    pool: bool = False
+    bias_mant: np.ndarray | None = None  # per neuron (hop layers)
+    bias: np.ndarray | None = None  # host layer: float synapse bias
+    gain: np.ndarray | None = None  # host layer: float per-neuron gain
+    host_kind: str = ""  # host layer: 'conv' or 'dense'
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    groups: int = 1
+    weight_exp: int = 0
+
+    @property
+    def n(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class FixedNet:
+    layers: list[FixedLayer]
+    input_shape: tuple[int, ...]
+    time_steps: int
+    readout: str
+    population: int
+    report: list[dict] = field(default_factory=list)  # per-layer quantisation report
+
+
+# --- calibration ------------------------------------------------------------------------------
+
+@torch.no_grad()
+def quantize(graph: Graph, calib_x: torch.Tensor) -> FixedNet:
+    """The folded IR `graph` as a FixedNet, scales calibrated on `calib_x` (real inputs)."""
+    if not graph.metadata.get("folded"):
+        raise QuantError("quantise the folded IR (snnexport fold)")
+    ref = simulate(graph, calib_x, dtype=torch.float64, record_membrane=True)
+    shapes = graph.shapes()
+    order = graph.order()
+    layers: list[FixedLayer] = []
+    report: list[dict] = []
+    synapse = None  # (name, node, input shape) waiting for its neuron layer
+    spatial = True  # False once a layer had to become dense (its output is then flat)
+    population, mode = 1, graph.metadata.get("readout", "rate")
+    for i, name in enumerate(order):
+        node = graph.nodes[name]
+        in_shape = shapes[order[i - 1]] if i else None
+        if isinstance(node, ir.Input):
+            continue
+        if isinstance(node, (ir.Conv2d, ir.Dense)):
+            if synapse is not None:
+                raise QuantError(f"node {name!r}: two synapses in a row")
+            synapse = (name, node, in_shape)
+        elif isinstance(node, ir.Neuron):
+            if synapse is None:
+                raise QuantError(f"node {name!r}: a neuron layer needs a synapse in front")
+            if node.reset != "hard":
+                raise QuantError(f"node {name!r}: Loihi's LIF resets to 0 (hard reset); soft "
+                                 "reset is not supported: retrain with v_reset=0")
+            h_max = float(ref.membrane[name].abs().max()) if name in ref.membrane else 0.0
+            if not layers:
+                layer, rep = _host_layer(name, node, synapse, calib_x, graph, h_max)
+                spatial = isinstance(synapse[1], ir.Conv2d)  # the host's spikes keep (C, H, W)
+            else:
+                layer, rep, spatial = _hop_layer(name, node, synapse, spatial, h_max)
+            layers.append(layer)
+            report.append(rep)
+            synapse = None
+        elif isinstance(node, ir.SpikePool):
+            if node.mode != "or":
+                raise QuantError(f"node {name!r}: only the OR-pool has a fixed-point form")
+            layers.append(_pool_layer(name, node, in_shape, shapes[name], spatial))
+        elif isinstance(node, ir.Flatten):
+            spatial = False
+        elif isinstance(node, ir.Readout):
+            population, mode = node.population, node.mode
+        else:
+            raise QuantError(f"node {name!r}: {type(node).__name__} has no fixed-point form")
+    if not layers:
+        raise QuantError("no neuron layer")
+    shape0 = tuple(graph.nodes[order[0]].shape)
+    return FixedNet(layers, shape0, int(graph.metadata["time_steps"]), mode, population, report)
+
+
+def _neuron_arrays(node: ir.Neuron, scale: float, n_shape):
+    dv = np.clip(np.rint(4096 * (1 - np.asarray(node.decay, np.float64))), 0, 4095)
+    dv = np.broadcast_to(dv, n_shape).astype(np.int64).copy()
+    v0 = np.broadcast_to(np.asarray(node.v_init, np.float64), n_shape)
+    v_init = np.clip(np.rint(scale * v0), -STATE_MAX, STATE_MAX).astype(np.int64)
+    vth = int(np.rint(scale * node.threshold / 64)) if node.spiking else VTH_MANT_MAX
+    if vth > VTH_MANT_MAX:
+        raise QuantError(f"threshold mantissa {vth} > 17 bits")  # prevented by the scale
+    decay_fixed = (4096 - dv) / 4096
+    return dv, v_init, vth, decay_fixed
+
+
+def _host_layer(name, node, synapse, calib_x, graph, h_max):
+    syn_name, syn, in_shape = synapse
+    x_seq = torch.as_tensor(calib_x, dtype=torch.float64)
+    current = host_current_float(syn, node.gain, x_seq, tuple(graph.nodes[graph.order()[0]]
+                                                             .shape))
+    i_max = float(current.abs().max()) or 1.0
+    scale = 64 * BIAS_MANT_MAX / (HOST_MARGIN * i_max)
+    scale = min(scale, 64 * VTH_MANT_MAX / node.threshold, HEADROOM / max(h_max, 1e-12))
+    dv, v_init, vth, decay_fixed = _neuron_arrays(node, scale, node.shape)
+    gain = None if node.gain is None else np.broadcast_to(
+        np.asarray(node.gain, np.float64), node.shape).copy()
+    layer = FixedLayer(name, "host", tuple(node.shape), np.asarray(syn.weight, np.float64), dv,
+                       vth, v_init, scale, node.spiking,
+                       bias=None if syn.bias is None else np.asarray(syn.bias, np.float64),
+                       gain=gain, host_kind="conv" if isinstance(syn, ir.Conv2d) else "dense",
+                       stride=tuple(getattr(syn, "stride", (1, 1))),
+                       padding=tuple(getattr(syn, "padding", (0, 0))),
+                       groups=int(getattr(syn, "groups", 1)))
+    step = 64 / scale
+    return layer, {
+        "layer": name, "synapse": syn_name, "kind": "host", "scale": scale,
+        "vth_mant": vth, "threshold_error": abs(vth * 64 / scale - node.threshold),
+        "weight_bits": "float (host)", "current_step": step,
+        "current_calib_max": i_max, "current_limit": BIAS_MANT_MAX * step,
+        "decay_max_error": float(np.abs(decay_fixed - np.asarray(node.decay)).max()),
+        "decays": int(len(np.unique(dv))), "membrane_calib_max": h_max,
+    }
+
+
+def host_current_float(syn, gain, x_seq: torch.Tensor, input_shape) -> torch.Tensor:
+    """g (W1 x_t + b1) in float64, [T, B, *shape] or [B, *shape] for static input."""
+    x = x_seq.to(torch.float64)
+    lead = x.shape[:x.dim() - len(input_shape)]
+    y = STATELESS[type(syn)](syn, x.reshape(-1, *input_shape), torch.float64)
+    y = y.reshape(*lead, *y.shape[1:])
+    if gain is not None:
+        y = y * torch.as_tensor(np.asarray(gain, np.float64))
+    return y
+
+
+def _hop_layer(name, node, synapse, spatial, h_max):
+    syn_name, syn, in_shape = synapse
+    n_shape = tuple(node.shape)
+    n = int(np.prod(n_shape))
+    gain = None if node.gain is None else np.broadcast_to(
+        np.asarray(node.gain, np.float64), n_shape).reshape(n)
+    as_conv = isinstance(syn, ir.Conv2d) and spatial and gain is None
+    if as_conv:
+        w = np.asarray(syn.weight, np.float64)
+    else:
+        if isinstance(syn, ir.Conv2d):
+            w = conv_matrix(syn, in_shape)  # flat vectors stay in the IR's C-major order
+        else:
+            w = np.asarray(syn.weight, np.float64)
+        if gain is not None:
+            w = w * gain[:, None]
+    b = None
+    if syn.bias is not None:
+        b = np.asarray(syn.bias, np.float64)
+        if isinstance(syn, ir.Conv2d):
+            b = np.repeat(b, n // len(b))
+        if gain is not None:
+            b = b * gain
+    w_max = float(np.abs(w).max()) or 1.0
+    limits = {"weights": 64 * W_MAX / w_max,
+              "threshold": 64 * VTH_MANT_MAX / node.threshold if node.spiking else np.inf,
+              "range": HEADROOM / max(h_max, 1e-12)}
+    limited_by = min(limits, key=limits.get)
+    scale = limits[limited_by]
+    w_int = np.clip(2 * np.rint(scale * w / 128), -256, W_MAX).astype(np.int64)
+    dv, v_init, vth, decay_fixed = _neuron_arrays(node, scale, n_shape)
+    bias_mant, clipped = None, 0
+    if b is not None:
+        raw = np.rint(scale * b / 64)
+        clipped = int((np.abs(raw) > BIAS_MANT_MAX).sum())
+        bias_mant = np.clip(raw, -BIAS_MANT_MAX - 1, BIAS_MANT_MAX).astype(np.int64).reshape(
+            n_shape)
+    err = w_int * 64 / scale - w
+    layer = FixedLayer(name, "conv" if as_conv else "dense", n_shape, w_int, dv, vth, v_init,
+                       scale, node.spiking, bias_mant=bias_mant,
+                       stride=tuple(syn.stride) if as_conv else (1, 1),
+                       padding=tuple(syn.padding) if as_conv else (0, 0),
+                       groups=int(syn.groups) if as_conv else 1)
+    rep = {
+        "layer": name, "synapse": syn_name, "kind": layer.kind, "scale": scale,
+        "limited_by": limited_by, "vth_mant": vth,
+        "threshold_error": abs(vth * 64 / scale - node.threshold) if node.spiking else 0.0,
+        "weight_bits": int(np.ceil(np.log2(np.abs(w_int).max() // 2 + 1))) + 1,
+        "weight_max_error": float(np.abs(err).max()),
+        "weight_rms_error_relative": float(np.sqrt((err ** 2).mean()) / w_max),
+        "weights_zeroed": int(((w_int == 0) & (w != 0)).sum()),
+        "bias_clipped": clipped,
+        "decay_max_error": float(np.abs(decay_fixed - np.asarray(node.decay)).max()),
+        "decays": int(len(np.unique(dv))), "membrane_calib_max": h_max,
+    }
+    return layer, rep, spatial and as_conv
+
+
+def _pool_layer(name, node: ir.SpikePool, in_shape, out_shape, spatial) -> FixedLayer:
+    n_shape = tuple(out_shape)
+    zeros = np.zeros(n_shape, np.int64)
+    if spatial:
+        c = in_shape[0]
+        w = np.ones((c, 1, *node.kernel), np.int64)
+        return FixedLayer(name, "conv", n_shape, w, zeros + 4095, 0, zeros, 1.0, pool=True,
+                          stride=tuple(node.stride), padding=tuple(node.padding), groups=c)
+    w = pool_matrix(node, in_shape).astype(np.int64)
+    return FixedLayer(name, "dense", n_shape, w, zeros + 4095, 0, zeros, 1.0, pool=True)
+
+
+# --- file format ------------------------------------------------------------------------------
+
+FIXED_MAGIC = "snnexport-fixed-ir"
+FIXED_VERSION = 1
+
+
+def save_fixed(net: FixedNet, path) -> Path:
+    """One .npz: a JSON header (format, version, scalars) and the arrays of every layer."""
+    arrays, header = {}, {"format": FIXED_MAGIC, "version": FIXED_VERSION,
+                          "input_shape": list(net.input_shape), "time_steps": net.time_steps,
+                          "readout": net.readout, "population": net.population,
+                          "report": net.report, "layers": []}
+    for k, layer in enumerate(net.layers):
+        meta = {}
+        for key, value in asdict(layer).items():
+            if isinstance(value, np.ndarray):
+                arrays[f"{k}/{key}"] = value
+            elif value is not None:
+                meta[key] = list(value) if isinstance(value, tuple) else value
+        header["layers"].append(meta)
+    arrays["header"] = np.frombuffer(json.dumps(header, sort_keys=True).encode(), np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
+
+
+def load_fixed(path) -> FixedNet:
+    path = Path(path)
+    try:
+        data = np.load(path)
+        header = json.loads(data["header"].tobytes())
+    except Exception as exc:
+        raise QuantError(f"{path}: not a snnexport fixed-point IR file ({exc})") from None
+    if header.get("format") != FIXED_MAGIC or header.get("version") != FIXED_VERSION:
+        raise QuantError(f"{path}: not a snnexport fixed-point IR file of version "
+                         f"{FIXED_VERSION}")
+    layers = []
+    for k, meta in enumerate(header["layers"]):
+        kw = {key: tuple(v) if isinstance(v, list) else v for key, v in meta.items()}
+        for key in ("weight", "dv", "v_init", "bias_mant", "bias", "gain"):
+            if f"{k}/{key}" in data:
+                kw[key] = data[f"{k}/{key}"]
+        layers.append(FixedLayer(**kw))
+    return FixedNet(layers, tuple(header["input_shape"]), header["time_steps"],
+                    header["readout"], header["population"], header["report"])
+
+
+__all__ = ["FixedLayer", "FixedNet", "LavaLoweringError", "QuantError", "load_fixed",
+           "quantize", "save_fixed", "host_current_float"]
