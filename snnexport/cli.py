@@ -84,6 +84,24 @@ def _export(args) -> int:
         form = ("one time step, state as inputs/outputs" if args.step
                 else "x [T, B, ...] -> scores, outputs, spikes:<layer>")
         print(f"ONNX opset {OPSET}, {form}")
+    elif args.to == "netx":
+        from .check import fixed_point
+        from .data import load_dataset
+        from .exporters.netx_export import write_netx
+        from .passes.fold import fold
+
+        data = args.data or (loaded.meta or {}).get("data") or loaded.graph.metadata.get("data")
+        if data is None:
+            raise SystemExit(f"{args.model}: say which data to calibrate on with --data")
+        calib = load_dataset(data).x_train[:args.calib_samples]
+        net, grouping = fixed_point(fold(loaded.graph), calib, args.decays)
+        write_netx(net, args.output)
+        print(f"fixed point for Loihi 2, calibrated on {len(calib)} {data} training samples:")
+        for row in grouping or []:
+            print(f"  {row['layer']}: {row['before']} decay values grouped into {row['after']}")
+        for row in net.report:
+            print(f"  {row['layer']}: {row['kind']}, scale {row['scale']:.6g}, vth_mant "
+                  f"{row['vth_mant']}, weights {row['weight_bits']} bit")
     print(f"wrote {args.output}")
     return 0
 
@@ -95,7 +113,8 @@ def _check(args) -> int:
 
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.reference_dtype]
     report = check(load_model(args.model), args.target, args.data, args.samples,
-                   reference_dtype=dtype)
+                   reference_dtype=dtype, calib_samples=args.calib_samples,
+                   decays=args.decays)
     print(report.text())
     if args.json:
         Path(args.json).write_text(report.to_json() + "\n")
@@ -124,12 +143,14 @@ def _demo(args) -> int:
     for path in models:
         _evaluate(argparse.Namespace(model=path, data=None, samples=None, json=None))
         _check(argparse.Namespace(model=path, target="reference", data=None, samples=200,
-                                  reference_dtype="float32", json=None))
+                                  reference_dtype="float32", json=None, calib_samples=200,
+                                  decays=None))
         print()
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .check import TARGETS
     from .train import PRESETS
 
     p = argparse.ArgumentParser(prog="snnexport", description=__doc__)
@@ -158,25 +179,34 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("-o", "--output", required=True, help="IR file to write (.snnir)")
     f.set_defaults(func=_fold)
 
+    def fixed_point_args(sp):
+        sp.add_argument("--calib-samples", type=int, default=200,
+                        help="fixed point: training samples the scales are calibrated on")
+        sp.add_argument("--decays", type=int,
+                        help="fixed point: group per-neuron decays into at most K per layer")
+
     x = sub.add_parser("export", help="export a model to a deployment format")
     x.add_argument("model", help="a checkpoint (.pt) or an IR file (.snnir)")
-    x.add_argument("--to", required=True, choices=["nir", "onnx"])
+    x.add_argument("--to", required=True, choices=["nir", "onnx", "netx"])
     x.add_argument("--step", action="store_true",
                    help="ONNX: the streaming artifact (one time step, explicit state)")
     x.add_argument("-o", "--output", required=True)
     x.add_argument("--dt", type=float, default=1e-4,
                    help="NIR time step in seconds (default 1e-4, as snnTorch / SpikingJelly)")
+    x.add_argument("--data", choices=DATASETS,
+                   help="netx: calibration data (default: the data the model was trained on)")
+    fixed_point_args(x)
     x.set_defaults(func=_export)
 
     c = sub.add_parser("check", help="parity of a target against the trained model")
     c.add_argument("model", help="a checkpoint (.pt) or an IR file (.snnir)")
-    c.add_argument("--target", default="reference",
-                   choices=["reference", "nir", "onnx", "lava-float"])
+    c.add_argument("--target", default="reference", choices=list(TARGETS))
     c.add_argument("--data", choices=DATASETS, help="default: the data the model was trained on")
     c.add_argument("--samples", type=int, default=200)
     c.add_argument("--reference-dtype", default="float32", choices=["float32", "float64"],
                    help="precision of the torch reference run (a checkpoint only)")
     c.add_argument("--json", help="also write the parity report as JSON here")
+    fixed_point_args(c)
     c.set_defaults(func=_check)
 
     from .energy.estimate import available_profiles

@@ -82,6 +82,10 @@ class ParityReport:
     first_divergence: dict | None = None
     per_step: dict = field(default_factory=dict)  # layer -> [reference, target] counts per t
     binary: list[dict] | None = None  # the binary-spike (AND-and-add) check, per spike-fed layer
+    quantisation: list[dict] | None = None  # per-layer report of the fixed-point IR, if any
+    # what a mismatch that is no threshold tie is put down to: 'unexplained' where target and
+    # reference must agree exactly, 'quantisation' for the fixed-point IR vs the float model
+    mismatch_cause: str = "unexplained"
 
     @property
     def exact(self) -> bool:
@@ -89,6 +93,8 @@ class ParityReport:
 
     @property
     def unexplained(self) -> int:
+        if self.mismatch_cause != "unexplained":
+            return 0
         return sum(layer.unexplained for layer in self.layers)
 
     def to_dict(self) -> dict:
@@ -104,8 +110,10 @@ class ParityReport:
             "accuracy": {"reference": self.correct_reference / n,
                          "target": self.correct_target / n},
             "agreement": self.agree / n, "exact": self.exact, "unexplained": self.unexplained,
+            "mismatch_cause": self.mismatch_cause,
             "layers": layers, "first_divergence": self.first_divergence,
             **({"binary_spike_check": self.binary} if self.binary is not None else {}),
+            **({"quantisation": self.quantisation} if self.quantisation is not None else {}),
         }
 
     def to_json(self) -> str:
@@ -119,7 +127,7 @@ class ParityReport:
             f"  accuracy reference {100 * acc['reference']:.2f} %  target "
             f"{100 * acc['target']:.2f} %  agreement {100 * d['agreement']:.2f} %",
             f"  {'layer':<16}{'ref spikes':>12}{'target':>12}{'mismatch':>10}{'ties':>6}"
-            f"{'downstr':>9}{'unexpl':>8}",
+            f"{'downstr':>9}{self.mismatch_cause[:6]:>8}",
         ]
         for layer in self.layers:
             lines.append(f"  {layer.name:<16}{layer.spikes_reference:>12}{layer.spikes_target:>12}"
@@ -134,6 +142,17 @@ class ParityReport:
                 f"{fd['sample']} neuron {fd['neuron']}: reference H={fd['reference_h']:.9g} "
                 f"(spike {fd['reference_spike']}), target H={fd['target_h']} (spike "
                 f"{fd['target_spike']}); cause: {fd['cause']}")
+        for row in self.quantisation or []:
+            extra = ""
+            if row.get("kind") != "host":
+                rms = 100 * row["weight_rms_error_relative"]
+                extra = (f", weights {row['weight_bits']} bit (rms error {rms:.2f} % of max), "
+                         f"scale limited by {row['limited_by']}")
+            lines.append(
+                f"  fixed point {row['layer']}: {row['kind']}, scale {row['scale']:.6g}, "
+                f"vth_mant {row['vth_mant']}, {row['decays']} decay value(s){extra}; "
+                f"clipped v {row.get('v_clipped', 0)}, wrapped u {row.get('u_wrapped', 0)}, "
+                f"clipped bias {row.get('bias_clipped', 0)}")
         for row in self.binary or []:
             lines.append(
                 f"  binary-spike check {row['layer']}: inputs in {{0,1}} "
@@ -190,7 +209,7 @@ def compare(report: ParityReport, ref: SimResult, tgt: SimResult, y: torch.Tenso
         cand = {"layer": report.layers[li].name, "time_step": t, "sample": s, "neuron": j,
                 "reference_h": h_ref, "threshold": thresholds[report.layers[li].name],
                 "target_h": h_tgt, "reference_spike": s_ref, "target_spike": s_tgt,
-                "cause": "threshold tie" if is_tie else "unexplained"}
+                "cause": "threshold tie" if is_tie else report.mismatch_cause}
         old = report.first_divergence
         if old is None or (t, li) < (old["time_step"], _layer_index(report, old["layer"])):
             report.first_divergence = cand

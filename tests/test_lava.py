@@ -39,14 +39,14 @@ def test_runner_crash_and_hang_become_clear_errors(tmp_path):
     bad = tmp_path / "bad.snnir"
     bad.write_bytes(b"garbage")
     with pytest.raises(LavaError, match="not an snnexport IR file"):
-        run_runner([str(bad), str(tmp_path / "x.npz"), str(tmp_path / "o.npz")], timeout=120)
+        run_runner(["float", str(bad), str(tmp_path / "x.npz"), str(tmp_path / "o.npz")], timeout=120)
     graph = fold(import_plifnet(random_net(channels=4)))
     save_ir(graph, tmp_path / "m.snnir")
     import numpy as np
 
     np.savez(tmp_path / "in.npz", x=load_dataset("digits").x_test[:50].numpy(), time_steps=4)
     with pytest.raises(LavaTimeout, match="killed"):
-        run_runner([str(tmp_path / "m.snnir"), str(tmp_path / "in.npz"),
+        run_runner(["float", str(tmp_path / "m.snnir"), str(tmp_path / "in.npz"),
                     str(tmp_path / "out.npz")], timeout=3)
     left = subprocess.run(["pgrep", "-f", str(tmp_path / "m.snnir")], capture_output=True)
     assert left.stdout == b"", "the killed runner left processes behind"

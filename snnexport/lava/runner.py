@@ -1,93 +1,230 @@
-"""Runs a folded IR in Lava's CPU simulator. Executed by the Lava environment's Python 3.10:
+"""Runs a network in Lava's CPU simulator. Executed by the Lava environment's Python 3.10:
 
-    python -m snnexport.lava.runner MODEL.snnir INPUTS.npz OUT.npz
+    python -m snnexport.lava.runner float MODEL.snnir INPUTS.npz OUT.npz
+    python -m snnexport.lava.runner fixed MODEL.fixed.npz INPUTS.npz OUT.npz
+    python -m snnexport.lava.runner netx MODEL.net INPUTS.npz OUT.npz
 
-INPUTS.npz: x [N, *input] static images (direct encoding), time_steps. OUT.npz: for every IR
-neuron layer `spikes:<name>` [T, N, n] (spiking) or `v:<name>` [T, N, n] (non-spiking),
-aligned to the reference time axis.
+float: the folded IR as Lava LIF + Dense processes in `floating_pt`, INPUTS x [N, *input]
+(static images; the first synapse is computed here on the host). fixed / netx: the fixed-point
+IR as LIF + Dense processes, or the netx HDF5 as lava-dl builds it, in `fixed_pt`; INPUTS
+bias0 [N, n_1] holds the host layer's current mantissas (computed by the core, so that the
+host arithmetic is the emulator's). OUT: for every layer `spikes:<name>` [T, N, n] (spiking) or
+`v:<name>` [T, N, n], aligned to the reference time axis, in the IR's C-major order.
 
 Method (checked against Lava itself, see tests/test_lava.py):
-* the first synapse runs on the host: its current W1 x + b1 is constant for a static image and
-  becomes the first LIF layer's bias, so that layer needs no hop;
-* each later synapse is a Lava Dense and delays its output by one step: layer k, behind d_k
-  hops, answers at Lava step t + d_k for reference step t;
-* constant biases and the IMP would act during those d_k waiting steps: every LIF behind hops is
-  built with bias 0 and v 0 (it sees no input and stays at rest), and its bias and initial
-  membrane are set through the runtime right before step d_k, so that its first update is the
-  reference's first update;
-* Lava fires on v > vth, the IR on H >= threshold: vth = nextafter(threshold, -inf) (float64).
+* the first synapse runs on the host: its current is constant for a static image and becomes
+  the first LIF layer's bias, so that layer needs no hop;
+* each later synapse is a Lava Dense/Conv and delays its output by one step: layer k, behind k
+  hops, answers at Lava step t + k (+1 for netx, below) for reference step t;
+* constant biases and the IMP would act during those k waiting steps: every LIF behind hops
+  starts at step k with v = v_init (set through the runtime right before that step; in the
+  process paths its bias is also 0 until then). u needs no care: du = 1 (float) / 4095
+  (fixed) keeps no current, so u at step k is the input of step k - 1 alone;
+* netx builds its processes from the file, with the biases in it and no way to give the input
+  layer a per-sample bias before the runtime exists: one warm-up step runs first (everything
+  at rest), then the input bias and every v are set; netx layers start one step later;
+* float: Lava fires on v > vth, the IR on H >= threshold: vth = nextafter(threshold, -inf).
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..ir.io import load_ir
-from .lowering import lower
+
+@dataclass
+class ProcStage:
+    """What one Lava LIF (+ the Dense in front of it) needs."""
+
+    name: str  # '' for an OR-pool's helper neurons (not reported)
+    n: int
+    weights: np.ndarray | None  # None for the first layer (host current as bias)
+    lif: dict  # LIF parameters other than shape, bias_mant and v
+    bias: np.ndarray  # set at the layer's first step
+    v_init: np.ndarray
+    spiking: bool
 
 
-def run(graph_path: str, inputs_path: str, out_path: str) -> None:
+def float_stages(path: str):
+    from ..ir.io import load_ir
+    from .lowering import lower
+
+    m1, b1, stages, _ = lower(load_ir(path))
+    out = []
+    for st in stages:
+        vth = float(np.nextafter(st.threshold, -np.inf)) if st.spiking else 1e300
+        out.append(ProcStage(st.name, int(np.prod(st.shape)), st.weights,
+                             dict(du=1.0, dv=1.0 - st.decay, vth=vth), st.bias, st.v_init,
+                             st.spiking))
+    return out, (m1, b1)
+
+
+def fixed_stages(path: str):
+    from ..ir import nodes as ir
+    from ..quant.fixed import load_fixed
+    from .lowering import conv_matrix
+
+    net = load_fixed(path)
+    out, prev_shape = [], None
+    for layer in net.layers:
+        w = None
+        if layer.kind == "conv":  # unrolled: Lava's fixed Conv ignores weight_exp (lava #803)
+            w = conv_matrix(ir.Conv2d(np.asarray(layer.weight, np.float64), None, layer.stride,
+                                      layer.padding, layer.groups), prev_shape).astype(np.int64)
+        elif layer.kind == "dense":
+            w = np.asarray(layer.weight, np.int64)
+        bias = np.zeros(layer.n, np.int64) if layer.bias_mant is None else np.asarray(
+            layer.bias_mant, np.int64).reshape(-1)
+        out.append(ProcStage("" if layer.pool else layer.name, layer.n, w,
+                             dict(du=4095, dv=np.asarray(layer.dv).reshape(-1),
+                                  vth=int(layer.vth_mant), bias_exp=6),
+                             bias, np.asarray(layer.v_init).reshape(-1), layer.spiking))
+        prev_shape = layer.shape
+    return out, None
+
+
+def run_processes(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int, tag: str,
+                  weight_exp: dict | None = None) -> dict:
+    """One sample: builds LIF/Dense processes, runs T + hops steps, returns aligned outputs."""
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.dense.process import Dense
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.lif.process import LIF
 
-    graph = load_ir(graph_path)
-    m1, b1, stages, _ = lower(graph)
-    data = np.load(inputs_path)
-    x, t_steps = data["x"], int(data["time_steps"])
-    hops = list(range(len(stages)))  # stage k waits k Dense hops
-    steps = t_steps + hops[-1]
-    cfg = Loihi2SimCfg(select_tag="floating_pt")
-    out = {}
-    for st in stages:
-        if st.name:
-            key = ("spikes:" if st.spiking else "v:") + st.name
-            out[key] = np.zeros((t_steps, len(x), int(np.prod(st.shape))))
-    for i, xi in enumerate(x):
-        current = m1 @ xi.reshape(-1).astype(np.float64) + b1
-        lifs, sinks = [], []
-        for k, st in enumerate(stages):
-            n = int(np.prod(st.shape))
-            vth = float(np.nextafter(st.threshold, -np.inf)) if st.spiking else 1e300
-            first = k == 0
-            lif = LIF(shape=(n,), du=1.0, dv=1.0 - st.decay, vth=vth,
-                      bias_mant=current if first else np.zeros(n),
-                      v=st.v_init if first else np.zeros(n))
-            if not first:
-                dense = Dense(weights=st.weights)
-                lifs[-1].s_out.connect(dense.s_in)
-                dense.a_out.connect(lif.a_in)
-            sink = Sink(shape=(n,), buffer=steps) if st.spiking else None
-            if sink is not None:
-                lif.s_out.connect(sink.a_in)
-            lifs.append(lif)
-            sinks.append(sink)
-        v_trace = {k: np.zeros((steps, int(np.prod(st.shape)))) for k, st in enumerate(stages)
-                   if not st.spiking}
+    steps = t_steps + len(stages) - 1
+    lifs, sinks = [], []
+    for k, st in enumerate(stages):
+        first = k == 0
+        zeros = np.zeros(st.n, dtype=first_bias.dtype)
+        lif = LIF(shape=(st.n,), bias_mant=first_bias if first else zeros,
+                  v=st.v_init if first else zeros, **st.lif)
+        if not first:
+            dense = Dense(weights=st.weights)
+            lifs[-1].s_out.connect(dense.s_in)
+            dense.a_out.connect(lif.a_in)
+        sink = Sink(shape=(st.n,), buffer=steps) if st.spiking else None
+        if sink is not None:
+            lif.s_out.connect(sink.a_in)
+        lifs.append(lif)
+        sinks.append(sink)
+    cfg = Loihi2SimCfg(select_tag=tag)
+    v_trace = {k: np.zeros((steps, st.n)) for k, st in enumerate(stages) if not st.spiking}
+    try:
         for t in range(steps):
-            for k, st in enumerate(stages):
-                if k and t == hops[k] and t > 0:
-                    lifs[k].bias_mant.set(st.bias)
-                    lifs[k].v.set(st.v_init)
+            if t > 0 and t < len(stages):
+                lifs[t].bias_mant.set(stages[t].bias)
+                lifs[t].v.set(stages[t].v_init)
             lifs[0].run(condition=RunSteps(num_steps=1), run_cfg=cfg)
             for k in v_trace:
                 v_trace[k][t] = lifs[k].v.get()
+        out = {}
         for k, st in enumerate(stages):
-            if not st.name:
-                continue
-            lo = hops[k]
-            if st.spiking:
-                s = sinks[k].data.get()  # [n, steps]
-                out["spikes:" + st.name][:, i] = s[:, lo:lo + t_steps].T
-            else:
-                out["v:" + st.name][:, i] = v_trace[k][lo:lo + t_steps]
+            if st.name:
+                out[st.name] = (sinks[k].data.get().T if st.spiking else v_trace[k])[
+                    k:k + t_steps]
+    finally:
         lifs[0].stop()
-    np.savez(out_path, **out)
+    return out
+
+
+def run_netx(path: str, first_bias: np.ndarray, t_steps: int) -> dict:
+    """One sample through lava-dl's netx Network built from the HDF5 file."""
+    from lava.lib.dl.netx import hdf5
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.sink import RingBuffer as Sink
+
+    from ..exporters.netx_export import read_netx_meta, whc
+
+    meta = read_netx_meta(path)
+    net = hdf5.Network(net_config=path)
+    if len(net.layers) != len(meta["layers"]):
+        raise RuntimeError(f"{path}: netx built {len(net.layers)} layers, the file names "
+                           f"{len(meta['layers'])}")
+    warm = 1
+    steps = warm + t_steps + len(net.layers) - 1
+    import h5py
+
+    v_inits = []
+    with h5py.File(path, "r") as f:
+        keys = sorted((k for k in f["layer"] if "neuron" in f["layer"][k]), key=int)
+        v_inits = [f["layer"][k]["neuron"]["vInit"][()] for k in keys]
+    sinks = []
+    for block, info in zip(net.layers, meta["layers"], strict=True):
+        sink = Sink(shape=block.neuron.s_out.shape, buffer=steps) if info["spiking"] else None
+        if sink is not None:
+            block.neuron.s_out.connect(sink.a_in)
+        sinks.append(sink)
+    cfg = Loihi2SimCfg(select_tag="fixed_pt")
+    shapes = [tuple(info["shape"]) for info in meta["layers"]]
+    v_trace = {k: np.zeros((steps, int(np.prod(s)))) for k, s in enumerate(shapes)
+               if not meta["layers"][k]["spiking"]}
+    try:
+        for t in range(steps):
+            if t == warm:
+                net.in_layer.neuron.bias_mant.set(whc(first_bias.reshape(shapes[0]),
+                                                      shapes[0]))
+            k = t - warm
+            if 0 <= k < len(net.layers):
+                net.layers[k].neuron.v.set(v_inits[k])
+            net.run(condition=RunSteps(num_steps=1), run_cfg=cfg)
+            for k in v_trace:
+                v_trace[k][t] = to_chw(net.layers[k].neuron.v.get(), shapes[k]).reshape(-1)
+        out = {}
+        for k, info in enumerate(meta["layers"]):
+            if info["pool"]:
+                continue
+            lo = warm + k
+            if info["spiking"]:
+                data = sinks[k].data.get()  # [*WHC, steps]
+                seq = np.stack([to_chw(data[..., t], shapes[k]).reshape(-1)
+                                for t in range(lo, lo + t_steps)])
+            else:
+                seq = v_trace[k][lo:lo + t_steps]
+            out[info["name"]] = seq
+    finally:
+        net.stop()
+    return out
+
+
+def to_chw(a: np.ndarray, shape) -> np.ndarray:
+    """A block's (W, H, C) values back to the IR's (C, H, W); a dense block's are flat."""
+    return a.transpose(2, 1, 0) if a.ndim == 3 else a.reshape(shape)
+
+
+def run(mode: str, model_path: str, inputs_path: str, out_path: str) -> None:
+    data = np.load(inputs_path)
+    t_steps = int(data["time_steps"])
+    results: dict[str, list] = {}
+    if mode == "float":
+        stages, (m1, b1) = float_stages(model_path)
+        firsts = [m1 @ xi.reshape(-1).astype(np.float64) + b1 for xi in data["x"]]
+    else:
+        firsts = list(data["bias0"].astype(np.int64))
+        stages = fixed_stages(model_path)[0] if mode == "fixed" else None
+    for first in firsts:
+        if mode == "netx":
+            out = run_netx(model_path, first, t_steps)
+        else:
+            out = run_processes(stages, first, t_steps,
+                                "floating_pt" if mode == "float" else "fixed_pt")
+        for name, seq in out.items():
+            results.setdefault(name, []).append(seq)
+    kinds = {}
+    if mode == "netx":
+        from ..exporters.netx_export import read_netx_meta
+
+        kinds = {info["name"]: info["spiking"] for info in read_netx_meta(model_path)["layers"]}
+    else:
+        kinds = {st.name: st.spiking for st in stages if st.name}
+    np.savez(out_path, **{("spikes:" if kinds[name] else "v:") + name: np.stack(seqs, 1)
+                          for name, seqs in results.items()})
 
 
 if __name__ == "__main__":
-    run(*sys.argv[1:4])
+    if len(sys.argv) != 5 or sys.argv[1] not in ("float", "fixed", "netx"):
+        sys.exit("usage: python -m snnexport.lava.runner float|fixed|netx MODEL INPUTS OUT")
+    run(*sys.argv[1:5])

@@ -31,7 +31,7 @@ on calibration inputs):
     a conv with one is lowered to a dense layer (its unrolled matrix, rows scaled): one
     threshold per layer is all the LIF takes (an array vth hangs Lava 0.10);
   * the OR-pool is a layer of memoryless neurons (dv = 4095, vth_mant = 0) behind a sum-pool
-    synapse of ones: at least one spike in the window fires.
+    synapse of equal weights (128): at least one spike in the window fires.
 """
 
 from __future__ import annotations
@@ -270,15 +270,18 @@ def _hop_layer(name, node, synapse, spatial, h_max):
     return layer, rep, spatial and as_conv
 
 
+POOL_WEIGHT = 128  # netx re-derives a dense exponent from the integers: 128 keeps it 0
+
+
 def _pool_layer(name, node: ir.SpikePool, in_shape, out_shape, spatial) -> FixedLayer:
     n_shape = tuple(out_shape)
     zeros = np.zeros(n_shape, np.int64)
     if spatial:
         c = in_shape[0]
-        w = np.ones((c, 1, *node.kernel), np.int64)
+        w = np.full((c, 1, *node.kernel), POOL_WEIGHT, np.int64)
         return FixedLayer(name, "conv", n_shape, w, zeros + 4095, 0, zeros, 1.0, pool=True,
                           stride=tuple(node.stride), padding=tuple(node.padding), groups=c)
-    w = pool_matrix(node, in_shape).astype(np.int64)
+    w = pool_matrix(node, in_shape).astype(np.int64) * POOL_WEIGHT
     return FixedLayer(name, "dense", n_shape, w, zeros + 4095, 0, zeros, 1.0, pool=True)
 
 
