@@ -8,7 +8,7 @@ import pytest
 import torch
 from test_fold import random_net
 
-from snnexport.check import LoadedModel, check
+from snnexport.check import LoadedModel, check, load_model
 from snnexport.data import load_dataset
 from snnexport.importers.plifnet import import_plifnet
 from snnexport.ir import save_ir
@@ -35,11 +35,28 @@ def test_lava_float_equals_the_model_after_alignment(variant):
     assert report.exact, report.text()
 
 
+FIXED_SAMPLES = 6
+
+
+@pytest.mark.parametrize("target", ["lava-fixed", "netx"])
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_lava_fixed_point_equals_the_emulator_bit_for_bit(variant, target):
+    """Lava fixed_pt (processes built from the fixed-point IR, or netx from the HDF5 file) vs
+    snnexport's emulator: every spike of every layer, and the readout."""
+    net = random_net(channels=4, **VARIANTS[variant])
+    loaded = LoadedModel("<test>", import_plifnet(net), net)
+    report = check(loaded, target=target, data="digits", samples=FIXED_SAMPLES)
+    assert report.samples == FIXED_SAMPLES
+    assert all(layer.spikes_reference > 0 for layer in report.layers), report.text()
+    assert report.exact, report.text()
+
+
 def test_runner_crash_and_hang_become_clear_errors(tmp_path):
     bad = tmp_path / "bad.snnir"
     bad.write_bytes(b"garbage")
     with pytest.raises(LavaError, match="not an snnexport IR file"):
-        run_runner(["float", str(bad), str(tmp_path / "x.npz"), str(tmp_path / "o.npz")], timeout=120)
+        run_runner(["float", str(bad), str(tmp_path / "x.npz"), str(tmp_path / "o.npz")],
+                   timeout=120)
     graph = fold(import_plifnet(random_net(channels=4)))
     save_ir(graph, tmp_path / "m.snnir")
     import numpy as np
@@ -56,3 +73,11 @@ def test_what_lava_cannot_take_is_refused_in_the_core():
     g = fold(import_plifnet(random_net(channels=4, v_reset=None)))
     with pytest.raises(LavaLoweringError, match="soft reset is not supported"):
         lower(g)
+
+
+def test_bundled_trained_model_on_netx_is_bit_exact():
+    """The full-width trained digits model (32 channels), as netx builds it: 3 samples."""
+    report = check(load_model("examples/models/digits_plif_layer.pt"), target="netx",
+                   samples=3)
+    assert all(layer.spikes_reference > 0 for layer in report.layers), report.text()
+    assert report.exact, report.text()

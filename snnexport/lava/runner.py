@@ -29,9 +29,12 @@ Method (checked against Lava itself, see tests/test_lava.py):
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
+
+STEPPING: list[tuple[int, float]] = []  # (Lava steps, seconds) of each sample's run loop
 
 
 @dataclass
@@ -112,6 +115,7 @@ def run_processes(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
         sinks.append(sink)
     cfg = Loihi2SimCfg(select_tag=tag)
     v_trace = {k: np.zeros((steps, st.n)) for k, st in enumerate(stages) if not st.spiking}
+    start = time.perf_counter()
     try:
         for t in range(steps):
             if t > 0 and t < len(stages):
@@ -127,6 +131,7 @@ def run_processes(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
                     k:k + t_steps]
     finally:
         lifs[0].stop()
+    STEPPING.append((steps, time.perf_counter() - start))
     return out
 
 
@@ -162,6 +167,7 @@ def run_netx(path: str, first_bias: np.ndarray, t_steps: int) -> dict:
     shapes = [tuple(info["shape"]) for info in meta["layers"]]
     v_trace = {k: np.zeros((steps, int(np.prod(s)))) for k, s in enumerate(shapes)
                if not meta["layers"][k]["spiking"]}
+    start = time.perf_counter()
     try:
         for t in range(steps):
             if t == warm:
@@ -187,6 +193,7 @@ def run_netx(path: str, first_bias: np.ndarray, t_steps: int) -> dict:
             out[info["name"]] = seq
     finally:
         net.stop()
+    STEPPING.append((steps, time.perf_counter() - start))
     return out
 
 
@@ -196,15 +203,17 @@ def to_chw(a: np.ndarray, shape) -> np.ndarray:
 
 
 def run(mode: str, model_path: str, inputs_path: str, out_path: str) -> None:
+    # the model first: a bad model file is the error worth reporting
+    stages, host = float_stages(model_path) if mode == "float" else (
+        fixed_stages(model_path) if mode == "fixed" else (None, None))
     data = np.load(inputs_path)
     t_steps = int(data["time_steps"])
     results: dict[str, list] = {}
     if mode == "float":
-        stages, (m1, b1) = float_stages(model_path)
+        m1, b1 = host
         firsts = [m1 @ xi.reshape(-1).astype(np.float64) + b1 for xi in data["x"]]
     else:
         firsts = list(data["bias0"].astype(np.int64))
-        stages = fixed_stages(model_path)[0] if mode == "fixed" else None
     for first in firsts:
         if mode == "netx":
             out = run_netx(model_path, first, t_steps)
@@ -220,8 +229,9 @@ def run(mode: str, model_path: str, inputs_path: str, out_path: str) -> None:
         kinds = {info["name"]: info["spiking"] for info in read_netx_meta(model_path)["layers"]}
     else:
         kinds = {st.name: st.spiking for st in stages if st.name}
-    np.savez(out_path, **{("spikes:" if kinds[name] else "v:") + name: np.stack(seqs, 1)
-                          for name, seqs in results.items()})
+    np.savez(out_path, stepping=np.array(STEPPING, np.float64).reshape(-1, 2),
+             **{("spikes:" if kinds[name] else "v:") + name: np.stack(seqs, 1)
+                for name, seqs in results.items()})
 
 
 if __name__ == "__main__":

@@ -135,6 +135,7 @@ class LavaFixedTarget:
             run_runner([mode, str(model), str(d / "inputs.npz"), str(d / "out.npz")],
                        self.timeout)
             out = dict(np.load(d / "out.npz"))
+        self.stepping = out.pop("stepping")  # (Lava steps, seconds) per sample
         layers = [(lay.name, lay.shape, lay.spiking) for lay in net.layers if not lay.pool]
         spikes, last = _collect(out, layers, t_steps, len(x))
         if not net.layers[-1].spiking:
