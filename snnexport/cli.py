@@ -136,6 +136,29 @@ def _energy(args) -> int:
     return 0
 
 
+def _deploy(args) -> int:
+    from .deploy import DeployError, deploy
+
+    try:
+        summary = deploy(args.model, args.output, args.data, args.targets, args.samples,
+                         args.lava_samples, args.calib_samples, args.decays,
+                         progress=not args.no_progress)
+    except DeployError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(f"{'target':<12}{'exact':>7}{'acc ref':>9}{'acc tgt':>9}{'mismatch':>10}"
+          f"{'uJ/inf':>9}  first divergence (cause)")
+    for r in summary["rows"]:
+        if "error" in r:
+            print(f"{r['target']:<12}{'FAILED':>7}  {r['error'][:100]}")
+            continue
+        fd = f"{r['first_divergence']} ({r['cause']})" if r["first_divergence"] else "none"
+        print(f"{r['target']:<12}{'yes' if r['exact'] else 'no':>7}"
+              f"{100 * r['accuracy_reference']:>8.2f}%{100 * r['accuracy_target']:>8.2f}%"
+              f"{r['mismatches']:>10}{r['energy_pj'] / 1e6:>9.3f}  {fd}")
+    print(f"report: {Path(args.output) / 'report.html'}")
+    return 0 if summary["trusted"] else 1
+
+
 def _demo(args) -> int:
     models = sorted(Path(args.models).glob("*.pt"))
     if not models:
@@ -208,6 +231,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", help="also write the parity report as JSON here")
     fixed_point_args(c)
     c.set_defaults(func=_check)
+
+    dp = sub.add_parser("deploy", help="fold, quantise, export, check every target, energy, "
+                                       "HTML report (resumable)")
+    dp.add_argument("model", help="a checkpoint (.pt) or an IR file (.snnir)")
+    dp.add_argument("--data", choices=DATASETS, help="default: the data the model was trained on")
+    dp.add_argument("--targets", default="all",
+                    help="all, or a comma list of " + ",".join(TARGETS))
+    dp.add_argument("-o", "--output", required=True, help="folder for artifacts and report")
+    dp.add_argument("--samples", type=int, default=200, help="test samples per target")
+    dp.add_argument("--lava-samples", type=int, default=4,
+                    help="test samples for the (slow) Lava targets")
+    dp.add_argument("--no-progress", action="store_true")
+    fixed_point_args(dp)
+    dp.set_defaults(func=_deploy)
 
     from .energy.estimate import available_profiles
 

@@ -1,0 +1,183 @@
+"""`snnexport deploy`: fold, quantise, export (NIR, ONNX, netx), run every target's parity check
+and the energy estimate, lint, and write OUTDIR/report.html with the JSON of every step.
+
+Resumable: every step writes its result atomically (a file exists only when complete) and is
+skipped when its file is there and the manifest (model hash + settings) is unchanged; a
+manifest that differs stops the run instead of mixing two deployments in one folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from .files import atomic_write
+
+ALL_TARGETS = ("reference", "nir", "onnx", "fixed", "lava-float", "lava-fixed", "netx")
+LAVA = ("lava-float", "lava-fixed", "netx")
+PROFILES = ("cmos45", "loihi1", "loihi2", "truenorth")
+# which energy profile prices which target's deployment
+TARGET_PROFILE = {"reference": "cmos45", "nir": "cmos45", "onnx": "cmos45", "fixed": "loihi2",
+                  "lava-float": "loihi2", "lava-fixed": "loihi2", "netx": "loihi2"}
+
+
+class DeployError(RuntimeError):
+    pass
+
+
+def _write_json(path: Path, obj) -> None:
+    text = json.dumps(obj, indent=2, default=float) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def parse_targets(spec: str) -> list[str]:
+    if spec == "all":
+        return list(ALL_TARGETS)
+    targets = [t.strip() for t in spec.split(",") if t.strip()]
+    bad = [t for t in targets if t not in ALL_TARGETS]
+    if bad:
+        raise DeployError(f"unknown target(s) {bad}; available: all or a comma list of "
+                          f"{', '.join(ALL_TARGETS)}")
+    return targets
+
+
+def deploy(model: str, outdir: str, data: str | None = None, targets: str = "all",
+           samples: int = 200, lava_samples: int = 4, calib_samples: int = 200,
+           decays: int | None = None, progress: bool = True) -> dict:
+    """Runs every step not already done; returns the summary (also in summary.json)."""
+    from tqdm import tqdm
+
+    from .check import check, load_model
+    from .data import load_dataset
+    from .lint import as_dicts, from_reports, lint
+    from .passes.fold import fold
+
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    loaded = load_model(model)
+    data = data or (loaded.meta or {}).get("data") or loaded.graph.metadata.get("data")
+    if data is None:
+        raise DeployError(f"{model}: say which data to deploy on with --data")
+    chosen = parse_targets(targets)
+    manifest = {"model": str(model), "sha256": hashlib.sha256(Path(model).read_bytes())
+                .hexdigest(), "data": data, "samples": samples, "lava_samples": lava_samples,
+                "calib_samples": calib_samples, "decays": decays}
+    mpath = out / "manifest.json"
+    if mpath.exists():
+        old = json.loads(mpath.read_text())
+        if old != manifest:
+            raise DeployError(f"{outdir}: holds a deployment with other settings or another "
+                              f"model ({mpath}); use a new folder or remove it")
+    else:
+        _write_json(mpath, manifest)
+
+    folded = fold(loaded.graph)
+    ds = load_dataset(data)
+    steps = ["lint", "fold", "exports"] + [f"check:{t}" for t in chosen] + \
+        [f"energy:{p}" for p in PROFILES] + ["report"]
+    bar = tqdm(steps, desc="deploy", unit="step", disable=not progress, file=sys.stderr)
+    done = []
+    for step in bar:
+        bar.set_postfix_str(step)
+        if step == "lint":
+            path = out / "lint.json"
+            if not path.exists():
+                _write_json(path, as_dicts(lint(folded, decays_grouped=decays)))
+        elif step == "fold":
+            from .ir import save_ir
+
+            if not (out / "model.snnir").exists():
+                save_ir(folded, out / "model.snnir")
+        elif step == "exports":
+            _exports(loaded, folded, ds, out, calib_samples, decays)
+        elif step.startswith("check:"):
+            target = step.split(":", 1)[1]
+            path = out / f"check_{target}.json"
+            if path.exists():
+                done.append(step)
+                continue
+            n = lava_samples if target in LAVA else samples
+            try:
+                report = check(loaded, target, data, n, calib_samples=calib_samples,
+                               decays=decays if target in ("fixed", "lava-fixed", "netx")
+                               else None)
+                result = report.to_dict()
+            except Exception as exc:  # a target that cannot take this model: say why, go on
+                result = {"target": target, "error": f"{type(exc).__name__}: {exc}"}
+            _write_json(path, result)
+        elif step.startswith("energy:"):
+            profile = step.split(":", 1)[1]
+            path = out / f"energy_{profile}.json"
+            if not path.exists():
+                from .energy import energy_of, plot
+
+                rep = energy_of(loaded, profile, data, samples)
+                plot(rep, out / f"energy_{profile}.png")
+                _write_json(path, rep.to_dict())
+        elif step == "report":
+            checks = {t: json.loads((out / f"check_{t}.json").read_text()) for t in chosen}
+            findings = json.loads((out / "lint.json").read_text()) + as_dicts(
+                from_reports(checks))
+            summary = summarise(chosen, checks, out)
+            _write_json(out / "summary.json", summary)
+            from .report_html import write_report
+
+            write_report(out / "report.html", loaded, folded, summary, checks, findings, out)
+    bar.close()
+    return json.loads((out / "summary.json").read_text())
+
+
+def _exports(loaded, folded, ds, out: Path, calib_samples: int, decays) -> None:
+    import warnings
+
+    from .check import fixed_point
+
+    if not (out / "model.nir").exists():
+        from .exporters.nir_export import write_nir
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the linter reports what NIR metadata carries
+            write_nir(loaded.graph, out / "model.nir")
+    if not (out / "model.onnx").exists():
+        from .exporters.onnx_export import write_onnx
+
+        write_onnx(loaded.graph, out / "model.onnx")
+    if not (out / "model.net").exists():
+        from .exporters.netx_export import write_netx
+        from .quant import save_fixed
+
+        net, _ = fixed_point(folded, ds.x_train[:calib_samples], decays)
+        save_fixed(net, out / "model.fixed.npz")
+        try:
+            write_netx(net, out / "model.net")
+        except ValueError as exc:
+            _write_json(out / "netx_error.json", {"error": str(exc)})
+
+
+def summarise(targets, checks: dict, out: Path) -> dict:
+    rows = []
+    for t in targets:
+        rep = checks[t]
+        profile = TARGET_PROFILE[t]
+        energy = json.loads((out / f"energy_{profile}.json").read_text())
+        row = {"target": t, "profile": profile, "energy_pj": energy["total"]}
+        if "error" in rep:
+            row.update(exact=False, error=rep["error"])
+        else:
+            fd = rep.get("first_divergence")
+            row.update(
+                exact=rep["exact"], samples=rep["samples"],
+                accuracy_reference=rep["accuracy"]["reference"],
+                accuracy_target=rep["accuracy"]["target"], agreement=rep["agreement"],
+                mismatches=sum(layer["mismatches"] for layer in rep["layers"]),
+                spikes_reference=sum(layer["spikes_reference"] for layer in rep["layers"]),
+                mismatch_cause=rep.get("mismatch_cause", "unexplained"),
+                unexplained=rep["unexplained"],
+                first_divergence=None if fd is None else
+                f"{fd['layer']} t={fd['time_step']} sample {fd['sample']} neuron "
+                f"{fd['neuron']}", cause=None if fd is None else fd["cause"])
+        rows.append(row)
+    return {"rows": rows, "trusted": all(r.get("unexplained", 1) == 0 and "error" not in r
+                                         for r in rows)}
