@@ -14,7 +14,7 @@ PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.snnexport-installed
 PIP       := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: demo test lint env lava-env clean
+.PHONY: demo test lint env lava-env browser clean
 
 env: $(STAMP)
 
@@ -44,14 +44,24 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --no-deps neurobench==2.3.0
 	@touch $(STAMP)
 
-demo: $(STAMP)
-	$(VENV)/bin/snnexport demo
+# the deployment report is checked in a real browser: Debian's chromium (tests/test_deploy.py)
+browser:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium (report test)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
+		{ $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
+	@command -v chromium >/dev/null || { echo "error: could not install chromium (apt-get)"; exit 1; }
+
+# the main job: deploy the bundled MNIST-5k model to every target, report in demo_out/
+demo: $(STAMP) $(LAVA_STAMP)
+	$(VENV)/bin/snnexport deploy examples/models/mnist5k_plif.pt --data mnist5k --targets all \
+		--lava-samples 2 -o demo_out
 
 lint: $(STAMP)
 	$(PY) -m ruff check snnexport tests bench
 
-test: $(STAMP) $(LAVA_STAMP) lint
+test: $(STAMP) $(LAVA_STAMP) browser lint
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) $(LAVA_VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LAVA_VENV) .pytest_cache .ruff_cache demo_out
