@@ -39,15 +39,34 @@ STEPPING: list[tuple[int, float]] = []  # (Lava steps, seconds) of each sample's
 
 @dataclass
 class ProcStage:
-    """What one Lava LIF (+ the Dense in front of it) needs."""
+    """What one Lava LIF (+ the Dense or Conv in front of it) needs. Per-neuron arrays are in
+    the IR's C-major order; `chw` (the IR shape) marks a layer kept as a W x H x C map (for a
+    Conv behind it or in front of it), None a flat one."""
 
     name: str  # '' for an OR-pool's helper neurons (not reported)
     n: int
-    weights: np.ndarray | None  # None for the first layer (host current as bias)
-    lif: dict  # LIF parameters other than shape, bias_mant and v
+    weights: np.ndarray | None  # dense [out, in]; None for the first layer or a conv
+    lif: dict  # LIF parameters other than shape, bias_mant, v (per-neuron ones C-major)
     bias: np.ndarray  # set at the layer's first step
     v_init: np.ndarray
     spiking: bool
+    chw: tuple | None = None
+    conv: dict | None = None  # lava Conv arguments (weight in Lava's (out, W, H, in) layout)
+
+    def lava(self, a):
+        """A per-neuron C-major array in this layer's Lava layout."""
+        a = np.asarray(a)
+        if self.chw is None or a.ndim == 0:
+            return a
+        return np.ascontiguousarray(a.reshape(self.chw).transpose(2, 1, 0))
+
+    def ir_order(self, a):
+        """This layer's Lava-layout values back to a flat C-major vector."""
+        return a.transpose(2, 1, 0).reshape(-1) if self.chw is not None else a.reshape(-1)
+
+    @property
+    def shape(self):
+        return tuple(reversed(self.chw)) if self.chw is not None else (self.n,)
 
 
 def float_stages(path: str):
@@ -64,18 +83,28 @@ def float_stages(path: str):
     return out, (m1, b1)
 
 
+def lava_conv_args(weight, in_chw, stride, padding, groups) -> dict:
+    """A torch-layout cross-correlation kernel as Lava's Conv takes it: Lava convolves (flip
+    the kernel) on W x H x C data with weights (out, W, H, in); stride/padding as (x, y)."""
+    w = np.asarray(weight)[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)
+    return dict(weight=np.ascontiguousarray(w), input_shape=tuple(reversed(in_chw)),
+                stride=(stride[1], stride[0]), padding=(padding[1], padding[0]),
+                groups=int(groups))
+
+
 def fixed_stages(path: str):
-    from ..ir import nodes as ir
     from ..quant.fixed import load_fixed
-    from .lowering import conv_matrix
 
     net = load_fixed(path)
-    out, prev_shape = [], None
-    for layer in net.layers:
-        w = None
-        if layer.kind == "conv":  # unrolled: Lava's fixed Conv ignores weight_exp (lava #803)
-            w = conv_matrix(ir.Conv2d(np.asarray(layer.weight, np.float64), None, layer.stride,
-                                      layer.padding, layer.groups), prev_shape).astype(np.int64)
+    out = []
+    for k, layer in enumerate(net.layers):
+        nxt = net.layers[k + 1] if k + 1 < len(net.layers) else None
+        spatial = layer.kind == "conv" or (nxt is not None and nxt.kind == "conv")
+        w, conv = None, None
+        if layer.kind == "conv":
+            # Lava's fixed Conv ignores weight_exp (lava #803): the fixed-point IR keeps it 0
+            conv = lava_conv_args(layer.weight, net.layers[k - 1].shape, layer.stride,
+                                  layer.padding, layer.groups)
         elif layer.kind == "dense":
             w = np.asarray(layer.weight, np.int64)
         bias = np.zeros(layer.n, np.int64) if layer.bias_mant is None else np.asarray(
@@ -83,16 +112,18 @@ def fixed_stages(path: str):
         out.append(ProcStage("" if layer.pool else layer.name, layer.n, w,
                              dict(du=4095, dv=np.asarray(layer.dv).reshape(-1),
                                   vth=int(layer.vth_mant), bias_exp=6),
-                             bias, np.asarray(layer.v_init).reshape(-1), layer.spiking))
-        prev_shape = layer.shape
+                             bias, np.asarray(layer.v_init).reshape(-1), layer.spiking,
+                             chw=tuple(layer.shape) if spatial else None, conv=conv))
     return out, None
 
 
-def run_processes(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int, tag: str,
-                  weight_exp: dict | None = None) -> dict:
-    """One sample: builds LIF/Dense processes, runs T + hops steps, returns aligned outputs."""
+def run_processes(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
+                  tag: str) -> dict:
+    """One sample: builds LIF + Dense/Conv processes, runs T + hops steps, returns aligned
+    outputs (C-major)."""
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.conv.process import Conv
     from lava.proc.dense.process import Dense
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.lif.process import LIF
@@ -101,14 +132,20 @@ def run_processes(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
     lifs, sinks = [], []
     for k, st in enumerate(stages):
         first = k == 0
-        zeros = np.zeros(st.n, dtype=first_bias.dtype)
-        lif = LIF(shape=(st.n,), bias_mant=first_bias if first else zeros,
-                  v=st.v_init if first else zeros, **st.lif)
+        zeros = np.zeros(st.shape, dtype=first_bias.dtype)
+        params = {key: st.lava(v) if isinstance(v, np.ndarray) else v
+                  for key, v in st.lif.items()}
+        lif = LIF(shape=st.shape, bias_mant=st.lava(first_bias) if first else zeros,
+                  v=st.lava(st.v_init) if first else zeros, **params)
         if not first:
-            dense = Dense(weights=st.weights)
-            lifs[-1].s_out.connect(dense.s_in)
-            dense.a_out.connect(lif.a_in)
-        sink = Sink(shape=(st.n,), buffer=steps) if st.spiking else None
+            prev = stages[k - 1]
+            syn = Conv(**st.conv) if st.conv is not None else Dense(weights=st.weights)
+            if st.conv is None and prev.chw is not None:  # map -> vector, C-major
+                lifs[-1].s_out.transpose([2, 1, 0]).flatten().connect(syn.s_in)
+            else:
+                lifs[-1].s_out.connect(syn.s_in)
+            syn.a_out.connect(lif.a_in)
+        sink = Sink(shape=st.shape, buffer=steps) if st.spiking else None
         if sink is not None:
             lif.s_out.connect(sink.a_in)
         lifs.append(lif)
@@ -118,17 +155,22 @@ def run_processes(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
     start = time.perf_counter()
     try:
         for t in range(steps):
-            if t > 0 and t < len(stages):
-                lifs[t].bias_mant.set(stages[t].bias)
-                lifs[t].v.set(stages[t].v_init)
+            if 0 < t < len(stages):
+                lifs[t].bias_mant.set(stages[t].lava(stages[t].bias))
+                lifs[t].v.set(stages[t].lava(stages[t].v_init))
             lifs[0].run(condition=RunSteps(num_steps=1), run_cfg=cfg)
             for k in v_trace:
-                v_trace[k][t] = lifs[k].v.get()
+                v_trace[k][t] = stages[k].ir_order(lifs[k].v.get())
         out = {}
         for k, st in enumerate(stages):
-            if st.name:
-                out[st.name] = (sinks[k].data.get().T if st.spiking else v_trace[k])[
-                    k:k + t_steps]
+            if not st.name:
+                continue
+            if st.spiking:
+                data = sinks[k].data.get()  # [*lava shape, steps]
+                out[st.name] = np.stack([st.ir_order(data[..., t])
+                                         for t in range(k, k + t_steps)])
+            else:
+                out[st.name] = v_trace[k][k:k + t_steps]
     finally:
         lifs[0].stop()
     STEPPING.append((steps, time.perf_counter() - start))
