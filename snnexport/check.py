@@ -19,11 +19,13 @@ from .parity import TOL, ParityReport, compare, run_torch_reference
 from .passes.fold import fold
 from .sim.reference import simulate
 
-TARGETS = ("reference", "nir", "onnx", "lava-float", "fixed", "lava-fixed", "netx")
+TARGETS = ("reference", "nir", "onnx", "lava-float", "fixed", "onnx-fixed", "lava-fixed",
+           "netx")
 # the fixed-point targets: 'fixed' is snnexport's bit-accurate emulator of the quantised IR
 # checked against the float model; 'lava-fixed' (LIF + Dense processes) and 'netx' (the HDF5
-# file as lava-dl builds it) run in Lava fixed_pt and are checked against that emulator
-FIXED_TARGETS = ("fixed", "lava-fixed", "netx")
+# file as lava-dl builds it) run in Lava fixed_pt and 'onnx-fixed' (the integer ONNX artifact)
+# in onnxruntime, each checked against that emulator
+FIXED_TARGETS = ("fixed", "onnx-fixed", "lava-fixed", "netx")
 
 
 def target_graph_for(target: str, graph: Graph) -> Graph:
@@ -158,10 +160,15 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
         def run_target(xb):
             return emulate(fixed_net, xb, stats)
         cause = "quantisation"
-    elif target in ("lava-fixed", "netx"):
-        from .lava.target import LavaFixedTarget
+    elif target in ("onnx-fixed", "lava-fixed", "netx"):
+        if target == "onnx-fixed":
+            from .exporters.onnx_fixed import ONNXFixedTarget
 
-        run_target = LavaFixedTarget(fixed_net, netx=target == "netx")
+            run_target = ONNXFixedTarget(fixed_net)
+        else:
+            from .lava.target import LavaFixedTarget
+
+            run_target = LavaFixedTarget(fixed_net, netx=target == "netx")
 
         def reference(xb, dtype):
             return emulate(fixed_net, xb, stats)
@@ -175,7 +182,8 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
             "onnx": "onnxruntime, optimisations off",
             "lava-float": "Lava floating_pt, aligned for the Dense delays",
             "fixed": "snnexport's bit-accurate emulator of the fixed-point IR",
-            "lava-fixed": "Lava fixed_pt LIF + Dense processes vs the emulator, aligned",
+            "onnx-fixed": "integer ONNX in onnxruntime vs the emulator",
+            "lava-fixed": "Lava fixed_pt LIF + Dense/Conv processes vs the emulator, aligned",
             "netx": "netx HDF5 in Lava fixed_pt vs the emulator, aligned"}[target]
     report = ParityReport(target=f"{target} ({what}, {str(target_dtype).split('.')[-1]})",
                           mismatch_cause=cause)

@@ -84,10 +84,12 @@ def _export(args) -> int:
         form = ("one time step, state as inputs/outputs" if args.step
                 else "x [T, B, ...] -> scores, outputs, spikes:<layer>")
         print(f"ONNX opset {OPSET}, {form}")
-    elif args.to == "netx":
+    elif args.to in ("netx", "onnx-fixed"):
         from .check import fixed_point
         from .data import load_dataset
         from .exporters.netx_export import write_netx
+        from .exporters.onnx_export import OPSET
+        from .exporters.onnx_fixed import write_onnx_fixed
         from .passes.fold import fold
 
         data = args.data or (loaded.meta or {}).get("data") or loaded.graph.metadata.get("data")
@@ -95,7 +97,12 @@ def _export(args) -> int:
             raise SystemExit(f"{args.model}: say which data to calibrate on with --data")
         calib = load_dataset(data).x_train[:args.calib_samples]
         net, grouping = fixed_point(fold(loaded.graph), calib, args.decays)
-        write_netx(net, args.output)
+        if args.to == "netx":
+            write_netx(net, args.output)
+        else:
+            write_onnx_fixed(net, args.output)
+            print(f"ONNX opset {OPSET}: bias0 int64 [T, B, *first layer] (host current "
+                  "mantissas) -> spikes:<layer> uint8, h:<layer> int64, outputs")
         print(f"fixed point for Loihi 2, calibrated on {len(calib)} {data} training samples:")
         for row in grouping or []:
             print(f"  {row['layer']}: {row['before']} decay values grouped into {row['after']}")
@@ -210,14 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export", help="export a model to a deployment format")
     x.add_argument("model", help="a checkpoint (.pt) or an IR file (.snnir)")
-    x.add_argument("--to", required=True, choices=["nir", "onnx", "netx"])
+    x.add_argument("--to", required=True, choices=["nir", "onnx", "onnx-fixed", "netx"])
     x.add_argument("--step", action="store_true",
                    help="ONNX: the streaming artifact (one time step, explicit state)")
     x.add_argument("-o", "--output", required=True)
     x.add_argument("--dt", type=float, default=1e-4,
                    help="NIR time step in seconds (default 1e-4, as snnTorch / SpikingJelly)")
     x.add_argument("--data", choices=DATASETS,
-                   help="netx: calibration data (default: the data the model was trained on)")
+                   help="netx / onnx-fixed: calibration data (default: the model's own)")
     fixed_point_args(x)
     x.set_defaults(func=_export)
 

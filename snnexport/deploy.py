@@ -15,11 +15,13 @@ from pathlib import Path
 
 from .files import atomic_write
 
-ALL_TARGETS = ("reference", "nir", "onnx", "fixed", "lava-float", "lava-fixed", "netx")
+ALL_TARGETS = ("reference", "nir", "onnx", "fixed", "onnx-fixed", "lava-float", "lava-fixed",
+               "netx")
 LAVA = ("lava-float", "lava-fixed", "netx")
 PROFILES = ("cmos45", "loihi1", "loihi2", "truenorth")
 # which energy profile prices which target's deployment
 TARGET_PROFILE = {"reference": "cmos45", "nir": "cmos45", "onnx": "cmos45", "fixed": "loihi2",
+                  "onnx-fixed": "cmos45",
                   "lava-float": "loihi2", "lava-fixed": "loihi2", "netx": "loihi2"}
 
 
@@ -49,7 +51,7 @@ def deploy(model: str, outdir: str, data: str | None = None, targets: str = "all
     """Runs every step not already done; returns the summary (also in summary.json)."""
     from tqdm import tqdm
 
-    from .check import check, load_model
+    from .check import FIXED_TARGETS, check, load_model
     from .data import load_dataset
     from .lint import as_dicts, from_reports, lint
     from .passes.fold import fold
@@ -101,8 +103,7 @@ def deploy(model: str, outdir: str, data: str | None = None, targets: str = "all
             n = lava_samples if target in LAVA else samples
             try:
                 report = check(loaded, target, data, n, calib_samples=calib_samples,
-                               decays=decays if target in ("fixed", "lava-fixed", "netx")
-                               else None)
+                               decays=decays if target in FIXED_TARGETS else None)
                 result = report.to_dict()
             except Exception as exc:  # a target that cannot take this model: say why, go on
                 result = {"target": target, "error": f"{type(exc).__name__}: {exc}"}
@@ -150,6 +151,9 @@ def _exports(loaded, folded, ds, out: Path, calib_samples: int, decays) -> None:
 
         net, _ = fixed_point(folded, ds.x_train[:calib_samples], decays)
         save_fixed(net, out / "model.fixed.npz")
+        from .exporters.onnx_fixed import write_onnx_fixed
+
+        write_onnx_fixed(net, out / "model.fixed.onnx")
         try:
             write_netx(net, out / "model.net")
         except ValueError as exc:

@@ -34,13 +34,14 @@ def deployed(tmp_path_factory):
 def test_deploy_writes_every_artifact_and_a_trusted_summary(deployed):
     _, out, code = deployed
     for name in ["model.snnir", "model.nir", "model.onnx", "model.net", "model.fixed.npz",
+                 "model.fixed.onnx",
                  "lint.json", "summary.json", "report.html", "energy_loihi2.png"]:
         assert (out / name).exists(), name
     summary = json.loads((out / "summary.json").read_text())
     rows = {r["target"]: r for r in summary["rows"]}
-    assert set(rows) == {"reference", "nir", "onnx", "fixed", "lava-float", "lava-fixed",
-                         "netx"}
-    for t in ("reference", "onnx", "lava-float", "lava-fixed", "netx"):
+    assert set(rows) == {"reference", "nir", "onnx", "fixed", "onnx-fixed", "lava-float",
+                         "lava-fixed", "netx"}
+    for t in ("reference", "onnx", "onnx-fixed", "lava-float", "lava-fixed", "netx"):
         assert rows[t]["exact"] and rows[t]["mismatches"] == 0, rows[t]
     # NIR consumers lose the IMP: snnexport's own NIR import keeps it (metadata), so exact
     assert rows["nir"]["exact"]
@@ -73,7 +74,7 @@ def test_report_renders_in_headless_chromium(deployed, tmp_path):
                          capture_output=True, text=True, timeout=120).stdout
     assert "<table id=\"summary\">" in dom or "<table id='summary'>" in dom
     summary_html = dom.split("summary", 1)[1].split("</table>", 1)[0]
-    assert summary_html.count("<tr>") == 1 + 7  # header + one row per target
+    assert summary_html.count("<tr>") == 1 + 8  # header + one row per target
     shot = tmp_path / "report.png"
     subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1200,1600",
                     report.as_uri()], capture_output=True, timeout=120, check=True)

@@ -78,6 +78,28 @@ def test_quantised_accuracy_on_the_digits_test_set(model):
     assert all(row["weight_bits"] == 8 for row in net.report if row["kind"] != "host")
 
 
+@pytest.mark.parametrize("model", ["digits_plif_layer", "digits_plif_neuron",
+                                   "digits_plif_imp_lts"])
+def test_integer_onnx_equals_the_emulator_bit_for_bit(model):
+    """The fixed-point ONNX artifact in onnxruntime (a third implementation of Lava's integer
+    rules) against the emulator: every spike and every integer membrane, 450 test images."""
+    report = check(load_model(f"{MODELS}/{model}.pt"), "onnx-fixed", samples=450)
+    assert report.exact, report.text()
+    assert all(layer.spikes_reference > 0 for layer in report.layers)
+
+
+def test_integer_onnx_artifact_file(tmp_path):
+    out = tmp_path / "m.fixed.onnx"
+    assert main(["export", f"{MODELS}/digits_plif_imp_lts.pt", "--to", "onnx-fixed", "-o",
+                 str(out)]) == 0
+    import onnx
+
+    model = onnx.load(out)
+    onnx.checker.check_model(model, full_check=True)
+    ops = {n.op_type for n in model.graph.node}
+    assert {"ConvInteger", "MatMulInteger", "Scan"} <= ops and "Conv" not in ops
+
+
 def test_saturation_is_reported_when_calibration_was_too_gentle():
     model = random_net(channels=4)
     g = fold(import_plifnet(model))
