@@ -1,14 +1,15 @@
-"""Lower the folded IR to what Lava's Dense + LIF processes take (numpy only: this module runs
+"""Lower the folded IR to what Lava's Dense / Conv + LIF processes take (numpy only: this module
 in the Python 3.10 Lava environment as well as in the core).
 
-Every tensor is a flat vector in the IR's C-major order, so Flatten disappears. Conv2d and the
-OR-pool become Dense matrices: a conv unrolled over its input positions computes exactly the
-same sums, and keeps the data layout question (Lava's Conv is a true convolution on W x H x C)
-out of the float path. The OR-pool becomes a 0/1 window matrix into memoryless neurons
+Per-neuron values are flat vectors in the IR's C-major order (the runner puts map layers into
+Lava's W x H x C). An OR-pool is a sum of ones over its window into memoryless neurons
 (du = dv = 1, threshold 0.5): at least one spike in the window fires.
 
 The chain is: a host stage (the first synapse, fed the analog input, whose result W1 x + b1 is
-the first neuron layer's bias), then stages of (synapse matrix, bias, neuron parameters).
+the first neuron layer's bias), then stages of (synapse, bias, neuron parameters). A conv on a
+map whose neurons have no per-neuron gain, and an OR-pool on a map, are also described as a
+conv (`Stage.conv`) for Lava's Conv process; the dense matrix is the form for everything else
+(a conv whose neurons have per-neuron gains: each neuron owns its row).
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ class Stage:
     v_init: np.ndarray
     spiking: bool
     shape: tuple[int, ...]
+    # a conv kept as a conv (Lava's Conv process): torch-layout weight, input (C, H, W) shape,
+    # stride, padding, groups; `weights` is then None
+    conv: dict | None = None
 
 
 def lower(graph: Graph) -> tuple[np.ndarray, np.ndarray, list[Stage], int]:
@@ -95,7 +99,8 @@ def lower(graph: Graph) -> tuple[np.ndarray, np.ndarray, list[Stage], int]:
     order = graph.order()
     stages: list[Stage] = []
     host = None
-    pending_w, pending_b = None, None
+    pending_w, pending_b, pending_conv = None, None, None
+    spatial = True  # False once a layer is flat (a dense synapse, or a conv that had to unroll)
     population = 1
     for i, name in enumerate(order):
         node = graph.nodes[name]
@@ -105,9 +110,18 @@ def lower(graph: Graph) -> tuple[np.ndarray, np.ndarray, list[Stage], int]:
         if isinstance(node, (ir.Conv2d, ir.Dense)):
             if pending_w is not None:
                 raise LavaLoweringError(f"node {name!r}: two synapses in a row")
-            m = conv_matrix(node, prev_shape) if isinstance(node, ir.Conv2d) else np.asarray(
-                node.weight, dtype=np.float64)
-            n_out = m.shape[0]
+            if isinstance(node, ir.Conv2d):  # unrolled only where a matrix is needed
+                def m(node=node, in_shape=prev_shape):
+                    return conv_matrix(node, in_shape)
+            else:
+                def m(node=node):
+                    return np.asarray(node.weight, dtype=np.float64)
+            pending_conv = None
+            if isinstance(node, ir.Conv2d) and spatial:
+                pending_conv = dict(weight=np.asarray(node.weight, np.float64),
+                                    in_shape=tuple(prev_shape), stride=tuple(node.stride),
+                                    padding=tuple(node.padding), groups=int(node.groups))
+            n_out = int(np.prod(node.out_shape(tuple(prev_shape))))
             if node.bias is None:
                 b = np.zeros(n_out)
             elif isinstance(node, ir.Conv2d):
@@ -124,25 +138,35 @@ def lower(graph: Graph) -> tuple[np.ndarray, np.ndarray, list[Stage], int]:
                                         "soft reset is not supported")
             gain = np.broadcast_to(np.asarray(1.0 if node.gain is None else node.gain,
                                               np.float64), node.shape).reshape(n)
-            w, b = pending_w * gain[:, None], pending_b * gain  # each neuron owns its row
+            b = pending_b * gain
             decay = np.broadcast_to(np.asarray(node.decay, np.float64), node.shape).reshape(n)
             v0 = np.broadcast_to(np.asarray(node.v_init, np.float64), node.shape).reshape(n)
-            if host is None:
-                host = (w, b)
-                w = None
-            stages.append(Stage(name, w, b if w is not None else np.zeros(n), decay.copy(),
-                                float(node.threshold), v0.copy(), node.spiking,
-                                tuple(node.shape)))
-            pending_w = pending_b = None
+            conv = pending_conv if node.gain is None else None  # a per-neuron gain: unroll
+            args = (decay.copy(), float(node.threshold), v0.copy(), node.spiking,
+                    tuple(node.shape))
+            if host is None:  # the first synapse runs on the host
+                host = (pending_w() * gain[:, None], b)  # each neuron owns its row
+                spatial = pending_conv is not None
+                stages.append(Stage(name, None, np.zeros(n), *args))
+            else:
+                spatial = conv is not None
+                w = None if conv else pending_w() * gain[:, None]
+                stages.append(Stage(name, w, b, *args, conv))
+            pending_w = pending_b = pending_conv = None
         elif isinstance(node, ir.SpikePool):
             if node.mode != "or":
                 raise LavaLoweringError(f"node {name!r}: only the OR-pool is lowered to Lava")
-            m = pool_matrix(node, prev_shape)
-            n = m.shape[0]
-            stages.append(Stage("", m, np.zeros(n), np.zeros(n), 0.5, np.zeros(n), True,
-                                tuple(shapes[name])))
+            n = int(np.prod(shapes[name]))
+            conv = None
+            if spatial:
+                c = prev_shape[0]
+                conv = dict(weight=np.ones((c, 1, *node.kernel)), in_shape=tuple(prev_shape),
+                            stride=tuple(node.stride), padding=tuple(node.padding), groups=c)
+            stages.append(Stage("", None if conv else pool_matrix(node, prev_shape),
+                                np.zeros(n), np.zeros(n), 0.5, np.zeros(n), True,
+                                tuple(shapes[name]), conv))
         elif isinstance(node, ir.Flatten):
-            continue  # vectors are already C-major flat
+            spatial = False  # vectors are already C-major flat
         elif isinstance(node, ir.Readout):
             population = node.population
         else:

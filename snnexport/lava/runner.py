@@ -75,11 +75,16 @@ def float_stages(path: str):
 
     m1, b1, stages, _ = lower(load_ir(path))
     out = []
-    for st in stages:
+    for k, st in enumerate(stages):
+        nxt = stages[k + 1] if k + 1 < len(stages) else None
+        spatial = st.conv is not None or (nxt is not None and nxt.conv is not None)
+        conv = None if st.conv is None else lava_conv_args(
+            st.conv["weight"], st.conv["in_shape"], st.conv["stride"], st.conv["padding"],
+            st.conv["groups"])
         vth = float(np.nextafter(st.threshold, -np.inf)) if st.spiking else 1e300
         out.append(ProcStage(st.name, int(np.prod(st.shape)), st.weights,
                              dict(du=1.0, dv=1.0 - st.decay, vth=vth), st.bias, st.v_init,
-                             st.spiking))
+                             st.spiking, chw=tuple(st.shape) if spatial else None, conv=conv))
     return out, (m1, b1)
 
 
