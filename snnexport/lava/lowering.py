@@ -1,5 +1,5 @@
 """Lower the folded IR to what Lava's Dense / Conv + LIF processes take (numpy only: this module
-in the Python 3.10 Lava environment as well as in the core).
+runs in the Python 3.10 Lava environment as well as in the core).
 
 Per-neuron values are flat vectors in the IR's C-major order (the runner puts map layers into
 Lava's W x H x C). An OR-pool is a sum of ones over its window into memoryless neurons
