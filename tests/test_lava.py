@@ -81,3 +81,20 @@ def test_bundled_trained_model_on_netx_is_bit_exact():
                    samples=3)
     assert all(layer.spikes_reference > 0 for layer in report.layers), report.text()
     assert report.exact, report.text()
+
+
+@pytest.mark.parametrize("target", ["lava-float", "lava-fixed", "netx"])
+def test_frame_sequences_drive_the_first_layer_step_by_step(target):
+    """Event-style input: each sample a [T, 1, 8, 8] sequence of 0/1 frames (digits rate-coded,
+    a different frame every step); the host current changes every step and is set through
+    Lava's runtime before each one."""
+    net = random_net(channels=4)
+    digits = load_dataset("digits")
+    gen = torch.Generator().manual_seed(0)
+    x = digits.x_test[:4]
+    frames = (torch.rand(4, 4, *x.shape[1:], generator=gen) < x.unsqueeze(1)).double()
+    loaded = LoadedModel("<test>", import_plifnet(net), net)
+    report = check(loaded, target=target, data="digits", inputs=(frames, digits.y_test[:4]),
+                   samples=4, reference_dtype=torch.float64)
+    assert all(layer.spikes_reference > 0 for layer in report.layers), report.text()
+    assert report.exact, report.text()

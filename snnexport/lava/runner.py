@@ -4,12 +4,14 @@
     python -m snnexport.lava.runner fixed MODEL.fixed.npz INPUTS.npz OUT.npz
     python -m snnexport.lava.runner netx MODEL.net INPUTS.npz OUT.npz
 
-float: the folded IR as Lava LIF + Dense processes in `floating_pt`, INPUTS x [N, *input]
-(static images; the first synapse is computed here on the host). fixed / netx: the fixed-point
-IR as LIF + Dense processes, or the netx HDF5 as lava-dl builds it, in `fixed_pt`; INPUTS
-bias0 [N, n_1] holds the host layer's current mantissas (computed by the core, so that the
-host arithmetic is the emulator's). OUT: for every layer `spikes:<name>` [T, N, n] (spiking) or
-`v:<name>` [T, N, n], aligned to the reference time axis, in the IR's C-major order.
+float: the folded IR as Lava LIF + Dense/Conv processes in `floating_pt`, INPUTS x [N, *input]
+static images or [N, T, *input] frames, and input_shape (the first synapse is computed here on
+the host). fixed / netx: the fixed-point IR as LIF + Dense/Conv processes, or the netx HDF5 as
+lava-dl builds it, in `fixed_pt`; INPUTS bias0 [N, n_1] or [N, T, n_1] holds the host layer's
+current mantissas (computed by the core, so that the host arithmetic is the emulator's). With
+frames the first layer's bias is set through the runtime before every step. OUT: for every
+layer `spikes:<name>` [T, N, n] (spiking) or `v:<name>` [T, N, n], aligned to the reference time
+axis, in the IR's C-major order.
 
 Method (checked against Lava itself, see tests/test_lava.py):
 * the first synapse runs on the host: its current is constant for a static image and becomes
@@ -125,7 +127,10 @@ def fixed_stages(path: str):
 def run_processes(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
                   tag: str) -> dict:
     """One sample: builds LIF + Dense/Conv processes, runs T + hops steps, returns aligned
-    outputs (C-major)."""
+    outputs (C-major). first_bias: the host current [n] (static image) or [T, n] (frames: set
+    through the runtime before every step)."""
+    per_step = first_bias.ndim == 2
+    bias_at = (lambda t: first_bias[t]) if per_step else (lambda t: first_bias)
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.conv.process import Conv
@@ -140,7 +145,7 @@ def run_processes(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
         zeros = np.zeros(st.shape, dtype=first_bias.dtype)
         params = {key: st.lava(v) if isinstance(v, np.ndarray) else v
                   for key, v in st.lif.items()}
-        lif = LIF(shape=st.shape, bias_mant=st.lava(first_bias) if first else zeros,
+        lif = LIF(shape=st.shape, bias_mant=st.lava(bias_at(0)) if first else zeros,
                   v=st.lava(st.v_init) if first else zeros, **params)
         if not first:
             prev = stages[k - 1]
@@ -160,6 +165,8 @@ def run_processes(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
     start = time.perf_counter()
     try:
         for t in range(steps):
+            if per_step and 0 < t < t_steps:
+                lifs[0].bias_mant.set(stages[0].lava(bias_at(t)))
             if 0 < t < len(stages):
                 lifs[t].bias_mant.set(stages[t].lava(stages[t].bias))
                 lifs[t].v.set(stages[t].lava(stages[t].v_init))
@@ -183,7 +190,8 @@ def run_processes(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
 
 
 def run_netx(path: str, first_bias: np.ndarray, t_steps: int) -> dict:
-    """One sample through lava-dl's netx Network built from the HDF5 file."""
+    """One sample through lava-dl's netx Network built from the HDF5 file. first_bias: [n]
+    (static image) or [T, n] (frames)."""
     from lava.lib.dl.netx import hdf5
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
@@ -217,7 +225,10 @@ def run_netx(path: str, first_bias: np.ndarray, t_steps: int) -> dict:
     start = time.perf_counter()
     try:
         for t in range(steps):
-            if t == warm:
+            if first_bias.ndim == 2 and warm <= t < warm + t_steps:
+                net.in_layer.neuron.bias_mant.set(whc(first_bias[t - warm].reshape(shapes[0]),
+                                                      shapes[0]))
+            elif t == warm:
                 net.in_layer.neuron.bias_mant.set(whc(first_bias.reshape(shapes[0]),
                                                       shapes[0]))
             k = t - warm
@@ -258,7 +269,10 @@ def run(mode: str, model_path: str, inputs_path: str, out_path: str) -> None:
     results: dict[str, list] = {}
     if mode == "float":
         m1, b1 = host
-        firsts = [m1 @ xi.reshape(-1).astype(np.float64) + b1 for xi in data["x"]]
+        # x [N, *input] static images or [N, T, *input] frames: one current per step
+        lead = data["x"].ndim - 1 - len(data["input_shape"])
+        firsts = [(xi.reshape(*xi.shape[:lead], -1).astype(np.float64) @ m1.T) + b1
+                  for xi in data["x"]]
     else:
         firsts = list(data["bias0"].astype(np.int64))
     for first in firsts:

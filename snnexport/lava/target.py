@@ -73,7 +73,8 @@ def _collect(out: dict, names_shapes, t_steps: int, b: int) -> tuple[dict, torch
 
 
 class LavaFloatTarget:
-    """Runs batches of static images through Lava's floating-point LIF/Dense processes."""
+    """Runs batches (static images or frame sequences) through Lava's floating-point LIF +
+    Dense/Conv processes."""
 
     def __init__(self, graph: Graph, timeout: float = 600.0):
         self.graph = graph
@@ -81,27 +82,31 @@ class LavaFloatTarget:
         _, _, self.stages, self.population = lower(graph)  # fail early, in the core
 
     def __call__(self, x: torch.Tensor, dtype=None) -> SimResult:
-        if x.dim() != len(self.graph.nodes[self.graph.order()[0]].shape) + 1:
-            raise LavaError("the Lava target takes static images [B, *input] (direct encoding)")
-        t_steps = int(self.graph.metadata["time_steps"])
+        """x: static images [B, *input] or frames [T, B, *input]."""
+        in_shape = tuple(self.graph.nodes[self.graph.order()[0]].shape)
+        static = x.dim() == len(in_shape) + 1
+        t_steps = int(self.graph.metadata["time_steps"]) if static else x.shape[0]
+        xs = x if static else x.transpose(0, 1)  # samples first for the runner
         with tempfile.TemporaryDirectory() as d:
             d = Path(d)
             save_ir(self.graph, d / "model.snnir")
-            np.savez(d / "inputs.npz", x=x.numpy().astype(np.float64), time_steps=t_steps)
+            np.savez(d / "inputs.npz", x=xs.numpy().astype(np.float64), time_steps=t_steps,
+                     input_shape=np.array(in_shape))
             run_runner(["float", str(d / "model.snnir"), str(d / "inputs.npz"),
                         str(d / "out.npz")], self.timeout)
             out = dict(np.load(d / "out.npz"))
+        b = len(xs)
         spikes, last = _collect(out, [(st.name, st.shape, st.spiking) for st in self.stages
-                                      if st.name], t_steps, len(x))
-        voted = last.reshape(t_steps, len(x), -1, self.population).mean(-1)
+                                      if st.name], t_steps, b)
+        voted = last.reshape(t_steps, b, -1, self.population).mean(-1)
         mode = self.graph.metadata.get("readout", "rate")
         return SimResult(voted, readout_scores(voted, mode, self.population), spikes, {})
 
 
 class LavaFixedTarget:
-    """The fixed-point IR in Lava `fixed_pt`: as LIF + Dense processes built from it
-    (`netx=False`), or as the netx HDF5 file lava-dl builds (`netx=True`). Static images only;
-    the host layer's current mantissas are computed here, with the emulator's own code."""
+    """The fixed-point IR in Lava `fixed_pt`: as LIF + Dense/Conv processes built from it
+    (`netx=False`), or as the netx HDF5 file lava-dl builds (`netx=True`). Static images or
+    frames; the host layer's current mantissas are computed here, with the emulator's code."""
 
     def __init__(self, net, netx: bool = False, timeout: float = 1200.0):
         self.net = net
@@ -118,10 +123,11 @@ class LavaFixedTarget:
         from ..quant.fixed import save_fixed
 
         net = self.net
-        if x.dim() != len(net.input_shape) + 1:
-            raise LavaError("the Lava target takes static images [B, *input] (direct encoding)")
+        static = x.dim() == len(net.input_shape) + 1
         mant, _ = host_bias_mant(net.layers[0], x.to(torch.float64), net.input_shape)
-        t_steps = net.time_steps
+        t_steps = net.time_steps if static else x.shape[0]
+        b = len(x) if static else x.shape[1]
+        mant = mant.reshape(b, -1) if static else mant.transpose(0, 1).reshape(b, t_steps, -1)
         with tempfile.TemporaryDirectory() as d:
             d = Path(d)
             if self.netx:
@@ -130,15 +136,14 @@ class LavaFixedTarget:
                 model, mode = write_netx(net, d / "model.net"), "netx"
             else:
                 model, mode = save_fixed(net, d / "model.fixed.npz"), "fixed"
-            np.savez(d / "inputs.npz", bias0=mant.reshape(len(x), -1).numpy(),
-                     time_steps=t_steps)
+            np.savez(d / "inputs.npz", bias0=mant.numpy(), time_steps=t_steps)
             run_runner([mode, str(model), str(d / "inputs.npz"), str(d / "out.npz")],
                        self.timeout)
             out = dict(np.load(d / "out.npz"))
         self.stepping = out.pop("stepping")  # (Lava steps, seconds) per sample
         layers = [(lay.name, lay.shape, lay.spiking) for lay in net.layers if not lay.pool]
-        spikes, last = _collect(out, layers, t_steps, len(x))
+        spikes, last = _collect(out, layers, t_steps, b)
         if not net.layers[-1].spiking:
             last = last / net.layers[-1].scale
-        voted = last.reshape(t_steps, len(x), -1, net.population).mean(-1)
+        voted = last.reshape(t_steps, b, -1, net.population).mean(-1)
         return SimResult(voted, readout_scores(voted, net.readout, net.population), spikes, {})
