@@ -61,7 +61,8 @@ def test_runner_crash_and_hang_become_clear_errors(tmp_path):
     save_ir(graph, tmp_path / "m.snnir")
     import numpy as np
 
-    np.savez(tmp_path / "in.npz", x=load_dataset("digits").x_test[:50].numpy(), time_steps=4)
+    np.savez(tmp_path / "in.npz", x=load_dataset("digits").x_test[:50].numpy(), time_steps=4,
+             input_shape=np.array(graph.nodes[graph.order()[0]].shape))
     with pytest.raises(LavaTimeout, match="killed"):
         run_runner(["float", str(tmp_path / "m.snnir"), str(tmp_path / "in.npz"),
                     str(tmp_path / "out.npz")], timeout=3)
