@@ -2,8 +2,9 @@
 and the energy estimate, lint, and write OUTDIR/report.html with the JSON of every step.
 
 Resumable: every step writes its result atomically (a file exists only when complete) and is
-skipped when its file is there and the manifest (model hash + settings) is unchanged; a
-manifest that differs stops the run instead of mixing two deployments in one folder.
+skipped when its file is there and the manifest (model hash, settings, snnexport version, a hash
+of its code and target profiles) is unchanged; a manifest that differs stops the run instead of
+mixing two deployments in one folder.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from . import __version__
+from .energy.estimate import TARGETS_DIR
 from .files import atomic_write
 
 ALL_TARGETS = ("reference", "nir", "onnx", "fixed", "onnx-fixed", "lava-float", "lava-fixed",
@@ -45,6 +48,17 @@ def parse_targets(spec: str) -> list[str]:
     return targets
 
 
+def code_fingerprint() -> str:
+    """sha256 over the package's source and the target profiles: a resumed folder must not
+    keep results that older code (or other energy constants) produced."""
+    root = Path(__file__).resolve().parent
+    files = sorted(root.rglob("*.py")) + sorted(TARGETS_DIR.glob("*.toml"))
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()
+
+
 def deploy(model: str, outdir: str, data: str | None = None, targets: str = "all",
            samples: int = 200, lava_samples: int = 4, calib_samples: int = 200,
            decays: int | None = None, progress: bool = True) -> dict:
@@ -65,13 +79,17 @@ def deploy(model: str, outdir: str, data: str | None = None, targets: str = "all
     chosen = parse_targets(targets)
     manifest = {"model": str(model), "sha256": hashlib.sha256(Path(model).read_bytes())
                 .hexdigest(), "data": data, "samples": samples, "lava_samples": lava_samples,
-                "calib_samples": calib_samples, "decays": decays}
+                "calib_samples": calib_samples, "decays": decays,
+                "snnexport": __version__, "code": code_fingerprint()}
     mpath = out / "manifest.json"
     if mpath.exists():
         old = json.loads(mpath.read_text())
         if old != manifest:
-            raise DeployError(f"{outdir}: holds a deployment with other settings or another "
-                              f"model ({mpath}); use a new folder or remove it")
+            differ = sorted(k for k in manifest.keys() | old.keys()
+                            if old.get(k) != manifest.get(k))
+            raise DeployError(f"{outdir}: holds a deployment with other settings, another "
+                              f"model or other snnexport code (differs in {differ}; "
+                              f"{mpath}); use a new folder or remove it")
     else:
         _write_json(mpath, manifest)
 

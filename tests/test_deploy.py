@@ -10,7 +10,7 @@ import pytest
 from test_fold import random_net
 
 from snnexport.cli import main
-from snnexport.deploy import DeployError, deploy
+from snnexport.deploy import DeployError, code_fingerprint, deploy
 from snnexport.importers.plifnet import import_plifnet
 from snnexport.lint import lint
 from snnexport.models import save_checkpoint
@@ -61,8 +61,14 @@ def test_deploy_resumes_without_redoing_finished_targets(deployed):
     for name, mtime in kept.items():
         if name != "check_onnx.json":
             assert again[name] == mtime, name  # finished targets untouched
-    with pytest.raises(DeployError, match="other settings"):
+    with pytest.raises(DeployError, match=r"differs in \['samples'\]"):
         deploy(str(d / "net.pt"), str(out), samples=61, lava_samples=2, progress=False)
+    # results of older snnexport code are not reused: the manifest holds a code fingerprint
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["code"] == code_fingerprint()
+    (out / "manifest.json").write_text(json.dumps({**manifest, "code": "older"}))
+    with pytest.raises(DeployError, match=r"differs in \['code'\]"):
+        deploy(str(d / "net.pt"), str(out), samples=60, lava_samples=2, progress=False)
 
 
 def test_report_renders_in_headless_chromium(deployed, tmp_path):
