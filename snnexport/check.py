@@ -139,11 +139,11 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
         reference_dtype = torch.float64
     thresholds = thresholds_of(loaded.graph)
     tol, cause, reference = TOL[reference_dtype], "unexplained", loaded.reference
-    fixed_net, stats = None, None
+    fixed_net, stats, grouping = None, None, None
     if target in FIXED_TARGETS:
         from .quant.emulator import EmulatorStats, emulate, fixed_threshold
 
-        fixed_net, _ = fixed_point(folded, calib_x, decays)
+        fixed_net, grouping = fixed_point(folded, calib_x, decays)
         stats = EmulatorStats()
         target_dtype = torch.int64
     if target == "onnx":
@@ -203,9 +203,13 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
 
         report.binary = binary_spike_check(folded, run_target.spike_inputs)
     if fixed_net is not None:
+        # --decays K: the grouping's size per layer, so the accuracy cost reads against it
+        grouped = {r["layer"]: {"decays_before_grouping": r["before"],
+                                "decay_max_change": r["max_change"]} for r in grouping or []}
         report.quantisation = [dict(row, v_clipped=stats.v_clipped.get(row["layer"], 0),
                                     u_wrapped=stats.u_wrapped.get(row["layer"], 0),
                                     bias_clipped=row.get("bias_clipped", 0) +
-                                    stats.bias_clipped.get(row["layer"], 0))
+                                    stats.bias_clipped.get(row["layer"], 0),
+                                    **grouped.get(row["layer"], {}))
                                for row in fixed_net.report]
     return report

@@ -143,14 +143,17 @@ class ParityReport:
                 f"(spike {fd['reference_spike']}), target H={fd['target_h']} (spike "
                 f"{fd['target_spike']}); cause: {fd['cause']}")
         for row in self.quantisation or []:
-            extra = ""
+            extra, grouped = "", ""
+            if "decays_before_grouping" in row:
+                grouped = (f" (grouped from {row['decays_before_grouping']}, decay moved at most "
+                           f"{row['decay_max_change']:.3g})")
             if row.get("kind") != "host":
                 rms = 100 * row["weight_rms_error_relative"]
                 extra = (f", weights {row['weight_bits']} bit (rms error {rms:.2f} % of max), "
                          f"scale limited by {row['limited_by']}")
             lines.append(
                 f"  fixed point {row['layer']}: {row['kind']}, scale {row['scale']:.6g}, "
-                f"vth_mant {row['vth_mant']}, {row['decays']} decay value(s){extra}; "
+                f"vth_mant {row['vth_mant']}, {row['decays']} decay value(s){grouped}{extra}; "
                 f"clipped v {row.get('v_clipped', 0)}, wrapped u {row.get('u_wrapped', 0)}, "
                 f"clipped bias {row.get('bias_clipped', 0)}")
         for row in self.binary or []:

@@ -152,8 +152,13 @@ def test_decay_grouping_bounds_the_decay_values_and_reports_the_cost():
     net, _ = fixed_point(folded, ds.x_train[:200], decays=4)
     assert all(row["decays"] <= 4 for row in net.report)
     report = check(loaded, "fixed", samples=450, decays=4)
-    # the cost is reported, not hidden: the JSON states the accuracy of both
-    assert report.to_dict()["accuracy"]["target"] > 0.9
+    # the cost is reported, not hidden: the JSON states the accuracy of both and, per layer,
+    # how many decays were grouped into how few
+    d = report.to_dict()
+    assert d["accuracy"]["target"] > 0.9
+    assert [(q["layer"], q["decays_before_grouping"], q["decays"]) for q in d["quantisation"]] \
+        == [(r["layer"], r["before"], r["after"]) for r in rows]
+    assert f"grouped from {rows[0]['before']}" in report.text()
 
 
 def test_cli_export_netx_and_check_fixed(tmp_path, capsys):
