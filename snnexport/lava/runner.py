@@ -22,6 +22,9 @@ Method (checked against Lava itself, see tests/test_lava.py):
   starts at step k with v = v_init (set through the runtime right before that step; in the
   process paths its bias is also 0 until then). u needs no care: du = 1 (float) / 4095
   (fixed) keeps no current, so u at step k is the input of step k - 1 alone;
+* the samples run back to back in one Lava run (class Schedule): layer k starts sample s at
+  step s T + k with its v set to v_init, while the layers behind it still finish sample s - 1;
+  the network is built once and the hop steps are paid once, not per sample;
 * netx builds its processes from the file, with the biases in it and no way to give the input
   layer a per-sample bias before the runtime exists: one warm-up step runs first (everything
   at rest), then the input bias and every v are set; netx layers start one step later;
@@ -36,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-STEPPING: list[tuple[int, float]] = []  # (Lava steps, seconds) of each sample's run loop
+STEPPING: list[tuple[int, float]] = []  # (Lava steps, seconds) of the run loop
 
 
 @dataclass
@@ -124,13 +127,39 @@ def fixed_stages(path: str):
     return out, None
 
 
+class Schedule:
+    """The samples one after another in one Lava run, pipelined: sample s, step t reaches
+    layer k at Lava step warm + s T + t + k. Layer k starts sample s at warm + s T + k, where its
+    v is set to v_init; the Dense/Conv in front of it then already carries sample s's first
+    spikes (it never needs a flush), and u holds no current across steps (du = 1 / 4095)."""
+
+    def __init__(self, samples: int, t_steps: int, layers: int, warm: int = 0):
+        self.samples, self.t_steps, self.layers, self.warm = samples, t_steps, layers, warm
+        self.steps = warm + samples * t_steps + layers - 1
+
+    def host(self, g: int):
+        """(sample, step) whose host current layer 0 takes at Lava step g, or None."""
+        i = g - self.warm
+        return divmod(i, self.t_steps) if 0 <= i < self.samples * self.t_steps else None
+
+    def starting(self, g: int) -> list[int]:
+        """The layers that start a sample at Lava step g."""
+        i = g - self.warm
+        return [k for k in range(self.layers)
+                if 0 <= i - k < self.samples * self.t_steps and (i - k) % self.t_steps == 0]
+
+    def aligned(self, per_step: np.ndarray, k: int) -> np.ndarray:
+        """Layer k's values [steps, n] as [T, samples, n] on the reference time axis."""
+        lo = self.warm + k
+        seq = per_step[lo:lo + self.samples * self.t_steps]
+        return seq.reshape(self.samples, self.t_steps, -1).transpose(1, 0, 2)
+
+
 def run_processes(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
                   tag: str) -> dict:
-    """One sample: builds LIF + Dense/Conv processes, runs T + hops steps, returns aligned
-    outputs (C-major). first_bias: the host current [n] (static image) or [T, n] (frames: set
-    through the runtime before every step)."""
-    per_step = first_bias.ndim == 2
-    bias_at = (lambda t: first_bias[t]) if per_step else (lambda t: first_bias)
+    """All samples in one run of LIF + Dense/Conv processes (see Schedule); returns each
+    layer's aligned outputs [T, N, n] (C-major). first_bias: the host currents [N, n] (static
+    images) or [N, T, n] (frames)."""
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.conv.process import Conv
@@ -138,14 +167,16 @@ def run_processes(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.lif.process import LIF
 
-    steps = t_steps + len(stages) - 1
+    plan = Schedule(len(first_bias), t_steps, len(stages))
+    frames = first_bias.ndim == 3
     lifs, sinks = [], []
     for k, st in enumerate(stages):
         first = k == 0
         zeros = np.zeros(st.shape, dtype=first_bias.dtype)
         params = {key: st.lava(v) if isinstance(v, np.ndarray) else v
                   for key, v in st.lif.items()}
-        lif = LIF(shape=st.shape, bias_mant=st.lava(bias_at(0)) if first else zeros,
+        lif = LIF(shape=st.shape, bias_mant=st.lava(first_bias[0][0] if frames else
+                                                   first_bias[0]) if first else zeros,
                   v=st.lava(st.v_init) if first else zeros, **params)
         if not first:
             prev = stages[k - 1]
@@ -155,43 +186,49 @@ def run_processes(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
             else:
                 lifs[-1].s_out.connect(syn.s_in)
             syn.a_out.connect(lif.a_in)
-        sink = Sink(shape=st.shape, buffer=steps) if st.spiking else None
+        sink = Sink(shape=st.shape, buffer=plan.steps) if st.spiking else None
         if sink is not None:
             lif.s_out.connect(sink.a_in)
         lifs.append(lif)
         sinks.append(sink)
     cfg = Loihi2SimCfg(select_tag=tag)
-    v_trace = {k: np.zeros((steps, st.n)) for k, st in enumerate(stages) if not st.spiking}
+    v_trace = {k: np.zeros((plan.steps, st.n)) for k, st in enumerate(stages) if not st.spiking}
     start = time.perf_counter()
     try:
-        for t in range(steps):
-            if per_step and 0 < t < t_steps:
-                lifs[0].bias_mant.set(stages[0].lava(bias_at(t)))
-            if 0 < t < len(stages):
-                lifs[t].bias_mant.set(stages[t].lava(stages[t].bias))
-                lifs[t].v.set(stages[t].lava(stages[t].v_init))
+        for g in range(plan.steps):
+            at = plan.host(g)
+            if g > 0 and at is not None and (frames or at[1] == 0):
+                sample, t = at
+                lifs[0].bias_mant.set(stages[0].lava(first_bias[sample][t] if frames else
+                                                     first_bias[sample]))
+            for k in plan.starting(g):
+                if g == 0:
+                    continue  # built at rest with layer 0's first bias and v_init
+                if g == k:  # a layer's own bias starts with its first sample (0 before)
+                    lifs[k].bias_mant.set(stages[k].lava(stages[k].bias))
+                lifs[k].v.set(stages[k].lava(stages[k].v_init))
             lifs[0].run(condition=RunSteps(num_steps=1), run_cfg=cfg)
             for k in v_trace:
-                v_trace[k][t] = stages[k].ir_order(lifs[k].v.get())
+                v_trace[k][g] = stages[k].ir_order(lifs[k].v.get())
         out = {}
         for k, st in enumerate(stages):
             if not st.name:
                 continue
             if st.spiking:
                 data = sinks[k].data.get()  # [*lava shape, steps]
-                out[st.name] = np.stack([st.ir_order(data[..., t])
-                                         for t in range(k, k + t_steps)])
+                per_step = np.stack([st.ir_order(data[..., g]) for g in range(plan.steps)])
             else:
-                out[st.name] = v_trace[k][k:k + t_steps]
+                per_step = v_trace[k]
+            out[st.name] = plan.aligned(per_step, k)
     finally:
         lifs[0].stop()
-    STEPPING.append((steps, time.perf_counter() - start))
+    STEPPING.append((plan.steps, time.perf_counter() - start))
     return out
 
 
 def run_netx(path: str, first_bias: np.ndarray, t_steps: int) -> dict:
-    """One sample through lava-dl's netx Network built from the HDF5 file. first_bias: [n]
-    (static image) or [T, n] (frames)."""
+    """All samples in one run of lava-dl's netx Network built from the HDF5 file (see
+    Schedule; one warm-up step first). first_bias: [N, n] (static images) or [N, T, n]."""
     from lava.lib.dl.netx import hdf5
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
@@ -204,54 +241,51 @@ def run_netx(path: str, first_bias: np.ndarray, t_steps: int) -> dict:
     if len(net.layers) != len(meta["layers"]):
         raise RuntimeError(f"{path}: netx built {len(net.layers)} layers, the file names "
                            f"{len(meta['layers'])}")
-    warm = 1
-    steps = warm + t_steps + len(net.layers) - 1
+    plan = Schedule(len(first_bias), t_steps, len(net.layers), warm=1)
+    frames = first_bias.ndim == 3
     import h5py
 
-    v_inits = []
     with h5py.File(path, "r") as f:
         keys = sorted((k for k in f["layer"] if "neuron" in f["layer"][k]), key=int)
         v_inits = [f["layer"][k]["neuron"]["vInit"][()] for k in keys]
     sinks = []
     for block, info in zip(net.layers, meta["layers"], strict=True):
-        sink = Sink(shape=block.neuron.s_out.shape, buffer=steps) if info["spiking"] else None
+        sink = Sink(shape=block.neuron.s_out.shape, buffer=plan.steps) if info["spiking"] \
+            else None
         if sink is not None:
             block.neuron.s_out.connect(sink.a_in)
         sinks.append(sink)
     cfg = Loihi2SimCfg(select_tag="fixed_pt")
     shapes = [tuple(info["shape"]) for info in meta["layers"]]
-    v_trace = {k: np.zeros((steps, int(np.prod(s)))) for k, s in enumerate(shapes)
+    v_trace = {k: np.zeros((plan.steps, int(np.prod(s)))) for k, s in enumerate(shapes)
                if not meta["layers"][k]["spiking"]}
     start = time.perf_counter()
     try:
-        for t in range(steps):
-            if first_bias.ndim == 2 and warm <= t < warm + t_steps:
-                net.in_layer.neuron.bias_mant.set(whc(first_bias[t - warm].reshape(shapes[0]),
-                                                      shapes[0]))
-            elif t == warm:
-                net.in_layer.neuron.bias_mant.set(whc(first_bias.reshape(shapes[0]),
-                                                      shapes[0]))
-            k = t - warm
-            if 0 <= k < len(net.layers):
+        for g in range(plan.steps):
+            at = plan.host(g)
+            if at is not None and (frames or at[1] == 0):
+                sample, t = at
+                bias = first_bias[sample][t] if frames else first_bias[sample]
+                net.in_layer.neuron.bias_mant.set(whc(bias.reshape(shapes[0]), shapes[0]))
+            for k in plan.starting(g):
                 net.layers[k].neuron.v.set(v_inits[k])
             net.run(condition=RunSteps(num_steps=1), run_cfg=cfg)
             for k in v_trace:
-                v_trace[k][t] = to_chw(net.layers[k].neuron.v.get(), shapes[k]).reshape(-1)
+                v_trace[k][g] = to_chw(net.layers[k].neuron.v.get(), shapes[k]).reshape(-1)
         out = {}
         for k, info in enumerate(meta["layers"]):
             if info["pool"]:
                 continue
-            lo = warm + k
             if info["spiking"]:
                 data = sinks[k].data.get()  # [*WHC, steps]
-                seq = np.stack([to_chw(data[..., t], shapes[k]).reshape(-1)
-                                for t in range(lo, lo + t_steps)])
+                per_step = np.stack([to_chw(data[..., g], shapes[k]).reshape(-1)
+                                     for g in range(plan.steps)])
             else:
-                seq = v_trace[k][lo:lo + t_steps]
-            out[info["name"]] = seq
+                per_step = v_trace[k]
+            out[info["name"]] = plan.aligned(per_step, k)
     finally:
         net.stop()
-    STEPPING.append((steps, time.perf_counter() - start))
+    STEPPING.append((plan.steps, time.perf_counter() - start))
     return out
 
 
@@ -266,23 +300,19 @@ def run(mode: str, model_path: str, inputs_path: str, out_path: str) -> None:
         fixed_stages(model_path) if mode == "fixed" else (None, None))
     data = np.load(inputs_path)
     t_steps = int(data["time_steps"])
-    results: dict[str, list] = {}
     if mode == "float":
         m1, b1 = host
         # x [N, *input] static images or [N, T, *input] frames: one current per step
-        lead = data["x"].ndim - 1 - len(data["input_shape"])
-        firsts = [(xi.reshape(*xi.shape[:lead], -1).astype(np.float64) @ m1.T) + b1
-                  for xi in data["x"]]
+        x = data["x"].astype(np.float64)
+        lead = x.ndim - len(data["input_shape"])  # 1 for images, 2 for frames
+        firsts = x.reshape(*x.shape[:lead], -1) @ m1.T + b1
     else:
-        firsts = list(data["bias0"].astype(np.int64))
-    for first in firsts:
-        if mode == "netx":
-            out = run_netx(model_path, first, t_steps)
-        else:
-            out = run_processes(stages, first, t_steps,
+        firsts = data["bias0"].astype(np.int64)
+    if mode == "netx":
+        results = run_netx(model_path, firsts, t_steps)
+    else:
+        results = run_processes(stages, firsts, t_steps,
                                 "floating_pt" if mode == "float" else "fixed_pt")
-        for name, seq in out.items():
-            results.setdefault(name, []).append(seq)
     kinds = {}
     if mode == "netx":
         from ..exporters.netx_export import read_netx_meta
@@ -291,8 +321,8 @@ def run(mode: str, model_path: str, inputs_path: str, out_path: str) -> None:
     else:
         kinds = {st.name: st.spiking for st in stages if st.name}
     np.savez(out_path, stepping=np.array(STEPPING, np.float64).reshape(-1, 2),
-             **{("spikes:" if kinds[name] else "v:") + name: np.stack(seqs, 1)
-                for name, seqs in results.items()})
+             **{("spikes:" if kinds[name] else "v:") + name: seq
+                for name, seq in results.items()})
 
 
 if __name__ == "__main__":
