@@ -9,6 +9,11 @@ mismatching spikes per layer, and the first divergence. Mismatches are classifie
               (a spike decided by a tie changes the reset and everything it feeds);
   unexplained every other mismatch: a real difference (a folding error, a wrong op, ...).
 
+The first divergence carries its cause: a threshold tie; a delay, when that sample's spike
+trains in the layer are the reference's shifted by a few steps (a misaligned hop count); else
+the target's own cause ('quantisation' for the fixed-point IR vs the float model, otherwise
+'unexplained').
+
 tol is 1e-5 * max(1, |V_th|) for a float32 reference, 1e-12 * max(1, |V_th|) for float64:
 generous against float rounding (about 1e-7 and 1e-16 relative per operation), far below the
 size of any real error.
@@ -204,15 +209,19 @@ def compare(report: ParityReport, ref: SimResult, tgt: SimResult, y: torch.Tenso
                 layer.downstream += 1
             key = (t, li, sample_offset + s, j)
             if first is None or key < first[0]:
+                r_s, t_s = rs.reshape(t_steps, b, -1)[:, s], ts.reshape(t_steps, b, -1)[:, s]
                 first = (key, bool(tie[t, s, j]), float(h[t, s, j]),
-                         _target_h(tgt, layer.name, t, s, j), int(rs.reshape(t_steps, b, -1)[
-                             t, s, j]), int(ts.reshape(t_steps, b, -1)[t, s, j]))
+                         _target_h(tgt, layer.name, t, s, j), int(r_s[t, j]), int(t_s[t, j]),
+                         delay_of(r_s, t_s))
     if first is not None:
-        (t, li, s, j), is_tie, h_ref, h_tgt, s_ref, s_tgt = first
+        (t, li, s, j), is_tie, h_ref, h_tgt, s_ref, s_tgt, delay = first
+        cause = "threshold tie" if is_tie else report.mismatch_cause
+        if not is_tie and delay:
+            cause = f"delay: the target is {abs(delay)} step(s) {'late' if delay > 0 else 'early'}"
         cand = {"layer": report.layers[li].name, "time_step": t, "sample": s, "neuron": j,
                 "reference_h": h_ref, "threshold": thresholds[report.layers[li].name],
                 "target_h": h_tgt, "reference_spike": s_ref, "target_spike": s_tgt,
-                "cause": "threshold tie" if is_tie else report.mismatch_cause}
+                "cause": cause}
         old = report.first_divergence
         if old is None or (t, li) < (old["time_step"], _layer_index(report, old["layer"])):
             report.first_divergence = cand
@@ -221,6 +230,20 @@ def compare(report: ParityReport, ref: SimResult, tgt: SimResult, y: torch.Tenso
     report.correct_reference += int((pr == y).sum())
     report.correct_target += int((pt == y).sum())
     report.agree += int((pr == pt).sum())
+
+
+def delay_of(ref: torch.Tensor, tgt: torch.Tensor, most: int = 3) -> int:
+    """d > 0 when one sample's target spike trains [T, n] are the reference's d steps later
+    (d < 0: earlier) wherever both are defined, with spikes in that window; 0 when no shift of
+    at most `most` steps explains them. A misaligned hop count looks exactly like this."""
+    t_len = ref.shape[0]
+    for d in (1, -1, 2, -2, 3, -3)[:2 * most]:
+        if abs(d) >= t_len:
+            continue
+        r, t = (ref[:t_len - d], tgt[d:]) if d > 0 else (ref[-d:], tgt[:t_len + d])
+        if r.any() and torch.equal(r, t):
+            return d
+    return 0
 
 
 def _layer_index(report: ParityReport, name: str) -> int:

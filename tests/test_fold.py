@@ -154,6 +154,37 @@ def test_threshold_ties_are_counted_not_hidden():
     assert report.unexplained == 0 and not report.exact
 
 
+def test_a_misaligned_target_is_diagnosed_as_a_delay():
+    """A target read one step late from layer sn2 on (as a Lava run aligned for one hop too
+    few would be): the first divergence names the delay, not an unexplained error."""
+    from snnexport.parity import ParityReport, compare, delay_of
+    from snnexport.sim.reference import SimResult
+
+    g = F.fold(import_plifnet(random_net()))
+    digits = load_dataset("digits")
+    x, y = digits.x_test[:16].double(), digits.y_test[:16]
+    ref = simulate(g, x, record_membrane=True)
+    names = list(ref.spikes)
+
+    def late(a, by=1):  # nothing in the first `by` steps, then the reference
+        return torch.cat([torch.zeros_like(a[:by]), a[:-by]])
+
+    shifted = {n: (late(sp) if i >= 1 else sp) for i, (n, sp) in enumerate(ref.spikes.items())}
+    tgt = SimResult(ref.outputs, ref.scores, shifted, {})
+    report = ParityReport("late target")
+    compare(report, ref, tgt, y, {n: 1.0 for n in names}, 1e-12)
+    fd = report.first_divergence
+    assert fd["layer"] == names[1] and fd["time_step"] == 0
+    assert fd["cause"] == "delay: the target is 1 step(s) late"
+    # the detector itself: late, early, and a change no shift explains
+    train = ref.spikes[names[0]][:, 0].reshape(4, -1)
+    assert delay_of(train, late(train, 2)) == 2
+    assert delay_of(late(train, 1), train) == -1
+    flipped = train.clone()
+    flipped[1, 0] = 1 - flipped[1, 0]
+    assert delay_of(train, flipped) == 0
+
+
 def test_ir_file_round_trip_is_exact_and_deterministic(tmp_path):
     for fold_it in (False, True):
         g = import_plifnet(random_net(imp=True, tau_per="neuron"))
