@@ -197,7 +197,8 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
         else:
             ref = simulate(loaded.graph, xb, dtype=torch.float64, record_membrane=True)
         tgt = run_target(xb)
-        compare(report, ref, tgt, yb, thresholds, tol, sample_offset=lo)
+        compare(report, ref, tgt, yb, thresholds, tol, sample_offset=lo,
+                saturated=stats.saturated if target == "fixed" else None)
     if target == "onnx":
         from .onnx_run import binary_spike_check
 

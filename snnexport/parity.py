@@ -9,7 +9,8 @@ mismatching spikes per layer, and the first divergence. Mismatches are classifie
               (a spike decided by a tie changes the reset and everything it feeds);
   unexplained every other mismatch: a real difference (a folding error, a wrong op, ...).
 
-The first divergence carries its cause: a threshold tie; a delay, when that sample's spike
+The first divergence carries its cause: a threshold tie; an overflow, when the fixed-point
+state of that neuron saturated at or before that step; a delay, when that sample's spike
 trains in the layer are the reference's shifted by a few steps (a misaligned hop count); else
 the target's own cause ('quantisation' for the fixed-point IR vs the float model, otherwise
 'unexplained').
@@ -171,8 +172,10 @@ class ParityReport:
 
 
 def compare(report: ParityReport, ref: SimResult, tgt: SimResult, y: torch.Tensor,
-            thresholds: dict[str, float], tol: float, sample_offset: int = 0) -> None:
-    """Accumulate one batch into the report (layers in network order)."""
+            thresholds: dict[str, float], tol: float, sample_offset: int = 0,
+            saturated: dict[str, torch.Tensor] | None = None) -> None:
+    """Accumulate one batch into the report (layers in network order). saturated: per layer,
+    [T, B, n] where the target's fixed-point state saturated (EmulatorStats.saturated)."""
     names = list(ref.spikes)
     if not report.layers:
         report.layers = [LayerParity(n) for n in names]
@@ -212,11 +215,14 @@ def compare(report: ParityReport, ref: SimResult, tgt: SimResult, y: torch.Tenso
                 r_s, t_s = rs.reshape(t_steps, b, -1)[:, s], ts.reshape(t_steps, b, -1)[:, s]
                 first = (key, bool(tie[t, s, j]), float(h[t, s, j]),
                          _target_h(tgt, layer.name, t, s, j), int(r_s[t, j]), int(t_s[t, j]),
-                         delay_of(r_s, t_s))
+                         delay_of(r_s, t_s), _saturated_at(saturated, layer.name, t, s, j))
     if first is not None:
-        (t, li, s, j), is_tie, h_ref, h_tgt, s_ref, s_tgt, delay = first
+        (t, li, s, j), is_tie, h_ref, h_tgt, s_ref, s_tgt, delay, overflow = first
         cause = "threshold tie" if is_tie else report.mismatch_cause
-        if not is_tie and delay:
+        if not is_tie and overflow:
+            # membrane clipped, current wrapped or host bias clipped at or before this step
+            cause = "overflow: this neuron's fixed-point state saturated"
+        elif not is_tie and delay:
             cause = f"delay: the target is {abs(delay)} step(s) {'late' if delay > 0 else 'early'}"
         cand = {"layer": report.layers[li].name, "time_step": t, "sample": s, "neuron": j,
                 "reference_h": h_ref, "threshold": thresholds[report.layers[li].name],
@@ -230,6 +236,11 @@ def compare(report: ParityReport, ref: SimResult, tgt: SimResult, y: torch.Tenso
     report.correct_reference += int((pr == y).sum())
     report.correct_target += int((pt == y).sum())
     report.agree += int((pr == pt).sum())
+
+
+def _saturated_at(saturated, name: str, t: int, s: int, j: int) -> bool:
+    where = (saturated or {}).get(name)
+    return bool(where is not None and where[:t + 1, s, j].any())
 
 
 def delay_of(ref: torch.Tensor, tgt: torch.Tensor, most: int = 3) -> int:

@@ -106,8 +106,22 @@ def test_saturation_is_reported_when_calibration_was_too_gentle():
     x = load_dataset("digits").x_test[:20]
     net = quantize(g, x * 0.05)  # calibrated on faint images: the host scale is too large
     stats = EmulatorStats()
-    emulate(net, x, stats)
+    tgt = emulate(net, x, stats)
     assert stats.bias_clipped["layers.sn1"] > 0
+    assert int(stats.saturated["layers.sn1"].sum()) == stats.bias_clipped["layers.sn1"]
+    # a divergence at a neuron whose state saturated is called an overflow, not rounding
+    from snnexport.check import thresholds_of
+    from snnexport.parity import ParityReport, compare
+
+    ref = simulate(g, x.double(), record_membrane=True)
+    y = torch.zeros(20, dtype=torch.long)
+    for saturated, cause in ((stats.saturated, "overflow"), (None, "quantisation")):
+        report = ParityReport("fixed", mismatch_cause="quantisation")
+        compare(report, ref, tgt, y, thresholds_of(g), 1e-12, saturated=saturated)
+        fd = report.first_divergence
+        assert fd["layer"] == "layers.sn1" and fd["cause"].startswith(cause), fd
+    t, s, j = fd["time_step"], fd["sample"], fd["neuron"]
+    assert stats.saturated["layers.sn1"][:t + 1, s, j].any()
     # check() carries the counts into the parity report (here calibrated on the inputs: none)
     report = check(LoadedModel("<t>", import_plifnet(model), model), "fixed",
                    inputs=(x, torch.zeros(20, dtype=torch.long)), samples=20)

@@ -36,6 +36,14 @@ class EmulatorStats:
     v_clipped: dict[str, int] = field(default_factory=dict)
     u_wrapped: dict[str, int] = field(default_factory=dict)
     bias_clipped: dict[str, int] = field(default_factory=dict)
+    # the last batch only: where any of the three happened, [T, B, n] bool per layer (what lets
+    # parity call a divergence at such a neuron an overflow)
+    saturated: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def mark(self, name: str, where: torch.Tensor) -> None:
+        where = where.reshape(*where.shape[:2], -1)
+        old = self.saturated.get(name)
+        self.saturated[name] = where if old is None else old | where
 
 
 def host_bias_mant(layer: FixedLayer, x_seq: torch.Tensor, input_shape) -> torch.Tensor:
@@ -78,14 +86,13 @@ def neuron_loop(layer: FixedLayer, u: torch.Tensor | None, bias: torch.Tensor,
     keep = torch.as_tensor(4096 - layer.dv, dtype=torch.int64)
     vth = int(layer.vth_mant) << 6
     v = torch.as_tensor(layer.v_init, dtype=torch.int64).expand(shape).clone()
-    hs, ss = [], []
-    clipped = 0
+    hs, ss, clipped = [], [], []
     for t in range(t_steps):
         p = v * keep
         v = torch.sign(p) * (p.abs() >> 12)
         v = v + (u[t] if u is not None else 0) + (bias[t] if bias.dim() > len(layer.shape) else
                                                   bias)
-        clipped += int((v.abs() > STATE_MAX).sum())
+        clipped.append(v.abs() > STATE_MAX)
         v = v.clamp(-STATE_MAX, STATE_MAX)
         hs.append(v)
         # Lava's rule holds for a non-spiking readout too: its vth_mant is the 17-bit maximum,
@@ -94,7 +101,9 @@ def neuron_loop(layer: FixedLayer, u: torch.Tensor | None, bias: torch.Tensor,
         v = torch.where(s, torch.zeros_like(v), v)
         ss.append(s)
     if stats is not None:
-        stats.v_clipped[layer.name] = stats.v_clipped.get(layer.name, 0) + clipped
+        clipped = torch.stack(clipped)
+        stats.v_clipped[layer.name] = stats.v_clipped.get(layer.name, 0) + int(clipped.sum())
+        stats.mark(layer.name, clipped)
     return torch.stack(hs), torch.stack(ss)
 
 
@@ -117,10 +126,13 @@ def emulate(net: FixedNet, x: torch.Tensor, stats: EmulatorStats | None = None,
     for layer in net.layers:
         if layer.kind == "host":
             mant, raw = host_bias_mant(layer, x_seq, net.input_shape)
-            if stats is not None:
-                stats.bias_clipped[layer.name] = stats.bias_clipped.get(layer.name, 0) + int(
-                    (raw.abs() > BIAS_MANT_MAX).sum()) * (t_steps if len(mant) == 1 else 1)
             bias = (mant << 6).expand(t_steps, *mant.shape[1:])
+            if stats is not None:
+                stats.saturated.clear()  # a new batch
+                over = (raw.abs() > BIAS_MANT_MAX).expand(bias.shape)
+                stats.bias_clipped[layer.name] = stats.bias_clipped.get(layer.name, 0) + int(
+                    over.sum())
+                stats.mark(layer.name, over)
             h, s = neuron_loop(layer, None, bias, stats)
         else:
             a = synapse_sum(layer, prev.flatten(0, 1)).reshape(t_steps, b, *layer.shape)
@@ -130,6 +142,7 @@ def emulate(net: FixedNet, x: torch.Tensor, stats: EmulatorStats | None = None,
             if stats is not None:
                 stats.u_wrapped[layer.name] = stats.u_wrapped.get(layer.name, 0) + int(
                     (wrapped != u).sum())
+                stats.mark(layer.name, wrapped != u)
             bias = torch.zeros((), dtype=torch.int64) if layer.bias_mant is None else \
                 torch.as_tensor(layer.bias_mant, dtype=torch.int64) << 6
             h, s = neuron_loop(layer, wrapped, bias, stats)
