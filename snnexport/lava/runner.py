@@ -137,10 +137,17 @@ class Schedule:
         self.samples, self.t_steps, self.layers, self.warm = samples, t_steps, layers, warm
         self.steps = warm + samples * t_steps + layers - 1
 
-    def host(self, g: int):
-        """(sample, step) whose host current layer 0 takes at Lava step g, or None."""
+    def host_bias(self, first_bias: np.ndarray, g: int) -> np.ndarray | None:
+        """The host current to set on layer 0 before Lava step g, or None when it keeps its
+        value: first_bias [N, n] (static images: a new one per sample) or [N, T, n] (frames:
+        a new one every step)."""
         i = g - self.warm
-        return divmod(i, self.t_steps) if 0 <= i < self.samples * self.t_steps else None
+        if not 0 <= i < self.samples * self.t_steps:
+            return None
+        sample, t = divmod(i, self.t_steps)
+        if first_bias.ndim == 3:
+            return first_bias[sample][t]
+        return first_bias[sample] if t == 0 else None
 
     def starting(self, g: int) -> list[int]:
         """The layers that start a sample at Lava step g."""
@@ -168,15 +175,14 @@ def run_processes(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
     from lava.proc.lif.process import LIF
 
     plan = Schedule(len(first_bias), t_steps, len(stages))
-    frames = first_bias.ndim == 3
     lifs, sinks = [], []
     for k, st in enumerate(stages):
         first = k == 0
         zeros = np.zeros(st.shape, dtype=first_bias.dtype)
         params = {key: st.lava(v) if isinstance(v, np.ndarray) else v
                   for key, v in st.lif.items()}
-        lif = LIF(shape=st.shape, bias_mant=st.lava(first_bias[0][0] if frames else
-                                                   first_bias[0]) if first else zeros,
+        lif = LIF(shape=st.shape,
+                  bias_mant=st.lava(plan.host_bias(first_bias, 0)) if first else zeros,
                   v=st.lava(st.v_init) if first else zeros, **params)
         if not first:
             prev = stages[k - 1]
@@ -196,11 +202,9 @@ def run_processes(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
     start = time.perf_counter()
     try:
         for g in range(plan.steps):
-            at = plan.host(g)
-            if g > 0 and at is not None and (frames or at[1] == 0):
-                sample, t = at
-                lifs[0].bias_mant.set(stages[0].lava(first_bias[sample][t] if frames else
-                                                     first_bias[sample]))
+            bias = plan.host_bias(first_bias, g)
+            if g > 0 and bias is not None:  # step 0's is built in
+                lifs[0].bias_mant.set(stages[0].lava(bias))
             for k in plan.starting(g):
                 if g == 0:
                     continue  # built at rest with layer 0's first bias and v_init
@@ -242,7 +246,6 @@ def run_netx(path: str, first_bias: np.ndarray, t_steps: int) -> dict:
         raise RuntimeError(f"{path}: netx built {len(net.layers)} layers, the file names "
                            f"{len(meta['layers'])}")
     plan = Schedule(len(first_bias), t_steps, len(net.layers), warm=1)
-    frames = first_bias.ndim == 3
     import h5py
 
     with h5py.File(path, "r") as f:
@@ -262,10 +265,8 @@ def run_netx(path: str, first_bias: np.ndarray, t_steps: int) -> dict:
     start = time.perf_counter()
     try:
         for g in range(plan.steps):
-            at = plan.host(g)
-            if at is not None and (frames or at[1] == 0):
-                sample, t = at
-                bias = first_bias[sample][t] if frames else first_bias[sample]
+            bias = plan.host_bias(first_bias, g)
+            if bias is not None:
                 net.in_layer.neuron.bias_mant.set(whc(bias.reshape(shapes[0]), shapes[0]))
             for k in plan.starting(g):
                 net.layers[k].neuron.v.set(v_inits[k])

@@ -123,12 +123,13 @@ def emulate(net: FixedNet, x: torch.Tensor, stats: EmulatorStats | None = None,
     spikes, membrane = {}, {}
     prev = None
     out_seq = None
+    if stats is not None:
+        stats.saturated.clear()  # where saturation happened: this batch only
     for layer in net.layers:
         if layer.kind == "host":
             mant, raw = host_bias_mant(layer, x_seq, net.input_shape)
             bias = (mant << 6).expand(t_steps, *mant.shape[1:])
             if stats is not None:
-                stats.saturated.clear()  # a new batch
                 over = (raw.abs() > BIAS_MANT_MAX).expand(bias.shape)
                 stats.bias_clipped[layer.name] = stats.bias_clipped.get(layer.name, 0) + int(
                     over.sum())
