@@ -60,14 +60,16 @@ class ProcStage:
 
     def lava(self, a):
         """A per-neuron C-major array in this layer's Lava layout."""
+        from ..exporters.netx_export import whc
+
         a = np.asarray(a)
         if self.chw is None or a.ndim == 0:
             return a
-        return np.ascontiguousarray(a.reshape(self.chw).transpose(2, 1, 0))
+        return whc(a.reshape(self.chw), self.chw)
 
     def ir_order(self, a):
         """This layer's Lava-layout values back to a flat C-major vector."""
-        return a.transpose(2, 1, 0).reshape(-1) if self.chw is not None else a.reshape(-1)
+        return to_chw(a, self.shape).reshape(-1)
 
     @property
     def shape(self):
