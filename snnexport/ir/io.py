@@ -3,9 +3,14 @@
     b"SNNEXPORT-IR\\n"                    magic
     u64 little-endian                    length of the JSON header
     JSON header (sorted keys, compact)   {"format", "version", "metadata", "edges", "nodes":
-                                          [{"name", "type", "fields", "arrays"}]}
+                                          [{"name", "type", "fields", "arrays"}], "sha256"}
     array bytes                          each array C-ordered little-endian, at the offset the
                                          header gives, padded to 8 bytes
+
+Version 2 (this one) holds graphs: nodes in topological order, `edges` [src, dst] in each
+node's argument order (merge nodes take two), and `sha256`, the hex digest of the header
+written without that key followed by the array bytes, so a changed byte anywhere is caught.
+Version 1 files (chains, no checksum) are still read.
 
 Our own format because the IR holds what NIR cannot (IMP, OR-pooling, readout modes, the
 source-level nodes before folding); NIR export is a separate backend. Writing goes to a
@@ -15,22 +20,25 @@ temporary file that is renamed into place.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import struct
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import SnnexportError
 from ..files import atomic_write
 from . import nodes as ir
 from .graph import Graph
 
 MAGIC = b"SNNEXPORT-IR\n"
 FORMAT = "snnexport-ir"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)
 
 
-class IRFileError(ValueError):
+class IRFileError(SnnexportError, ValueError):
     """An IR file that cannot be read; the message names the file."""
 
 
@@ -65,10 +73,24 @@ def to_bytes(g: Graph) -> bytes:
                 fields[f.name] = _jsonable(v)
         nodes.append({"name": name, "type": type(node).__name__, "fields": fields,
                       "arrays": arrays})
+    order = {n: i for i, n in enumerate(g.order())}
+    edges = sorted(g.edges, key=lambda e: order[e[1]])  # stable: argument order kept
     header = {"format": FORMAT, "version": VERSION, "metadata": g.metadata,
-              "edges": [list(e) for e in g.edges], "nodes": nodes}
-    head = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    return MAGIC + struct.pack("<Q", len(head)) + head + b"".join(blobs)
+              "edges": [list(e) for e in edges], "nodes": nodes}
+    body = b"".join(blobs)
+    header["sha256"] = _digest(header, body)
+    head = _dump(header)
+    return MAGIC + struct.pack("<Q", len(head)) + head + body
+
+
+def _dump(header: dict) -> bytes:
+    return json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _digest(header: dict, body) -> str:
+    h = hashlib.sha256(_dump({k: v for k, v in header.items() if k != "sha256"}))
+    h.update(body)
+    return h.hexdigest()
 
 
 def save_ir(g: Graph, path) -> Path:
@@ -109,16 +131,27 @@ def from_bytes(data: bytes, name: str = "<bytes>") -> Graph:
         header = json.loads(data[start:start + n])
     except (struct.error, ValueError) as e:
         raise IRFileError(f"{name}: corrupt IR header ({e})") from None
-    if header.get("format") != FORMAT or header.get("version") != VERSION:
-        raise IRFileError(f"{name}: format {header.get('format')!r} version "
-                          f"{header.get('version')!r} is not {FORMAT!r} version {VERSION}")
+    if not isinstance(header, dict) or header.get("format") != FORMAT or \
+            header.get("version") not in READABLE:
+        got = header if not isinstance(header, dict) else (header.get("format"),
+                                                           header.get("version"))
+        raise IRFileError(f"{name}: {got!r} is not {FORMAT!r} version "
+                          f"{' or '.join(map(str, READABLE))}")
     body = memoryview(data)[start + n:]
-    named = [(e["name"], _node(e, body, f"{name}: node {e.get('name')!r}"))
-             for e in header["nodes"]]
     try:
+        named = [(e["name"], _node(e, body, f"{name}: node {e.get('name')!r}"))
+                 for e in header["nodes"]]
+        if header["version"] >= 2 and header.get("sha256") != _digest(header, body):
+            raise IRFileError(f"{name}: checksum mismatch: the file was changed or damaged "
+                              "after it was written; fold the model again (snnexport fold "
+                              "MODEL -o OUT.snnir)")
         return Graph(dict(named), [tuple(e) for e in header["edges"]], header["metadata"])
+    except IRFileError:
+        raise
     except ir.IRError as e:
         raise IRFileError(f"{name}: {e}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise IRFileError(f"{name}: malformed IR header ({type(e).__name__}: {e})") from None
 
 
 def load_ir(path) -> Graph:

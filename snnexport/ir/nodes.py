@@ -1,20 +1,24 @@
 """IR nodes: small dataclasses of numpy arrays, each stating its math (per sample, per step).
 
-Shapes are per sample: (C, H, W) for maps, (N,) for vectors. Every node maps one input of
-shape `in_shape` to one output of shape `out_shape(in_shape)`; stateless nodes act on each
-time step independently, neuron nodes carry a membrane state over time.
+Shapes are per sample: (C, H, W) for maps, (N,) for vectors. A node maps `arity` inputs (one
+for layers, two for the merge nodes) to one output of shape `out_shape(*in_shapes)`; stateless
+nodes act on each time step independently, neuron nodes carry a membrane state over time.
 
 Two families:
   * source-level nodes an importer produces (BatchNorm, Dropout, MaxPool2d, LIFNeuron, Voting);
   * hardware-native nodes the folding passes leave (Conv2d, Dense, Neuron, SpikePool, Flatten,
-    Readout), which is all an exporter or the chip needs to see.
+    Readout, and the merges Add, SEWAnd, SEWIAnd), which is all an exporter or the chip needs
+    to see.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
+
+from ..errors import SnnexportError
 
 Shape = tuple[int, ...]
 
@@ -23,12 +27,14 @@ def conv_out(size: int, k: int, s: int, p: int) -> int:
     return (size + 2 * p - k) // s + 1
 
 
-class IRError(ValueError):
+class IRError(SnnexportError, ValueError):
     """An IR that is not well formed; the message names the node."""
 
 
 @dataclass(eq=False)
 class Node:
+    arity: ClassVar[int] = 1  # how many inputs the node takes
+
     def out_shape(self, in_shape: Shape) -> Shape:
         return in_shape
 
@@ -147,7 +153,7 @@ class NeuronLayer(Node):
 
 @dataclass(eq=False)
 class LIFNeuron(NeuronLayer):
-    """A leaky integrate-and-fire layer as the source framework states it (DESIGN.md §2):
+    """A leaky integrate-and-fire layer as the source framework states it (docs/semantics.md §2):
         H_t = V_{t-1} + k (X_t - (V_{t-1} - V_reset))   decay_input
         H_t = V_{t-1} - k (V_{t-1} - V_reset) + X_t     not decay_input
         H_t = V_{t-1} + X_t                             k is None (IF)
@@ -206,6 +212,37 @@ class Readout(Voting):
     mode: str = "rate"
 
 
+class Merge(Node):
+    """Base of the two-input, element-wise merge nodes (residual connections): both inputs
+    have one shape, which is the output's; stateless, applied at each step."""
+
+    arity: ClassVar[int] = 2
+
+    def out_shape(self, a_shape, b_shape=None):
+        if b_shape is None or tuple(a_shape) != tuple(b_shape):
+            raise IRError(f"{type(self).__name__} needs two inputs of one shape, got "
+                          f"{a_shape} and {b_shape}")
+        return tuple(a_shape)
+
+
+@dataclass(eq=False)
+class Add(Merge):
+    """y_t = a_t + b_t. Of two spike trains (SEW ADD) the output is graded, in {0, 1, 2}; of a
+    spike train and a current (Spiking ResNet: BN(conv(x)) + identity before the neuron), or of
+    two currents, it is a current."""
+
+
+@dataclass(eq=False)
+class SEWAnd(Merge):
+    """y_t = a_t * b_t: SEW's connect function AND (for spikes, a AND b; binary out)."""
+
+
+@dataclass(eq=False)
+class SEWIAnd(Merge):
+    """y_t = (1 - a_t) * b_t: SEW's connect function IAND (for spikes, (NOT a) AND b; binary
+    out). In SEW-ResNet, a is the block's output spikes and b the identity path."""
+
+
 NODE_TYPES: dict[str, type[Node]] = {cls.__name__: cls for cls in (
     Input, Conv2d, Dense, BatchNorm, Dropout, MaxPool2d, AvgPool2d, SpikePool, Flatten,
-    LIFNeuron, Neuron, Voting, Readout)}
+    LIFNeuron, Neuron, Voting, Readout, Add, SEWAnd, SEWIAnd)}

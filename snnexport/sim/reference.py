@@ -1,6 +1,7 @@
 """The reference simulator: runs any IR graph (source-level or folded) on real batches.
 
-Plain on purpose: one small function per op, the neuron recurrence written exactly as the
+Plain on purpose: one value per node per step, computed from the values of its inputs in
+topological order; one small function per op, the neuron recurrence written exactly as the
 node docstrings state it, a Python loop over time. It is vectorised over batch and neurons
 (torch tensors, float32 or float64) and nothing else; speed lives elsewhere.
 """
@@ -126,11 +127,19 @@ def run_neuron(n: ir.Neuron, x_seq, dtype):
 
 NEURONS = {ir.LIFNeuron: run_lif, ir.Neuron: run_neuron}
 
+# --- merges, element-wise on [T, B, *shape] ---------------------------------------------------
+
+MERGES = {
+    ir.Add: lambda a, b: a + b,
+    ir.SEWAnd: lambda a, b: a * b,
+    ir.SEWIAnd: lambda a, b: (1 - a) * b,
+}
+
 
 def encode(graph: Graph, x: torch.Tensor, time_steps: int | None) -> torch.Tensor:
     """Static input [B, *shape] is repeated over T steps (direct encoding); [T, B, *shape]
     passes unchanged."""
-    shape = tuple(graph.nodes[graph.order()[0]].shape)
+    shape = tuple(graph.nodes[graph.input_name()].shape)
     if tuple(x.shape[1:]) == shape:
         t = time_steps or graph.metadata.get("time_steps")
         if not t:
@@ -146,34 +155,46 @@ def simulate(graph: Graph, x: torch.Tensor, time_steps: int | None = None,
              dtype: torch.dtype = torch.float64, record_membrane: bool = False,
              observe=None) -> SimResult:
     """observe(name, node, x_in, y_out), if given, sees every node's input and output
-    sequence [T, B, ...] (the operation counter uses it)."""
+    sequence [T, B, ...] (the operation counter uses it); for a merge node x_in is the tuple
+    of its input sequences. The result's `outputs` is the network output: the Voting/Readout
+    node's sequence if the graph has one as an output, else its last output node's."""
+    order = graph.order()
     x_seq = encode(graph, torch.as_tensor(x), time_steps).to(dtype)
     t, b = x_seq.shape[:2]
     spikes, membrane = {}, {}
-    readout = None
-    for name, node in graph.ordered():
-        if isinstance(node, ir.Input):
-            continue
-        x_in = x_seq
+    outputs = graph.outputs()
+    readout = next((graph.nodes[n] for n in outputs if isinstance(graph.nodes[n], ir.Voting)),
+                   None)
+    final = next(n for n in reversed(outputs) if readout is None or graph.nodes[n] is readout)
+    left = {n: len(graph.consumers(n)) for n in order}  # values are dropped once consumed
+    values: dict[str, torch.Tensor] = {order[0]: x_seq}
+    for name in order[1:]:
+        node = graph.nodes[name]
+        args = [values[p] for p in graph.inputs(name)]
+        for p in graph.inputs(name):
+            left[p] -= 1
+            if left[p] == 0 and p != final:
+                del values[p]
+        x_in = args[0] if len(args) == 1 else tuple(args)
         if type(node) in NEURONS:
-            h, s, x_seq = NEURONS[type(node)](node, x_seq, dtype)
-            if observe is not None:
-                observe(name, node, x_in, x_seq)
+            h, s, y = NEURONS[type(node)](node, args[0], dtype)
             if node.spiking:
                 spikes[name] = s
             if record_membrane:
                 membrane[name] = h
-            continue
-        op = STATELESS.get(type(node))
-        if op is None:
-            raise TypeError(f"node {name!r}: the reference simulator has no op for "
-                            f"{type(node).__name__}")
-        y = op(node, x_seq.flatten(0, 1), dtype)
-        x_seq = y.reshape(t, b, *y.shape[1:])
+        elif type(node) in MERGES:
+            y = MERGES[type(node)](*args)
+        else:
+            op = STATELESS.get(type(node))
+            if op is None:
+                raise TypeError(f"node {name!r}: the reference simulator has no op for "
+                                f"{type(node).__name__}")
+            y = op(node, args[0].flatten(0, 1), dtype)
+            y = y.reshape(t, b, *y.shape[1:])
         if observe is not None:
-            observe(name, node, x_in, x_seq)
-        if isinstance(node, ir.Voting):
-            readout = node
+            observe(name, node, x_in, y)
+        values[name] = y
+    out = values[final]
     mode = getattr(readout, "mode", graph.metadata.get("readout", "rate"))
-    scores = readout_scores(x_seq, mode, readout.population if readout else 1)
-    return SimResult(x_seq, scores, spikes, membrane)
+    scores = readout_scores(out, mode, readout.population if readout else 1)
+    return SimResult(out, scores, spikes, membrane)
