@@ -2,8 +2,9 @@
 when built.
 
 A node takes as many inputs as its type says (`Node.arity`: one for layers, two for the merge
-nodes Add / SEWAnd / SEWIAnd); the edges into a node, in the order they stand in `edges`, are its
-arguments in order (an edge may stand twice: Add(x, x) = 2x). Exactly one Input node; one or more output nodes (nodes nothing consumes).
+nodes Add / SEWAnd / SEWIAnd); the edges into a node, in the order they stand in `edges`, are
+its arguments in order (an edge may stand twice: Add(x, x) = 2x). Exactly one Input node; one
+or more output nodes (nodes nothing consumes).
 Node names are module paths of the source model, so an error or a parity report points at the
 layer the user knows.
 
