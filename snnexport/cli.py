@@ -271,20 +271,40 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
-    from .energy.estimate import ProfileError
-    from .exporters.nir_export import NIRExportError
-    from .exporters.onnx_export import ONNXExportError
-    from .importers.nir_import import NIRImportError
-    from .ir import IRError, IRFileError
-    from .models import CheckpointError
+def _one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
-    args = build_parser().parse_args(argv)
+
+def main(argv=None) -> int:
+    """Run one command. Every error the toolkit raises on purpose (SnnexportError) and every
+    command line argparse rejects ends as one line on stderr, `error: <message>`, and exit
+    status 2 (argparse's own SystemExit(2) for the latter); anything else is a bug and keeps
+    its traceback."""
+    import contextlib
+    import io
+    import re
+
+    from .errors import SnnexportError
+
+    parser = build_parser()
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            args = parser.parse_args(argv)
+    except SystemExit as e:
+        text = captured.getvalue()
+        m = re.search(r"^(\S[^\n]*?): error: (.*)", text, re.MULTILINE | re.DOTALL)
+        if e.code and m:  # argparse prints its usage, then "PROG: error: MESSAGE"
+            prog = m.group(1)
+            print(f"error: {prog}: {_one_line(m.group(2))} (see `{prog} -h`)", file=sys.stderr)
+        else:
+            sys.stderr.write(text)
+        raise
+    sys.stderr.write(captured.getvalue())
     try:
         return args.func(args)
-    except (CheckpointError, IRFileError, IRError, NIRImportError, NIRExportError,
-            ONNXExportError, ProfileError) as e:
-        print(f"snnexport: error: {e}", file=sys.stderr)
+    except SnnexportError as e:
+        print(f"error: {_one_line(str(e)) or type(e).__name__}", file=sys.stderr)
         return 2
 
 

@@ -13,3 +13,8 @@ from __future__ import annotations
 class SnnexportError(Exception):
     """Base of every error the toolkit raises on purpose; the message is the one line a user
     sees: what is wrong, where (file, layer), and the fix."""
+
+
+class UsageError(SnnexportError, ValueError):
+    """A bad argument, option or input: an unknown data set or loss, a shape or size that does
+    not fit, a command line argparse rejects. The message names the value and what would work."""

@@ -1,7 +1,7 @@
 """Parity: run the original torch model and a target on the same inputs and compare.
 
-The report (DESIGN.md §5) gives accuracy of both, prediction agreement, per-layer spike counts,
-mismatching spikes per layer, and the first divergence. Mismatches are classified:
+The report (docs/semantics.md §5) gives accuracy of both, prediction agreement, per-layer spike
+counts, mismatching spikes per layer, and the first divergence. Mismatches are classified:
 
   ties        the reference H_t sat within float rounding of the threshold (|H - V_th| <= tol),
               so either answer is right to the precision the reference was computed in;
@@ -27,9 +27,18 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from .errors import SnnexportError, UsageError
 from .models.network import PLIFNet
 from .models.neurons import SpikingNeuron
 from .sim.reference import SimResult
+
+
+class ParityError(SnnexportError, KeyError):
+    """A target result that cannot be compared with the reference (layers missing)."""
+
+    def __str__(self) -> str:  # KeyError's own str() quotes the message
+        return str(self.args[0]) if self.args else ""
+
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
 
@@ -40,7 +49,7 @@ def run_torch_reference(model: PLIFNet, x: torch.Tensor,
     """The trained model itself, layer by layer, recording spikes and H of every neuron layer.
     dtype float64 runs a double-precision copy of the same weights."""
     if model.training:
-        raise ValueError("put the model in eval mode (model.eval()) before a parity run")
+        raise UsageError("put the model in eval mode (model.eval()) before a parity run")
     m = model if dtype == torch.float32 else _as_dtype(model, dtype)
     x_seq = m.encode(x.to(dtype))
     spikes, membrane = {}, {}
@@ -182,7 +191,7 @@ def compare(report: ParityReport, ref: SimResult, tgt: SimResult, y: torch.Tenso
         report.time_steps = int(ref.outputs.shape[0])
     missing = [n for n in names if n not in tgt.spikes]
     if missing:
-        raise KeyError(f"target {report.target!r} has no spikes for layers {missing}")
+        raise ParityError(f"target {report.target!r} has no spikes for layers {missing}")
     b = len(y)
     t_steps = report.time_steps
     # earliest tie per sample so far, as (time step, layer index); inf when none

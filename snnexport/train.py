@@ -14,8 +14,13 @@ from dataclasses import dataclass, field
 import torch
 
 from .data import load_dataset
+from .errors import SnnexportError
 from .evaluate import evaluate
 from .models import NetConfig, build_network, get_loss, save_checkpoint, tau_variance_penalty
+
+
+class TrainingError(SnnexportError, RuntimeError):
+    """Training that cannot go on (the loss diverged)."""
 
 
 @dataclass
@@ -97,7 +102,8 @@ def train(cfg: TrainConfig, log=print) -> tuple[torch.nn.Module, dict]:
             seen += len(idx)
         sched.step()
         if not math.isfinite(total):
-            raise RuntimeError(f"training diverged at epoch {epoch + 1} (loss {total})")
+            raise TrainingError(f"training diverged at epoch {epoch + 1} (loss {total}); try a "
+                                "smaller learning rate or another seed")
         log(f"epoch {epoch + 1:3d}/{cfg.epochs}  loss {total / seen:.4f}  "
             f"{time.time() - start:6.1f} s")
     result = evaluate(model, ds.x_test, ds.y_test)

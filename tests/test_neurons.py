@@ -1,4 +1,5 @@
-"""Neuron dynamics against values computed by hand from DESIGN.md §2 / 000 eq. 2-6.
+"""Neuron dynamics against values computed by hand (docs/semantics.md §2, Fang et al. 2021
+eq. 2-6).
 
 Inputs and k = 0.5 are chosen so that every intermediate value is exact in binary floating
 point; the expected traces below were worked out on paper, step by step.

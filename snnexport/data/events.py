@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import UsageError
+
 
 def slice_bounds(n_events: int, time_steps: int) -> list[tuple[int, int]]:
     """[(j_l, j_r)] for j = 0..T-1, as eq. S1."""
     if time_steps <= 0:
-        raise ValueError(f"time_steps must be > 0, got {time_steps}")
+        raise UsageError(f"time_steps must be > 0, got {time_steps}")
     step = n_events // time_steps
     return [(step * j, step * (j + 1) if j < time_steps - 1 else n_events)
             for j in range(time_steps)]
@@ -28,9 +30,9 @@ def events_to_frames(events: np.ndarray, sensor_size: tuple[int, int, int],
     sensor_size: (width, height, polarities). Returns int frames [T, P, H, W]."""
     for f in ("x", "y", "p"):
         if f not in (events.dtype.names or ()):
-            raise ValueError(f"events need fields x, y, p; got {events.dtype.names}")
+            raise UsageError(f"events need fields x, y, p; got {events.dtype.names}")
     if "t" in events.dtype.names and np.any(np.diff(events["t"]) < 0):
-        raise ValueError("events must be sorted by time stamp t")
+        raise UsageError("events must be sorted by time stamp t")
     width, height, pols = sensor_size
     frames = np.zeros((time_steps, pols, height, width), dtype=np.int64)
     for j, (lo, hi) in enumerate(slice_bounds(len(events), time_steps)):

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import UsageError
+
 DATASETS = ("digits", "mnist5k")
 SPLIT_SEED = 0
 
@@ -53,7 +55,7 @@ def _raw(name: str) -> tuple[np.ndarray, np.ndarray, int, int]:
 
         x, y = mnist_data()
         return x / 255.0, y, 28, 1000
-    raise ValueError(f"unknown data set {name!r}; choose one of {DATASETS}")
+    raise UsageError(f"unknown data set {name!r}; choose one of {DATASETS}")
 
 
 @functools.cache

@@ -23,12 +23,13 @@ from pathlib import Path
 import nir
 import numpy as np
 
+from ..errors import SnnexportError, UsageError
 from ..exporters.nir_export import DEFAULT_DT, voting_matrix
 from ..ir import nodes as ir
 from ..ir.graph import Graph
 
 
-class NIRImportError(ValueError):
+class NIRImportError(SnnexportError, ValueError):
     """A NIR file or node snnexport cannot read; names the file / node."""
 
 
@@ -139,7 +140,7 @@ def _simplest(a: np.ndarray) -> np.ndarray:
 def from_nir(g: nir.NIRGraph, dt: float | None = None, discretisation: str = "euler",
              where: str = "<NIR graph>") -> Graph:
     if discretisation not in ("euler", "exact"):
-        raise ValueError("discretisation must be 'euler' or 'exact'")
+        raise UsageError("discretisation must be 'euler' or 'exact'")
     meta = g.metadata or {}
     dt = float(meta.get("dt", dt if dt is not None else DEFAULT_DT)) if dt is None else dt
     b = _Builder(where, dt, discretisation)

@@ -11,11 +11,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import SnnexportError
 from ..ir import nodes as ir
 from ..ir.graph import Graph
 from ..models import layers as L
 from ..models.network import PLIFNet
 from ..models.neurons import IF, LIF, PLIF, SpikingNeuron
+
+
+class PLIFNetImportError(SnnexportError, TypeError):
+    """A module of a PLIFNet the importer has no IR node for; names the module path."""
+
 
 READOUT_MODE = {"rate": "rate", "lts": "last", "membrane": "membrane"}
 
@@ -32,7 +38,8 @@ def neuron_node(m: SpikingNeuron) -> ir.LIFNeuron:
     elif isinstance(m, IF):
         k = None
     else:
-        raise TypeError(type(m).__name__)
+        raise PLIFNetImportError(f"{type(m).__name__}: not a neuron the PLIFNet importer knows "
+                                 "(PLIF, LIF, IF)")
     v_init = _np(m.v_init) if m.v_init is not None else np.array(m.default_v_init())
     return ir.LIFNeuron(shape=tuple(m.shape), k=k, v_threshold=m.v_threshold,
                         v_reset=m.v_reset, decay_input=m.decay_input, v_init=v_init,
@@ -58,7 +65,7 @@ def module_node(path: str, m: nn.Module) -> ir.Node:
         return ir.Dropout(m.p)
     if isinstance(m, L.VotingLayer):
         return ir.Voting(m.population)
-    raise TypeError(f"{path}: {type(m).__name__} is not supported by the PLIFNet importer")
+    raise PLIFNetImportError(f"{path}: {type(m).__name__} is not supported by the PLIFNet importer")
 
 
 def import_plifnet(model: PLIFNet) -> Graph:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import SnnexportError
 from ..files import atomic_write
 from .network import NetConfig, PLIFNet, build_network
 
@@ -17,7 +18,7 @@ FORMAT = "snnexport-checkpoint"
 VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SnnexportError, ValueError):
     """A checkpoint that cannot be used; the message names the file and what would work."""
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import UsageError
+
 
 def over_time(fn, x_seq: torch.Tensor) -> torch.Tensor:
     """Apply a per-sample layer to [T, B, ...] as one batch of T*B samples."""
@@ -53,7 +55,7 @@ class SeqDropout(nn.Module):
     def __init__(self, p: float = 0.5):
         super().__init__()
         if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout p must be in [0, 1), got {p}")
+            raise UsageError(f"dropout p must be in [0, 1), got {p}")
         self.p = p
 
     def forward(self, x_seq):
@@ -77,7 +79,7 @@ class VotingLayer(nn.Module):
     def forward(self, x_seq):
         t, b, n = x_seq.shape
         if n % self.population:
-            raise ValueError(f"VotingLayer: {n} outputs are not a multiple of M={self.population}")
+            raise UsageError(f"VotingLayer: {n} outputs are not a multiple of M={self.population}")
         return x_seq.reshape(t, b, n // self.population, self.population).mean(-1)
 
     def extra_repr(self):

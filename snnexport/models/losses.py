@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..errors import UsageError
+
 LOSSES = ("mse", "ce", "tet", "tet_s", "lts")
 
 
@@ -42,5 +44,5 @@ def lts(o: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def get_loss(name: str):
     table = {"mse": mse_onehot, "ce": ce_mean, "tet": tet, "tet_s": tet_s, "lts": lts}
     if name not in table:
-        raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")
+        raise UsageError(f"unknown loss {name!r}; choose one of {LOSSES}")
     return table[name]

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..errors import UsageError
 from ..readout import readout_scores
 from .layers import (
     SeqBatchNorm2d,
@@ -74,14 +75,14 @@ class NetConfig:
         ]
         for ok, msg in checks:
             if not ok:
-                raise ValueError(f"NetConfig: {msg} (got {self})")
+                raise UsageError(f"NetConfig: {msg} (got {self})")
 
     @classmethod
     def from_dict(cls, d: dict) -> NetConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise ValueError(f"NetConfig: unknown keys {sorted(unknown)}; known: {sorted(names)}")
+            raise UsageError(f"NetConfig: unknown keys {sorted(unknown)}; known: {sorted(names)}")
         return cls(**d)
 
     def to_dict(self) -> dict:
@@ -137,7 +138,7 @@ class PLIFNet(nn.Module):
             return x.unsqueeze(0).expand(self.cfg.time_steps, *x.shape)
         if x.dim() == 5:
             return x
-        raise ValueError(
+        raise UsageError(
             f"PLIFNet: input must be [B, C, H, W] or [T, B, C, H, W], got {list(x.shape)}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Multi-step spiking neuron layers (inputs and outputs shaped [T, B, *neuron_shape]).
 
-Semantics (../shared/DESIGN.md §2, Fang et al. 2021 eq. 2-6, SpikingJelly's ParametricLIFNode):
+Semantics (docs/semantics.md §2, Fang et al. 2021 eq. 2-6, SpikingJelly's ParametricLIFNode):
 
     k   = sigmoid(a)                                   1/tau, tau in (1, inf)
     H_t = V_{t-1} + k (X_t - (V_{t-1} - V_reset))      decay_input=True
@@ -20,6 +20,8 @@ import math
 
 import torch
 from torch import nn
+
+from ..errors import UsageError
 
 TAU_PER = ("layer", "neuron")
 
@@ -82,7 +84,7 @@ def lognormal_tau(shape, mean: float = 2.0, std: float = 0.1, generator=None) ->
     so tau has the requested mean and standard deviation and lies in (1, inf).
     """
     if mean <= 1.0 or std <= 0.0:
-        raise ValueError(f"log-normal tau needs mean > 1 and std > 0, got mean={mean}, std={std}")
+        raise UsageError(f"log-normal tau needs mean > 1 and std > 0, got mean={mean}, std={std}")
     mu = mean - 1.0
     mu_log = math.log(mu**2 / math.sqrt(std**2 + mu**2))
     sigma_log = math.sqrt(math.log(1.0 + std**2 / mu**2))
@@ -94,7 +96,7 @@ def tau_to_a(tau: torch.Tensor | float) -> torch.Tensor:
     """Eq. 14 of 002: a = -ln(tau - 1), so that sigmoid(a) = 1/tau."""
     tau = torch.as_tensor(tau, dtype=torch.float32)
     if torch.any(tau <= 1.0):
-        raise ValueError("tau must be > 1 (k = 1/tau in (0, 1))")
+        raise UsageError("tau must be > 1 (k = 1/tau in (0, 1))")
     return -torch.log(tau - 1.0)
 
 
@@ -124,7 +126,7 @@ class SpikingNeuron(nn.Module):
         self.spiking = bool(spiking)
         if imp:
             if self.shape is None:
-                raise ValueError("a learnable initial potential (IMP) needs the neuron shape")
+                raise UsageError("a learnable initial potential (IMP) needs the neuron shape")
             # Shen et al. 2024 make V_-1 learnable per neuron; it starts at the default V_-1.
             self.v_init = nn.Parameter(torch.full(self.shape, self.default_v_init()))
         else:
@@ -145,7 +147,7 @@ class SpikingNeuron(nn.Module):
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         """x_seq: [T, B, *shape] -> spikes [T, B, *shape] (membrane for a non-spiking layer)."""
         if self.shape is not None and tuple(x_seq.shape[2:]) != self.shape:
-            raise ValueError(
+            raise UsageError(
                 f"{type(self).__name__}: expected input [T, B, {', '.join(map(str, self.shape))}],"
                 f" got {list(x_seq.shape)}"
             )
@@ -187,13 +189,13 @@ class PLIF(SpikingNeuron):
                  tau_std: float = 0.1, **kw):
         super().__init__(shape, **kw)
         if tau_per not in TAU_PER:
-            raise ValueError(f"tau_per must be one of {TAU_PER}, got {tau_per!r}")
+            raise UsageError(f"tau_per must be one of {TAU_PER}, got {tau_per!r}")
         self.tau_per = tau_per
         if tau_per == "layer":
             self.a = nn.Parameter(tau_to_a(tau_init))
         else:
             if self.shape is None:
-                raise ValueError("per-neuron tau needs the neuron shape")
+                raise UsageError("per-neuron tau needs the neuron shape")
             self.a = nn.Parameter(tau_to_a(lognormal_tau(self.shape, tau_init, tau_std)))
 
     def k(self) -> torch.Tensor:
@@ -212,7 +214,7 @@ class LIF(SpikingNeuron):
     def __init__(self, shape=None, tau: float = 2.0, **kw):
         super().__init__(shape, **kw)
         if tau <= 1.0:
-            raise ValueError(f"tau must be > 1, got {tau}")
+            raise UsageError(f"tau must be > 1, got {tau}")
         self.register_buffer("k_fixed", torch.tensor(1.0 / tau))
 
     def k(self) -> torch.Tensor:
