@@ -131,13 +131,13 @@ def test_unsupported_module_is_named():
                                                      r"is not supported.*ParametricLIFNode"):
         import_spikingjelly(net, (1, 8, 8), 2)
 
-    class Residual(torch.nn.Module):
+    class Gated(torch.nn.Module):  # residual merges import (+, *, 1 - x); other ops do not
         def __init__(self):
             super().__init__()
             self.conv = layer.Conv2d(1, 1, 3, padding=1)
 
         def forward(self, x):
-            return x + self.conv(x)
+            return torch.sigmoid(x) + self.conv(x)
 
-    with pytest.raises(UnsupportedModuleError, match="Residual: forward applies"):
-        import_spikingjelly(Residual(), (1, 8, 8), 2)
+    with pytest.raises(UnsupportedModuleError, match="Gated: forward applies .*sigmoid"):
+        import_spikingjelly(Gated(), (1, 8, 8), 2)

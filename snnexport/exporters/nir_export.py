@@ -34,6 +34,7 @@ from pathlib import Path
 import nir
 import numpy as np
 
+from ..errors import SnnexportError
 from ..files import atomic_write
 from ..ir import nodes as ir
 from ..ir.graph import Graph
@@ -43,7 +44,7 @@ DEFAULT_DT = 1e-4
 FORMAT_VERSION = 1
 
 
-class NIRExportError(ValueError):
+class NIRExportError(SnnexportError, ValueError):
     """An IR node NIR cannot express; names the node."""
 
 
@@ -90,22 +91,32 @@ def neuron_to_nir(name: str, n: ir.Neuron, dt: float) -> nir.NIRNode:
 
 
 def to_nir(graph: Graph, dt: float = DEFAULT_DT) -> nir.NIRGraph:
-    """A NIR graph of `graph` (source-level or folded IR)."""
+    """A NIR graph of `graph` (source-level or folded IR). Merges, since NIR sums the edges into
+    a node: Add -> Scale(1) fed by both inputs; SEW AND -> Threshold(1.5) fed by both (a + b >
+    1.5 is a AND b for spikes); SEW IAND (1 - a) b -> a through Scale(-1), and b, into
+    Threshold(0.5) (b - a > 0.5 is (NOT a) AND b). Each carries 'snnexport.merge' so the
+    importer restores the node."""
     g = fold(graph, fold_gain=False) if not graph.metadata.get("folded") else graph
     shapes = g.shapes()
     nodes: dict[str, nir.NIRNode] = {}
-    chain: list[str] = []
-    prev_shape = None
+    edges: list[tuple[str, str]] = []
+    entry: dict[str, str] = {}  # IR node -> the NIR node its inputs go to
+    exit_: dict[str, str] = {}  # IR node -> the NIR node carrying its output
     lost = []
 
-    def add(key, node):
+    def add(key, node, name):
         nodes[key] = node
-        chain.append(key)
+        entry.setdefault(name, key)
+        if exit_.get(name) is not None:
+            edges.append((exit_[name], key))
+        exit_[name] = key
 
     for name, node in g.ordered():
-        key = nir_name(name)
+        key = nir_name(name) if not isinstance(node, ir.Input) else "input"
+        in_shapes = [shapes[p] for p in g.inputs(name)]
+        prev_shape = in_shapes[0] if in_shapes else None
         if isinstance(node, ir.Input):
-            add("input", nir.Input(input_type={"input": np.array(node.shape)}))
+            add("input", nir.Input(input_type={"input": np.array(node.shape)}), name)
         elif isinstance(node, ir.Conv2d):
             bias = node.bias if node.bias is not None else np.zeros(node.weight.shape[0])
             add(key, nir.Conv2d(input_shape=tuple(prev_shape[1:]),
@@ -113,51 +124,68 @@ def to_nir(graph: Graph, dt: float = DEFAULT_DT) -> nir.NIRGraph:
                                 stride=tuple(node.stride), padding=tuple(node.padding),
                                 dilation=(1, 1), groups=node.groups,
                                 bias=np.asarray(bias, dtype=np.float64),
-                                metadata={"snnexport.name": name}))
+                                metadata={"snnexport.name": name}), name)
         elif isinstance(node, ir.Dense):
             w = np.asarray(node.weight, dtype=np.float64)
             meta = {"snnexport.name": name}
             add(key, nir.Linear(weight=w, metadata=meta) if node.bias is None else
                 nir.Affine(weight=w, bias=np.asarray(node.bias, dtype=np.float64),
-                           metadata=meta))
+                           metadata=meta), name)
         elif isinstance(node, ir.Neuron):
             nn_ = neuron_to_nir(name, node, dt)
             lost += [k for k in ("snnexport.v_init", "snnexport.reset") if k in nn_.metadata]
-            add(key, nn_)
+            add(key, nn_, name)
         elif isinstance(node, ir.SpikePool):
             pool = dict(kernel_size=np.array(node.kernel), stride=np.array(node.stride),
                         padding=np.array(node.padding))
-            add(key, nir.SumPool2d(**pool, metadata={"snnexport.name": name}))
+            add(key, nir.SumPool2d(**pool, metadata={"snnexport.name": name}), name)
             if node.mode == "or":
                 add(key + "_or", nir.Threshold(threshold=np.full(shapes[name], 0.5),
                                                metadata={"snnexport.name": name,
-                                                         "snnexport.or_pool": 1}))
+                                                         "snnexport.or_pool": 1}), name)
         elif isinstance(node, ir.AvgPool2d):
             add(key, nir.AvgPool2d(kernel_size=np.array(node.kernel),
                                    stride=np.array(node.stride),
                                    padding=np.array(node.padding),
-                                   metadata={"snnexport.name": name}))
+                                   metadata={"snnexport.name": name}), name)
         elif isinstance(node, ir.Flatten):
             add(key, nir.Flatten(input_type={"input": np.array(prev_shape)}, start_dim=0,
-                                 end_dim=-1, metadata={"snnexport.name": name}))
+                                 end_dim=-1, metadata={"snnexport.name": name}), name)
         elif isinstance(node, ir.Readout):
             classes = shapes[name][0]
             add(key, nir.Linear(weight=voting_matrix(classes, node.population), metadata={
                 "snnexport.name": name, "snnexport.readout": node.mode,
-                "snnexport.population": node.population}))
+                "snnexport.population": node.population}), name)
             if node.mode != "rate":
                 lost.append("snnexport.readout")
+        elif isinstance(node, ir.Add):
+            add(key, nir.Scale(scale=np.ones(shapes[name]), metadata={
+                "snnexport.name": name, "snnexport.merge": "add"}), name)
+        elif isinstance(node, (ir.SEWAnd, ir.SEWIAnd)):
+            iand = isinstance(node, ir.SEWIAnd)
+            add(key, nir.Threshold(threshold=np.full(shapes[name], 0.5 if iand else 1.5),
+                                   metadata={"snnexport.name": name,
+                                             "snnexport.merge": "iand" if iand else "and"}),
+                name)
+            if iand:  # the first argument is negated on its way in
+                nodes[key + "_not"] = nir.Scale(scale=-np.ones(shapes[name]), metadata={
+                    "snnexport.name": name, "snnexport.negated": 1})
         else:
             raise NIRExportError(f"node {name!r}: {type(node).__name__} has no NIR form")
-        prev_shape = shapes[name]
-    add("output", nir.Output(output_type={"output": np.array(prev_shape)}))
+        for i, p in enumerate(g.inputs(name)):
+            if isinstance(node, ir.SEWIAnd) and i == 0:
+                edges += [(exit_[p], key + "_not"), (key + "_not", entry[name])]
+            else:
+                edges.append((exit_[p], entry[name]))
+    out_shape = shapes[g.outputs()[-1]]
+    nodes["output"] = nir.Output(output_type={"output": np.array(out_shape)})
+    edges += [(exit_[o], "output") for o in g.outputs()]
     if lost:
         warnings.warn(f"NIR export: {sorted(set(lost))} are kept in node metadata; NIR consumers "
                       "other than snnexport will ignore them", stacklevel=2)
     meta = {"dt": float(dt), "snnexport.time_steps": int(g.metadata.get("time_steps", 0)),
             "snnexport.format_version": FORMAT_VERSION}
-    return nir.NIRGraph(nodes=nodes, edges=list(zip(chain[:-1], chain[1:], strict=True)),
-                        metadata=meta)
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
 
 
 def write_nir(graph: Graph, path, dt: float = DEFAULT_DT) -> Path:

@@ -12,8 +12,10 @@ H >= nextafter(v_threshold, +inf). SumPool2d followed by Threshold(0 < theta <= 
 the OR-pool; a final Linear written by snnexport as a voting layer becomes the Readout again,
 with the metadata snnexport wrote (IMP, soft reset, readout mode) restored.
 
+Graphs: a node with several incoming edges sums them (NIR's rule), which becomes an explicit Add;
+the merges snnexport writes (see exporters/nir_export.py) come back as Add / SEWAnd / SEWIAnd.
 Not representable (clear error naming the node): CubaLIF / CubaLI (a synaptic-current state),
-Delay (other than 0), Conv1d, branching graphs.
+Delay (other than 0), Conv1d, recurrence (cycles).
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ import nir
 import numpy as np
 
 from ..errors import SnnexportError, UsageError
-from ..exporters.nir_export import DEFAULT_DT, voting_matrix
 from ..ir import nodes as ir
 from ..ir.graph import Graph
+from ..nir_conventions import DEFAULT_DT, voting_matrix
 
 
 class NIRImportError(SnnexportError, ValueError):
@@ -42,26 +44,31 @@ def _scalar_meta(v):
     return a.item() if a.ndim == 0 else a
 
 
-def _chain(g: nir.NIRGraph, where: str) -> list[str]:
+def _order(g: nir.NIRGraph, where: str) -> list[str]:
+    """The NIR nodes in topological order from the one Input (a cycle is recurrence: refused)."""
     inputs = [k for k, n in g.nodes.items() if isinstance(n, nir.Input)]
     if len(inputs) != 1:
         raise NIRImportError(f"{where}: needs exactly one Input node, found {inputs}")
-    nxt: dict[str, str] = {}
     for a, b in g.edges:
-        if a in nxt:
-            raise NIRImportError(f"{where}: node {a!r} feeds two nodes; only chains are "
-                                 "supported")
-        nxt[a] = b
-    order, cur = [inputs[0]], inputs[0]
-    while cur in nxt:
-        cur = nxt[cur]
-        if cur in order:
-            raise NIRImportError(f"{where}: cycle through node {cur!r} (recurrence is not "
-                                 "supported)")
+        for k in (a, b):
+            if k not in g.nodes:
+                raise NIRImportError(f"{where}: edge ({a} -> {b}) names unknown node {k!r}")
+    left = {k: 0 for k in g.nodes}
+    for _, b in g.edges:
+        left[b] += 1
+    order, ready = [], [inputs[0]]
+    while ready:
+        cur = ready.pop(0)
         order.append(cur)
-    missing = set(g.nodes) - set(order)
-    if missing:
-        raise NIRImportError(f"{where}: nodes not on the input's chain: {sorted(missing)}")
+        for a, b in g.edges:
+            if a == cur:
+                left[b] -= 1
+                if left[b] == 0:
+                    ready.append(b)
+    if len(order) != len(g.nodes):
+        stuck = sorted(set(g.nodes) - set(order))
+        raise NIRImportError(f"{where}: nodes {stuck} are not reached from the input or lie on "
+                             "a cycle (recurrence is not supported)")
     return order
 
 
@@ -71,22 +78,42 @@ def _shape(type_dict) -> tuple[int, ...]:
 
 
 class _Builder:
+    """Builds the IR graph; `prev` is the IR node feeding the NIR node being read."""
+
     def __init__(self, where: str, dt: float, discretisation: str):
         self.where, self.dt, self.mode = where, dt, discretisation
-        self.named: list[tuple[str, ir.Node]] = []
+        self.nodes: dict[str, ir.Node] = {}
+        self.edges: list[tuple[str, str]] = []
+        self.fixed: set[str] = set()  # synapses another node reads too: not to be rewritten
+
+    def add(self, name: str, node: ir.Node, inputs: list[str]) -> str:
+        base, i = name, 1
+        while name in self.nodes:
+            i += 1
+            name = f"{base}_{i}"
+        self.nodes[name] = node
+        self.edges += [(p, name) for p in inputs]
+        return name
+
+    def synapse_in_front(self, prev: str | None):
+        syn = self.nodes.get(prev)
+        if isinstance(syn, (ir.Dense, ir.Conv2d)) and prev not in self.fixed:
+            return syn
+        return None
 
     def k_of(self, tau):
         tau = _a(tau)
         return self.dt / tau if self.mode == "euler" else 1.0 - np.exp(-self.dt / tau)
 
-    def add_drive(self, key: str, drive: np.ndarray, gain: np.ndarray):
+    def add_drive(self, key: str, prev: str | None, drive: np.ndarray, gain: np.ndarray):
         """Fold a constant per-step drive into the bias of the synapse in front."""
         if not np.any(drive):
             return
-        name, syn = self.named[-1] if self.named else (None, None)
-        if not isinstance(syn, (ir.Dense, ir.Conv2d)):
+        syn = self.synapse_in_front(prev)
+        if syn is None:
             raise NIRImportError(f"{self.where}: node {key!r}: a leak or reset level other than "
-                                 "0 needs a Conv2d/Affine in front to carry it as a bias")
+                                 "0 needs a Conv2d/Affine in front (feeding only it) to carry "
+                                 "it as a bias")
         per_out = drive / gain
         c = syn.weight.shape[0]
         flat = per_out.reshape(c, -1)
@@ -94,10 +121,11 @@ class _Builder:
             raise NIRImportError(f"{self.where}: node {key!r}: v_leak / v_reset vary within a "
                                  "channel; not representable as a bias")
         bias = (_a(syn.bias) if syn.bias is not None else np.zeros(c)) + flat[:, 0]
-        self.named[-1] = (name, ir.Dense(syn.weight, bias) if isinstance(syn, ir.Dense)
-                          else ir.Conv2d(syn.weight, bias, syn.stride, syn.padding, syn.groups))
+        self.nodes[prev] = (ir.Dense(syn.weight, bias) if isinstance(syn, ir.Dense)
+                            else ir.Conv2d(syn.weight, bias, syn.stride, syn.padding,
+                                           syn.groups))
 
-    def neuron(self, key, node, shape, spiking=True) -> ir.Neuron:
+    def neuron(self, key, prev, node, shape, spiking=True) -> ir.Neuron:
         meta = node.metadata or {}
         r = np.broadcast_to(_a(node.r), shape)
         if isinstance(node, (nir.IF, nir.I)):
@@ -118,7 +146,7 @@ class _Builder:
         if spiking and getattr(node, "v_reset", None) is not None:
             v_reset = np.broadcast_to(_a(node.v_reset), shape)
         # shift the reset level to 0: v' = v - v_reset; the leak term then adds -(1-decay) v_r
-        self.add_drive(key, leak_drive - (1.0 - decay) * v_reset, gain)
+        self.add_drive(key, prev, leak_drive - (1.0 - decay) * v_reset, gain)
         threshold = 0.0
         if spiking:
             thr = np.unique(_a(node.v_threshold) - v_reset)
@@ -137,92 +165,133 @@ def _simplest(a: np.ndarray) -> np.ndarray:
     return np.array(a.flat[0]) if a.size and np.all(a == a.flat[0]) else a
 
 
+MERGE_KINDS = {"add": ir.Add, "and": ir.SEWAnd, "iand": ir.SEWIAnd}
+
+
 def from_nir(g: nir.NIRGraph, dt: float | None = None, discretisation: str = "euler",
              where: str = "<NIR graph>") -> Graph:
+    """NIR graph -> IR graph. A NIR node with several incoming edges sums them (NIR's rule): the
+    sum becomes an explicit Add in front of it, unless the node is one snnexport wrote for a
+    merge (metadata 'snnexport.merge': a Scale of ones = add; a Threshold 1.5 = SEW AND; a
+    Threshold 0.5 fed once through a Scale of -1 = SEW IAND)."""
     if discretisation not in ("euler", "exact"):
         raise UsageError("discretisation must be 'euler' or 'exact'")
     meta = g.metadata or {}
     dt = float(meta.get("dt", dt if dt is not None else DEFAULT_DT)) if dt is None else dt
     b = _Builder(where, dt, discretisation)
-    order = _chain(g, where)
-    shape: tuple[int, ...] | None = None
+    order = _order(g, where)
+    ins = {k: [a for a, c in g.edges if c == k] for k in g.nodes}
+    outs = {k: [c for a, c in g.edges if a == k] for k in g.nodes}
+    ir_of: dict[str, str] = {}  # NIR key -> the IR node that carries its output
+    shape_of: dict[str, tuple[int, ...]] = {}
+    skip: set[str] = set()  # NIR nodes already read as part of another (OR-pool, IAND's -1)
     readout = None
-    i = 0
-    while i < len(order):
-        key = order[i]
+    output = None
+    for key in order:
+        if key in skip:
+            continue
         node = g.nodes[key]
-        name = str((node.metadata or {}).get("snnexport.name", key))
-        nxt = g.nodes[order[i + 1]] if i + 1 < len(order) else None
-        count = len(b.named)
+        m = node.metadata or {}
+        name = str(m.get("snnexport.name", key))
         try:
+            sources = [ir_of[p] for p in ins[key]]
+            merge = m.get("snnexport.merge")
+            if merge is not None:
+                kind = MERGE_KINDS.get(str(_scalar_meta(merge)))
+                if kind is None or len(sources) != 2:
+                    raise NIRImportError(f"merge {merge!r} with {len(sources)} inputs")
+                if kind is ir.SEWIAnd:  # the negated input arrives through a Scale of -1
+                    neg = [i for i, p in enumerate(ins[key]) if (
+                        g.nodes[p].metadata or {}).get("snnexport.negated") is not None]
+                    if len(neg) != 1:
+                        raise NIRImportError("IAND needs exactly one input through its Scale "
+                                             "of -1")
+                    sources = [ir_of[ins[ins[key][neg[0]]][0]], sources[1 - neg[0]]]
+                ir_of[key] = b.add(name, kind(), sources)
+                shape_of[key] = shape_of[ins[key][0]]
+                continue
+            if len(sources) > 1:  # NIR sums what comes in: make the sum explicit
+                total = sources[0]
+                for i, src in enumerate(sources[1:]):
+                    total = b.add(f"{name}.sum" + (f"{i + 1}" if i else ""), ir.Add(),
+                                  [total, src])
+                sources = [total]
+            prev = sources[0] if sources else None
+            shape = shape_of[ins[key][0]] if ins[key] else None
+            if prev is not None and len(outs[ins[key][0]]) > 1:
+                b.fixed.add(prev)  # another node reads it too: never rewrite it for this one
+            new = None  # (name, IR node) this NIR node becomes, or None (passes through)
             if isinstance(node, nir.Input):
                 shape = _shape(node.input_type)
-                b.named.append(("input", ir.Input(shape)))
-                count += 1  # the input's shape is already set
+                ir_of[key], shape_of[key] = b.add("input", ir.Input(shape), []), shape
+                continue
             elif isinstance(node, nir.Output):
-                pass
+                output = prev
             elif isinstance(node, (nir.Affine, nir.Linear)):
                 w = _a(node.weight)
-                m = node.metadata or {}
                 if "snnexport.readout" in m:
                     pop = int(_scalar_meta(m["snnexport.population"]))
                     if not np.array_equal(w, voting_matrix(w.shape[0], pop)):
                         raise NIRImportError("weights are not the voting matrix its metadata "
                                              "claims")
                     readout = ir.Readout(pop, str(_scalar_meta(m["snnexport.readout"])))
-                    b.named.append((name, readout))
+                    new = readout
                 else:
-                    bias = _a(node.bias) if isinstance(node, nir.Affine) else None
-                    b.named.append((name, ir.Dense(w, bias)))
+                    new = ir.Dense(w, _a(node.bias) if isinstance(node, nir.Affine) else None)
+            elif isinstance(node, nir.Scale) and "snnexport.negated" in m:
+                if len(outs[key]) != 1 or (g.nodes[outs[key][0]].metadata or {}).get(
+                        "snnexport.merge") != "iand":
+                    raise NIRImportError("a Scale of -1 marked as IAND's negation must feed "
+                                         "the IAND")
+                ir_of[key], shape_of[key] = prev, shape  # read by the IAND it feeds
+                continue
             elif isinstance(node, nir.Scale):
-                prev_name, syn = b.named[-1]
-                if not isinstance(syn, (ir.Dense, ir.Conv2d)):
+                syn = b.synapse_in_front(prev)
+                if syn is None:
                     raise NIRImportError("Scale is supported only right after Conv2d/Affine")
                 s = _a(node.scale).reshape(-1)
                 view = (-1,) + (1,) * (syn.weight.ndim - 1)
                 w = _a(syn.weight) * s.reshape(view)
                 bias = None if syn.bias is None else _a(syn.bias) * s
-                b.named[-1] = (prev_name, ir.Dense(w, bias) if isinstance(syn, ir.Dense) else
-                               ir.Conv2d(w, bias, syn.stride, syn.padding, syn.groups))
+                b.nodes[prev] = (ir.Dense(w, bias) if isinstance(syn, ir.Dense) else
+                                 ir.Conv2d(w, bias, syn.stride, syn.padding, syn.groups))
             elif isinstance(node, nir.Conv2d):
                 if tuple(np.atleast_1d(node.dilation).tolist()) not in ((1,), (1, 1)):
                     raise NIRImportError("dilation other than 1 is not supported")
                 pad = node.padding
                 if isinstance(pad, str):
                     raise NIRImportError(f"string padding {pad!r} is not supported")
-                pair = nir_pair
-                b.named.append((name, ir.Conv2d(_a(node.weight), _a(node.bias), pair(node.stride),
-                                                pair(pad), int(node.groups))))
+                new = ir.Conv2d(_a(node.weight), _a(node.bias), nir_pair(node.stride),
+                                nir_pair(pad), int(node.groups))
             elif isinstance(node, nir.Flatten):
                 start, end = int(np.asarray(node.start_dim).item()), int(
                     np.asarray(node.end_dim).item())
                 if start not in (0, -len(shape)) or end != -1:
                     raise NIRImportError(f"Flatten start_dim={node.start_dim}, end_dim="
                                          f"{node.end_dim}: only per-sample full flattening")
-                b.named.append((name, ir.Flatten()))
+                new = ir.Flatten()
             elif isinstance(node, nir.SumPool2d):
                 pool = (nir_pair(node.kernel_size), nir_pair(node.stride),
                         nir_pair(node.padding))
-                if isinstance(nxt, nir.Threshold) and np.all((_a(nxt.threshold) > 0) &
-                                                             (_a(nxt.threshold) <= 1)):
-                    b.named.append((name, ir.SpikePool(*pool, mode="or")))
-                    i += 1  # the Threshold is part of the OR
+                nxt = g.nodes[outs[key][0]] if len(outs[key]) == 1 else None
+                if isinstance(nxt, nir.Threshold) and len(ins[outs[key][0]]) == 1 and np.all(
+                        (_a(nxt.threshold) > 0) & (_a(nxt.threshold) <= 1)):
+                    new = ir.SpikePool(*pool, mode="or")
+                    skip.add(outs[key][0])  # the Threshold is part of the OR
                 else:
-                    b.named.append((name, ir.SpikePool(*pool, mode="sum")))
+                    new = ir.SpikePool(*pool, mode="sum")
             elif isinstance(node, nir.AvgPool2d):
-                b.named.append((name, ir.AvgPool2d(nir_pair(node.kernel_size),
-                                                   nir_pair(node.stride),
-                                                   nir_pair(node.padding))))
+                new = ir.AvgPool2d(nir_pair(node.kernel_size), nir_pair(node.stride),
+                                   nir_pair(node.padding))
             elif isinstance(node, nir.Threshold):
                 thr = np.unique(_a(node.threshold))
                 if thr.size != 1:
                     raise NIRImportError("one threshold per layer is supported")
-                b.named.append((name, ir.Neuron(shape, np.zeros(()), None,
-                                                float(np.nextafter(thr[0], np.inf)))))
+                new = ir.Neuron(shape, np.zeros(()), None, float(np.nextafter(thr[0], np.inf)))
             elif isinstance(node, (nir.LIF, nir.IF)):
-                b.named.append((name, b.neuron(key, node, shape)))
+                new = b.neuron(key, prev, node, shape)
             elif isinstance(node, (nir.LI, nir.I)):
-                b.named.append((name, b.neuron(key, node, shape, spiking=False)))
+                new = b.neuron(key, prev, node, shape, spiking=False)
             elif isinstance(node, nir.Delay) and np.all(_a(node.delay) == 0):
                 pass
             else:
@@ -230,23 +299,28 @@ def from_nir(g: nir.NIRGraph, dt: float | None = None, discretisation: str = "eu
                                      "(supported: Affine, Linear, Scale, Conv2d, Flatten, "
                                      "SumPool2d, AvgPool2d, Threshold, LIF, IF, LI, I, "
                                      "Delay of 0)")
-            if len(b.named) > count:
-                shape = b.named[-1][1].out_shape(shape)
+            if new is None:
+                ir_of[key], shape_of[key] = prev, shape
+            else:
+                ir_of[key] = b.add(name, new, [prev])
+                shape_of[key] = tuple(new.out_shape(shape))
+            for k in skip & set(outs[key]):
+                ir_of[k], shape_of[k] = ir_of[key], shape_of[key]
         except (NIRImportError, ir.IRError) as e:
             msg = str(e)
             if msg.startswith(where):
                 raise
             raise NIRImportError(f"{where}: node {key!r} ({type(node).__name__}): {msg}") from None
-        i += 1
     if readout is None:  # a foreign graph: score by the spike count of its last layer
-        b.named.append(("readout", ir.Readout(1, "rate")))
+        last = output if output is not None else ir_of[order[-1]]
+        b.add("readout", ir.Readout(1, "rate"), [last])
     time_steps = int(_scalar_meta(meta.get("snnexport.time_steps", 0))) or None
     md = {"source": "nir", "dt": dt, "discretisation": discretisation, "folded": True,
           "readout": (readout.mode if readout else "rate")}
     if time_steps:
         md["time_steps"] = time_steps
     try:
-        return Graph.chain(b.named, md)
+        return Graph(b.nodes, b.edges, md)
     except ir.IRError as e:
         raise NIRImportError(f"{where}: {e}") from None
 

@@ -18,8 +18,9 @@ node is all it feeds (a BatchNorm or gain on one branch cannot change the other 
                      stays an explicit per-neuron gain
   maxpool_to_or      MaxPool2d fed by spikes (a spiking layer, an OR-pool, a SEW AND/IAND of
                      spikes) -> SpikePool('or')
-  avgpool_to_sum     AvgPool2d fed by spikes -> SpikePool('sum'), its 1/(kh kw) folded into the
-                     one Conv2d/Dense it feeds (through Flattens): spike counts stay integers
+  avgpool_to_sum     AvgPool2d fed by spikes (or by integer sums of them, as SEW ADD makes) ->
+                     SpikePool('sum'), its 1/(kh kw) folded into the one Conv2d/Dense it feeds
+                     (through Flattens): spike counts stay integers
   voting_to_readout  a Voting that is a network output -> Readout with the model's readout
                      mode
 """
@@ -189,6 +190,18 @@ def emits_spikes(g: Graph, name: str) -> bool:
     return False
 
 
+def emits_integers(g: Graph, name: str) -> bool:
+    """Is the node's output a non-negative integer count at every step: spikes, or sums of
+    them (SEW ADD gives 0, 1, 2; a sum-pool of those stays integer)?"""
+    node = g.nodes[name]
+    if emits_spikes(g, name):
+        return True
+    if isinstance(node, ir.Add) or (isinstance(node, ir.SpikePool) and node.mode == "sum") or \
+            isinstance(node, (ir.Dropout, ir.Flatten)):
+        return all(emits_integers(g, p) for p in g.inputs(name))
+    return False
+
+
 class MaxpoolToOr(Pass):
     def match(self, g, name):
         return type(g.nodes[name]) is ir.MaxPool2d and emits_spikes(g, g.inputs(name)[0])
@@ -213,7 +226,7 @@ class AvgpoolToSum(Pass):
         return cur if isinstance(g.nodes[cur], (ir.Conv2d, ir.Dense)) else None
 
     def match(self, g, name):
-        return (type(g.nodes[name]) is ir.AvgPool2d and emits_spikes(g, g.inputs(name)[0])
+        return (type(g.nodes[name]) is ir.AvgPool2d and emits_integers(g, g.inputs(name)[0])
                 and self._target(g, name) is not None)  # else the average stays (not native)
 
     def rewrite(self, g, name):
