@@ -27,9 +27,14 @@ def tau_of(node: ir.Node):
 
 def describe(g: Graph) -> str:
     shapes = g.shapes()
-    lines = [f"{'node':<18}{'type':<11}{'output':<16}details"]
-    for name, node in g.ordered():
+    order = g.order()
+    wide = max(18, 2 + max(len(n) for n in order))
+    lines = [f"{'node':<{wide}}{'type':<11}{'output':<16}details"]
+    for i, (name, node) in enumerate(g.ordered()):
         details = ""
+        ins = g.inputs(name)
+        # a graph: say where a node's input comes from unless it is the line above
+        where = "" if not ins or ins == [order[i - 1]] else f"<- {', '.join(ins)}"
         if isinstance(node, (ir.Conv2d, ir.Dense)):
             details = f"weight {list(node.weight.shape)}" + (
                 "" if node.bias is None else ", bias")
@@ -55,7 +60,9 @@ def describe(g: Graph) -> str:
             details = f"population {node.population}, mode {node.mode}"
         elif isinstance(node, ir.Voting):
             details = f"population {node.population}, readout {g.metadata.get('readout')}"
-        lines.append(f"{name:<18}{type(node).__name__:<11}{str(list(shapes[name])):<16}{details}")
+        details = "; ".join(d for d in (where, details) if d)
+        lines.append(f"{name:<{wide}}{type(node).__name__:<11}{str(list(shapes[name])):<16}"
+                     f"{details}".rstrip())
     lines.append(f"time steps {g.metadata.get('time_steps')}, readout "
                  f"{g.metadata.get('readout')}, folded {bool(g.metadata.get('folded'))}")
     return "\n".join(lines)
