@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import SnnexportError, UsageError
 from ..ir import nodes as ir
 from ..ir.graph import Graph
+from ..ir.validate import validate
 from ..nir_conventions import DEFAULT_DT, voting_matrix
 
 
@@ -320,7 +321,7 @@ def from_nir(g: nir.NIRGraph, dt: float | None = None, discretisation: str = "eu
     if time_steps:
         md["time_steps"] = time_steps
     try:
-        return Graph(b.nodes, b.edges, md)
+        return validate(Graph(b.nodes, b.edges, md), where)
     except ir.IRError as e:
         raise NIRImportError(f"{where}: {e}") from None
 

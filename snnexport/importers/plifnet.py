@@ -14,6 +14,7 @@ from torch import nn
 from ..errors import SnnexportError
 from ..ir import nodes as ir
 from ..ir.graph import Graph
+from ..ir.validate import validate
 from ..models import layers as L
 from ..models.network import PLIFNet
 from ..models.neurons import IF, LIF, PLIF, SpikingNeuron
@@ -76,4 +77,4 @@ def import_plifnet(model: PLIFNet) -> Graph:
         named.append((f"layers.{name}", module_node(f"layers.{name}", m)))
     meta = {"source": "snnexport.PLIFNet", "time_steps": cfg.time_steps,
             "readout": READOUT_MODE[cfg.readout], "config": cfg.to_dict()}
-    return Graph.chain(named, meta)
+    return validate(Graph.chain(named, meta), type(model).__name__)

@@ -26,6 +26,7 @@ from torch import nn
 from ..errors import SnnexportError
 from ..ir import nodes as ir
 from ..ir.graph import Graph
+from ..ir.validate import validate
 from ..readout import readout_scores
 from ..sim.reference import SimResult, run_lif
 
@@ -302,7 +303,7 @@ def import_spikingjelly(model: nn.Module, input_shape, time_steps: int,
     modes = {getattr(op.module, "step_mode", None) for op in ops} - {None}
     meta = {"source": "spikingjelly", "time_steps": int(time_steps), "readout": readout,
             "step_mode": modes.pop() if len(modes) == 1 else None}
-    return Graph(nodes, edges, meta)
+    return validate(Graph(nodes, edges, meta), type(model).__name__)
 
 
 @torch.no_grad()

@@ -31,6 +31,7 @@ from ..errors import SnnexportError
 from ..files import atomic_write
 from . import nodes as ir
 from .graph import Graph
+from .validate import validate
 
 MAGIC = b"SNNEXPORT-IR\n"
 FORMAT = "snnexport-ir"
@@ -145,13 +146,17 @@ def from_bytes(data: bytes, name: str = "<bytes>") -> Graph:
             raise IRFileError(f"{name}: checksum mismatch: the file was changed or damaged "
                               "after it was written; fold the model again (snnexport fold "
                               "MODEL -o OUT.snnir)")
-        return Graph(dict(named), [tuple(e) for e in header["edges"]], header["metadata"])
+        g = Graph(dict(named), [tuple(e) for e in header["edges"]], header["metadata"])
     except IRFileError:
         raise
     except ir.IRError as e:
         raise IRFileError(f"{name}: {e}") from None
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise IRFileError(f"{name}: malformed IR header ({type(e).__name__}: {e})") from None
+    try:
+        return validate(g, name)
+    except ir.IRError as e:
+        raise IRFileError(str(e)) from None
 
 
 def load_ir(path) -> Graph:
