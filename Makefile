@@ -57,8 +57,10 @@ demo: $(STAMP) $(LAVA_STAMP)
 	$(VENV)/bin/snnexport deploy examples/models/mnist5k_plif.pt --data mnist5k --targets all \
 		--lava-samples 2 -o demo_out
 
+# ruff, then the import layering of pyproject.toml's [tool.importlinter] (imports only downward)
 lint: $(STAMP)
 	$(PY) -m ruff check snnexport tests bench
+	$(VENV)/bin/lint-imports --no-cache
 
 test: $(STAMP) $(LAVA_STAMP) browser lint
 	$(PY) -m pytest -q

@@ -122,11 +122,10 @@ def ann_macs(graph: Graph) -> list[tuple[str, float]]:
     """The same network run once as an ANN (same weights, T = 1, every input nonzero):
     MACs per synapse layer per inference."""
     shapes = graph.shapes()
-    order = graph.order()
     out = []
     for name, node in graph.ordered():
         if isinstance(node, (ir.Conv2d, ir.Dense)):
-            in_shape = shapes[order[order.index(name) - 1]]
+            in_shape = shapes[graph.inputs(name)[0]]
             ones = torch.ones((1, *in_shape), dtype=torch.float64)
             out.append((name, float(connections(node, ones).sum())))
     return out

@@ -23,6 +23,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import SnnexportError
 from ..files import atomic_write
 from .counts import LayerCounts
 
@@ -30,7 +31,7 @@ TARGETS_DIR = Path(__file__).resolve().parents[2] / "targets"
 GRADES = ("measured", "pre-silicon simulated", "all-in", "derived")
 
 
-class ProfileError(ValueError):
+class ProfileError(SnnexportError, ValueError):
     """A target profile that cannot be used; names the file."""
 
 

@@ -29,21 +29,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import SnnexportError
 from ..files import atomic_write
+from ..hw.layout import whc
 from ..quant.fixed import FixedLayer, FixedNet
 
 NETX_FORMAT = "snnexport-netx"
 NETX_VERSION = 1
 
 
-class NetxExportError(ValueError):
+class NetxExportError(SnnexportError, ValueError):
     """The fixed-point IR has something netx cannot hold; names the layer."""
-
-
-def whc(a: np.ndarray, shape) -> np.ndarray:
-    """A per-neuron array in the IR's (C, H, W) order to netx's (W, H, C)."""
-    a = np.broadcast_to(np.asarray(a), shape)
-    return np.ascontiguousarray(a.transpose(2, 1, 0)) if len(shape) == 3 else np.asarray(a)
 
 
 def netx_layout(a: np.ndarray, layer: FixedLayer, first: bool) -> np.ndarray:

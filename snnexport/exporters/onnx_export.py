@@ -23,43 +23,18 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from ..files import atomic_write
 from ..ir import nodes as ir
 from ..ir.graph import Graph
 from ..passes.fold import fold
+from .onnx_common import OPSET, GraphBuilder, ONNXExportError, per_sample, per_step
 
-OPSET = 17
 F32, U8, I64 = TensorProto.FLOAT, TensorProto.UINT8, TensorProto.INT64
 
 
-class ONNXExportError(ValueError):
-    """An IR node the ONNX exporter cannot express; names the node."""
-
-
-class _G:
-    """A small graph builder: unique names, initializers, nodes."""
-
-    def __init__(self, prefix=""):
-        self.nodes, self.inits, self.n, self.prefix = [], [], 0, prefix
-
-    def name(self, hint):
-        self.n += 1
-        return f"{self.prefix}{hint}_{self.n}"
-
-    def const(self, hint, array, dtype=np.float32):
-        nm = self.name(hint)
-        self.inits.append(numpy_helper.from_array(np.asarray(array, dtype=dtype), nm))
-        return nm
-
-    def op(self, op_type, inputs, hint=None, outputs=1, **attrs):
-        outs = [self.name(hint or op_type.lower()) for _ in range(outputs)]
-        self.nodes.append(helper.make_node(op_type, inputs, outs, **attrs))
-        return outs[0] if outputs == 1 else outs
-
-
-def _neuron_step(g: _G, node: ir.Neuron, v: str, i: str) -> tuple[str, str, str]:
+def _neuron_step(g: GraphBuilder, node: ir.Neuron, v: str, i: str) -> tuple[str, str, str]:
     """(H, S uint8, V_new) for one step, the Neuron docstring line by line."""
     decay = g.const("decay", node.decay)
     h = g.op("Mul", [decay, v], "decayed")
@@ -77,11 +52,11 @@ def _neuron_step(g: _G, node: ir.Neuron, v: str, i: str) -> tuple[str, str, str]
     return h, g.op("Cast", [fired], "spike", to=U8), v_new
 
 
-def _scan(g: _G, name: str, node: ir.Neuron, x_seq: str, batch: str,
+def _scan(g: GraphBuilder, name: str, node: ir.Neuron, x_seq: str, batch: str,
           with_h: bool) -> tuple[str, str | None, str | None]:
     """Neuron layer over [T, B, *shape] as a Scan. Returns (out_seq, spikes_u8, h_seq):
     spikes (uint8) for a spiking layer, V_t for a non-spiking one; H_t only if with_h."""
-    body = _G(prefix="b_")
+    body = GraphBuilder(prefix="b_")
     h, s, v_new = _neuron_step(body, node, "v_in", "i_in")
     shape = list(node.shape)
     # scan outputs: the state, then the layer's output sequence, then H if asked
@@ -104,16 +79,7 @@ def _scan(g: _G, name: str, node: ir.Neuron, x_seq: str, batch: str,
     return seq, (seq if s is not None else None), h_seq
 
 
-def _per_sample(g: _G, x: str, shape) -> str:
-    return g.op("Reshape", [x, g.const("flat", [-1, *shape], np.int64)], "merged")
-
-
-def _per_step(g: _G, y: str, tb: str, shape) -> str:
-    full = g.op("Concat", [tb, g.const("s", list(shape), np.int64)], "tb_shape", axis=0)
-    return g.op("Reshape", [y, full], "split")
-
-
-def _as_float(g: _G, x: str, is_u8: bool) -> str:
+def _as_float(g: GraphBuilder, x: str, is_u8: bool) -> str:
     return g.op("Cast", [x], "float", to=F32) if is_u8 else x
 
 
@@ -126,7 +92,7 @@ def _prepare(graph: Graph) -> Graph:
     return g
 
 
-def _layers(g: _G, graph: Graph, x: str, tb: str, batch: str, shapes, step_state=None,
+def _layers(g: GraphBuilder, graph: Graph, x: str, tb: str, batch: str, shapes, step_state=None,
             debug: bool = True):
     """Emit every layer. step_state: None for the sequence model (Scan), else a dict that
     collects (state input, state output) names for the one-step model."""
@@ -140,7 +106,7 @@ def _layers(g: _G, graph: Graph, x: str, tb: str, batch: str, shapes, step_state
             prev_shape = _prev_shape(graph, name, shapes)
             if is_u8 and debug:  # a spike-fed layer: its {0, 1} input, for the binary check
                 spike_inputs[name] = (cur, prev_shape)
-            flat = _per_sample(g, _as_float(g, cur, is_u8), prev_shape)
+            flat = per_sample(g, _as_float(g, cur, is_u8), prev_shape)
             if isinstance(node, ir.Conv2d):
                 args = [flat, g.const("w", node.weight)] + (
                     [g.const("b", node.bias)] if node.bias is not None else [])
@@ -150,7 +116,7 @@ def _layers(g: _G, graph: Graph, x: str, tb: str, batch: str, shapes, step_state
                 y = g.op("MatMul", [flat, g.const("wt", np.asarray(node.weight).T)], "matmul")
                 if node.bias is not None:
                     y = g.op("Add", [y, g.const("b", node.bias)], "bias")
-            cur, is_u8 = _per_step(g, y, tb, shapes[name]), False
+            cur, is_u8 = per_step(g, y, tb, shapes[name]), False
         elif isinstance(node, ir.Neuron):
             if step_state is None:
                 cur, s, h = _scan(g, name, node, _as_float(g, cur, is_u8), batch, debug)
@@ -172,30 +138,29 @@ def _layers(g: _G, graph: Graph, x: str, tb: str, batch: str, shapes, step_state
             if isinstance(node, ir.SpikePool) and node.mode == "or":
                 if not is_u8:
                     raise ONNXExportError(f"node {name!r}: OR-pool of a non-spike input")
-                y = g.op("MaxPool", [_per_sample(g, cur, shape_in)], "orpool", **pool)
+                y = g.op("MaxPool", [per_sample(g, cur, shape_in)], "orpool", **pool)
             else:
-                y = g.op("AveragePool", [_per_sample(g, _as_float(g, cur, is_u8), shape_in)],
+                y = g.op("AveragePool", [per_sample(g, _as_float(g, cur, is_u8), shape_in)],
                          "avgpool", count_include_pad=1, **pool)
                 if isinstance(node, ir.SpikePool):  # sum = k*k * mean, exact for counts
                     y = g.op("Mul", [y, g.const("area", node.kernel[0] * node.kernel[1])])
                 is_u8 = False
-            cur = _per_step(g, y, tb, shapes[name])
+            cur = per_step(g, y, tb, shapes[name])
         elif isinstance(node, ir.Flatten):
-            cur = _per_step(g, cur, tb, shapes[name])
+            cur = per_step(g, cur, tb, shapes[name])
         elif isinstance(node, ir.Readout):
             readout = node
             classes = shapes[name][0]
-            grouped = _per_step(g, _as_float(g, cur, is_u8), tb, (classes, node.population))
+            grouped = per_step(g, _as_float(g, cur, is_u8), tb, (classes, node.population))
             cur, is_u8 = g.op("ReduceMean", [grouped], "vote", axes=[-1], keepdims=0), False
     return cur, spikes, hs, spike_inputs, readout
 
 
 def _prev_shape(graph: Graph, name: str, shapes) -> tuple[int, ...]:
-    order = graph.order()
-    return shapes[order[order.index(name) - 1]]
+    return shapes[graph.inputs(name)[0]]
 
 
-def _scores(g: _G, o: str, readout: ir.Readout | None, t_len: str) -> str:
+def _scores(g: GraphBuilder, o: str, readout: ir.Readout | None, t_len: str) -> str:
     mode = readout.mode if readout else "rate"
     if mode == "last":
         return g.op("Gather", [o, g.const("last", -1, np.int64)], "scores", axis=0)
@@ -214,7 +179,7 @@ def to_onnx(graph: Graph, debug: bool = True) -> onnx.ModelProto:
     graph = _prepare(graph)
     shapes = graph.shapes()
     in_shape = graph.nodes[graph.order()[0]].shape
-    g = _G()
+    g = GraphBuilder()
     shp = g.op("Shape", ["x"], "xshape")
     tb = g.op("Slice", [shp, g.const("z", [0], np.int64), g.const("two", [2], np.int64)], "tb")
     batch = g.op("Slice", [shp, g.const("one", [1], np.int64), g.const("two", [2], np.int64)],
@@ -255,7 +220,7 @@ def to_onnx_step(graph: Graph) -> onnx.ModelProto:
     graph = _prepare(graph)
     shapes = graph.shapes()
     in_shape = graph.nodes[graph.order()[0]].shape
-    g = _G()
+    g = GraphBuilder()
     x1 = g.op("Unsqueeze", ["x_t", g.const("ax0", [0], np.int64)], "x1")
     shp = g.op("Shape", [x1], "xshape")
     tb = g.op("Slice", [shp, g.const("z", [0], np.int64), g.const("two", [2], np.int64)], "tb")
@@ -294,3 +259,7 @@ def write_onnx(graph: Graph, path, step: bool = False) -> Path:
     model = to_onnx_step(graph) if step else to_onnx(graph)
     data = model.SerializeToString()
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+__all__ = ["OPSET", "ONNXExportError", "initial_states", "to_onnx", "to_onnx_step",
+           "write_onnx"]

@@ -24,21 +24,21 @@ from onnx import TensorProto, helper
 
 from ..files import atomic_write
 from ..quant.fixed import STATE_MAX, FixedLayer, FixedNet
-from .onnx_export import _G, OPSET, ONNXExportError, _per_sample, _per_step
+from .onnx_common import OPSET, GraphBuilder, ONNXExportError, per_sample, per_step, session
 
 I64, U8, F32, I32 = TensorProto.INT64, TensorProto.UINT8, TensorProto.FLOAT, TensorProto.INT32
 WRAP = 1 << 23
 
 
-def _i64(g: _G, hint, value):
+def _i64(g: GraphBuilder, hint, value):
     return g.const(hint, value, np.int64)
 
 
-def _neuron_scan(g: _G, layer: FixedLayer, drive_seq: str, bias: np.ndarray | None,
+def _neuron_scan(g: GraphBuilder, layer: FixedLayer, drive_seq: str, bias: np.ndarray | None,
                  batch: str) -> tuple[str, str]:
     """Scan over T of one layer. drive_seq int64 [T, B, *shape] (u, or the host bias << 6).
     Returns (spikes uint8 seq, h int64 seq)."""
-    body = _G(prefix="b_")
+    body = GraphBuilder(prefix="b_")
     keep = _i64(body, "keep", 4096 - np.asarray(layer.dv, np.int64))
     p = body.op("Mul", ["v_in", keep], "p")
     v = body.op("Div", [p, _i64(body, "unity", 4096)], "decayed")  # truncates toward zero
@@ -64,7 +64,7 @@ def _neuron_scan(g: _G, layer: FixedLayer, drive_seq: str, bias: np.ndarray | No
     return outs[1], outs[2]
 
 
-def _synapse(g: _G, layer: FixedLayer, s_seq: str, tb: str, in_shape) -> str:
+def _synapse(g: GraphBuilder, layer: FixedLayer, s_seq: str, tb: str, in_shape) -> str:
     """u = wrap24((W s) << 6), int64 [T, B, *shape], from uint8 spikes [T, B, *in_shape]."""
     if layer.weight_exp != 0:
         raise ONNXExportError(f"layer {layer.name!r}: weight_exp {layer.weight_exp} (the "
@@ -75,12 +75,12 @@ def _synapse(g: _G, layer: FixedLayer, s_seq: str, tb: str, in_shape) -> str:
     q = (w // 2 + 128).astype(np.uint8)  # uint8 with zero point 128: exact
     zx, zq = g.const("zx", 0, np.uint8), g.const("zq", 128, np.uint8)
     if layer.kind == "conv":
-        x = _per_sample(g, s_seq, in_shape)
+        x = per_sample(g, s_seq, in_shape)
         acc = g.op("ConvInteger", [x, g.const("w", q, np.uint8), zx, zq], "acc",
                    strides=list(layer.stride), pads=[*layer.padding, *layer.padding],
                    group=int(layer.groups))
     else:
-        x = _per_sample(g, s_seq, [int(np.prod(in_shape))])
+        x = per_sample(g, s_seq, [int(np.prod(in_shape))])
         acc = g.op("MatMulInteger", [x, g.const("w", q.T, np.uint8), zx, zq], "acc")
     a = g.op("Mul", [g.op("Cast", [acc], "acc64", to=I64), _i64(g, "two", 2)], "a")
     if layer.kind == "conv":  # Lava's Conv: signed_clamp(a, 24) = ((a + 2^23) mod 2^24) - 2^23
@@ -92,16 +92,16 @@ def _synapse(g: _G, layer: FixedLayer, s_seq: str, tb: str, in_shape) -> str:
     u1 = g.op("Where", [big, g.op("Sub", [u, _i64(g, "r", 2 * WRAP)]), u], "u1")
     low = g.op("LessOrEqual", [u1, _i64(g, "min", -WRAP)], "low")
     u2 = g.op("Where", [low, g.op("Add", [u, _i64(g, "r2", 2 * WRAP)]), u1], "u2")
-    return _per_step(g, u2, tb, layer.shape)
+    return per_step(g, u2, tb, layer.shape)
 
 
-def _output(g: _G, outputs: list, value: str, name: str, dtype, shape) -> None:
+def _output(g: GraphBuilder, outputs: list, value: str, name: str, dtype, shape) -> None:
     g.nodes.append(helper.make_node("Identity", [value], [name]))
     outputs.append(helper.make_tensor_value_info(name, dtype, ["T", "B", *shape]))
 
 
 def to_onnx_fixed(net: FixedNet) -> onnx.ModelProto:
-    g = _G()
+    g = GraphBuilder()
     host = net.layers[0]
     bias0 = "bias0"
     shape = g.op("Shape", [bias0], "in_shape")
@@ -149,8 +149,6 @@ class ONNXFixedTarget:
     or frame sequences; the host layer's mantissas come from the emulator's own code."""
 
     def __init__(self, net: FixedNet):
-        from ..onnx_run import session
-
         self.net = net
         self.session = session(to_onnx_fixed(net))
         self.names = [o.name for o in self.session.get_outputs()]

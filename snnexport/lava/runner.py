@@ -39,6 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..hw.layout import to_chw, whc
+
 STEPPING: list[tuple[int, float]] = []  # (Lava steps, seconds) of the run loop
 
 
@@ -60,8 +62,6 @@ class ProcStage:
 
     def lava(self, a):
         """A per-neuron C-major array in this layer's Lava layout."""
-        from ..exporters.netx_export import whc
-
         a = np.asarray(a)
         if self.chw is None or a.ndim == 0:
             return a
@@ -240,7 +240,7 @@ def run_netx(path: str, first_bias: np.ndarray, t_steps: int) -> dict:
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.sink import RingBuffer as Sink
 
-    from ..exporters.netx_export import read_netx_meta, whc
+    from ..exporters.netx_export import read_netx_meta
 
     meta = read_netx_meta(path)
     net = hdf5.Network(net_config=path)
@@ -290,11 +290,6 @@ def run_netx(path: str, first_bias: np.ndarray, t_steps: int) -> dict:
         net.stop()
     STEPPING.append((plan.steps, time.perf_counter() - start))
     return out
-
-
-def to_chw(a: np.ndarray, shape) -> np.ndarray:
-    """A block's (W, H, C) values back to the IR's (C, H, W); a dense block's are flat."""
-    return a.transpose(2, 1, 0) if a.ndim == 3 else a.reshape(shape)
 
 
 def run(mode: str, model_path: str, inputs_path: str, out_path: str) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import SnnexportError
 from ..ir.graph import Graph
 from ..ir.io import save_ir
 from ..readout import readout_scores
@@ -25,7 +26,7 @@ from .lowering import lower
 REPO = Path(__file__).resolve().parents[2]
 
 
-class LavaError(RuntimeError):
+class LavaError(SnnexportError, RuntimeError):
     """The Lava runner failed; the message carries what it printed."""
 
 

@@ -14,8 +14,10 @@ trunc rounds toward zero, clip24 saturates at +-(2^23 - 1), wrap24 folds u into 
 are Lava's rules, copied in `emulator.py`). Integer strict-`>` semantics: this IR is the
 reference the chip is checked against; its accuracy is compared with the float model.
 
-Quantisation (per layer, from the weights and from the membrane ranges the float IR reaches
-on calibration inputs):
+One layer per core of `snnexport.hw.cores.lower` (which pairs each synapse with its neuron layer
+and decides which convs stay convs); a core fed by several synapses (a residual merge) is
+refused. Quantisation (per layer, from the weights and from the membrane ranges the float IR
+reaches on calibration inputs):
   * weights: w = 2 round(S W / 128), even in [-256, 254] (mixed-sign Loihi weights are 8-bit
     mantissas, Lava drops the last bit); S = 64 * 254 / max|W| puts the largest weight at full
     scale, unless the threshold (17-bit vth_mant) or the membrane range (|S H| < 2^22, half of
@@ -45,9 +47,9 @@ import numpy as np
 import torch
 
 from ..files import atomic_write
+from ..hw.cores import Core, HardwareLoweringError, PoolCore, lower, pool_matrix
 from ..ir import nodes as ir
 from ..ir.graph import Graph
-from ..lava.lowering import LavaLoweringError, conv_matrix, pool_matrix
 from ..sim.reference import STATELESS, simulate
 
 W_MAX = 254  # largest even 8-bit-mantissa weight (mixed sign)
@@ -58,8 +60,10 @@ HEADROOM = 2 ** 22  # |v| the calibrated membranes may reach: half the 24-bit ra
 HOST_MARGIN = 1.5
 
 
-class QuantError(ValueError):
-    """A network the fixed-point path cannot take; names the node."""
+class QuantError(HardwareLoweringError):
+    """A network the fixed-point path cannot take (names the node), or a file that is not a
+    fixed-point IR (names the file). A HardwareLoweringError: hw.cores' refusals reach the
+    caller of `quantize` as this class."""
 
 
 @dataclass(eq=False)
@@ -109,55 +113,32 @@ class FixedNet:
 
 @torch.no_grad()
 def quantize(graph: Graph, calib_x: torch.Tensor) -> FixedNet:
-    """The folded IR `graph` as a FixedNet, scales calibrated on `calib_x` (real inputs)."""
+    """The folded IR `graph` as a FixedNet, scales calibrated on `calib_x` (real inputs): one
+    layer per core of `snnexport.hw.cores.lower`."""
     if not graph.metadata.get("folded"):
         raise QuantError("quantise the folded IR (snnexport fold)")
+    try:
+        cores = lower(graph)
+        synapses = {c.name: c.synapse("fixed point") for c in cores.neuron_cores}
+    except HardwareLoweringError as e:
+        raise QuantError(str(e)) from None
     ref = simulate(graph, calib_x, dtype=torch.float64, record_membrane=True)
-    shapes = graph.shapes()
-    order = graph.order()
     layers: list[FixedLayer] = []
     report: list[dict] = []
-    synapse = None  # (name, node, input shape) waiting for its neuron layer
-    spatial = True  # False once a layer had to become dense (its output is then flat)
-    population, mode = 1, graph.metadata.get("readout", "rate")
-    for i, name in enumerate(order):
-        node = graph.nodes[name]
-        in_shape = shapes[order[i - 1]] if i else None
-        if isinstance(node, ir.Input):
+    for core in cores.cores:
+        if isinstance(core, PoolCore):
+            layers.append(_pool_layer(core))
             continue
-        if isinstance(node, (ir.Conv2d, ir.Dense)):
-            if synapse is not None:
-                raise QuantError(f"node {name!r}: two synapses in a row")
-            synapse = (name, node, in_shape)
-        elif isinstance(node, ir.Neuron):
-            if synapse is None:
-                raise QuantError(f"node {name!r}: a neuron layer needs a synapse in front")
-            if node.reset != "hard":
-                raise QuantError(f"node {name!r}: Loihi's LIF resets to 0 (hard reset); soft "
-                                 "reset is not supported: retrain with v_reset=0")
-            h_max = float(ref.membrane[name].abs().max()) if name in ref.membrane else 0.0
-            if not layers:
-                layer, rep = _host_layer(name, node, synapse, calib_x, graph, h_max)
-                spatial = isinstance(synapse[1], ir.Conv2d)  # the host's spikes keep (C, H, W)
-            else:
-                layer, rep, spatial = _hop_layer(name, node, synapse, spatial, h_max)
-            layers.append(layer)
-            report.append(rep)
-            synapse = None
-        elif isinstance(node, ir.SpikePool):
-            if node.mode != "or":
-                raise QuantError(f"node {name!r}: only the OR-pool has a fixed-point form")
-            layers.append(_pool_layer(name, node, in_shape, shapes[name], spatial))
-        elif isinstance(node, ir.Flatten):
-            spatial = False
-        elif isinstance(node, ir.Readout):
-            population, mode = node.population, node.mode
+        name = core.name
+        h_max = float(ref.membrane[name].abs().max()) if name in ref.membrane else 0.0
+        if core.host:
+            layer, rep = _host_layer(core, synapses[name], calib_x, cores.input_shape, h_max)
         else:
-            raise QuantError(f"node {name!r}: {type(node).__name__} has no fixed-point form")
-    if not layers:
-        raise QuantError("no neuron layer")
-    shape0 = tuple(graph.nodes[order[0]].shape)
-    return FixedNet(layers, shape0, int(graph.metadata["time_steps"]), mode, population, report)
+            layer, rep = _hop_layer(core, synapses[name], h_max)
+        layers.append(layer)
+        report.append(rep)
+    return FixedNet(layers, cores.input_shape, int(graph.metadata["time_steps"]),
+                    cores.readout, cores.population, report)
 
 
 def _neuron_arrays(node: ir.Neuron, scale: float, n_shape):
@@ -172,11 +153,10 @@ def _neuron_arrays(node: ir.Neuron, scale: float, n_shape):
     return dv, v_init, vth, decay_fixed
 
 
-def _host_layer(name, node, synapse, calib_x, graph, h_max):
-    syn_name, syn, in_shape = synapse
+def _host_layer(core: Core, synapse, calib_x, input_shape, h_max):
+    name, node, syn_name, syn = core.name, core.neuron, synapse.name, synapse.node
     x_seq = torch.as_tensor(calib_x, dtype=torch.float64)
-    current = host_current_float(syn, node.gain, x_seq, tuple(graph.nodes[graph.order()[0]]
-                                                             .shape))
+    current = host_current_float(syn, node.gain, x_seq, tuple(input_shape))
     i_max = float(current.abs().max()) or 1.0
     scale = 64 * BIAS_MANT_MAX / (HOST_MARGIN * i_max)
     scale = min(scale, 64 * VTH_MANT_MAX / node.threshold, HEADROOM / max(h_max, 1e-12))
@@ -212,29 +192,20 @@ def host_current_float(syn, gain, x_seq: torch.Tensor, input_shape) -> torch.Ten
     return y
 
 
-def _hop_layer(name, node, synapse, spatial, h_max):
-    syn_name, syn, in_shape = synapse
-    n_shape = tuple(node.shape)
-    n = int(np.prod(n_shape))
-    gain = None if node.gain is None else np.broadcast_to(
-        np.asarray(node.gain, np.float64), n_shape).reshape(n)
-    as_conv = isinstance(syn, ir.Conv2d) and spatial and gain is None
+def _hop_layer(core: Core, synapse, h_max):
+    name, node, syn_name, syn = core.name, core.neuron, synapse.name, synapse.node
+    n_shape = core.shape
+    gain = core.gain()
+    as_conv = core.spatial  # a conv on a map, no per-neuron gain: stays a conv
     if as_conv:
         w = np.asarray(syn.weight, np.float64)
     else:
-        if isinstance(syn, ir.Conv2d):
-            w = conv_matrix(syn, in_shape)  # flat vectors stay in the IR's C-major order
-        else:
-            w = np.asarray(syn.weight, np.float64)
+        w = synapse.matrix()  # a conv unrolled: flat vectors stay in the IR's C-major order
         if gain is not None:
             w = w * gain[:, None]
-    b = None
-    if syn.bias is not None:
-        b = np.asarray(syn.bias, np.float64)
-        if isinstance(syn, ir.Conv2d):
-            b = np.repeat(b, n // len(b))
-        if gain is not None:
-            b = b * gain
+    b = synapse.bias_vector()
+    if b is not None and gain is not None:
+        b = b * gain
     w_max = float(np.abs(w).max()) or 1.0
     limits = {"weights": 64 * W_MAX / w_max,
               "threshold": 64 * VTH_MANT_MAX / node.threshold if node.spiking else np.inf,
@@ -267,16 +238,17 @@ def _hop_layer(name, node, synapse, spatial, h_max):
         "decay_max_error": float(np.abs(decay_fixed - np.asarray(node.decay)).max()),
         "decays": int(len(np.unique(dv))), "membrane_calib_max": h_max,
     }
-    return layer, rep, spatial and as_conv
+    return layer, rep
 
 
 POOL_WEIGHT = 128  # netx re-derives a dense exponent from the integers: 128 keeps it 0
 
 
-def _pool_layer(name, node: ir.SpikePool, in_shape, out_shape, spatial) -> FixedLayer:
-    n_shape = tuple(out_shape)
+def _pool_layer(core: PoolCore) -> FixedLayer:
+    name, node, in_shape = core.name, core.node, core.in_shape
+    n_shape = tuple(core.shape)
     zeros = np.zeros(n_shape, np.int64)
-    if spatial:
+    if core.spatial:
         c = in_shape[0]
         w = np.full((c, 1, *node.kernel), POOL_WEIGHT, np.int64)
         return FixedLayer(name, "conv", n_shape, w, zeros + 4095, 0, zeros, 1.0, pool=True,
@@ -332,5 +304,5 @@ def load_fixed(path) -> FixedNet:
                     header["readout"], header["population"], header["report"])
 
 
-__all__ = ["FixedLayer", "FixedNet", "LavaLoweringError", "QuantError", "load_fixed",
-           "quantize", "save_fixed", "host_current_float"]
+__all__ = ["FixedLayer", "FixedNet", "QuantError", "load_fixed", "quantize", "save_fixed",
+           "host_current_float"]

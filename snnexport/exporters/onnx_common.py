@@ -1,0 +1,64 @@
+"""What both ONNX exporters (float `onnx_export`, integer `onnx_fixed`) share: the opset, the
+error class, a small graph builder, the [T, B, ...] <-> [T*B, ...] reshapes, and the parity
+session (onnxruntime with every graph optimisation off: no fusion may rewrite the arithmetic
+being compared, ConvMulFusion / ConvAddFusion would fold scales into weights)."""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import helper, numpy_helper
+
+from ..errors import SnnexportError
+
+OPSET = 17
+
+
+class ONNXExportError(SnnexportError, ValueError):
+    """An IR node (or fixed-point layer) the ONNX exporters cannot express; names it."""
+
+
+class GraphBuilder:
+    """A small graph builder: unique names, initializers, nodes."""
+
+    def __init__(self, prefix=""):
+        self.nodes, self.inits, self.n, self.prefix = [], [], 0, prefix
+
+    def name(self, hint):
+        self.n += 1
+        return f"{self.prefix}{hint}_{self.n}"
+
+    def const(self, hint, array, dtype=np.float32):
+        nm = self.name(hint)
+        self.inits.append(numpy_helper.from_array(np.asarray(array, dtype=dtype), nm))
+        return nm
+
+    def op(self, op_type, inputs, hint=None, outputs=1, **attrs):
+        outs = [self.name(hint or op_type.lower()) for _ in range(outputs)]
+        self.nodes.append(helper.make_node(op_type, inputs, outs, **attrs))
+        return outs[0] if outputs == 1 else outs
+
+
+def per_sample(g: GraphBuilder, x: str, shape) -> str:
+    """[T, B, ...] -> [T*B, *shape]: every step of every sample at once."""
+    return g.op("Reshape", [x, g.const("flat", [-1, *shape], np.int64)], "merged")
+
+
+def per_step(g: GraphBuilder, y: str, tb: str, shape) -> str:
+    """[T*B, ...] -> [T, B, *shape] (tb: the int64 [T, B] of the input)."""
+    full = g.op("Concat", [tb, g.const("s", list(shape), np.int64)], "tb_shape", axis=0)
+    return g.op("Reshape", [y, full], "split")
+
+
+def session(model, optimise: bool = False, threads: int = 0):
+    """An onnxruntime CPU session of `model` (an onnx.ModelProto), graph optimisations off
+    unless `optimise`."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimise else
+                                   ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    so.log_severity_level = 3
+    if threads:
+        so.intra_op_num_threads = threads
+    return ort.InferenceSession(model.SerializeToString(), so, providers=[
+        "CPUExecutionProvider"])
