@@ -19,7 +19,8 @@ import time
 
 import torch
 
-from snnexport.check import fixed_point, load_model
+from snnexport.backends import fixed_point
+from snnexport.check import load_model
 from snnexport.data import load_dataset
 from snnexport.lava.target import LavaFixedTarget
 from snnexport.passes.fold import fold

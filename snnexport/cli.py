@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .data import DATASETS
+from .errors import UsageError
 
 
 def _train(args) -> int:
@@ -33,7 +34,7 @@ def _evaluate(args) -> int:
     data = args.data or meta.get("data")
     if data not in DATASETS:
         choices = ",".join(DATASETS)
-        raise SystemExit(f"{args.model}: say which data to use with --data {{{choices}}}")
+        raise UsageError(f"{args.model}: say which data to use with --data {{{choices}}}")
     ds = load_dataset(data)
     x, y = ds.x_test, ds.y_test
     if args.samples:
@@ -70,39 +71,28 @@ def _fold(args) -> int:
 
 
 def _export(args) -> int:
+    from .backends import Lowered
+    from .backends import get as get_backend
     from .check import load_model
 
     loaded = load_model(args.model)
-    if args.to == "nir":
-        from .exporters.nir_export import write_nir
-
-        write_nir(loaded.graph, args.output, dt=args.dt)
-    elif args.to == "onnx":
-        from .exporters.onnx_export import OPSET, write_onnx
-
-        write_onnx(loaded.graph, args.output, step=args.step)
-        form = ("one time step, state as inputs/outputs" if args.step
-                else "x [T, B, ...] -> scores, outputs, spikes:<layer>")
-        print(f"ONNX opset {OPSET}, {form}")
-    elif args.to in ("netx", "onnx-fixed"):
-        from .check import fixed_point
+    backend = get_backend(args.to)
+    lowered = Lowered(loaded.graph)
+    calib = data = None
+    if backend.fixed_point:
         from .data import load_dataset
-        from .exporters.netx_export import write_netx
-        from .exporters.onnx_export import OPSET
-        from .exporters.onnx_fixed import write_onnx_fixed
-        from .passes.fold import fold
 
         data = args.data or (loaded.meta or {}).get("data") or loaded.graph.metadata.get("data")
         if data is None:
-            raise SystemExit(f"{args.model}: say which data to calibrate on with --data")
+            raise UsageError(f"{args.model}: say which data to calibrate on with --data")
         calib = load_dataset(data).x_train[:args.calib_samples]
-        net, grouping = fixed_point(fold(loaded.graph), calib, args.decays)
-        if args.to == "netx":
-            write_netx(net, args.output)
-        else:
-            write_onnx_fixed(net, args.output)
-            print(f"ONNX opset {OPSET}: bias0 int64 [T, B, *first layer] (host current "
-                  "mantissas) -> spikes:<layer> uint8, h:<layer> int64, outputs")
+    options = {o: getattr(args, o) for o in backend.exports.options}
+    backend.exports.write(lowered.input_for(backend, calib, args.decays), args.output,
+                          **options)
+    if backend.exports.note is not None:
+        print(backend.exports.note(options))
+    if backend.fixed_point:
+        net, grouping = lowered.fixed(calib, args.decays)
         print(f"fixed point for Loihi 2, calibrated on {len(calib)} {data} training samples:")
         for row in grouping or []:
             print(f"  {row['layer']}: {row['before']} decay values grouped into {row['after']}")
@@ -144,14 +134,11 @@ def _energy(args) -> int:
 
 
 def _deploy(args) -> int:
-    from .deploy import DeployError, deploy
+    from .deploy import deploy
 
-    try:
-        summary = deploy(args.model, args.output, args.data, args.targets, args.samples,
-                         args.lava_samples, args.calib_samples, args.decays,
-                         progress=not args.no_progress)
-    except DeployError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    summary = deploy(args.model, args.output, args.data, args.targets, args.samples,
+                     args.lava_samples, args.calib_samples, args.decays,
+                     progress=not args.no_progress)  # DeployError: main's one-line error
     print(f"{'target':<12}{'exact':>7}{'acc ref':>9}{'acc tgt':>9}{'mismatch':>10}"
           f"{'uJ/inf':>9}  first divergence (cause)")
     for r in summary["rows"]:
@@ -169,7 +156,7 @@ def _deploy(args) -> int:
 def _demo(args) -> int:
     models = sorted(Path(args.models).glob("*.pt"))
     if not models:
-        raise SystemExit(f"{args.models}: no bundled checkpoints (*.pt) found")
+        raise UsageError(f"{args.models}: no bundled checkpoints (*.pt) found")
     for path in models:
         _evaluate(argparse.Namespace(model=path, data=None, samples=None, json=None))
         _check(argparse.Namespace(model=path, target="reference", data=None, samples=200,
@@ -180,8 +167,11 @@ def _demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .check import TARGETS
+    from . import backends
     from .train import PRESETS
+
+    targets = backends.available()  # the registered backends
+    exportable = [b.name for b in backends.backends() if b.exports is not None]
 
     p = argparse.ArgumentParser(prog="snnexport", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -217,20 +207,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export", help="export a model to a deployment format")
     x.add_argument("model", help="a checkpoint (.pt) or an IR file (.snnir)")
-    x.add_argument("--to", required=True, choices=["nir", "onnx", "onnx-fixed", "netx"])
+    x.add_argument("--to", required=True, choices=exportable)
     x.add_argument("--step", action="store_true",
                    help="ONNX: the streaming artifact (one time step, explicit state)")
     x.add_argument("-o", "--output", required=True)
     x.add_argument("--dt", type=float, default=1e-4,
                    help="NIR time step in seconds (default 1e-4, as snnTorch / SpikingJelly)")
+    fixed = ", ".join(b.name for b in backends.backends() if b.fixed_point and b.exports)
     x.add_argument("--data", choices=DATASETS,
-                   help="netx / onnx-fixed: calibration data (default: the model's own)")
+                   help=f"{fixed}: calibration data (default: the model's own)")
     fixed_point_args(x)
     x.set_defaults(func=_export)
 
     c = sub.add_parser("check", help="parity of a target against the trained model")
     c.add_argument("model", help="a checkpoint (.pt) or an IR file (.snnir)")
-    c.add_argument("--target", default="reference", choices=list(TARGETS))
+    c.add_argument("--target", default="reference", choices=list(targets),
+                   help="; ".join(f"{b.name}: {b.description}" for b in backends.backends()))
     c.add_argument("--data", choices=DATASETS, help="default: the data the model was trained on")
     c.add_argument("--samples", type=int, default=200)
     c.add_argument("--reference-dtype", default="float32", choices=["float32", "float64"],
@@ -244,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("model", help="a checkpoint (.pt) or an IR file (.snnir)")
     dp.add_argument("--data", choices=DATASETS, help="default: the data the model was trained on")
     dp.add_argument("--targets", default="all",
-                    help="all, or a comma list of " + ",".join(TARGETS))
+                    help="all, or a comma list of " + ",".join(targets))
     dp.add_argument("-o", "--output", required=True, help="folder for artifacts and report")
     dp.add_argument("--samples", type=int, default=200, help="test samples per target")
     dp.add_argument("--lava-samples", type=int, default=4,

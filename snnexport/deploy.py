@@ -1,5 +1,7 @@
-"""`snnexport deploy`: fold, quantise, export (NIR, ONNX, netx), run every target's parity check
-and the energy estimate, lint, and write OUTDIR/report.html with the JSON of every step.
+"""`snnexport deploy`: fold and quantise once, write every backend's artifact (NIR, ONNX, netx,
+...), run every target's parity check and the energy estimate, lint, and write
+OUTDIR/report.html with the JSON of every step. The targets are the registered backends
+(snnexport.backends); each gets the same folded graph / fixed-point net.
 
 Resumable: every step writes its result atomically (a file exists only when complete) and is
 skipped when its file is there and the manifest (model hash, settings, snnexport version, a hash
@@ -14,22 +16,14 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__
-from .energy.estimate import TARGETS_DIR
+from . import __version__, backends
+from .energy.estimate import TARGETS_DIR, available_profiles
+from .errors import SnnexportError
 from .files import atomic_write
 
-ALL_TARGETS = ("reference", "nir", "onnx", "fixed", "onnx-fixed", "lava-float", "lava-fixed",
-               "netx")
-LAVA = ("lava-float", "lava-fixed", "netx")
-PROFILES = ("cmos45", "loihi1", "loihi2", "truenorth")
-# which energy profile prices which target's deployment
-TARGET_PROFILE = {"reference": "cmos45", "nir": "cmos45", "onnx": "cmos45", "fixed": "loihi2",
-                  "onnx-fixed": "cmos45",
-                  "lava-float": "loihi2", "lava-fixed": "loihi2", "netx": "loihi2"}
 
-
-class DeployError(RuntimeError):
-    pass
+class DeployError(SnnexportError, RuntimeError):
+    """A deployment that cannot start: unknown targets, no data, a folder of another one."""
 
 
 def _write_json(path: Path, obj) -> None:
@@ -38,13 +32,14 @@ def _write_json(path: Path, obj) -> None:
 
 
 def parse_targets(spec: str) -> list[str]:
+    names = backends.available()
     if spec == "all":
-        return list(ALL_TARGETS)
+        return list(names)
     targets = [t.strip() for t in spec.split(",") if t.strip()]
-    bad = [t for t in targets if t not in ALL_TARGETS]
+    bad = [t for t in targets if t not in names]
     if bad:
         raise DeployError(f"unknown target(s) {bad}; available: all or a comma list of "
-                          f"{', '.join(ALL_TARGETS)}")
+                          f"{', '.join(names)}")
     return targets
 
 
@@ -65,10 +60,9 @@ def deploy(model: str, outdir: str, data: str | None = None, targets: str = "all
     """Runs every step not already done; returns the summary (also in summary.json)."""
     from tqdm import tqdm
 
-    from .check import FIXED_TARGETS, check, load_model
+    from .check import check, load_model
     from .data import load_dataset
     from .lint import as_dicts, from_reports, lint
-    from .passes.fold import fold
 
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
@@ -93,10 +87,14 @@ def deploy(model: str, outdir: str, data: str | None = None, targets: str = "all
     else:
         _write_json(mpath, manifest)
 
-    folded = fold(loaded.graph)
+    # fold once (and quantise once): every export, check and the energy counts take these
+    lowered = backends.Lowered(loaded.graph)
+    folded = lowered.folded
     ds = load_dataset(data)
+    calib_x = ds.x_train[:calib_samples]
+    counts = []  # the operation counts, made on the first energy step not done yet
     steps = ["lint", "fold", "exports"] + [f"check:{t}" for t in chosen] + \
-        [f"energy:{p}" for p in PROFILES] + ["report"]
+        [f"energy:{p}" for p in available_profiles()] + ["report"]
     bar = tqdm(steps, desc="deploy", unit="step", disable=not progress, file=sys.stderr)
     done = []
     for step in bar:
@@ -111,17 +109,19 @@ def deploy(model: str, outdir: str, data: str | None = None, targets: str = "all
             if not (out / "model.snnir").exists():
                 save_ir(folded, out / "model.snnir")
         elif step == "exports":
-            _exports(loaded, folded, ds, out, calib_samples, decays)
+            _exports(lowered, calib_x, out, decays)
         elif step.startswith("check:"):
             target = step.split(":", 1)[1]
             path = out / f"check_{target}.json"
             if path.exists():
                 done.append(step)
                 continue
-            n = lava_samples if target in LAVA else samples
+            backend = backends.get(target)
+            n = lava_samples if backend.slow else samples
             try:
                 report = check(loaded, target, data, n, calib_samples=calib_samples,
-                               decays=decays if target in FIXED_TARGETS else None)
+                               decays=decays if backend.fixed_point else None,
+                               lowered=lowered)
                 result = report.to_dict()
             except Exception as exc:  # a target that cannot take this model: say why, go on
                 result = {"target": target, "error": f"{type(exc).__name__}: {exc}"}
@@ -130,9 +130,9 @@ def deploy(model: str, outdir: str, data: str | None = None, targets: str = "all
             profile = step.split(":", 1)[1]
             path = out / f"energy_{profile}.json"
             if not path.exists():
-                from .energy import energy_of, plot
+                from .energy import plot
 
-                rep = energy_of(loaded, profile, data, samples)
+                rep = _energy(folded, ds.x_test[:samples], profile, counts)
                 plot(rep, out / f"energy_{profile}.png")
                 _write_json(path, rep.to_dict())
         elif step == "report":
@@ -148,41 +148,40 @@ def deploy(model: str, outdir: str, data: str | None = None, targets: str = "all
     return json.loads((out / "summary.json").read_text())
 
 
-def _exports(loaded, folded, ds, out: Path, calib_samples: int, decays) -> None:
+def _exports(lowered, calib_x, out: Path, decays) -> None:
+    """Every registered backend's artifact, OUTDIR/model<suffix>, from the one folded graph or
+    fixed-point net; one a backend cannot write is recorded in <target>_error.json."""
     import warnings
 
-    from .check import fixed_point
-
-    if not (out / "model.nir").exists():
-        from .exporters.nir_export import write_nir
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the linter reports what NIR metadata carries
-            write_nir(loaded.graph, out / "model.nir")
-    if not (out / "model.onnx").exists():
-        from .exporters.onnx_export import write_onnx
-
-        write_onnx(loaded.graph, out / "model.onnx")
-    if not (out / "model.net").exists():
-        from .exporters.netx_export import write_netx
-        from .quant import save_fixed
-
-        net, _ = fixed_point(folded, ds.x_train[:calib_samples], decays)
-        save_fixed(net, out / "model.fixed.npz")
-        from .exporters.onnx_fixed import write_onnx_fixed
-
-        write_onnx_fixed(net, out / "model.fixed.onnx")
+    for backend in backends.backends():
+        if backend.exports is None or (out / f"model{backend.exports.suffix}").exists():
+            continue
+        inp = lowered.input_for(backend, calib_x, decays)
         try:
-            write_netx(net, out / "model.net")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the linter reports what NIR metadata carries
+                backend.exports.write(inp, out / f"model{backend.exports.suffix}")
         except ValueError as exc:
-            _write_json(out / "netx_error.json", {"error": str(exc)})
+            _write_json(out / f"{backend.name}_error.json", {"error": str(exc)})
+
+
+def _energy(folded, x, profile: str, counts: list):
+    """The energy report of `folded` on `x` priced on `profile`; the operation counts are the
+    same for every profile: counted once, kept in `counts`."""
+    from .energy import ann_macs, count_operations, estimate, load_profile
+
+    if not counts:
+        counts.append(count_operations(folded, x))
+    t = int(folded.metadata.get("time_steps") or x.shape[1])
+    return estimate(counts[0], load_profile(profile), sum(m for _, m in ann_macs(folded)),
+                    len(x), t)
 
 
 def summarise(targets, checks: dict, out: Path) -> dict:
     rows = []
     for t in targets:
         rep = checks[t]
-        profile = TARGET_PROFILE[t]
+        profile = backends.get(t).profile
         energy = json.loads((out / f"energy_{profile}.json").read_text())
         row = {"target": t, "profile": profile, "energy_pj": energy["total"]}
         if "error" in rep:

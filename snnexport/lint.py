@@ -10,11 +10,16 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from . import backends
 from .ir import nodes as ir
 from .ir.graph import Graph
 
-LAVA_TARGETS = ("lava-float", "lava-fixed", "netx", "fixed")
 DEFAULT_MAX_DECAYS = 16
+
+
+def _targets(trait: str) -> list[str]:
+    """The registered targets with a backend trait ('resets_to_zero', 'bounded_decays')."""
+    return [b.name for b in backends.backends() if getattr(b, trait)]
 
 
 @dataclass
@@ -52,13 +57,13 @@ def lint(folded: Graph, max_decays: int = DEFAULT_MAX_DECAYS,
                 "retrain without IMP"))
         if node.reset == "soft":
             out.append(Finding(
-                "error", "soft-reset", name, list(LAVA_TARGETS),
+                "error", "soft-reset", name, _targets("resets_to_zero"),
                 "soft reset (subtract threshold): Loihi's LIF resets to 0",
                 "retrain with a hard reset (v_reset = 0); NIR and ONNX keep soft reset"))
         n_decays = len(np.unique(np.asarray(node.decay)))
         if n_decays > max_decays and decays_grouped is None:
             out.append(Finding(
-                "warning", "per-neuron-tau", name, ["lava-fixed", "netx"],
+                "warning", "per-neuron-tau", name, _targets("bounded_decays"),
                 f"{n_decays} distinct decays (per-neuron tau); a chip core holds a bounded "
                 f"number of decay settings (assumed {max_decays} here)",
                 f"group them with --decays K (K <= {max_decays}); `snnexport check MODEL "

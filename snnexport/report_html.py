@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import backends
 from .files import atomic_write
 from .ir import nodes as ir
 
@@ -103,12 +104,15 @@ def tau_plot(folded) -> str | None:
 
 def write_report(path: Path, loaded, folded, summary: dict, checks: dict, findings: list,
                  out: Path) -> Path:
+    on_emulator = [b.name for b in backends.backends()
+                   if b.reference == "emulator" and b.name in checks]
+    against = (f" ({', '.join(on_emulator)} against snnexport's bit-accurate emulator of the "
+               "quantised network)" if on_emulator else "")
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
              f"<title>snnexport deployment report</title><style>{CSS}</style></head><body>",
              "<h1>snnexport deployment report</h1>",
              f"<p>Model <code>{_e(loaded.path)}</code>. Every target below ran on real test "
-             "inputs against the trained model (fixed-point Lava targets against snnexport's "
-             "bit-accurate emulator of the quantised network).</p>"]
+             f"inputs against the trained model{_e(against)}.</p>"]
     verdict = summary["trusted"]
     parts.append(f"<p>Verdict: <span class='{'ok' if verdict else 'bad'}'>"
                  f"{'every deployment can be trusted' if verdict else 'see the rows marked'}"
@@ -157,8 +161,9 @@ def write_report(path: Path, loaded, folded, summary: dict, checks: dict, findin
     parts.append(_table(["layer", "values", "mean", "std", "min", "max"], imp_rows)
                  if imp_rows else "<p>No learned initial membrane potential: every layer "
                  "starts at 0.</p>")
-    quant = next((checks[t].get("quantisation") for t in ("fixed", "lava-fixed", "netx")
-                  if t in checks and checks[t].get("quantisation")), None)
+    # the fixed-point targets' quantisation table (the same net for all: the first one's)
+    quant = next((checks[b.name]["quantisation"] for b in backends.backends()
+                  if b.fixed_point and checks.get(b.name, {}).get("quantisation")), None)
     if quant:
         parts.append("<h2>Quantisation (Loihi 2 fixed point)</h2>")
         parts.append(_table(
@@ -185,8 +190,9 @@ def write_report(path: Path, loaded, folded, summary: dict, checks: dict, findin
         img = _file_png(out / f"energy_{profile}.png")
         if img:
             parts.append(f"<h3>Per-layer energy, {profile}</h3><img src='{img}'>")
+    exports = ", ".join(f"<code>model{_e(b.exports.suffix)}</code>" for b in backends.backends()
+                        if b.exports is not None and (out / f"model{b.exports.suffix}").exists())
     parts.append("<p>Files in this folder: the IR (<code>model.snnir</code>), exports "
-                 "(<code>model.nir</code>, <code>model.onnx</code>, <code>model.net</code>, "
-                 "<code>model.fixed.npz</code>), one JSON per step.</p></body></html>")
+                 f"({exports}), one JSON per step.</p></body></html>")
     text = "\n".join(parts)
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -9,7 +9,8 @@ import pytest
 import torch
 from test_fold import random_net
 
-from snnexport.check import LoadedModel, check, fixed_point, load_model
+from snnexport.backends import fixed_point
+from snnexport.check import LoadedModel, check, load_model
 from snnexport.cli import main
 from snnexport.data import load_dataset
 from snnexport.exporters.netx_export import NetxExportError, write_netx

@@ -43,7 +43,7 @@ def test_onnx_matches_the_trained_model_on_200_samples(name):
 
 
 def test_the_artifact_is_what_the_issue_asks_for():
-    model = to_onnx(load_model(MODELS / "digits_plif_layer.pt").graph)
+    model = to_onnx(fold(load_model(MODELS / "digits_plif_layer.pt").graph))
     onnx.checker.check_model(model, full_check=True)
     assert model.opset_import[0].version == OPSET
     ops = [n.op_type for n in model.graph.node]

@@ -1,4 +1,4 @@
-"""Operation counts from running the folded IR on real inputs (DESIGN.md §6).
+"""Operation counts from running the folded IR on real inputs (docs/semantics.md §6).
 
 Per layer and per inference (summed over the T steps, averaged over samples):
 

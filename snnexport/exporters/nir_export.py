@@ -38,9 +38,8 @@ from ..errors import SnnexportError
 from ..files import atomic_write
 from ..ir import nodes as ir
 from ..ir.graph import Graph
-from ..passes.fold import fold
+from ..nir_conventions import DEFAULT_DT, voting_matrix
 
-DEFAULT_DT = 1e-4
 FORMAT_VERSION = 1
 
 
@@ -54,13 +53,6 @@ def nir_name(name: str) -> str:
 
 def _full(a, shape) -> np.ndarray:
     return np.broadcast_to(np.asarray(a, dtype=np.float64), shape).copy()
-
-
-def voting_matrix(classes: int, population: int) -> np.ndarray:
-    w = np.zeros((classes, classes * population))
-    for c in range(classes):
-        w[c, c * population:(c + 1) * population] = 1.0 / population
-    return w
 
 
 def neuron_to_nir(name: str, n: ir.Neuron, dt: float) -> nir.NIRNode:
@@ -91,12 +83,16 @@ def neuron_to_nir(name: str, n: ir.Neuron, dt: float) -> nir.NIRNode:
 
 
 def to_nir(graph: Graph, dt: float = DEFAULT_DT) -> nir.NIRGraph:
-    """A NIR graph of `graph` (source-level or folded IR). Merges, since NIR sums the edges into
+    """A NIR graph of `graph` (folded IR; with fold_gain=False NIR's LIF keeps
+    the input gain as r). Merges, since NIR sums the edges into
     a node: Add -> Scale(1) fed by both inputs; SEW AND -> Threshold(1.5) fed by both (a + b >
     1.5 is a AND b for spikes); SEW IAND (1 - a) b -> a through Scale(-1), and b, into
     Threshold(0.5) (b - a > 0.5 is (NOT a) AND b). Each carries 'snnexport.merge' so the
     importer restores the node."""
-    g = fold(graph, fold_gain=False) if not graph.metadata.get("folded") else graph
+    if not graph.metadata.get("folded"):  # exporters never fold: the caller folds once
+        raise NIRExportError("export the folded IR: fold(graph, fold_gain=False) keeps the "
+                             "input gain in the neuron as NIR's LIF does (snnexport fold)")
+    g = graph
     shapes = g.shapes()
     nodes: dict[str, nir.NIRNode] = {}
     edges: list[tuple[str, str]] = []

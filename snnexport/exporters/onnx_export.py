@@ -28,7 +28,6 @@ from onnx import TensorProto, helper
 from ..files import atomic_write
 from ..ir import nodes as ir
 from ..ir.graph import Graph
-from ..passes.fold import fold
 from .onnx_common import OPSET, GraphBuilder, ONNXExportError, per_sample, per_step
 
 F32, U8, I64 = TensorProto.FLOAT, TensorProto.UINT8, TensorProto.INT64
@@ -84,7 +83,9 @@ def _as_float(g: GraphBuilder, x: str, is_u8: bool) -> str:
 
 
 def _prepare(graph: Graph) -> Graph:
-    g = graph if graph.metadata.get("folded") else fold(graph)
+    if not graph.metadata.get("folded"):  # exporters never fold: the caller folds once
+        raise ONNXExportError("export the folded IR (snnexport fold, or passes.fold.fold)")
+    g = graph
     for name, node in g.ordered():
         if not isinstance(node, (ir.Input, ir.Conv2d, ir.Dense, ir.Neuron, ir.SpikePool,
                                  ir.Flatten, ir.Readout, ir.AvgPool2d)):

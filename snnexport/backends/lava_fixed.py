@@ -1,0 +1,20 @@
+"""'lava-fixed': the fixed-point IR as Lava fixed_pt LIF + Dense/Conv processes, against the
+emulator."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Backend, register
+
+
+def make_runner(net, dtype, stats):
+    from ..lava.target import LavaFixedTarget
+
+    return LavaFixedTarget(net, netx=False)
+
+
+register(Backend("lava-fixed",
+                 "Lava fixed_pt LIF + Dense/Conv processes vs the emulator, aligned",
+                 make_runner, reference="emulator", fixed_point=True, dtype=torch.int64,
+                 profile="loihi2", slow=True, resets_to_zero=True, bounded_decays=True))

@@ -1,0 +1,31 @@
+"""'onnx-fixed': the fixed-point IR as integer ONNX in onnxruntime, against the emulator."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Backend, Export, register
+
+
+def write(net, path):
+    from ..exporters.onnx_fixed import write_onnx_fixed
+
+    return write_onnx_fixed(net, path)
+
+
+def note(options: dict) -> str:
+    from ..exporters.onnx_export import OPSET
+
+    return (f"ONNX opset {OPSET}: bias0 int64 [T, B, *first layer] (host current "
+            "mantissas) -> spikes:<layer> uint8, h:<layer> int64, outputs")
+
+
+def make_runner(net, dtype, stats):
+    from ..exporters.onnx_fixed import ONNXFixedTarget
+
+    return ONNXFixedTarget(net)
+
+
+register(Backend("onnx-fixed", "integer ONNX in onnxruntime vs the emulator", make_runner,
+                 exports=Export(".fixed.onnx", write, note=note), reference="emulator",
+                 fixed_point=True, dtype=torch.int64))
