@@ -307,8 +307,11 @@ def from_nir(g: nir.NIRGraph, dt: float | None = None, discretisation: str = "eu
                 shape_of[key] = tuple(new.out_shape(shape))
             for k in skip & set(outs[key]):
                 ir_of[k], shape_of[k] = ir_of[key], shape_of[key]
-        except (NIRImportError, ir.IRError) as e:
-            msg = str(e)
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
+            # a foreign file's parameters may be of any shape or type: whatever numpy says
+            # about them becomes this node's error (NIRImportError / IRError included)
+            msg = str(e) if isinstance(e, SnnexportError) else \
+                f"malformed parameters ({type(e).__name__}: {str(e)[:160]})"
             if msg.startswith(where):
                 raise
             raise NIRImportError(f"{where}: node {key!r} ({type(node).__name__}): {msg}") from None

@@ -99,23 +99,82 @@ def save_ir(g: Graph, path) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return (_is_int(v) or isinstance(v, float))
+
+
+def _fits(annotation: str, v) -> bool:
+    """Does the JSON value v fit the node field's annotation (a string: the node module uses
+    `from __future__ import annotations`)? An array field may hold a plain number (a numpy
+    scalar is written as one)."""
+    options = [t.strip() for t in annotation.split("|")]
+    if v is None:
+        return "None" in options
+    for t in options:
+        if t in ("float", "np.ndarray") and _is_number(v) or t == "int" and _is_int(v) or \
+                t == "bool" and isinstance(v, bool) or t == "str" and isinstance(v, str):
+            return True
+        if t in ("Shape", "tuple[int, ...]") and isinstance(v, list) and all(
+                _is_int(x) and x >= 0 for x in v):
+            return True
+        if t == "tuple[int, int]" and isinstance(v, list) and len(v) == 2 and all(
+                _is_int(x) for x in v):
+            return True
+    return False
+
+
+ARRAY_KINDS = "biuf"  # bool, signed / unsigned int, float: what IR arrays hold
+
+
+def _array(spec, body: memoryview, where: str, k: str) -> np.ndarray:
+    if not isinstance(spec, dict) or not all(_is_int(spec.get(x)) for x in ("offset", "nbytes")) \
+            or not isinstance(spec.get("shape"), list) or not all(
+                _is_int(x) and x >= 0 for x in spec["shape"]) or not isinstance(
+                spec.get("dtype"), str):
+        raise IRFileError(f"{where}: array {k!r}: malformed spec {spec!r}")
+    lo, n = spec["offset"], spec["nbytes"]
+    if lo < 0 or n < 0 or lo + n > len(body):
+        raise IRFileError(f"{where}: array {k!r} lies outside the file (truncated?)")
+    try:
+        dtype = np.dtype(spec["dtype"])
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind not in ARRAY_KINDS or dtype.hasobject:
+        raise IRFileError(f"{where}: array {k!r}: dtype {spec['dtype']!r} is not a number type")
+    if n != int(np.prod(spec["shape"], dtype=np.int64)) * dtype.itemsize:
+        raise IRFileError(f"{where}: array {k!r}: {n} bytes do not hold shape {spec['shape']} of "
+                          f"{dtype}")
+    return np.frombuffer(body[lo:lo + n], dtype=dtype).reshape(spec["shape"]).copy()
+
+
 def _node(entry: dict, body: memoryview, where: str) -> ir.Node:
-    cls = ir.NODE_TYPES.get(entry.get("type"))
+    """One node from its header entry; every field and array is checked against the node's
+    dataclass (the schema) before the node is built."""
+    if not isinstance(entry, dict):
+        raise IRFileError(f"{where}: malformed node entry")
+    cls = ir.NODE_TYPES.get(entry.get("type")) if isinstance(entry.get("type"), str) else None
     if cls is None:
         raise IRFileError(f"{where}: unknown node type {entry.get('type')!r} "
                           f"(known: {sorted(ir.NODE_TYPES)})")
+    fields, arrays = entry.get("fields", {}), entry.get("arrays", {})
+    if not isinstance(fields, dict) or not isinstance(arrays, dict):
+        raise IRFileError(f"{where}: malformed fields / arrays")
     kw = {}
-    types = {f.name: f.type for f in dataclasses.fields(cls)}
-    for k, v in entry.get("fields", {}).items():
+    types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    for k, v in fields.items():
         if k not in types:
             raise IRFileError(f"{where}: {cls.__name__} has no field {k!r}")
+        if not _fits(types[k], v):
+            raise IRFileError(f"{where}: field {k!r} = {v!r} is not a {types[k]}")
         kw[k] = tuple(v) if isinstance(v, list) else v
-    for k, spec in entry.get("arrays", {}).items():
-        lo, n = int(spec["offset"]), int(spec["nbytes"])
-        if lo < 0 or lo + n > len(body):
-            raise IRFileError(f"{where}: array {k!r} lies outside the file (truncated?)")
-        a = np.frombuffer(body[lo:lo + n], dtype=np.dtype(spec["dtype"]))
-        kw[k] = a.reshape(spec["shape"]).copy()
+    for k, spec in arrays.items():
+        if k not in types or "np.ndarray" not in types[k]:
+            raise IRFileError(f"{where}: {cls.__name__} has no array field {k!r}")
+        kw[k] = _array(spec, body, where, k)
     try:
         return cls(**kw)
     except TypeError as e:

@@ -52,6 +52,14 @@ class Input(Node):
     kind: str = "analog"
 
 
+def _synapse_arrays(node, ndim: int) -> None:
+    w = np.asarray(node.weight)
+    if w.ndim != ndim:
+        raise IRError(f"weight of shape {w.shape} is not {ndim}-dimensional")
+    if node.bias is not None and np.shape(node.bias) != (w.shape[0],):
+        raise IRError(f"bias of shape {np.shape(node.bias)} does not match {w.shape[0]} outputs")
+
+
 @dataclass(eq=False)
 class Conv2d(Node):
     """y[o, i, j] = b[o] + sum_{c, u, v} W[o, c, u, v] x[c, s*i + u - p, s*j + v - p]
@@ -64,6 +72,7 @@ class Conv2d(Node):
     groups: int = 1
 
     def out_shape(self, in_shape):
+        _synapse_arrays(self, 4)
         if len(in_shape) != 3 or in_shape[0] != self.weight.shape[1] * self.groups:
             raise IRError(f"Conv2d with weight {self.weight.shape} cannot take input {in_shape}")
         kh, kw = self.weight.shape[2:]
@@ -79,7 +88,8 @@ class Dense(Node):
     bias: np.ndarray | None = None
 
     def out_shape(self, in_shape):
-        if in_shape != (self.weight.shape[1],):
+        _synapse_arrays(self, 2)
+        if tuple(in_shape) != (self.weight.shape[1],):
             raise IRError(f"Dense with weight {self.weight.shape} cannot take input {in_shape}")
         return (self.weight.shape[0],)
 
@@ -95,6 +105,9 @@ class BatchNorm(Node):
     eps: float = 1e-5
 
     def out_shape(self, in_shape):
+        if any(np.shape(a) != (len(self.mean),) for a in (self.mean, self.var, self.gamma,
+                                                          self.beta)):
+            raise IRError("mean, var, gamma and beta must be vectors of one length")
         if in_shape[0] != len(self.mean):
             raise IRError(f"BatchNorm over {len(self.mean)} channels cannot take input {in_shape}")
         return in_shape

@@ -58,6 +58,8 @@ def load_checkpoint(path) -> tuple[PLIFNet, dict]:
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: bad architecture config: {e}") from e
     state = payload.get("state_dict", {})
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: 'state_dict' is not a dict of tensors")
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -66,6 +68,9 @@ def load_checkpoint(path) -> tuple[PLIFNet, dict]:
         raise CheckpointError(
             f"{path}: state_dict does not match its config: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}, wrong shape {wrong[:5]}")
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError) as e:  # e.g. a value out of the dtype's range
+        raise CheckpointError(f"{path}: state_dict cannot be loaded ({str(e)[:200]})") from None
     model.eval()
     return model, dict(payload.get("meta", {}))
