@@ -14,7 +14,7 @@ PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.snnexport-installed
 PIP       := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: demo test lint env lava-env browser clean
+.PHONY: demo test lint fuzz env lava-env browser clean
 
 env: $(STAMP)
 
@@ -64,6 +64,10 @@ lint: $(STAMP)
 
 test: $(STAMP) $(LAVA_STAMP) browser lint
 	$(PY) -m pytest -q
+
+# >= 10,000 hypothesis-generated files through every model reader (tests run a few hundred)
+fuzz: $(STAMP)
+	$(PY) bench/fuzz_readers.py 10000
 
 clean:
 	rm -rf $(VENV) $(LAVA_VENV) .pytest_cache .ruff_cache demo_out

@@ -64,7 +64,7 @@ def raw_mutation(data: bytes, draw) -> bytes:
     if kind == "random":
         return draw(st.binary(max_size=256))
     if kind == "truncate":
-        return data[:draw(st.integers(0, len(data)))]
+        return data[:draw(st.integers(0, len(data) - 1))]  # always shorter
     at = draw(st.integers(0, len(data) - 1))
     if kind == "head":  # the header is where the structure lives: hit it more often
         at = draw(st.integers(0, min(len(data) - 1, 600)))

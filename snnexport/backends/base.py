@@ -2,7 +2,7 @@
 
 A backend says what it is (`name`, `description`), what it takes (the folded graph, NIR's form
 of it, or the fixed-point net), what it writes (`exports`), how it runs (`make_runner`), what
-it is compared with (`reference`), what prices it (`profile`, a TOML in targets/) and how much
+it is compared with (`reference`), what prices it (`profile`, a TOML in snnexport/targets/) and how much
 of a check it can afford (`slow`). `check` and `deploy` fold once (and quantise once per
 calibration settings) through `Lowered` and hand the result to every backend; no backend folds.
 
@@ -57,7 +57,7 @@ class Backend:
     fixed_point: bool = False  # takes the quantised net (calibrated on training inputs)
     fold_gain: bool = True  # False: the input gain stays in the neuron (NIR's LIF form)
     dtype: torch.dtype | None = None  # the precision it runs in; None: check's target_dtype
-    profile: str = "cmos45"  # the energy profile (targets/<profile>.toml) that prices it
+    profile: str = "cmos45"  # the energy profile (snnexport/targets/<profile>.toml) that prices it
     slow: bool = False  # checked on fewer samples in deploy (--lava-samples)
     mismatch_cause: str = "unexplained"  # what a mismatch against the reference is put down to
     resets_to_zero: bool = False  # Loihi's LIF: hard reset to 0 only (the linter's soft-reset)
@@ -104,12 +104,20 @@ def get(name: str) -> Backend:
 
 def fixed_point(folded: Graph, calib_x: torch.Tensor, decays: int | None = None):
     """The fixed-point IR of a folded graph (decays grouped to at most `decays` values per
-    layer first, if asked), and the grouping report."""
+    layer first, if asked), and the grouping report. Refused up front (UsageError): no
+    calibration samples, `decays` below 1, a calibration run (all of `calib_x` at once, float64,
+    membranes recorded) larger than the memory available."""
     from ..passes.group_decays import group_decays
     from ..quant import quantize
+    from ..sim.limits import count, ensure_fits, run_bytes, time_steps_of
 
+    n = count("--calib-samples", len(calib_x))
+    t = time_steps_of(folded, calib_x)
+    ensure_fits(run_bytes(folded, n, t), f"calibrating the fixed point on {n} samples over T={t}",
+                "give fewer --calib-samples")
     grouping = None
     if decays is not None:
+        count("--decays", decays)
         folded, grouping = group_decays(folded, decays)
     return quantize(folded, calib_x), grouping
 

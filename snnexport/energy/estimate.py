@@ -27,7 +27,7 @@ from ..errors import SnnexportError
 from ..files import atomic_write
 from .counts import LayerCounts
 
-TARGETS_DIR = Path(__file__).resolve().parents[2] / "targets"
+TARGETS_DIR = Path(__file__).resolve().parents[1] / "targets"  # package data
 GRADES = ("measured", "pre-silicon simulated", "all-in", "derived")
 
 

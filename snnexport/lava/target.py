@@ -23,7 +23,8 @@ from ..readout import readout_scores
 from ..sim.reference import SimResult
 from .lowering import lower
 
-REPO = Path(__file__).resolve().parents[2]
+PACKAGE = Path(__file__).resolve().parents[1]  # the snnexport package, checkout or installed
+_RUNNER_PATH: list[tempfile.TemporaryDirectory] = []
 
 
 class LavaError(SnnexportError, RuntimeError):
@@ -35,19 +36,33 @@ class LavaTimeout(LavaError):
 
 
 def lava_python() -> Path:
-    """The Lava environment's interpreter: $SNNEXPORT_LAVA_PYTHON or .venv-lava/bin/python."""
+    """The Lava environment's interpreter: $SNNEXPORT_LAVA_PYTHON, else the `.venv-lava` that
+    `make lava-env` creates beside the package in a source checkout."""
     env = os.environ.get("SNNEXPORT_LAVA_PYTHON")
-    path = Path(env) if env else REPO / ".venv-lava" / "bin" / "python"
+    path = Path(env) if env else PACKAGE.parent / ".venv-lava" / "bin" / "python"
     if not path.exists():
-        raise LavaError(f"{path}: no Lava environment; `make test` (or `make lava-env`) creates "
-                        "it with Python 3.10, lava-nc 0.10.0 and lava-dl 0.6.0")
+        raise LavaError(f"{path}: no Lava environment; set SNNEXPORT_LAVA_PYTHON to a Python "
+                        "3.10 with numpy<2 lava-nc==0.10.0 lava-dl==0.6.0 (in a checkout, "
+                        "`make lava-env` creates .venv-lava)")
     return path
 
 
+def runner_path() -> str:
+    """A folder holding only `snnexport` (a link to this package): the runner's PYTHONPATH.
+    Not the package's parent, which for an installed wheel is this Python 3.11's whole
+    site-packages, whose numpy 2 would shadow the Lava environment's own."""
+    if not _RUNNER_PATH:
+        d = tempfile.TemporaryDirectory(prefix="snnexport-runner-")
+        os.symlink(PACKAGE, Path(d.name) / "snnexport")
+        _RUNNER_PATH.append(d)  # removed when this process exits
+    return _RUNNER_PATH[0].name
+
+
 def run_runner(args: list[str], timeout: float) -> None:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    path = runner_path()
+    env = dict(os.environ, PYTHONPATH=path)
     proc = subprocess.Popen([str(lava_python()), "-m", "snnexport.lava.runner", *args],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            cwd=path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)  # its own process group, killed as one
     try:
         out, _ = proc.communicate(timeout=timeout)
