@@ -2,9 +2,10 @@
 
 A backend says what it is (`name`, `description`), what it takes (the folded graph, NIR's form
 of it, or the fixed-point net), what it writes (`exports`), how it runs (`make_runner`), what
-it is compared with (`reference`), what prices it (`profile`, a TOML in snnexport/targets/) and how much
-of a check it can afford (`slow`). `check` and `deploy` fold once (and quantise once per
-calibration settings) through `Lowered` and hand the result to every backend; no backend folds.
+it is compared with (`reference`), what prices it (`profile`, a TOML in snnexport/targets/)
+and how much of a check it can afford (`slow`). `check` and `deploy` fold once (and quantise
+once per calibration settings) through `Lowered` and hand the result to every backend; no
+backend folds.
 
 Adding a target: one module in this package that calls `register(Backend(...))`, imported by
 `__init__.py`; nothing else lists target names.
