@@ -36,12 +36,14 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --upgrade pip
 	# the CPU wheel first, so that no dependency pulls a CUDA build of torch
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev,spikingjelly]'
+	$(PIP) install -q -e '.[dev,spikingjelly,ray]'
 	# SpikingJelly declares torchvision/torchaudio, which do not import beside this torch:
 	# install it alone; its light dependency (loguru) comes with the [spikingjelly] extra
 	$(PIP) install -q --no-deps spikingjelly==2.0.0
 	# NeuroBench declares torchaudio (not used by its metrics, and it would replace this torch)
 	$(PIP) install -q --no-deps neurobench==2.3.0
+	# Norse declares torchvision (not imported by norse.torch, and it would replace this torch)
+	$(PIP) install -q --no-deps norse==1.1.0
 	@touch $(STAMP)
 
 # the deployment report is checked in a real browser: Debian's chromium (tests/test_deploy.py)
@@ -59,7 +61,7 @@ demo: $(STAMP) $(LAVA_STAMP)
 
 # ruff, then the import layering of pyproject.toml's [tool.importlinter] (imports only downward)
 lint: $(STAMP)
-	$(PY) -m ruff check snnexport tests bench
+	$(PY) -m ruff check snnexport tests bench examples
 	$(VENV)/bin/lint-imports --no-cache
 
 test: $(STAMP) $(LAVA_STAMP) browser lint

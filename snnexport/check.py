@@ -20,6 +20,8 @@ from .ir.io import MAGIC, load_ir
 from .models import load_checkpoint
 from .models.network import PLIFNet
 from .parity import TOL, ParityReport, compare, run_torch_reference
+from .quant import QuantError
+from .sim.limits import count, ensure_fits, first, fit_input, run_bytes, time_steps_of
 from .sim.reference import simulate
 
 
@@ -48,16 +50,73 @@ def from_spikingjelly(model, input_shape, time_steps: int, readout: str = "rate"
         model, graph, x, dtype))
 
 
-def load_model(path) -> LoadedModel:
-    """A project checkpoint (.pt) or an IR file (.snnir), told apart by content."""
+def from_snntorch(net, input_shape, time_steps: int, readout: str = "rate",
+                  name: str = "<snntorch model>") -> LoadedModel:
+    """An nn.Sequential of torch layers and snntorch.Leaky(init_hidden=True); its reference is
+    snnTorch's own forward, one call per step (snnexport.importers.snntorch)."""
+    from .importers.snntorch import import_snntorch, run_snntorch_reference
+
+    graph = import_snntorch(net, input_shape, time_steps, readout)
+    return LoadedModel(name, graph, reference=lambda x, dtype: run_snntorch_reference(
+        net, graph, x, dtype))
+
+
+def from_norse(net, input_shape, time_steps: int, readout: str = "rate",
+               name: str = "<norse model>") -> LoadedModel:
+    """A norse.torch.SequentialState of torch layers and LIFCell / LIFBoxCell / LIF; its
+    reference is Norse's own forward (snnexport.importers.norse)."""
+    from .importers.norse import import_norse, run_norse_reference
+
+    graph = import_norse(net, input_shape, time_steps, readout)
+    return LoadedModel(name, graph, reference=lambda x, dtype: run_norse_reference(
+        net, graph, x, dtype))
+
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def load_model(path, time_steps: int | None = None) -> LoadedModel:
+    """A model file, told apart by content (not by its name): an snnexport checkpoint (.pt),
+    an IR file (.snnir) or a NIR file from any producer (HDF5 with NIR's 'node' group).
+    `time_steps` sets T where the file does not say it (NIR) and overrides it elsewhere."""
     path = Path(path)
-    if path.is_file() and path.read_bytes()[:len(MAGIC)] == MAGIC:
-        return LoadedModel(path, load_ir(path))
-    model, meta = load_checkpoint(path)
-    graph = import_plifnet(model)
-    if "data" in meta:
-        graph.metadata["data"] = meta["data"]
-    return LoadedModel(path, graph, model, meta)
+    head = path.read_bytes()[:16] if path.is_file() else b""
+    if head[:len(MAGIC)] == MAGIC:
+        loaded = LoadedModel(path, load_ir(path))
+    elif head[:8] == HDF5_MAGIC:
+        loaded = LoadedModel(path, _read_hdf5_model(path))
+    else:
+        model, meta = load_checkpoint(path)
+        graph = import_plifnet(model)
+        if "data" in meta:
+            graph.metadata["data"] = meta["data"]
+        loaded = LoadedModel(path, graph, model, meta)
+    if time_steps is not None:
+        if isinstance(time_steps, bool) or not isinstance(time_steps, int) or time_steps < 1:
+            raise UsageError(f"--time-steps {time_steps!r}: give a whole number >= 1")
+        loaded.graph.metadata["time_steps"] = int(time_steps)
+    if head[:8] == HDF5_MAGIC and not loaded.graph.metadata.get("time_steps"):
+        raise UsageError(f"{path}: a NIR graph does not say how many time steps the network "
+                         "runs; give them (--time-steps T)")
+    return loaded
+
+
+def _read_hdf5_model(path: Path) -> Graph:
+    """A NIR file; a netx file (lava-dl's HDF5, a 'layer' group) is named as such."""
+    import h5py
+
+    from .importers.nir_import import read_nir
+
+    try:
+        with h5py.File(path, "r") as f:
+            keys = set(f.keys())
+    except OSError as exc:
+        raise UsageError(f"{path}: not a readable HDF5 file ({exc})") from None
+    if "layer" in keys and "node" not in keys:
+        raise UsageError(f"{path}: a netx (lava-dl) file; snnexport reads snnexport "
+                         "checkpoints, .snnir and NIR files; export the network it came from "
+                         "to NIR")
+    return read_nir(path)
 
 
 def thresholds_of(graph: Graph) -> dict[str, float]:
@@ -84,26 +143,51 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
     of the data set's test split, or `inputs` = (x, labels). Fixed-point targets calibrate on
     the first `calib_samples` of the training split (on the inputs themselves when only
     `inputs` is given) and may group per-neuron decays into `decays` values per layer.
-    `lowered`: the model already folded / quantised (deploy hands one to every target)."""
+    `lowered`: the model already folded / quantised (deploy hands one to every target).
+    Refused before anything runs (UsageError, snnexport.sim.limits): a count below 1, more
+    samples than the data hold, inputs of another shape than the model's, a batch larger than
+    the memory available."""
     backend = get_backend(target)
-    calib_x = None
+    samples = count("--samples", samples)
+    calib_samples = count("--calib-samples", calib_samples)
+    batch_size = count("batch_size", batch_size)
+    if decays is not None:
+        decays = count("--decays", decays)
+    calib_x, what = None, "the given inputs"
+    own = (loaded.meta or {}).get("data") or loaded.graph.metadata.get("data")
     if inputs is None or backend.fixed_point:
-        data = data or (loaded.meta or {}).get("data") or loaded.graph.metadata.get("data")
+        data = data or own
         if data is None and inputs is None:
             raise UsageError(f"{loaded.path}: say which data to check on with --data")
         if data is not None:
-            ds = load_dataset(data)
-            calib_x = ds.x_train[:calib_samples]
+            ds = load_dataset(data, loaded.graph.metadata.get("time_steps"))
+            fix = (f"check on --data {own}, the data it was trained on" if own and own != data
+                   else "give data of that shape (--data)")
+            fit_input(loaded.graph, ds.x_test, loaded.path, f"the {data} test split", fix)
+            if backend.fixed_point:  # only the quantiser calibrates
+                calib_x = first(ds.x_train, calib_samples, "--calib-samples",
+                                f"the {data} training split")
             if inputs is None:
-                inputs = ds.x_test, ds.y_test
-    x, y = inputs[0][:samples], inputs[1][:samples]
+                inputs, what = (ds.x_test, ds.y_test), f"the {data} test split"
+    x = first(torch.as_tensor(inputs[0]), samples, "--samples", what)  # numpy or torch
+    y = torch.as_tensor(inputs[1])[:samples]
+    fit_input(loaded.graph, x, loaded.path, what)
     if calib_x is None:
         calib_x = x
+    # the reference and the target of one batch are in memory together: refuse up front
+    t = time_steps_of(loaded.graph, x)
+    batch = min(batch_size, len(x))
+    ensure_fits(2 * run_bytes(loaded.graph, batch, t),
+                f"{loaded.path}: checking {target} on batches of {batch} samples over T={t}",
+                "lower T, the batch or the model's size")
     if lowered is None:
         lowered = Lowered(loaded.graph, target_graph)
     if loaded.reference is None:
         reference_dtype = torch.float64
-    inp = lowered.input_for(backend, calib_x, decays)  # folded graph, NIR form or fixed net
+    try:
+        inp = lowered.input_for(backend, calib_x, decays)  # folded graph, NIR form or fixed net
+    except (QuantError, UsageError) as e:  # out of Loihi 2's bounds, or of the memory
+        raise type(e)(f"{loaded.path}: {e}") from None
     stats = None
     if backend.fixed_point:
         from .quant.emulator import EmulatorStats

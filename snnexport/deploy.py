@@ -6,20 +6,28 @@ OUTDIR/report.html with the JSON of every step. The targets are the registered b
 Resumable: every step writes its result atomically (a file exists only when complete) and is
 skipped when its file is there and the manifest (model hash, settings, snnexport version, a hash
 of its code and target profiles) is unchanged; a manifest that differs stops the run instead of
-mixing two deployments in one folder.
+mixing two deployments in one folder. The whole run holds an exclusive lock on the folder
+(flock on OUTDIR/.snnexport.lock): a second deploy into it is refused at once. A folder that is
+not empty and has no manifest is not a deployment folder and is refused; an output folder that
+holds the input model is refused before anything is written (files.check_output).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
 from . import __version__, backends
 from .energy.estimate import TARGETS_DIR, available_profiles
 from .errors import SnnexportError
-from .files import atomic_write
+from .files import atomic_write, check_output
+
+LOCK = ".snnexport.lock"  # held (flock) by the deploy writing into the folder
 
 
 class DeployError(SnnexportError, RuntimeError):
@@ -56,24 +64,64 @@ def code_fingerprint() -> str:
 
 def deploy(model: str, outdir: str, data: str | None = None, targets: str = "all",
            samples: int = 200, lava_samples: int = 4, calib_samples: int = 200,
-           decays: int | None = None, progress: bool = True) -> dict:
-    """Runs every step not already done; returns the summary (also in summary.json)."""
+           decays: int | None = None, progress: bool = True,
+           time_steps: int | None = None) -> dict:
+    """Runs every step not already done; returns the summary (also in summary.json).
+    `time_steps`: T for a model file that does not say it (NIR)."""
+    check_output(outdir, {"input model": model}, command="deploy", folder=True)
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    with _locked(out, outdir):
+        return _deploy(model, out, outdir, data, targets, samples, lava_samples, calib_samples,
+                       decays, progress, time_steps)
+
+
+@contextlib.contextmanager
+def _locked(out: Path, outdir: str):
+    """Hold an exclusive flock on OUTDIR/.snnexport.lock for the run, non-blocking: another
+    deploy holding it is refused at once. A folder that is not empty (the lock aside) and has
+    no manifest.json is not a deployment folder: refused, and a lock file made here removed."""
+    lock = out / LOCK
+    try:
+        fd, made = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+    except FileExistsError:
+        fd, made = os.open(lock, os.O_RDWR), False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DeployError(f"{outdir}: another snnexport deploy is writing into this folder "
+                              f"now (it holds {lock}); wait for it to end or deploy into "
+                              f"another folder") from None
+        others = sorted(p.name for p in out.iterdir() if p.name != LOCK)
+        if others and not (out / "manifest.json").exists():
+            if made:
+                lock.unlink()
+            raise DeployError(f"{outdir}: not a deployment folder (it holds {len(others)} "
+                              f"file(s), e.g. {others[0]}, and no manifest.json); deploy into "
+                              f"an empty or new folder")
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _deploy(model, out: Path, outdir: str, data, targets, samples, lava_samples, calib_samples,
+            decays, progress, time_steps=None) -> dict:
     from tqdm import tqdm
 
     from .check import check, load_model
     from .data import load_dataset
     from .lint import as_dicts, from_reports, lint
 
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    loaded = load_model(model)
+    loaded = load_model(model, time_steps)
     data = data or (loaded.meta or {}).get("data") or loaded.graph.metadata.get("data")
     if data is None:
         raise DeployError(f"{model}: say which data to deploy on with --data")
     chosen = parse_targets(targets)
+    _check_settings(loaded, model, data, samples, lava_samples, calib_samples, decays)
     manifest = {"model": str(model), "sha256": hashlib.sha256(Path(model).read_bytes())
                 .hexdigest(), "data": data, "samples": samples, "lava_samples": lava_samples,
-                "calib_samples": calib_samples, "decays": decays,
+                "calib_samples": calib_samples, "decays": decays, "time_steps": time_steps,
                 "snnexport": __version__, "code": code_fingerprint()}
     mpath = out / "manifest.json"
     if mpath.exists():
@@ -90,7 +138,7 @@ def deploy(model: str, outdir: str, data: str | None = None, targets: str = "all
     # fold once (and quantise once): every export, check and the energy counts take these
     lowered = backends.Lowered(loaded.graph)
     folded = lowered.folded
-    ds = load_dataset(data)
+    ds = load_dataset(data, loaded.graph.metadata.get("time_steps"))
     calib_x = ds.x_train[:calib_samples]
     counts = []  # the operation counts, made on the first energy step not done yet
     steps = ["lint", "fold", "exports"] + [f"check:{t}" for t in chosen] + \
@@ -148,6 +196,27 @@ def deploy(model: str, outdir: str, data: str | None = None, targets: str = "all
     return json.loads((out / "summary.json").read_text())
 
 
+def _check_settings(loaded, model, data, samples, lava_samples, calib_samples, decays) -> None:
+    """Counts below 1, more samples than the data set holds and data of another shape than the
+    model's are refused before anything is written (UsageError, one line)."""
+    from .data import load_dataset
+    from .sim.limits import count, ensure_fits, first, fit_input, run_bytes, time_steps_of
+
+    if decays is not None:
+        count("--decays", decays)
+    ds = load_dataset(data, loaded.graph.metadata.get("time_steps"))
+    own = (loaded.meta or {}).get("data") or loaded.graph.metadata.get("data")
+    fit_input(loaded.graph, ds.x_test, model, f"the {data} test split",
+              f"deploy with --data {own}, the data it was trained on" if own and own != data
+              else "")
+    first(ds.x_test, samples, "--samples", f"the {data} test split")
+    first(ds.x_test, lava_samples, "--lava-samples", f"the {data} test split")
+    calib = first(ds.x_train, calib_samples, "--calib-samples", f"the {data} training split")
+    t = time_steps_of(loaded.graph, calib)  # the calibration runs all of them at once
+    ensure_fits(run_bytes(loaded.graph, len(calib), t), f"{model}: calibrating the fixed point "
+                f"on {len(calib)} samples over T={t}", "give fewer --calib-samples")
+
+
 def _exports(lowered, calib_x, out: Path, decays) -> None:
     """Every registered backend's artifact, OUTDIR/model<suffix>, from the one folded graph or
     fixed-point net; one a backend cannot write is recorded in <target>_error.json."""
@@ -156,8 +225,8 @@ def _exports(lowered, calib_x, out: Path, decays) -> None:
     for backend in backends.backends():
         if backend.exports is None or (out / f"model{backend.exports.suffix}").exists():
             continue
-        inp = lowered.input_for(backend, calib_x, decays)
-        try:
+        try:  # a quantisation out of bounds (QuantError) is this backend's error, not all's
+            inp = lowered.input_for(backend, calib_x, decays)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the linter reports what NIR metadata carries
                 backend.exports.write(inp, out / f"model{backend.exports.suffix}")
@@ -196,9 +265,11 @@ def summarise(targets, checks: dict, out: Path) -> dict:
                 spikes_reference=sum(layer["spikes_reference"] for layer in rep["layers"]),
                 mismatch_cause=rep.get("mismatch_cause", "unexplained"),
                 unexplained=rep["unexplained"],
+                # layers that never spiked in the reference: their parity proves nothing
+                silent_layers=rep.get("silent_layers", []),
                 first_divergence=None if fd is None else
                 f"{fd['layer']} t={fd['time_step']} sample {fd['sample']} neuron "
                 f"{fd['neuron']}", cause=None if fd is None else fd["cause"])
         rows.append(row)
     return {"rows": rows, "trusted": all(r.get("unexplained", 1) == 0 and "error" not in r
-                                         for r in rows)}
+                                         and not r.get("silent_layers") for r in rows)}

@@ -48,8 +48,23 @@ class Evaluation:
 
 
 @torch.no_grad()
-def evaluate(model: PLIFNet, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> Evaluation:
-    """Runs the model in eval mode; counts the spikes of every spiking neuron layer."""
+def evaluate(model: PLIFNet, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256,
+             source: str = "<model>", what: str = "the inputs", fix: str = "") -> Evaluation:
+    """Runs the model in eval mode; counts the spikes of every spiking neuron layer. Refused
+    before running (UsageError): no samples, inputs of another shape than the model's, a batch
+    larger than the memory available (`source` and `what` name the model and the inputs, `fix`
+    what would fit)."""
+    from .importers.plifnet import import_plifnet
+    from .sim.limits import count, ensure_fits, fit_input, run_bytes, time_steps_of
+
+    count("--samples", len(y))
+    batch_size = count("batch_size", batch_size)
+    graph = import_plifnet(model)
+    fit_input(graph, x, source, what, fix)
+    t, batch = time_steps_of(graph, x), min(batch_size, len(y))
+    ensure_fits(run_bytes(graph, batch, t, itemsize=4),
+                f"{source}: evaluating batches of {batch} samples over T={t}",
+                "lower T, the batch or the model's size")
     was_training = model.training
     model.eval()
     spiking = OrderedDict((n, m) for n, m in model.neuron_layers().items() if m.spiking)

@@ -1,10 +1,13 @@
-"""File writing shared by every artifact: never leave a half-written file behind."""
+"""File writing shared by every artifact: never leave a half-written file behind, never
+overwrite an input (check_output, called before any work)."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+
+from .errors import UsageError
 
 
 def atomic_write(path: str | os.PathLike, write) -> Path:
@@ -24,3 +27,66 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def _same(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """a and b name one file: the same inode when both exist (hard and symbolic links
+    included), else the same resolved path (an output that does not exist yet)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def check_output(path: str | os.PathLike, inputs: dict | None = None, *, command: str = "",
+                 option: str = "-o", suffix: str = "", folder: bool = False) -> Path:
+    """Refuse, before any work is done, an output that would overwrite an input or cannot be
+    written: one UsageError line naming both paths and the fix. `inputs` maps a role ("input
+    model") to a path; `folder`: the output is a folder the command writes into (deploy), which
+    must not hold an input. Missing parent folders are fine when they can be created."""
+    where = f"{command}: " if command else ""
+    fix = f"{option} NEW_FOLDER" if folder else f"{option} other{suffix}"
+    kind = "output folder" if folder else "output"
+    p = Path(os.path.abspath(path))
+    for role, inp in (inputs or {}).items():
+        if inp is None:
+            continue
+        if _same(path, inp):
+            same = "" if str(path) == str(inp) else f" {inp} (the same file)"
+            raise UsageError(f"{where}{kind} {path} is the {role}{same}; write elsewhere ({fix})")
+        if folder and p.is_dir() and os.path.exists(inp):
+            held = [e.name for e in os.scandir(p) if _same(e.path, inp)]
+            if held:
+                raise UsageError(f"{where}output folder {path} holds the {role} {inp} (as "
+                                 f"{held[0]}); deploy into another folder ({fix})")
+    if os.path.lexists(p):
+        if folder and not p.is_dir():
+            raise UsageError(f"{where}output folder {path} is not a folder; give a folder "
+                             f"({fix})")
+        if not folder and p.is_dir():
+            raise UsageError(f"{where}output {path} is a folder, not a file; give a file name "
+                             f"({fix})")
+    anc = p if folder and p.is_dir() else p.parent
+    while not os.path.lexists(anc) and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise UsageError(f"{where}cannot write {path}: {anc} is not a folder; write elsewhere "
+                         f"({fix})")
+    if not _writable(anc):
+        raise UsageError(f"{where}cannot write {path}: folder {anc} is not writable; write "
+                         f"elsewhere ({fix})")
+    return p
+
+
+def _writable(folder: Path) -> bool:
+    """A file can be made in `folder`: permissions, then a real probe (a read-only mount,
+    procfs or root's permission override say yes to os.access and no to a write), removed."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".snnexport-probe.", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True

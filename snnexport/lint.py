@@ -77,10 +77,18 @@ def lint(folded: Graph, max_decays: int = DEFAULT_MAX_DECAYS,
 
 
 def from_reports(checks: dict[str, dict]) -> list[Finding]:
-    """Findings only a run shows: threshold ties (any target's parity JSON) and saturation
-    (the fixed-point IR's quantisation rows)."""
+    """Findings only a run shows: layers that never spiked and threshold ties (any target's
+    parity JSON) and saturation (the fixed-point IR's quantisation rows)."""
     out: list[Finding] = []
     for target, rep in checks.items():
+        for name in rep.get("silent_layers", []):
+            out.append(Finding(
+                "warning", "silent-layer", name, [target],
+                "never spiked in the reference on the samples checked: its parity proves "
+                "nothing",
+                "check on more or other samples (--samples, --lava-samples); a layer that "
+                "never spikes on real data is dead: check its weights and threshold, or "
+                "retrain"))
         for layer in rep.get("layers", []):
             if layer.get("ties"):
                 out.append(Finding(

@@ -12,7 +12,7 @@ import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from .exporters.onnx_export import OPSET, to_onnx
+from .exporters.onnx_export import OPSET, synapse_inputs, to_onnx
 from .ir import nodes as ir
 from .ir.graph import Graph
 from .sim.reference import SimResult, encode
@@ -64,14 +64,19 @@ def binary_spike_check(graph: Graph, spike_inputs: dict[str, list[np.ndarray]]) 
     AND-and-add path (ConvInteger / MatMulInteger on uint8 spikes and the layer's weights on an
     int8 grid: only the weights where a spike is present are added) equals the float multiply
     path (Conv / MatMul on the same values as float32) bit for bit. Integer sums of at most
-    fan_in * 127 are exact in float32 (< 2^24), so any difference would be a real one."""
+    fan_in * 127 are exact in float32 (< 2^24), so any difference would be a real one.
+
+    A synapse whose uint8 input is graded by construction (a SEW ADD's sums 0, 1, 2, ...;
+    `exporters.onnx_export.synapse_inputs`) is no spike layer: its row says `input` 'graded'
+    and `max_input`; the same integer multiply-accumulate is compared with the float one (exact
+    too, sums of at most fan_in * 127 * max_input < 2^24), but no AND-and-add is claimed.
+    Binary rows say `input` 'binary'."""
     shapes = graph.shapes()
-    order = graph.order()
+    kinds = synapse_inputs(graph)
     rows = []
     for name, batches in spike_inputs.items():
         node = graph.nodes[name]
-        x = np.concatenate([b.reshape(-1, *shapes[order[order.index(name) - 1]])
-                            for b in batches])
+        x = np.concatenate([b.reshape(-1, *shapes[graph.inputs(name)[0]]) for b in batches])
         binary = bool(np.isin(x, (0, 1)).all())
         q = _integer_grid(node.weight)
         fan_in = int(np.prod(node.weight.shape[1:]))
@@ -97,8 +102,10 @@ def binary_spike_check(graph: Graph, spike_inputs: dict[str, list[np.ndarray]]) 
              helper.make_tensor_value_info("mul", TensorProto.FLOAT, None)], initializer=inits),
             opset_imports=[helper.make_opsetid("", OPSET)])
         acc, mul = session(model).run(None, {"x": x.astype(np.uint8)})
-        rows.append({"layer": name, "inputs": int(x.size), "input_spikes": int(x.sum()),
-                     "inputs_binary": binary, "fan_in": fan_in,
+        rows.append({"layer": name, "input": kinds.get(name, "binary"),
+                     "inputs": int(x.size), "input_spikes": int(x.sum()),
+                     "inputs_binary": binary, "max_input": int(x.max(initial=0)),
+                     "fan_in": fan_in,
                      "and_equals_multiply": bool(np.array_equal(acc.astype(np.float64),
                                                                 mul.astype(np.float64)))})
     return rows

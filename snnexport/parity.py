@@ -15,6 +15,10 @@ trains in the layer are the reference's shifted by a few steps (a misaligned hop
 the target's own cause ('quantisation' for the fixed-point IR vs the float model, otherwise
 'unexplained').
 
+A layer that never spiked in the reference on the samples checked is listed in
+`silent_layers` (text and JSON): a target equal to it there proves nothing about it, so the
+report says "exact, but layers ... never spiked" instead of a bare "exact".
+
 tol is 1e-5 * max(1, |V_th|) for a float32 reference, 1e-12 * max(1, |V_th|) for float64:
 generous against float rounding (about 1e-7 and 1e-16 relative per operation), far below the
 size of any real error.
@@ -101,10 +105,23 @@ class ParityReport:
     # what a mismatch that is no threshold tie is put down to: 'unexplained' where target and
     # reference must agree exactly, 'quantisation' for the fixed-point IR vs the float model
     mismatch_cause: str = "unexplained"
+    # shards of a distributed run (snnexport.distributed) that failed on every try: {"shard",
+    # "samples": [first, last], "tries", "error"}; their samples are not in the counts above
+    failed_shards: list[dict] = field(default_factory=list)
 
     @property
     def exact(self) -> bool:
-        return all(layer.mismatches == 0 for layer in self.layers) and self.agree == self.samples
+        """Every spike of every layer and every prediction equal, on at least one sample. It
+        proves nothing about a layer in `silent_layers`: say so wherever `exact` is shown."""
+        return (self.samples > 0 and all(layer.mismatches == 0 for layer in self.layers)
+                and self.agree == self.samples and not self.failed_shards)
+
+    @property
+    def silent_layers(self) -> list[str]:
+        """Spiking layers that never spiked in the reference on the samples checked: a target
+        that agrees with them there proves nothing about the layer (a dead layer, or the wrong
+        samples)."""
+        return [layer.name for layer in self.layers if layer.spikes_reference == 0]
 
     @property
     def unexplained(self) -> int:
@@ -125,14 +142,59 @@ class ParityReport:
             "accuracy": {"reference": self.correct_reference / n,
                          "target": self.correct_target / n},
             "agreement": self.agree / n, "exact": self.exact, "unexplained": self.unexplained,
+            "silent_layers": self.silent_layers,
             "mismatch_cause": self.mismatch_cause,
             "layers": layers, "first_divergence": self.first_divergence,
             **({"binary_spike_check": self.binary} if self.binary is not None else {}),
             **({"quantisation": self.quantisation} if self.quantisation is not None else {}),
+            **({"failed_shards": self.failed_shards} if self.failed_shards else {}),
         }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def merge(cls, parts: list[ParityReport]) -> ParityReport:
+        """One report from the reports of contiguous shards of the samples, in sample order
+        (each made with `compare`'s sample_offset at its first sample): exactly the report one
+        run over all of them gives. Counts, per-step counts and the binary-spike check's
+        counts add up; the first divergence is the earliest by compare's own rule (time step,
+        then layer, then sample, then neuron); failed shards are kept. `quantisation` is not
+        merged: it describes the one fixed-point net of the run (check sets it)."""
+        if not parts:
+            raise ValueError("merge: no reports")
+        out = cls(target=parts[0].target, mismatch_cause=parts[0].mismatch_cause)
+        for part in parts:
+            if part.target != out.target or part.mismatch_cause != out.mismatch_cause:
+                raise ValueError(f"merge: reports of {out.target!r} and {part.target!r}")
+            out.failed_shards.extend(part.failed_shards)
+            if not part.layers:  # a shard that failed: nothing was compared
+                continue
+            if not out.layers:
+                out.layers = [LayerParity(layer.name) for layer in part.layers]
+                out.time_steps = part.time_steps
+            names = [layer.name for layer in out.layers]
+            if [layer.name for layer in part.layers] != names or \
+                    part.time_steps != out.time_steps:
+                raise ValueError("merge: shards with other layers or another T")
+            for mine, theirs in zip(out.layers, part.layers, strict=True):
+                for f in ("spikes_reference", "spikes_target", "mismatches", "ties",
+                          "downstream"):
+                    setattr(mine, f, getattr(mine, f) + getattr(theirs, f))
+            for name, (ref, tgt) in part.per_step.items():
+                steps = out.per_step.setdefault(name, [[0] * len(ref), [0] * len(tgt)])
+                steps[0] = [a + b for a, b in zip(steps[0], ref, strict=True)]
+                steps[1] = [a + b for a, b in zip(steps[1], tgt, strict=True)]
+            for f in ("samples", "correct_reference", "correct_target", "agree"):
+                setattr(out, f, getattr(out, f) + getattr(part, f))
+            fd = part.first_divergence
+            if fd is not None and (out.first_divergence is None or
+                                   _divergence_key(out, fd) <
+                                   _divergence_key(out, out.first_divergence)):
+                out.first_divergence = fd
+            if part.binary is not None:
+                out.binary = _merge_binary(out.binary, part.binary)
+        return out
 
     def text(self) -> str:
         d = self.to_dict()
@@ -148,8 +210,11 @@ class ParityReport:
             lines.append(f"  {layer.name:<16}{layer.spikes_reference:>12}{layer.spikes_target:>12}"
                          f"{layer.mismatches:>10}{layer.ties:>6}{layer.downstream:>9}"
                          f"{layer.unexplained:>8}")
-        fd = self.first_divergence
-        if fd is None:
+        fd, silent = self.first_divergence, ", ".join(self.silent_layers)
+        if fd is None and silent:
+            lines.append(f"  exact, but layers {silent} never spiked: their parity proves "
+                         "nothing")
+        elif fd is None:
             lines.append("  exact: every spike of every layer is equal")
         else:
             lines.append(
@@ -157,6 +222,9 @@ class ParityReport:
                 f"{fd['sample']} neuron {fd['neuron']}: reference H={fd['reference_h']:.9g} "
                 f"(spike {fd['reference_spike']}), target H={fd['target_h']} (spike "
                 f"{fd['target_spike']}); cause: {fd['cause']}")
+            if silent:
+                lines.append(f"  layers {silent} never spiked in the reference: their parity "
+                             "proves nothing")
         for row in self.quantisation or []:
             extra, grouped = "", ""
             if "decays_before_grouping" in row:
@@ -164,19 +232,33 @@ class ParityReport:
                            f"{row['decay_max_change']:.3g})")
             if row.get("kind") != "host":
                 rms = 100 * row["weight_rms_error_relative"]
-                extra = (f", weights {row['weight_bits']} bit (rms error {rms:.2f} % of max), "
-                         f"scale limited by {row['limited_by']}")
+                least = (f" (min {row['weight_bits_min']})" if row.get("weight_bits_min")
+                         else "")
+                extra = (f", weights {row['weight_bits']} bit{least} (rms error {rms:.2f} % of "
+                         f"max), scale limited by {row['limited_by']}")
+            vmin = f" (min {row['vth_mant_min']})" if row.get("vth_mant_min") else ""
             lines.append(
                 f"  fixed point {row['layer']}: {row['kind']}, scale {row['scale']:.6g}, "
-                f"vth_mant {row['vth_mant']}, {row['decays']} decay value(s){grouped}{extra}; "
+                f"vth_mant {row['vth_mant']}{vmin}, {row['decays']} decay value(s){grouped}"
+                f"{extra}; "
                 f"clipped v {row.get('v_clipped', 0)}, wrapped u {row.get('u_wrapped', 0)}, "
                 f"clipped bias {row.get('bias_clipped', 0)}")
         for row in self.binary or []:
+            if row.get("input") == "graded":  # a SEW ADD's sums: no spike layer to check
+                lines.append(
+                    f"  graded input {row['layer']}: values 0..{row['max_input']} (not binary "
+                    "spikes: the AND-and-add check does not apply; integer multiply-accumulate "
+                    f"== float {'bit for bit' if row['and_equals_multiply'] else 'NO'})")
+                continue
             lines.append(
                 f"  binary-spike check {row['layer']}: inputs in {{0,1}} "
                 f"{'yes' if row['inputs_binary'] else 'NO'}, AND-and-add == multiply "
                 f"{'bit for bit' if row['and_equals_multiply'] else 'NO'} "
                 f"({row['input_spikes']} spikes in {row['inputs']} inputs)")
+        for row in self.failed_shards:
+            first, last = row["samples"]
+            lines.append(f"  FAILED shard {row['shard']}: samples {first}-{last} not checked "
+                         f"(failed on all {row['tries']} tries: {row['error']})")
         return "\n".join(lines)
 
 
@@ -245,6 +327,29 @@ def compare(report: ParityReport, ref: SimResult, tgt: SimResult, y: torch.Tenso
     report.correct_reference += int((pr == y).sum())
     report.correct_target += int((pt == y).sum())
     report.agree += int((pr == pt).sum())
+
+
+def _divergence_key(report: ParityReport, fd: dict) -> tuple:
+    """compare's order of divergences: time step, layer (network order), sample, neuron."""
+    return (fd["time_step"], _layer_index(report, fd["layer"]), fd["sample"], fd["neuron"])
+
+
+def _merge_binary(rows: list[dict] | None, more: list[dict]) -> list[dict]:
+    """The binary-spike check over two sets of samples (onnx_run.binary_spike_check's rows,
+    layers in the same order): input counts add up, the verdicts must hold on both."""
+    if rows is None:
+        return [dict(row) for row in more]
+    if [r["layer"] for r in rows] != [r["layer"] for r in more]:
+        raise ValueError("merge: binary-spike checks of other layers")
+    out = []
+    for a, b in zip(rows, more, strict=True):
+        out.append(dict(a, inputs=a["inputs"] + b["inputs"],
+                        input_spikes=a["input_spikes"] + b["input_spikes"],
+                        inputs_binary=a["inputs_binary"] and b["inputs_binary"],
+                        max_input=max(a["max_input"], b["max_input"]),
+                        and_equals_multiply=a["and_equals_multiply"] and
+                        b["and_equals_multiply"]))
+    return out
 
 
 def _saturated_at(saturated, name: str, t: int, s: int, j: int) -> bool:

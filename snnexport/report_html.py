@@ -117,7 +117,8 @@ def write_report(path: Path, loaded, folded, summary: dict, checks: dict, findin
     parts.append(f"<p>Verdict: <span class='{'ok' if verdict else 'bad'}'>"
                  f"{'every deployment can be trusted' if verdict else 'see the rows marked'}"
                  "</span> (exact, or mismatches fully explained by threshold ties or by "
-                 "quantisation).</p>")
+                 "quantisation; and every layer spiked in the reference: a layer that never "
+                 "did proves nothing).</p>")
     rows = []
     for r in summary["rows"]:
         if "error" in r:
@@ -126,6 +127,10 @@ def write_report(path: Path, loaded, folded, summary: dict, checks: dict, findin
             continue
         exact = ("<span class='ok'>yes</span>" if r["exact"] else
                  f"<span class='{'bad' if r['unexplained'] else 'warning'}'>no</span>")
+        if r.get("silent_layers"):
+            exact += (f" <span class='warning'>but layers "
+                      f"{_e(', '.join(r['silent_layers']))} never spiked: their parity proves "
+                      "nothing</span>")
         rows.append([_e(r["target"]), exact,
                      f"{100 * r['accuracy_reference']:.2f} % / {100 * r['accuracy_target']:.2f} %",
                      f"{100 * r['agreement']:.2f} %", f"{r['samples']}",
@@ -171,7 +176,10 @@ def write_report(path: Path, loaded, folded, summary: dict, checks: dict, findin
              "weight rms error (% of max)", "threshold error", "decays", "clipped v",
              "wrapped u", "clipped bias"],
             [[_e(q["layer"]), _e(q["kind"]), f"{q['scale']:.5g}", _e(q.get("limited_by", "")),
-              f"{q['vth_mant']}", _e(q["weight_bits"]),
+              f"{q['vth_mant']}" + (f" (min {q['vth_mant_min']})" if q.get("vth_mant_min")
+                                    else ""),
+              _e(q["weight_bits"]) + (f" (min {q['weight_bits_min']})"
+                                      if q.get("weight_bits_min") else ""),
               f"{100 * q['weight_rms_error_relative']:.3f}" if "weight_rms_error_relative"
               in q else "host float", f"{q['threshold_error']:.2e}", f"{q['decays']}",
               f"{q.get('v_clipped', 0)}", f"{q.get('u_wrapped', 0)}",

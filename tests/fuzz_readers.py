@@ -1,13 +1,15 @@
-"""Property-based fuzzing of the model readers (hypothesis): each generated file is read the
-way the CLI reads it (`check.load_model` for .pt / .snnir, `read_nir` for .nir) and folded;
-the only allowed outcomes are a graph or one of the toolkit's own errors (SnnexportError).
+"""Property-based fuzzing of the readers (hypothesis): each generated file is read the way the
+CLI reads it (`check.load_model` for .pt / .snnir / .nir, then folded; `data.load_dataset` for
+a user's .npz data); the only allowed outcomes are a result or one of the toolkit's own errors
+(SnnexportError).
 
 Files are made from real ones (a bundled checkpoint, its .snnir, its NIR file) by
   * raw mutations: flipped bytes, truncation, inserted junk, random bytes;
   * structured mutations that pass the container's own checks, so the schema and the
     validation behind them are reached: a re-signed .snnir header with a field, array spec,
     edge or node type changed; a checkpoint with a state tensor or config entry changed; a
-    NIR file with a node parameter replaced (NaN, Inf, negative, another shape).
+    NIR file with a node parameter replaced (NaN, Inf, negative, another shape); an .npz data
+    file with an array replaced (another shape, dtype, NaN) or dropped.
 Used by tests/test_fuzz.py (a few hundred cases) and bench/fuzz_readers.py (>= 10,000).
 """
 
@@ -27,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from snnexport.check import load_model
+from snnexport.data import load_dataset
 from snnexport.errors import SnnexportError
 from snnexport.exporters.nir_export import write_nir
 from snnexport.importers.nir_import import read_nir
@@ -57,6 +60,11 @@ class Seeds:
             self.nir_graph = nir.read(nir_path)
         self.nir = (self.dir / "seed.nir").read_bytes()
         self.payload = torch.load(MODEL, weights_only=True)
+        ds = load_dataset("digits")
+        self.arrays = {"x": ds.x_test[:20].numpy(), "y": ds.y_test[:20].numpy(),
+                       "x_train": ds.x_train[:20].numpy(), "y_train": ds.y_train[:20].numpy()}
+        np.savez(self.dir / "seed.npz", **self.arrays)
+        self.npz = (self.dir / "seed.npz").read_bytes()
 
 
 def raw_mutation(data: bytes, draw) -> bytes:
@@ -139,11 +147,28 @@ def nir_mutation(seeds: Seeds, draw, path: Path) -> None:
     nir.write(path, g)
 
 
+def npz_mutation(seeds: Seeds, draw, path: Path) -> None:
+    arrays = dict(seeds.arrays)
+    key = draw(st.sampled_from(sorted(arrays)))
+    if draw(st.integers(0, 4)) == 0:
+        del arrays[key]
+    else:
+        shape = draw(st.lists(st.integers(0, 5), max_size=5))
+        dtype = draw(st.sampled_from(["<f4", "<f8", "<i8", "|u1", "|b1", "<c8", "<U3"]))
+        a = np.zeros(shape, dtype=dtype)
+        if a.size and a.dtype.kind == "f":
+            a.flat[draw(st.integers(0, a.size - 1))] = draw(VALUES)
+        arrays[key] = a
+    np.savez(path, **arrays)
+
+
 def read_one(path: Path, kind: str):
-    """Read and fold like the CLI; returns the folded graph or the toolkit's error."""
+    """Read like the CLI (models also folded); returns the result or the toolkit's error."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if kind == "npz":
+                return load_dataset(str(path))
             graph = read_nir(path) if kind == "nir" else load_model(path).graph
             return fold(graph)
     except SnnexportError as e:
@@ -160,15 +185,17 @@ def fuzz(max_examples: int, seed: int = 0) -> dict:
     @given(st.data())
     def prop(data):
         draw = data.draw
-        kind = draw(st.sampled_from(["pt", "snnir", "nir"]))
+        kind = draw(st.sampled_from(["pt", "snnir", "nir", "npz"]))
         structured = draw(st.booleans())
         path = seeds.dir / f"case.{kind}"
         if kind == "pt" and structured:
             pt_mutation(seeds, draw, path)
         elif kind == "nir" and structured:
             nir_mutation(seeds, draw, path)
+        elif kind == "npz" and structured:
+            npz_mutation(seeds, draw, path)
         else:
-            src = {"pt": seeds.pt, "snnir": seeds.snnir, "nir": seeds.nir}[kind]
+            src = {"pt": seeds.pt, "snnir": seeds.snnir, "nir": seeds.nir, "npz": seeds.npz}[kind]
             out = snnir_mutation(src, draw) if kind == "snnir" and structured else \
                 raw_mutation(src, draw)
             path.write_bytes(out)

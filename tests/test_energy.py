@@ -53,6 +53,58 @@ def test_counts_equal_neurobench_synaptic_operations(name):
     assert round(sum(c.dense for c in ours) * n) == round(nb["Dense"] * n)
 
 
+def _neurobench(torch_model, x):
+    from neurobench.metrics.workload import SynapticOperations
+    from neurobench.models import TorchModel
+
+    model = TorchModel(torch_model)
+    model.register_hooks()
+    with torch.no_grad():
+        preds = model(x)
+    nb = SynapticOperations()(model, preds, (x, None))
+    model.cleanup_hooks()
+    return nb
+
+
+def test_pruned_net_counts_equal_neurobench_dense_included():
+    """A pruned net (the smallest 30 % of every conv / linear weight set to 0): NeuroBench's
+    Dense counts every weight, zeros included, so it equals the unpruned net's Dense; ours
+    too. The zero weights show only in the effective counts and in dense_nonzero_weights."""
+    import copy
+
+    from snnexport.importers.plifnet import import_plifnet
+
+    loaded = load_model(MODELS / "digits_plif_layer.pt")
+    x = load_dataset("digits").x_test[:40]
+    pruned = copy.deepcopy(loaded.torch_model)
+    zeroed = {}
+    with torch.no_grad():
+        for name, m in pruned.named_modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                w, k = m.weight, -(-3 * m.weight.numel() // 10)  # ceil(30 %)
+                cut = w.abs().flatten().kthvalue(k).values
+                w[w.abs() <= cut] = 0
+                zeroed[name] = int((w == 0).sum())
+                assert zeroed[name] >= k, name
+    nb = _neurobench(pruned, x)
+    ours = count_operations(fold(import_plifnet(pruned)), x)
+    full = count_operations(fold(loaded.graph), x)
+    n = len(x)
+    macs, sops = sum(c.macs for c in ours), sum(c.sops for c in ours)
+    dense = sum(c.dense for c in ours)
+    assert macs > 0 and sops > 0
+    assert round(macs * n) == round(nb["Effective_MACs"] * n)
+    assert round(sops * n) == round(nb["Effective_ACs"] * n)
+    assert round(dense * n) == round(nb["Dense"] * n)
+    # Dense is the architecture's: pruning does not change it
+    assert round(dense * n) == round(sum(c.dense for c in full) * n)
+    # the fully connected layers: every zero weight is one connection per step fewer
+    t = loaded.torch_model.cfg.time_steps
+    for row in ours:
+        if row.name in ("layers.fc1", "layers.fc_out"):
+            assert row.dense - row.dense_nonzero_weights == zeroed[row.name] * t, row.name
+
+
 def tiny(kernel: np.ndarray, kind="spikes"):
     return Graph.chain([
         ("in", ir.Input((1, 3, 3), kind)),
@@ -77,7 +129,10 @@ def test_hand_checked_counts_with_borders_and_a_zero_weight():
     holed = full.copy()
     holed[0, 0] = 0  # tap (0, 0) links input (i-1, j-1) to output (i, j): drops one link each
     (conv, *_rest) = count_operations(tiny(holed), x)
-    assert conv.sops == 3 + 8 + 5 and conv.dense == 3 * (49 - 4)
+    # dense counts every weight, the zero one too (NeuroBench's Dense); the nonzero figure
+    # loses the 4 links the zero tap has inside the 3x3 map, per step
+    assert conv.sops == 3 + 8 + 5 and conv.dense == 3 * 49
+    assert conv.dense_nonzero_weights == 3 * (49 - 4)
     # the same positions with analog values are MACs, not SOPs
     (conv, sn, _) = count_operations(tiny(full, "analog"), x * 0.5)
     assert not conv.spike_fed and (conv.macs, conv.sops) == (19, 0)

@@ -5,12 +5,13 @@ from fuzz_readers import fuzz
 
 
 def test_every_reader_gives_a_graph_or_its_own_error():
-    counts = fuzz(300)
-    assert sum(counts.values()) == 300
+    counts = fuzz(400)
+    assert sum(counts.values()) == 400
     # each reader and each kind of mutation was reached, and the structured .snnir mutations
     # (re-signed, so past the checksum) were refused by the schema / validation, not read
     readers = {label.split(":")[0] for label in counts}
-    assert readers == {f"{k} {m}" for k in ("pt", "snnir", "nir") for m in ("raw", "structured")}
+    assert readers == {f"{k} {m}" for k in ("pt", "snnir", "nir", "npz")
+                       for m in ("raw", "structured")}
     assert counts.get("snnir structured: error", 0) > 0
     # a flipped byte in a .snnir body is caught by its checksum: raw .snnir mutations never read
     assert counts.get("snnir raw: read", 0) == 0, counts

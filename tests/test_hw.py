@@ -1,6 +1,6 @@
 """Hardware lowering (snnexport.hw): the one synapse -> neuron pairing, on a trained chain, on
-residual graphs (expressed, then refused by the consumers with the node named) and on what has
-no hardware form."""
+residual graphs (expressed, quantised, and refused by the chain-only Lava lowering with the
+merge named) and on what has no hardware form."""
 
 import numpy as np
 import pytest
@@ -9,6 +9,7 @@ from test_fold import random_net
 
 from snnexport.errors import SnnexportError
 from snnexport.hw import Core, HardwareLoweringError, PoolCore, conv_matrix, lower, to_chw, whc
+from snnexport.hw.cores import SpikeMerge
 from snnexport.importers.plifnet import import_plifnet
 from snnexport.ir import Graph
 from snnexport.ir import nodes as ir
@@ -73,7 +74,7 @@ def test_conv_matrix_and_layouts():
 
 
 @pytest.mark.parametrize("shortcut", ["conv", "identity"])
-def test_a_residual_merge_is_expressed_and_the_consumers_refuse_it(shortcut):
+def test_a_residual_merge_is_expressed_quantised_and_refused_by_lava(shortcut):
     graph = residual_graph(shortcut)
     cores = lower(graph)
     n2 = next(c for c in cores.neuron_cores if c.name == "n2")
@@ -83,12 +84,20 @@ def test_a_residual_merge_is_expressed_and_the_consumers_refuse_it(shortcut):
     if shortcut == "identity":
         assert n2.synapses[1].node is None
         np.testing.assert_array_equal(n2.synapses[1].matrix(), np.eye(32))
-    assert n2.spatial == (shortcut == "conv")
+    # an identity on a map is a 1x1 depthwise conv of ones: the core stays a conv either way
+    assert n2.spatial
+    if shortcut == "identity":
+        np.testing.assert_array_equal(n2.synapses[1].conv_node.weight, np.ones((2, 1, 1, 1)))
+        assert n2.synapses[1].conv_node.groups == 2
     assert [c.name for c in cores.neuron_cores] == ["n1", "n2", "out"]
     assert cores.readout == "membrane" and cores.population == 2
-    with pytest.raises(QuantError, match="'n2'.*residual merges are not lowered to fixed point"):
-        quantize(graph, torch.zeros(2, 1, 4, 4))
-    with pytest.raises(LavaLoweringError, match="'n2'.*residual merges are not lowered to Lava"):
+    net = quantize(graph, torch.zeros(2, 1, 4, 4))  # both paths as one layer, one scale
+    layer = next(lay for lay in net.layers if lay.name == "n2")
+    assert layer.merge == "add" and layer.kind == "conv" and layer.source == ""
+    assert [(s.name, s.source) for s in layer.synapses] == [
+        ("down" if shortcut == "conv" else "n1", "n1")]
+    with pytest.raises(LavaLoweringError, match="'n2'.*'add'.*residual merges are not lowered "
+                                                "to Lava"):
         lava_lower(graph)
 
 
@@ -108,8 +117,8 @@ def bad(graph_edit):
     (lambda n, o: (n.update(n2=neuron((2, 4, 4))), o.insert(3, "n2")),
      "node 'n2': a neuron layer needs a synapse in front"),
     (lambda n, o: o.remove("o"), "node 'd': a synapse with no neuron layer behind it"),
-    (lambda n, o: (n.update(p=ir.SpikePool(mode="sum"), d=ir.Dense(np.ones((3, 8)))),
-                   o.insert(3, "p")), "node 'p': only the OR-pool is lowered"),
+    (lambda n, o: (n.update(p=ir.SpikePool(mode="sum")), o.__setitem__(slice(3, None), ["p"])),
+     "node 'p': a sum pool of spikes with no synapse behind it"),
     (lambda n, o: (n.update(bn=ir.BatchNorm(*np.ones((4, 2)))), o.insert(3, "bn")),
      "node 'bn': BatchNorm has no hardware form"),
 ])
@@ -119,15 +128,45 @@ def test_what_has_no_hardware_form_is_named(edit, message):
     assert isinstance(err.value, SnnexportError) and isinstance(err.value, ValueError)
 
 
-def test_a_spike_merge_before_a_synapse_is_refused():
-    """SEW ResNet: two spike trains added, then a synapse."""
+def sew_graph(merge=ir.Add, then=None):
+    """SEW ResNet: two spike trains merged, then (optionally `then`, e.g. a SEW AND with n) a
+    synapse."""
     nodes = {"x": ir.Input((1, 4, 4)), "c": conv(1, 2), "n": neuron((2, 4, 4)),
-             "c2": conv(2, 2), "n2": neuron((2, 4, 4)), "add": ir.Add(), "c3": conv(2, 2),
+             "c2": conv(2, 2), "n2": neuron((2, 4, 4)), "m": merge(), "c3": conv(2, 2),
              "n3": neuron((2, 4, 4))}
-    edges = [("x", "c"), ("c", "n"), ("n", "c2"), ("c2", "n2"), ("n2", "add"), ("n", "add"),
-             ("add", "c3"), ("c3", "n3")]
-    with pytest.raises(HardwareLoweringError, match="node 'c3': fed by 'add', a merge of spike"):
-        lower(Graph(nodes, edges, {"folded": True, "time_steps": 2}))
+    edges = [("x", "c"), ("c", "n"), ("n", "c2"), ("c2", "n2"), ("n2", "m"), ("n", "m")]
+    last = "m"
+    if then is not None:
+        nodes["m2"] = then()
+        edges += [("m", "m2"), ("n", "m2")]
+        last = "m2"
+    edges += [(last, "c3"), ("c3", "n3")]
+    return Graph(nodes, edges, {"folded": True, "time_steps": 2})
+
+
+@pytest.mark.parametrize(("merge", "op", "peak"), [(ir.Add, "add", 2), (ir.SEWAnd, "and", 1),
+                                                   (ir.SEWIAnd, "iand", 1)])
+def test_a_spike_merge_before_a_synapse_is_expressed_and_lava_refuses_it(merge, op, peak):
+    cores = lower(sew_graph(merge))
+    (m,) = cores.spike_merges
+    assert (m.name, m.op, m.inputs, m.peak, m.spatial) == ("m", op, ("n2", "n"), peak, True)
+    assert [type(c).__name__ for c in cores.cores] == ["Core", "Core", "SpikeMerge", "Core"]
+    (syn,) = cores.cores[-1].synapses
+    assert (syn.name, syn.source, syn.origin) == ("c3", "m", "m")
+    kind = {"add": "ADD", "and": "AND", "iand": "IAND"}[op]
+    with pytest.raises(HardwareLoweringError,
+                       match=f"^node 'm': a SEW {kind} merge of spike trains .*not lowered to "
+                             "Lava yet$"):
+        lava_lower(sew_graph(merge))
+    assert isinstance(m, SpikeMerge)
+
+
+def test_sew_and_of_graded_values_is_refused():
+    """AND / IAND take binary spikes: a SEW ADD's sums (0, 1, 2) have no hardware AND."""
+    with pytest.raises(HardwareLoweringError, match="node 'm2': SEW AND of graded values"):
+        lower(sew_graph(ir.Add, then=ir.SEWAnd))
+    cores = lower(sew_graph(ir.SEWAnd, then=ir.Add))  # an ADD of an AND: peak 2
+    assert [(m.name, m.peak) for m in cores.spike_merges] == [("m", 1), ("m2", 2)]
 
 
 def test_the_error_classes_are_one_family():

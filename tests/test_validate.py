@@ -110,7 +110,8 @@ def test_nir_with_a_decay_outside_range_is_refused_naming_the_node():
     lif = graph.nodes[key]
     lif.metadata = {}  # a foreign file: tau as written (Norse 1.1 writes dt / tau_mem_inv)
     lif.tau = np.full_like(lif.tau, 1e-6)  # dt / tau = 100: a negative decay
-    with pytest.raises(NIRImportError, match=r"m.nir: layer '\w+': decay -99 lies outside"):
+    with pytest.raises(NIRImportError, match=r"m.nir: node '\w+': tau 1e-06 with dt 0.0001 "
+                       r"gives a decay 1 - dt/tau outside \[0, 1\).*norse #411"):
         from_nir(graph, where="m.nir")
 
 

@@ -26,21 +26,26 @@ SPLIT_SEED = 0
 @dataclass(frozen=True)
 class ImageDataset:
     name: str
-    x_train: torch.Tensor  # [N, 1, H, W] float32, standardised
+    x_train: torch.Tensor  # [N, *input] (static) or [N, T, *input] (frames), float32
     y_train: torch.Tensor  # [N] int64
     x_test: torch.Tensor
     y_test: torch.Tensor
-    mean: float
-    std: float
+    mean: float | None  # built-in sets: the training split's pixel mean and std they were
+    std: float | None   # standardised with; a user's data: None (taken as given)
+    preprocessing: str = ""  # a user's data: what was (not) done to it
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
+    def input_shape(self) -> tuple[int, ...]:
+        """Per sample, as stored: [*input] for static inputs, [T, *input] for frames."""
         return tuple(self.x_train.shape[1:])
 
     def describe(self) -> str:
-        return (f"{self.name}: {len(self.y_train)} train / {len(self.y_test)} test images "
-                f"{'x'.join(map(str, self.input_shape))}, stratified split random_state="
-                f"{SPLIT_SEED}, standardised with train mean {self.mean:.4f} std {self.std:.4f}")
+        head = (f"{self.name}: {len(self.y_train)} train / {len(self.y_test)} test samples "
+                f"{'x'.join(map(str, self.input_shape))}")
+        if self.mean is None:
+            return f"{head}, {self.preprocessing or 'as given'}"
+        return (f"{head}, pixels scaled to [0, 1], stratified split random_state={SPLIT_SEED}, "
+                f"standardised with train mean {self.mean:.4f} std {self.std:.4f}")
 
 
 def _raw(name: str) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -58,8 +63,18 @@ def _raw(name: str) -> tuple[np.ndarray, np.ndarray, int, int]:
     raise UsageError(f"unknown data set {name!r}; choose one of {DATASETS}")
 
 
+def load_dataset(name: str, time_steps: int | None = None) -> ImageDataset:
+    """A built-in set by name (DATASETS), or a user's data: a FILE.npz or module:function
+    (data.user; `time_steps` cuts event recordings into frames)."""
+    if name in DATASETS:
+        return _builtin(name)
+    from .user import load_user_data
+
+    return load_user_data(str(name), time_steps)
+
+
 @functools.cache
-def load_dataset(name: str) -> ImageDataset:
+def _builtin(name: str) -> ImageDataset:
     from sklearn.model_selection import train_test_split
 
     x, y, side, n_test = _raw(name)

@@ -29,7 +29,8 @@ def energy_of(loaded, profile: str, data: str | None = None, samples: int = 200,
         data = data or own
         if data is None:
             raise UsageError(f"{loaded.path}: say which data to count on with --data")
-        inputs, what = (load_dataset(data).x_test, None), f"the {data} test split"
+        ds = load_dataset(data, loaded.graph.metadata.get("time_steps"))
+        inputs, what = (ds.x_test, None), f"the {data} test split"
         fix = (f"count on --data {own}, the data it was trained on" if own and own != data
                else "")
         fit_input(graph, inputs[0], loaded.path, what, fix)

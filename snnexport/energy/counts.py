@@ -9,7 +9,12 @@ Per layer and per inference (summed over the T steps, averaged over samples):
                   a layer is spike-fed when every input value is in {-1, 0, 1}; padding is not
                   an input, so borders count only the connections that exist; zero weights
                   are skipped.
-    dense         all connections (every input nonzero): what an ANN layer computes
+    dense         every connection, every step: every input nonzero and every weight counted,
+                  zero weights included (NeuroBench 2.3's SynapticOperations "Dense": its
+                  all-ones copy of the layer, padding excluded)
+    dense_nonzero_weights  the same with the zero weights skipped (what a pruned net's
+                  connections compute when every input is nonzero); equal to `dense` unless
+                  the layer has zero weights
     weight_reads  = macs + sops (one weight fetched per operation)
   neuron layer
     updates       neurons x T;  active_updates: those whose input that step was nonzero
@@ -28,6 +33,7 @@ import torch.nn.functional as F
 
 from ..ir import nodes as ir
 from ..ir.graph import Graph
+from ..sim.limits import count, ensure_fits, fit_input, run_bytes, time_steps_of
 from ..sim.reference import simulate
 
 
@@ -38,7 +44,8 @@ class LayerCounts:
     spike_fed: bool = False
     macs: float = 0.0
     sops: float = 0.0
-    dense: float = 0.0
+    dense: float = 0.0  # every weight x every input, zero weights included (NeuroBench's)
+    dense_nonzero_weights: float = 0.0  # the same, zero weights skipped
     weights: int = 0  # nonzero weights (memory footprint of the layer)
     updates: float = 0.0
     active_updates: float = 0.0
@@ -56,9 +63,12 @@ class LayerCounts:
         return d
 
 
-def connections(node, x_bin: torch.Tensor) -> torch.Tensor:
-    """Number of (nonzero input, nonzero weight) pairs, per sample of x_bin [N, ...]."""
-    mask = (torch.as_tensor(np.asarray(node.weight)) != 0).to(torch.float64)
+def connections(node, x_bin: torch.Tensor, every_weight: bool = False) -> torch.Tensor:
+    """Number of (nonzero input, nonzero weight) pairs, per sample of x_bin [N, ...];
+    every_weight: zero weights count too (NeuroBench's Dense)."""
+    w = torch.as_tensor(np.asarray(node.weight))
+    mask = torch.ones_like(w, dtype=torch.float64) if every_weight else (w != 0).to(
+        torch.float64)
     if isinstance(node, ir.Conv2d):
         y = F.conv2d(x_bin, mask, None, node.stride, node.padding, 1, node.groups)
     else:
@@ -68,9 +78,17 @@ def connections(node, x_bin: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def count_operations(graph: Graph, x: torch.Tensor, time_steps: int | None = None,
-                     batch_size: int = 100) -> list[LayerCounts]:
+                     batch_size: int = 100, source: str = "<model>",
+                     what: str = "the inputs") -> list[LayerCounts]:
     """Counts per inference, averaged over the samples of x: static images [N, *input] or
-    frame sequences [N, T, *input]."""
+    frame sequences [N, T, *input]. Refused before running (UsageError): no samples, inputs of
+    another shape than the graph's, a batch larger than the memory available."""
+    count("--samples", len(x))
+    fit_input(graph, x, source, what)
+    t = time_steps or time_steps_of(graph, x)
+    batch = min(count("batch_size", batch_size), len(x))
+    ensure_fits(run_bytes(graph, batch, t), f"{source}: counting operations on batches of "
+                f"{batch} samples over T={t}", "lower T, the batch or the model's size")
     rows: dict[str, LayerCounts] = {}
 
     def observe(name, node, x_in, y):
@@ -86,7 +104,9 @@ def count_operations(graph: Graph, x: torch.Tensor, time_steps: int | None = Non
                 row.sops += ops
             else:
                 row.macs += ops
-            row.dense += float(connections(node, torch.ones_like(flat[:1])).sum()) * t * b
+            ones = torch.ones_like(flat[:1])
+            row.dense += float(connections(node, ones, every_weight=True).sum()) * t * b
+            row.dense_nonzero_weights += float(connections(node, ones).sum()) * t * b
             row.weights = int(np.count_nonzero(node.weight))
         elif isinstance(node, (ir.Neuron, ir.LIFNeuron)):
             row = rows.setdefault(name, LayerCounts(name, "neuron"))
@@ -112,20 +132,22 @@ def count_operations(graph: Graph, x: torch.Tensor, time_steps: int | None = Non
         simulate(graph, xb, time_steps, observe=observe)
     out = []
     for row in rows.values():
-        for f in ("macs", "sops", "dense", "updates", "active_updates", "spikes", "pool_ops"):
+        for f in ("macs", "sops", "dense", "dense_nonzero_weights", "updates",
+                  "active_updates", "spikes", "pool_ops"):
             setattr(row, f, getattr(row, f) / n)
         out.append(row)
     return out
 
 
 def ann_macs(graph: Graph) -> list[tuple[str, float]]:
-    """The same network run once as an ANN (same weights, T = 1, every input nonzero):
-    MACs per synapse layer per inference."""
+    """The same network run once as an ANN (same weights, T = 1, every input nonzero, every
+    weight multiplied, zero weights included as a dense ANN layer computes them): MACs per
+    synapse layer per inference, = `dense` / T."""
     shapes = graph.shapes()
     out = []
     for name, node in graph.ordered():
         if isinstance(node, (ir.Conv2d, ir.Dense)):
             in_shape = shapes[graph.inputs(name)[0]]
             ones = torch.ones((1, *in_shape), dtype=torch.float64)
-            out.append((name, float(connections(node, ones).sum())))
+            out.append((name, float(connections(node, ones, every_weight=True).sum())))
     return out

@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import SnnexportError
 from ..files import atomic_write
 from ..hw.layout import whc
-from ..quant.fixed import FixedLayer, FixedNet
+from ..quant.fixed import FixedLayer, FixedNet, QuantError
 
 NETX_FORMAT = "snnexport-netx"
 NETX_VERSION = 1
@@ -76,8 +76,14 @@ def _check_dense(layer: FixedLayer) -> None:
 
 
 def write_netx(net: FixedNet, path) -> Path:
-    """Writes OUT.net (HDF5) atomically."""
+    """Writes OUT.net (HDF5) atomically. A net with residual merges is refused, naming the
+    merge node: netx holds a chain of layers."""
     import h5py
+
+    try:
+        net.chain_only("netx")
+    except QuantError as e:
+        raise NetxExportError(str(e)) from None
 
     def write(tmp):
         with h5py.File(tmp, "w") as f:

@@ -15,10 +15,20 @@ Two artifacts:
 
 Arithmetic is float32 with the IR's weights. The neuron step inside the Scan body is the IR's
 Neuron docstring: H = decay*V + gain*I; S = H >= threshold; V = H*(1-S) | H - threshold*S.
+
+Residual graphs: every node takes its inputs by name (graph.inputs), so any DAG the IR holds is
+written. Merges, element-wise per step: Add of two uint8 values stays uint8 (SEW ADD: graded
+0, 1, 2; the synapse behind it gets those values), of a current and anything is a float Add
+(Spiking ResNet); SEWAnd a*b and SEWIAnd (1-a)*b on uint8 spikes stay uint8 (binary), on
+graded or float values are float. Which synapse inputs are binary spikes and which graded
+(integer values that may exceed 1: a SEW ADD's sums, or pooled counts of them) is recorded
+in the model's metadata `snnexport.synapse_inputs` (JSON {layer: "binary" | "graded"}, for
+the uint8-fed layers); the binary-spike (AND-and-add) check applies to the binary ones only.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -88,25 +98,57 @@ def _prepare(graph: Graph) -> Graph:
     g = graph
     for name, node in g.ordered():
         if not isinstance(node, (ir.Input, ir.Conv2d, ir.Dense, ir.Neuron, ir.SpikePool,
-                                 ir.Flatten, ir.Readout, ir.AvgPool2d)):
+                                 ir.Flatten, ir.Readout, ir.AvgPool2d, ir.Add, ir.SEWAnd,
+                                 ir.SEWIAnd)):
             raise ONNXExportError(f"node {name!r}: {type(node).__name__} has no ONNX form")
     return g
+
+
+def _merge(g: GraphBuilder, node: ir.Merge, a, b) -> tuple[str, bool, bool]:
+    """A merge of two (value, is_u8, binary) inputs: (value, is_u8, binary)."""
+    (xa, ua, ba), (xb, ub, bb) = a, b
+    if ua and ub and (isinstance(node, ir.Add) or isinstance(node, ir.SEWAnd) or ba):
+        if isinstance(node, ir.Add):  # SEW ADD of spikes: graded 0, 1, 2 on the uint8 path
+            return g.op("Add", [xa, xb], "sew_add"), True, False
+        if isinstance(node, ir.SEWAnd):
+            return g.op("Mul", [xa, xb], "sew_and"), True, ba and bb
+        not_a = g.op("Sub", [g.const("one", 1, np.uint8), xa], "not_a")
+        return g.op("Mul", [not_a, xb], "sew_iand"), True, bb
+    fa, fb = _as_float(g, xa, ua), _as_float(g, xb, ub)
+    if isinstance(node, ir.Add):
+        return g.op("Add", [fa, fb], "add"), False, False
+    if isinstance(node, ir.SEWAnd):
+        return g.op("Mul", [fa, fb], "and"), False, False
+    return g.op("Mul", [g.op("Sub", [g.const("one", 1.0), fa], "not_a"), fb], "iand"), False, \
+        False
 
 
 def _layers(g: GraphBuilder, graph: Graph, x: str, tb: str, batch: str, shapes, step_state=None,
             debug: bool = True):
     """Emit every layer. step_state: None for the sequence model (Scan), else a dict that
-    collects (state input, state output) names for the one-step model."""
-    cur, is_u8 = x, False
+    collects (state input, state output) names for the one-step model. Returns the output,
+    spikes and H per neuron layer, the uint8 inputs of synapses (name -> (value, shape,
+    binary)) and the readout node."""
     spikes, hs, spike_inputs, readout = {}, {}, {}, None
+    # every node's output: (value, is_u8, binary); uint8 values are spikes (binary) or the
+    # integer sums of a SEW ADD (graded)
+    values: dict[str, tuple[str, bool, bool]] = {}
+    cur, is_u8, binary = x, False, False
     for name, node in graph.ordered():
         shape_in = None
         if isinstance(node, ir.Input):
+            values[name] = (x, False, False)
             continue
+        ins = graph.inputs(name)
+        if isinstance(node, ir.Merge):
+            values[name] = _merge(g, node, values[ins[0]], values[ins[1]])
+            cur, is_u8, binary = values[name]
+            continue
+        cur, is_u8, binary = values[ins[0]]
         if isinstance(node, (ir.Conv2d, ir.Dense)):
             prev_shape = _prev_shape(graph, name, shapes)
-            if is_u8 and debug:  # a spike-fed layer: its {0, 1} input, for the binary check
-                spike_inputs[name] = (cur, prev_shape)
+            if is_u8 and debug:  # a spike-fed layer: its uint8 input, for the binary check
+                spike_inputs[name] = (cur, prev_shape, binary)
             flat = per_sample(g, _as_float(g, cur, is_u8), prev_shape)
             if isinstance(node, ir.Conv2d):
                 args = [flat, g.const("w", node.weight)] + (
@@ -117,7 +159,7 @@ def _layers(g: GraphBuilder, graph: Graph, x: str, tb: str, batch: str, shapes, 
                 y = g.op("MatMul", [flat, g.const("wt", np.asarray(node.weight).T)], "matmul")
                 if node.bias is not None:
                     y = g.op("Add", [y, g.const("b", node.bias)], "bias")
-            cur, is_u8 = per_step(g, y, tb, shapes[name]), False
+            cur, is_u8, binary = per_step(g, y, tb, shapes[name]), False, False
         elif isinstance(node, ir.Neuron):
             if step_state is None:
                 cur, s, h = _scan(g, name, node, _as_float(g, cur, is_u8), batch, debug)
@@ -127,7 +169,7 @@ def _layers(g: GraphBuilder, graph: Graph, x: str, tb: str, batch: str, shapes, 
                 h, s, v_new = _neuron_step(g, node, v_in, i_t)
                 step_state[name] = (v_in, v_new, node.shape)
                 cur = g.op("Unsqueeze", [s if s is not None else h, ax0], "out_t")
-            is_u8 = s is not None
+            is_u8 = binary = s is not None
             if s is not None:
                 spikes[name] = s
             if h is not None:
@@ -145,7 +187,7 @@ def _layers(g: GraphBuilder, graph: Graph, x: str, tb: str, batch: str, shapes, 
                          "avgpool", count_include_pad=1, **pool)
                 if isinstance(node, ir.SpikePool):  # sum = k*k * mean, exact for counts
                     y = g.op("Mul", [y, g.const("area", node.kernel[0] * node.kernel[1])])
-                is_u8 = False
+                is_u8 = binary = False
             cur = per_step(g, y, tb, shapes[name])
         elif isinstance(node, ir.Flatten):
             cur = per_step(g, cur, tb, shapes[name])
@@ -154,16 +196,23 @@ def _layers(g: GraphBuilder, graph: Graph, x: str, tb: str, batch: str, shapes, 
             classes = shapes[name][0]
             grouped = per_step(g, _as_float(g, cur, is_u8), tb, (classes, node.population))
             cur, is_u8 = g.op("ReduceMean", [grouped], "vote", axes=[-1], keepdims=0), False
-    return cur, spikes, hs, spike_inputs, readout
+            binary = False
+        values[name] = (cur, is_u8, binary)
+    # the network output is float (scores, outputs): a net ending in a spiking layer without
+    # a readout hands out its uint8 spikes
+    return _as_float(g, cur, is_u8), spikes, hs, spike_inputs, readout
 
 
 def _prev_shape(graph: Graph, name: str, shapes) -> tuple[int, ...]:
     return shapes[graph.inputs(name)[0]]
 
 
-def _scores(g: GraphBuilder, o: str, readout: ir.Readout | None, t_len: str) -> str:
-    mode = readout.mode if readout else "rate"
-    if mode == "last":
+def _scores(g: GraphBuilder, o: str, readout: ir.Readout | None, t_len: str,
+            default_mode: str = "rate") -> str:
+    """readout.readout_scores in ONNX; without a Readout node the graph's own readout mode
+    (metadata 'readout', as the reference simulator takes it) over the last layer's output."""
+    mode = readout.mode if readout else default_mode
+    if mode in ("last", "lts"):
         return g.op("Gather", [o, g.const("last", -1, np.int64)], "scores", axis=0)
     if mode == "membrane":
         return g.op("ReduceMean", [o], "scores", axes=[0], keepdims=0)
@@ -189,7 +238,7 @@ def to_onnx(graph: Graph, debug: bool = True) -> onnx.ModelProto:
                                          g.const("one", [1], np.int64)])], "t", to=F32)
     o, spikes, hs, spike_inputs, readout = _layers(g, graph, "x", tb, batch, shapes,
                                                    debug=debug)
-    scores = _scores(g, o, readout, t_len)
+    scores = _scores(g, o, readout, t_len, graph.metadata.get("readout", "rate"))
     g.nodes.append(helper.make_node("Identity", [scores], ["scores"]))
     g.nodes.append(helper.make_node("Identity", [o], ["outputs"]))
     value_infos = [helper.make_tensor_value_info("scores", F32, ["B", None]),
@@ -198,7 +247,7 @@ def to_onnx(graph: Graph, debug: bool = True) -> onnx.ModelProto:
         g.nodes.append(helper.make_node("Identity", [s], [f"spikes:{name}"]))
         value_infos.append(helper.make_tensor_value_info(f"spikes:{name}", U8,
                                                          ["T", "B", *shapes[name]]))
-    for name, (s, shape) in spike_inputs.items():
+    for name, (s, shape, _) in spike_inputs.items():
         g.nodes.append(helper.make_node("Identity", [s], [f"in:{name}"]))
         value_infos.append(helper.make_tensor_value_info(f"in:{name}", U8, ["T", "B", *shape]))
     for name, h in hs.items():
@@ -211,8 +260,36 @@ def to_onnx(graph: Graph, debug: bool = True) -> onnx.ModelProto:
         opset_imports=[helper.make_opsetid("", OPSET)], producer_name="snnexport")
     model.metadata_props.append(onnx.StringStringEntryProto(
         key="snnexport.readout", value=readout.mode if readout else "rate"))
+    if not graph.is_chain():  # which uint8-fed synapses take graded values (SEW ADD)
+        kinds = {n: "binary" if b else "graded" for n, (_, _, b) in spike_inputs.items()}
+        model.metadata_props.append(onnx.StringStringEntryProto(
+            key="snnexport.synapse_inputs", value=json.dumps(kinds, sort_keys=True)))
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def synapse_inputs(graph: Graph) -> dict[str, str]:
+    """Per synapse fed by uint8 values in the ONNX graph: 'binary' (spikes {0, 1} by
+    construction) or 'graded' (integer values that may exceed 1, a SEW ADD's sums)."""
+    from ..passes.fold import emits_integers, emits_spikes
+
+    out = {}
+    for name, node in graph.ordered():
+        if isinstance(node, (ir.Conv2d, ir.Dense)):
+            src = graph.inputs(name)[0]
+            if emits_spikes(graph, src):
+                out[name] = "binary"
+            elif emits_integers(graph, src) and not _pooled(graph, src):
+                out[name] = "graded"
+    return out
+
+
+def _pooled(graph: Graph, name: str) -> bool:
+    """A sum pool (through Flattens) makes float counts, not uint8 values."""
+    node = graph.nodes[name]
+    if isinstance(node, ir.Flatten):
+        return _pooled(graph, graph.inputs(name)[0])
+    return isinstance(node, (ir.SpikePool, ir.AvgPool2d))
 
 
 def to_onnx_step(graph: Graph) -> onnx.ModelProto:

@@ -12,6 +12,12 @@ wrapped to 24 bits as Lava's Conv does. Each neuron layer is a Scan over T in in
 rules of snnexport/quant/emulator.py: u = wrap24(a << 6); v = trunc((4096 - dv) v / 4096) + u +
 (bias_mant << 6), clipped to +-(2^23 - 1); s = v > vth_mant << 6; v = 0 where s. ONNX integer
 Div truncates toward zero, which is the decay's rounding.
+
+Residual nets: a SEW merge of spike trains is computed on the uint8 values (ADD `Add`: graded
+0, 1, 2, ... up to the merge's peak, at most 255; AND `Mul`; IAND `Mul(1 - a, b)` on binary a),
+and the synapse behind it is the same ConvInteger / MatMulInteger on those values (an integer
+multiply-accumulate, exact). A layer with further synapses (Spiking ResNet) adds their integer
+sums (each conv's wrapped to 24 bits, as each Lava Conv wraps its own) before u = a << 6.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from ..files import atomic_write
-from ..quant.fixed import STATE_MAX, FixedLayer, FixedNet
+from ..quant.fixed import STATE_MAX, FixedLayer, FixedMerge, FixedNet, FixedSynapse
 from .onnx_common import OPSET, GraphBuilder, ONNXExportError, per_sample, per_step, session
 
 I64, U8, F32, I32 = TensorProto.INT64, TensorProto.UINT8, TensorProto.FLOAT, TensorProto.INT32
@@ -64,9 +70,25 @@ def _neuron_scan(g: GraphBuilder, layer: FixedLayer, drive_seq: str, bias: np.nd
     return outs[1], outs[2]
 
 
-def _synapse(g: GraphBuilder, layer: FixedLayer, s_seq: str, tb: str, in_shape) -> str:
-    """u = wrap24((W s) << 6), int64 [T, B, *shape], from uint8 spikes [T, B, *in_shape]."""
-    if layer.weight_exp != 0:
+def _synapse(g: GraphBuilder, layer: FixedLayer, s_seq: str, tb: str, in_shape,
+             extra=()) -> str:
+    """u = wrap24((W s) << 6), int64 [T, B, *shape], from uint8 spikes [T, B, *in_shape];
+    extra: (FixedSynapse, its uint8 input, its input shape) summed into a before the shift."""
+    a = _synaptic_sum(g, layer, s_seq, in_shape)
+    for syn, x, shape in extra:
+        a = g.op("Add", [a, _synaptic_sum(g, syn, x, shape)], "a_sum")
+    u = g.op("Mul", [a, _i64(g, "act", 64)], "u")
+    big = g.op("Greater", [u, _i64(g, "max", WRAP)], "big")
+    u1 = g.op("Where", [big, g.op("Sub", [u, _i64(g, "r", 2 * WRAP)]), u], "u1")
+    low = g.op("LessOrEqual", [u1, _i64(g, "min", -WRAP)], "low")
+    u2 = g.op("Where", [low, g.op("Add", [u, _i64(g, "r2", 2 * WRAP)]), u1], "u2")
+    return per_step(g, u2, tb, layer.shape)
+
+
+def _synaptic_sum(g: GraphBuilder, layer: FixedLayer | FixedSynapse, s_seq: str,
+                  in_shape) -> str:
+    """a = W s, int64 [T*B, *out] (a conv's wrapped to 24 bits), from uint8 [T, B, *in_shape]."""
+    if getattr(layer, "weight_exp", 0) != 0:
         raise ONNXExportError(f"layer {layer.name!r}: weight_exp {layer.weight_exp} (the "
                               "fixed-point IR keeps 0)")
     w = np.asarray(layer.weight, np.int64)
@@ -87,12 +109,23 @@ def _synapse(g: GraphBuilder, layer: FixedLayer, s_seq: str, tb: str, in_shape) 
         a = g.op("Sub", [g.op("Mod", [g.op("Add", [a, _i64(g, "half", WRAP)]),
                                       _i64(g, "range", 2 * WRAP)], fmod=0),
                          _i64(g, "half2", WRAP)], "a24")
-    u = g.op("Mul", [a, _i64(g, "act", 64)], "u")
-    big = g.op("Greater", [u, _i64(g, "max", WRAP)], "big")
-    u1 = g.op("Where", [big, g.op("Sub", [u, _i64(g, "r", 2 * WRAP)]), u], "u1")
-    low = g.op("LessOrEqual", [u1, _i64(g, "min", -WRAP)], "low")
-    u2 = g.op("Where", [low, g.op("Add", [u, _i64(g, "r2", 2 * WRAP)]), u1], "u2")
-    return per_step(g, u2, tb, layer.shape)
+    return a
+
+
+def _merge(g: GraphBuilder, merge: FixedMerge, a: str, b: str, tb: str) -> str:
+    """A SEW merge on uint8 [T, B, ...] values (reshaped to the merge's shape), uint8 out."""
+    if merge.peak > 255:
+        raise ONNXExportError(f"merge {merge.name!r}: values up to {merge.peak} do not fit the "
+                              "uint8 spike path")
+    a, b = per_step(g, a, tb, merge.shape), per_step(g, b, tb, merge.shape)
+    if merge.op == "add":
+        return g.op("Add", [a, b], "sew_add")
+    if merge.op == "and":
+        return g.op("Mul", [a, b], "sew_and")
+    if merge.op == "iand":
+        return g.op("Mul", [g.op("Sub", [g.const("one", 1, np.uint8), a], "not_a"), b],
+                    "sew_iand")
+    raise ONNXExportError(f"merge {merge.name!r}: unknown op {merge.op!r}")
 
 
 def _output(g: GraphBuilder, outputs: list, value: str, name: str, dtype, shape) -> None:
@@ -111,10 +144,25 @@ def to_onnx_fixed(net: FixedNet) -> onnx.ModelProto:
     s_seq, h_seq = _neuron_scan(g, host, drive, None, batch)
     outputs, out_seq = [], None
     prev = host
+    values = {host.name: s_seq}  # uint8 output of every layer and merge (residual nets)
+    merges = {m.name: m for m in net.merges}
+
+    def value(name: str) -> str:
+        if name not in values:
+            m = merges[name]
+            values[name] = _merge(g, m, value(m.inputs[0]), value(m.inputs[1]), tb)
+        return values[name]
+
     for layer in net.layers:
         if layer is not host:
-            u = _synapse(g, layer, s_seq, tb, prev.shape)
+            x_in, in_shape = s_seq, prev.shape
+            if layer.source:
+                x_in, in_shape = value(layer.source), net.shape_of(layer.source)
+            extra = [(syn, value(syn.source), net.shape_of(syn.source))
+                     for syn in layer.synapses]
+            u = _synapse(g, layer, x_in, tb, in_shape, extra)
             s_seq, h_seq = _neuron_scan(g, layer, u, layer.bias_mant, batch)
+            values[layer.name] = s_seq
             prev = layer
         if layer.pool:
             continue

@@ -132,7 +132,17 @@ class _Builder:
         if isinstance(node, (nir.IF, nir.I)):
             decay, gain, leak_drive = np.ones(shape), self.dt * r, np.zeros(shape)
         else:
+            tau = np.broadcast_to(_a(node.tau), shape)
             k = np.broadcast_to(self.k_of(node.tau), shape)
+            if not (np.all(np.isfinite(tau)) and np.all(tau > 0) and np.all(k <= 1)):
+                # an Euler step dt/tau above 1 gives a negative decay (the membrane flips sign
+                # every step): tau in the wrong unit, e.g. Norse 1.1's to_nir (norse #411)
+                bad = float(np.min(tau)) if np.all(np.isfinite(tau)) else float("nan")
+                raise NIRImportError(
+                    f"{self.where}: node {key!r}: tau {bad:g} with dt {self.dt:g} gives a "
+                    f"decay 1 - dt/tau outside [0, 1); tau must be finite and >= dt (seconds, "
+                    f"as NIR states it; Norse 1.1's to_nir writes it wrongly, norse #411); "
+                    f"fix tau or give the file's dt")
             decay, gain = 1.0 - k, k * r
             leak_drive = k * np.broadcast_to(_a(node.v_leak), shape)
         # snnexport writes the exact IR decay and gain too: dt / (dt / x) is not always x in
@@ -224,6 +234,13 @@ def from_nir(g: nir.NIRGraph, dt: float | None = None, discretisation: str = "eu
             new = None  # (name, IR node) this NIR node becomes, or None (passes through)
             if isinstance(node, nir.Input):
                 shape = _shape(node.input_type)
+                first = [g.nodes[c] for c in outs[key]]
+                if len(shape) == 4 and shape[0] == 1 and any(
+                        isinstance(c, nir.Conv2d) for c in first):
+                    raise NIRImportError(
+                        f"input shape {list(shape)} has a leading batch dimension of 1 in "
+                        "front of a Conv2d; NIR shapes are per sample (C, H, W): export "
+                        "without it (snnTorch: export_to_nir(..., ignore_dims=[0]))")
                 ir_of[key], shape_of[key] = b.add("input", ir.Input(shape), []), shape
                 continue
             elif isinstance(node, nir.Output):

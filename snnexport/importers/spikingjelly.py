@@ -23,20 +23,16 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from ..errors import SnnexportError
 from ..ir import nodes as ir
 from ..ir.graph import Graph
 from ..ir.validate import validate
 from ..readout import readout_scores
 from ..sim.reference import SimResult, run_lif
+from .torch_layers import UnsupportedModuleError, layer_node, np_of
 
 SUPPORTED = ("neuron.ParametricLIFNode", "neuron.LIFNode", "neuron.IFNode", "layer.Conv2d",
              "layer.Linear", "layer.BatchNorm2d", "layer.BatchNorm1d", "layer.MaxPool2d",
              "layer.AvgPool2d", "layer.Flatten", "layer.Dropout", "layer.VotingLayer")
-
-
-class UnsupportedModuleError(SnnexportError, TypeError):
-    """A module the importer cannot represent; names its path and type."""
 
 
 def _sj():
@@ -47,13 +43,6 @@ def _sj():
                           "spikingjelly==2.0.0 loguru") from e
     return layer, neuron
 
-
-def _np(t):
-    return None if t is None else t.detach().cpu().numpy().copy()
-
-
-def _pair(v):
-    return nn.modules.utils._pair(v)
 
 
 def _unsupported(path: str, m: nn.Module, why: str = "") -> UnsupportedModuleError:
@@ -215,7 +204,7 @@ def _target_name(node: fx.Node) -> str:
 def neuron_node(path: str, m: nn.Module, shape) -> ir.LIFNeuron:
     _, neuron = _sj()
     if type(m) is neuron.ParametricLIFNode:
-        k = _np(torch.sigmoid(m.w))  # the float32 k SpikingJelly computes
+        k = np_of(torch.sigmoid(m.w))  # the float32 k SpikingJelly computes
     elif type(m) is neuron.LIFNode:
         k = np.asarray(1.0 / m.tau)
     elif type(m) is neuron.IFNode:
@@ -232,34 +221,10 @@ def module_node(path: str, m: nn.Module, shape) -> ir.Node:
     layer, neuron = _sj()
     if isinstance(m, (neuron.ParametricLIFNode, neuron.LIFNode, neuron.IFNode)):
         return neuron_node(path, m, shape)
-    if isinstance(m, nn.Conv2d):
-        if _pair(m.dilation) != (1, 1) or m.padding_mode != "zeros" or isinstance(m.padding,
-                                                                                  str):
-            raise _unsupported(path, m, " with dilation, string padding or non-zero padding "
-                                        "mode (use numeric zero padding, dilation 1)")
-        return ir.Conv2d(_np(m.weight), _np(m.bias), _pair(m.stride), _pair(m.padding),
-                         m.groups)
-    if isinstance(m, nn.Linear):
-        return ir.Dense(_np(m.weight), _np(m.bias))
-    if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
-        if not m.track_running_stats or m.running_mean is None:
-            raise _unsupported(path, m, " without running statistics")
-        gamma = _np(m.weight) if m.affine else np.ones(m.num_features, dtype=np.float32)
-        beta = _np(m.bias) if m.affine else np.zeros(m.num_features, dtype=np.float32)
-        return ir.BatchNorm(_np(m.running_mean), _np(m.running_var), gamma, beta, float(m.eps))
-    if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
-        if getattr(m, "ceil_mode", False) or _pair(getattr(m, "dilation", 1)) != (1, 1):
-            raise _unsupported(path, m, " with ceil_mode or dilation")
-        if isinstance(m, nn.AvgPool2d) and (not m.count_include_pad or m.divisor_override):
-            raise _unsupported(path, m, " with count_include_pad=False or divisor_override")
-        cls = ir.MaxPool2d if isinstance(m, nn.MaxPool2d) else ir.AvgPool2d
-        stride = m.stride if m.stride is not None else m.kernel_size
-        return cls(_pair(m.kernel_size), _pair(stride), _pair(m.padding))
-    if isinstance(m, nn.Flatten):
-        if (m.start_dim, m.end_dim) != (1, -1):
-            raise _unsupported(path, m, f" with start_dim={m.start_dim}, end_dim={m.end_dim}")
-        return ir.Flatten()
-    if isinstance(m, layer.Dropout) or isinstance(m, nn.Dropout):
+    node = layer_node(path, m, "SpikingJelly", SUPPORTED)  # the plain torch layers
+    if node is not None:
+        return node
+    if isinstance(m, layer.Dropout):  # SpikingJelly's own (one mask for all steps)
         return ir.Dropout(float(m.p))
     if isinstance(m, layer.VotingLayer):
         return ir.Voting(int(m.voting_size))

@@ -10,8 +10,9 @@ layer): a host stage (the first synapse, fed the analog input, whose result W1 x
 first neuron layer's bias), then stages of (synapse, bias, neuron parameters). A spatial core
 (a conv on a map whose neurons have no per-neuron gain) and an OR-pool on a map are also
 described as a conv (`Stage.conv`) for Lava's Conv process; the dense matrix is the form for
-everything else (a conv whose neurons have per-neuron gains: each neuron owns its row). A core
-fed by several synapses (a residual merge) is refused.
+everything else (a conv whose neurons have per-neuron gains: each neuron owns its row). Residual
+merges (a core fed by several synapses, a SEW merge of spike trains) are refused, naming the
+merge node (`CoreGraph.chain_only`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def lower(graph: Graph) -> tuple[np.ndarray, np.ndarray, list[Stage], int]:
     if not graph.metadata.get("folded"):
         raise LavaLoweringError("lower the folded IR (snnexport fold)")
     cores = lower_cores(graph)
+    cores.chain_only("Lava")
     stages: list[Stage] = []
     host = None
     for core in cores.cores:

@@ -128,6 +128,8 @@ class LavaFixedTarget:
         self.net = net
         self.netx = netx
         self.timeout = timeout
+        # a residual merge: refused here, naming the merge node, before Lava starts
+        net.chain_only("netx" if netx else "Lava fixed_pt")
         if netx:  # refuse what netx cannot hold before starting Lava
             with tempfile.TemporaryDirectory() as d:
                 from ..exporters.netx_export import write_netx

@@ -54,13 +54,16 @@ def load_checkpoint(path) -> tuple[PLIFNet, dict]:
                               f"supported (this snnexport reads version {VERSION})")
     try:
         cfg = NetConfig.from_dict(payload["config"])
-        model = build_network(cfg)
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: bad architecture config: {e}") from e
+        # shapes first, on the meta device (no memory): a config can ask for any size, and
+        # only one whose every tensor is in the file (so no larger than it) is built for real
+        with torch.device("meta"):
+            skeleton = build_network(cfg)
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as e:
+        raise CheckpointError(f"{path}: bad architecture config: {str(e)[:200]}") from None
     state = payload.get("state_dict", {})
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: 'state_dict' is not a dict of tensors")
-    own = model.state_dict()
+    own = skeleton.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
@@ -69,6 +72,7 @@ def load_checkpoint(path) -> tuple[PLIFNet, dict]:
             f"{path}: state_dict does not match its config: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}, wrong shape {wrong[:5]}")
     try:
+        model = build_network(cfg)
         model.load_state_dict(state)
     except (RuntimeError, TypeError, ValueError) as e:  # e.g. a value out of the dtype's range
         raise CheckpointError(f"{path}: state_dict cannot be loaded ({str(e)[:200]})") from None

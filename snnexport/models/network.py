@@ -15,6 +15,7 @@ Readouts (per-step outputs o_t = vote(OUT_t), shape [T, B, classes]):
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -35,6 +36,28 @@ from .neurons import IF, LIF, PLIF, TAU_PER, SpikingNeuron
 
 NEURONS = ("plif", "lif", "if")
 READOUTS = ("rate", "lts", "membrane")
+
+
+def _fits(value, annotation: str) -> bool:
+    """Whether `value` is of the annotated type ('int', 'float | None', 'list[int] | None',
+    ...): bools are not ints, floats must be finite."""
+    for alt in (a.strip() for a in annotation.split("|")):
+        if alt == "None" and value is None:
+            return True
+        if alt == "bool" and isinstance(value, bool):
+            return True
+        if isinstance(value, bool):
+            continue
+        if alt == "int" and isinstance(value, int):
+            return True
+        if alt == "float" and isinstance(value, (int, float)) and math.isfinite(value):
+            return True
+        if alt == "str" and isinstance(value, str) or alt == "dict" and isinstance(value, dict):
+            return True
+        if alt == "list[int]" and isinstance(value, list) and all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+            return True
+    return False
 
 
 @dataclass
@@ -65,12 +88,20 @@ class NetConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        for f in dataclasses.fields(self):  # a checkpoint's config is data: types first
+            value = getattr(self, f.name)
+            if not _fits(value, str(f.type)):
+                raise UsageError(f"NetConfig: {f.name} must be {f.type}, got {value!r}")
         checks = [
             (self.neuron in NEURONS, f"neuron must be one of {NEURONS}"),
             (self.tau_per in TAU_PER, f"tau_per must be one of {TAU_PER}"),
             (self.readout in READOUTS, f"readout must be one of {READOUTS}"),
-            (self.input_size >= 2**self.n_down, "input_size too small for n_down poolings"),
-            (self.channels > 0 and self.n_conv > 0 and self.time_steps > 0, "sizes must be > 0"),
+            (0 <= self.n_down <= 32 and self.input_size >= 2**min(max(self.n_down, 0), 32),
+             "input_size too small for n_down poolings"),
+            (min(self.in_channels, self.channels, self.n_conv, self.time_steps,
+                 self.num_classes, self.population) > 0 and self.n_down >= 0,
+             "sizes must be > 0 (n_down >= 0)"),
+            (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
             (self.neuron == "plif" or self.tau_per == "layer", "per-neuron tau needs PLIF"),
         ]
         for ok, msg in checks:

@@ -12,6 +12,7 @@ import copy
 
 import numpy as np
 
+from ..errors import UsageError
 from ..ir import nodes as ir
 from ..ir.graph import Graph
 
@@ -20,8 +21,9 @@ def group_decays(graph: Graph, k: int) -> tuple[Graph, list[dict]]:
     """(new graph, per-layer report {layer, before, after, max_change})."""
     from sklearn.cluster import KMeans
 
-    if k < 1:
-        raise ValueError(f"the number of decay values must be >= 1, got {k}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise UsageError(f"--decays {k!r}: the number of decay values per layer must be a whole "
+                         "number >= 1; give --decays 1 or more")
     out = copy.deepcopy(graph)
     report = []
     for name, node in out.ordered():

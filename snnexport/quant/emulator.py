@@ -12,6 +12,12 @@ Delays: Lava's layer k answers k steps late (one per hop); the runners start eve
 its own step (see lava/runner.py), so the emulator's step t is Lava's step t + k of layer k.
 The synapse of every step is computed at once over T*B (exact: integer sums of 0/1 spikes
 times |w| <= 256 are exact in float64), then the neuron recurrence loops over T.
+
+Residual nets (fixed.py): a layer takes the output of its `source` (a layer or a merge; the
+layer before it when ""); a merge of spike trains is computed in integers when first taken
+(ADD a + b, graded; AND a b; IAND (1 - a) b); a layer with further synapses adds their integer
+sums to its own before the shift, a = sum_k W_k x_k (all at the layer's scale), then wraps
+u = a << 6 as Lava's LIF wraps any input.
 """
 
 from __future__ import annotations
@@ -23,7 +29,15 @@ import torch.nn.functional as F
 
 from ..readout import readout_scores
 from ..sim.reference import SimResult
-from .fixed import BIAS_MANT_MAX, STATE_MAX, FixedLayer, FixedNet, host_current_float
+from .fixed import (
+    BIAS_MANT_MAX,
+    STATE_MAX,
+    FixedLayer,
+    FixedMerge,
+    FixedNet,
+    FixedSynapse,
+    host_current_float,
+)
 
 WRAP = 1 << 23
 
@@ -63,17 +77,34 @@ def _host_synapse(layer: FixedLayer):
     return ir.Dense(layer.weight, layer.bias)
 
 
-def synapse_sum(layer: FixedLayer, s: torch.Tensor) -> torch.Tensor:
-    """Integer synaptic sums [N, *shape] for input spikes s [N, *in] (0/1)."""
+def synapse_sum(layer: FixedLayer | FixedSynapse, s: torch.Tensor,
+                out_shape=None) -> torch.Tensor:
+    """Integer synaptic sums [N, *shape] for input spikes s [N, *in] (0/1, or the integer
+    values of a SEW ADD). A further synapse (FixedSynapse) of a layer gives that layer's
+    `out_shape`."""
+    out_shape = tuple(layer.shape) if out_shape is None else tuple(out_shape)
     w = torch.as_tensor(layer.weight, dtype=torch.float64)
     if layer.kind == "conv":
         a = F.conv2d(s.to(torch.float64), w, None, layer.stride, layer.padding, 1, layer.groups)
         a = a.round().to(torch.int64)
         return (a + WRAP) % (2 * WRAP) - WRAP  # Lava's Conv: signed_clamp(x, 24)
     a = (s.flatten(1).to(torch.float64) @ w.T).round().to(torch.int64)
-    e = layer.weight_exp
+    e = getattr(layer, "weight_exp", 0)
     a = a << e if e >= 0 else a >> -e
-    return a.reshape(len(s), *layer.shape)
+    return a.reshape(len(s), *out_shape)
+
+
+def merge_values(merge: FixedMerge, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """A SEW merge in integers (int64 [T, B, *shape]): a + b, a b, or (1 - a) b."""
+    a = a.reshape(*a.shape[:2], *merge.shape).to(torch.int64)
+    b = b.reshape(*b.shape[:2], *merge.shape).to(torch.int64)
+    if merge.op == "add":
+        return a + b
+    if merge.op == "and":
+        return a * b
+    if merge.op == "iand":
+        return (1 - a) * b
+    raise ValueError(f"merge {merge.name!r}: unknown op {merge.op!r}")
 
 
 def neuron_loop(layer: FixedLayer, u: torch.Tensor | None, bias: torch.Tensor,
@@ -125,6 +156,15 @@ def emulate(net: FixedNet, x: torch.Tensor, stats: EmulatorStats | None = None,
     out_seq = None
     if stats is not None:
         stats.saturated.clear()  # where saturation happened: this batch only
+    values: dict[str, torch.Tensor] = {}  # each layer's (and merge's) output, residual nets
+    merges = {m.name: m for m in net.merges}
+
+    def value(name: str) -> torch.Tensor:
+        if name not in values:
+            m = merges[name]
+            values[name] = merge_values(m, value(m.inputs[0]), value(m.inputs[1]))
+        return values[name]
+
     for layer in net.layers:
         if layer.kind == "host":
             mant, raw = host_bias_mant(layer, x_seq, net.input_shape)
@@ -136,7 +176,11 @@ def emulate(net: FixedNet, x: torch.Tensor, stats: EmulatorStats | None = None,
                 stats.mark(layer.name, over)
             h, s = neuron_loop(layer, None, bias, stats)
         else:
-            a = synapse_sum(layer, prev.flatten(0, 1)).reshape(t_steps, b, *layer.shape)
+            x_in = value(layer.source) if layer.source else prev
+            a = synapse_sum(layer, x_in.flatten(0, 1)).reshape(t_steps, b, *layer.shape)
+            for syn in layer.synapses:  # a residual merge: every path at the layer's scale
+                a = a + synapse_sum(syn, value(syn.source).flatten(0, 1), layer.shape).reshape(
+                    t_steps, b, *layer.shape)
             u = a << 6
             wrapped = torch.where(u > WRAP, u - 2 * WRAP, u)
             wrapped = torch.where(wrapped <= -WRAP, u + 2 * WRAP, wrapped)
@@ -148,6 +192,8 @@ def emulate(net: FixedNet, x: torch.Tensor, stats: EmulatorStats | None = None,
                 torch.as_tensor(layer.bias_mant, dtype=torch.int64) << 6
             h, s = neuron_loop(layer, wrapped, bias, stats)
         prev = s
+        if not net.is_chain:
+            values[layer.name] = s
         if not layer.pool:
             if layer.spiking:
                 spikes[layer.name] = s.to(torch.float64)
@@ -163,5 +209,5 @@ def fixed_threshold(layer: FixedLayer) -> float:
     return (int(layer.vth_mant) << 6) / layer.scale
 
 
-__all__ = ["EmulatorStats", "emulate", "fixed_threshold", "host_bias_mant", "neuron_loop",
-           "synapse_sum"]
+__all__ = ["EmulatorStats", "emulate", "fixed_threshold", "host_bias_mant", "merge_values",
+           "neuron_loop", "synapse_sum"]

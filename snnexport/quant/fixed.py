@@ -15,8 +15,20 @@ are Lava's rules, copied in `emulator.py`). Integer strict-`>` semantics: this I
 reference the chip is checked against; its accuracy is compared with the float model.
 
 One layer per core of `snnexport.hw.cores.lower` (which pairs each synapse with its neuron layer
-and decides which convs stay convs); a core fed by several synapses (a residual merge) is
-refused. Quantisation (per layer, from the weights and from the membrane ranges the float IR
+and decides which convs stay convs). Residual merges, as the lowering describes them:
+  * a core fed by several synapses (Spiking ResNet: BN(conv(x)) + shortcut, the shortcut a conv
+    current or the identity of a spike train) is one layer with one scale S: every synapse's
+    integer weights are quantised at that S (the identity as the weight 1, i.e. 2 round(S/128)),
+    so a_t = sum_k w_k x_k is the float current in the neuron's units, S/64 per unit, whichever
+    path it came by (see `_hop_layer`); the first synapse is the layer's own `weight`, the
+    others `FixedSynapse`s in `synapses`;
+  * a SEW merge of spike trains is a `FixedMerge` (ADD: integer a + b, graded; AND: a b; IAND:
+    (1 - a) b on binary spikes), computed exactly in integers by the emulator; a layer whose
+    synapse takes it names it as its `source` (its weights multiply graded values 0, 1, 2, ...:
+    the sum stays exact in integers);
+  * a layer's `source` is "" when it takes the layer before it (a chain, the form a file of a
+    net without merges keeps, version 1), else the layer or merge whose output it takes.
+Quantisation (per layer, from the weights and from the membrane ranges the float IR
 reaches on calibration inputs):
   * weights: w = 2 round(S W / 128), even in [-256, 254] (mixed-sign Loihi weights are 8-bit
     mantissas, Lava drops the last bit); S = 64 * 254 / max|W| puts the largest weight at full
@@ -34,6 +46,19 @@ reaches on calibration inputs):
     threshold per layer is all the LIF takes (an array vth hangs Lava 0.10);
   * the OR-pool is a layer of memoryless neurons (dv = 4095, vth_mant = 0) behind a sum-pool
     synapse of equal weights (128): at least one spike in the window fires.
+Bounds (`check_bounds`; each row of the report states them as `vth_mant_min` and
+`weight_bits_min`); a quantisation that breaks one is refused, QuantError naming the layer
+and the fix, never run and reported "exact":
+  * a spiking layer's threshold is > 0 (Loihi's LIF resets to 0 and fires at v > vth_mant << 6;
+    a threshold <= 0 would give a scale <= 0);
+  * vth_mant >= VTH_MANT_MIN = 16 (4 bits: the threshold is rounded by at most 1/32 of
+    itself). With the weights at full scale vth_mant = 254 theta / max|W|, so the largest
+    weight may be at most 254 / 16 = 15.9 times the threshold; on the host, the largest
+    calibration current at most 4095 / (1.5 * 16) = 171 times it;
+  * the weights of a hop layer keep >= WEIGHT_BITS_MIN = 4 of their 8 mantissa bits
+    (max |w| >= 8: the largest weight rounded by at most 1/8 of itself). At the 17-bit
+    threshold's scale, max |w| = 2 round(65535.5 max|W| / theta): the largest weight must be at
+    least 5.3e-5 of the threshold (below, the layer is all or mostly zero weights).
 """
 
 from __future__ import annotations
@@ -47,7 +72,7 @@ import numpy as np
 import torch
 
 from ..files import atomic_write
-from ..hw.cores import Core, HardwareLoweringError, PoolCore, lower, pool_matrix
+from ..hw.cores import Core, HardwareLoweringError, PoolCore, SpikeMerge, lower, pool_matrix
 from ..ir import nodes as ir
 from ..ir.graph import Graph
 from ..sim.reference import STATELESS, simulate
@@ -58,6 +83,8 @@ VTH_MANT_MAX = (1 << 17) - 1
 STATE_MAX = (1 << 23) - 1
 HEADROOM = 2 ** 22  # |v| the calibrated membranes may reach: half the 24-bit range
 HOST_MARGIN = 1.5
+VTH_MANT_MIN = 16  # 4 bits of threshold: rounded by at most 1/32 of itself (module docstring)
+WEIGHT_BITS_MIN = 4  # of the 8-bit weight mantissa: the largest weight within 1/8 of itself
 
 
 class QuantError(HardwareLoweringError):
@@ -93,10 +120,44 @@ class FixedLayer:
     padding: tuple[int, int] = (0, 0)
     groups: int = 1
     weight_exp: int = 0
+    # residual nets only (a chain keeps the defaults): the layer or merge the synapse takes
+    # ("" = the layer before it), the IR Add summing its synapses, the further synapses
+    source: str = ""
+    merge: str = ""
+    synapses: list[FixedSynapse] = field(default_factory=list)
 
     @property
     def n(self) -> int:
         return int(np.prod(self.shape))
+
+
+@dataclass(eq=False)
+class FixedSynapse:
+    """A further synapse into a layer fed by a residual merge: integer weights at the layer's
+    scale on the output of `source` (a layer or merge), of the layer's `kind` ('conv':
+    [C_out, C_in/groups, kh, kw]; 'dense': [out, in] on the flat input). `name`: its IR node
+    (the source's name for an identity shortcut)."""
+
+    name: str
+    source: str
+    kind: str
+    weight: np.ndarray
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    groups: int = 1
+
+
+@dataclass(eq=False)
+class FixedMerge:
+    """A SEW merge of spike trains, element-wise per step (hw.cores.SpikeMerge): op 'add'
+    y = a + b (integers, graded), 'and' y = a b, 'iand' y = (1 - a) b (binary spikes); a, b
+    the outputs of the layers / merges `inputs`, reshaped to `shape`."""
+
+    name: str
+    op: str
+    inputs: tuple[str, str]
+    shape: tuple[int, ...]
+    peak: int = 1  # the largest value it emits
 
 
 @dataclass
@@ -107,6 +168,44 @@ class FixedNet:
     readout: str
     population: int
     report: list[dict] = field(default_factory=list)  # per-layer quantisation report
+    merges: list[FixedMerge] = field(default_factory=list)  # SEW merges of spike trains
+
+    @property
+    def is_chain(self) -> bool:
+        """Every layer takes the one before it through one synapse (no residual merge)."""
+        return not self.merges and not any(lay.source or lay.synapses for lay in self.layers)
+
+    def shape_of(self, name: str) -> tuple[int, ...]:
+        """The per-sample shape of a layer's or merge's output."""
+        for x in (*self.layers, *self.merges):
+            if x.name == name:
+                return tuple(x.shape)
+        raise QuantError(f"no layer or merge {name!r} in the fixed-point IR")
+
+    def chain_only(self, target: str) -> None:
+        """For a target that takes a chain of layers (Lava fixed_pt processes, netx): raises
+        QuantError naming the first residual merge."""
+        for layer in self.layers:
+            if layer.synapses:
+                raise QuantError(
+                    f"node {layer.merge!r}: sums {1 + len(layer.synapses)} synapses into "
+                    f"{layer.name!r} (a residual merge); residual merges are not lowered to "
+                    f"{target} yet")
+            merge = next((m for m in self.merges if m.name == layer.source), None)
+            if merge is not None:
+                kind = SpikeMerge.KINDS[merge.op]
+                raise QuantError(f"node {merge.name!r}: a {kind} merge of spike trains (a "
+                                 f"residual merge); residual merges are not lowered to "
+                                 f"{target} yet")
+        if self.merges:
+            merge = self.merges[0]
+            raise QuantError(f"node {merge.name!r}: a {SpikeMerge.KINDS[merge.op]} merge of "
+                             f"spike trains (a residual merge); residual merges are not "
+                             f"lowered to {target} yet")
+        if not self.is_chain:
+            lay = next(lay for lay in self.layers if lay.source)
+            raise QuantError(f"layer {lay.name!r} takes {lay.source!r}, not the layer before "
+                             f"it; {target} takes a chain of layers")
 
 
 # --- calibration ------------------------------------------------------------------------------
@@ -117,28 +216,42 @@ def quantize(graph: Graph, calib_x: torch.Tensor) -> FixedNet:
     layer per core of `snnexport.hw.cores.lower`."""
     if not graph.metadata.get("folded"):
         raise QuantError("quantise the folded IR (snnexport fold)")
+    _positive_thresholds(graph)
     try:
         cores = lower(graph)
-        synapses = {c.name: c.synapse("fixed point") for c in cores.neuron_cores}
+        for core in cores.neuron_cores:
+            if core.host:  # the host current is one synapse's (sent as the bias mantissa)
+                core.synapse("fixed point (host layer)")
     except HardwareLoweringError as e:
         raise QuantError(str(e)) from None
     ref = simulate(graph, calib_x, dtype=torch.float64, record_membrane=True)
     layers: list[FixedLayer] = []
     report: list[dict] = []
+    merges: list[FixedMerge] = []
     for core in cores.cores:
-        if isinstance(core, PoolCore):
-            layers.append(_pool_layer(core))
+        if isinstance(core, SpikeMerge):
+            merges.append(FixedMerge(core.name, core.op, tuple(core.inputs), tuple(core.shape),
+                                     int(core.peak)))
             continue
-        name = core.name
-        h_max = float(ref.membrane[name].abs().max()) if name in ref.membrane else 0.0
-        if core.host:
-            layer, rep = _host_layer(core, synapses[name], calib_x, cores.input_shape, h_max)
+        if isinstance(core, PoolCore):
+            layer, source = _pool_layer(core), core.source
         else:
-            layer, rep = _hop_layer(core, synapses[name], h_max)
+            name = core.name
+            h_max = float(ref.membrane[name].abs().max()) if name in ref.membrane else 0.0
+            if core.host:
+                layer, rep = _host_layer(core, core.synapses[0], calib_x, cores.input_shape,
+                                         h_max)
+            else:
+                layer, rep = _hop_layer(core, h_max)
+            source = core.synapses[0].origin
+            report.append(rep)
+        # "" where the layer takes the one before it (always in a chain); the host takes x
+        if layers and source != layers[-1].name:
+            layer.source = source
         layers.append(layer)
-        report.append(rep)
+    check_bounds(graph, report)
     return FixedNet(layers, cores.input_shape, int(graph.metadata["time_steps"]),
-                    cores.readout, cores.population, report)
+                    cores.readout, cores.population, report, merges)
 
 
 def _neuron_arrays(node: ir.Neuron, scale: float, n_shape):
@@ -192,27 +305,48 @@ def host_current_float(syn, gain, x_seq: torch.Tensor, input_shape) -> torch.Ten
     return y
 
 
-def _hop_layer(core: Core, synapse, h_max):
-    name, node, syn_name, syn = core.name, core.neuron, synapse.name, synapse.node
+def _hop_layer(core: Core, h_max):
+    """One layer at one scale S for all the synapses summed into the core's neuron.
+
+    Scales of a residual merge (Spiking ResNet, I = BN(conv(x)) + shortcut): the neuron adds
+    its synapses' integer sums a = sum_k W_k x_k before any shift (u = a << 6), so the sum is
+    the float current I only if every path is in the same units. Each synapse k is therefore
+    quantised at the neuron's S: w_k = 2 round(S g W_k / 128) (g the input gain, per channel
+    or per neuron, applied to every path alike, as H = decay V + g (I_1 + I_2) states it); an
+    identity shortcut is W = 1 (1x1 depthwise ones on a map, the identity matrix on a vector),
+    w = 2 round(S g / 128); the biases are summed before the one bias mantissa. S is limited
+    by the largest |g W| over all paths, so no path's weights leave the 8-bit range."""
+    name, node = core.name, core.neuron
     n_shape = core.shape
     gain = core.gain()
-    as_conv = core.spatial  # a conv on a map, no per-neuron gain: stays a conv
-    if as_conv:
-        w = np.asarray(syn.weight, np.float64)
-    else:
-        w = synapse.matrix()  # a conv unrolled: flat vectors stay in the IR's C-major order
-        if gain is not None:
-            w = w * gain[:, None]
-    b = synapse.bias_vector()
+    as_conv = core.spatial  # convs on a map, no per-neuron gain: stay convs
+    per_channel = core.channel_gain() if as_conv and gain is not None else None
+    convs, ws = [], []
+    for synapse in core.synapses:
+        if as_conv:
+            conv = synapse.conv_node  # the identity on a map: 1x1 depthwise ones
+            w = np.asarray(conv.weight, np.float64)
+            if per_channel is not None:  # (residual cores only: a chain's is folded)
+                w = w * per_channel[:, None, None, None]
+            convs.append(conv)
+        else:
+            w = synapse.matrix()  # a conv unrolled: flat vectors stay in the IR's C-major order
+            if gain is not None:
+                w = w * gain[:, None]
+        ws.append(w)
+    biases = [b for b in (syn.bias_vector() for syn in core.synapses) if b is not None]
+    b = None if not biases else biases[0] if len(biases) == 1 else np.sum(biases, axis=0)
     if b is not None and gain is not None:
         b = b * gain
-    w_max = float(np.abs(w).max()) or 1.0
+    w = ws[0]
+    w_max = max(float(np.abs(x).max()) for x in ws) or 1.0
     limits = {"weights": 64 * W_MAX / w_max,
               "threshold": 64 * VTH_MANT_MAX / node.threshold if node.spiking else np.inf,
               "range": HEADROOM / max(h_max, 1e-12)}
     limited_by = min(limits, key=limits.get)
     scale = limits[limited_by]
-    w_int = np.clip(2 * np.rint(scale * w / 128), -256, W_MAX).astype(np.int64)
+    w_ints = [np.clip(2 * np.rint(scale * x / 128), -256, W_MAX).astype(np.int64) for x in ws]
+    w_int = w_ints[0]
     dv, v_init, vth, decay_fixed = _neuron_arrays(node, scale, n_shape)
     bias_mant, clipped = None, 0
     if b is not None:
@@ -220,12 +354,27 @@ def _hop_layer(core: Core, synapse, h_max):
         clipped = int((np.abs(raw) > BIAS_MANT_MAX).sum())
         bias_mant = np.clip(raw, -BIAS_MANT_MAX - 1, BIAS_MANT_MAX).astype(np.int64).reshape(
             n_shape)
+    if len(ws) > 1:  # the errors and bits over every path
+        w = np.concatenate([x.ravel() for x in ws])
+        w_int = np.concatenate([q.ravel() for q in w_ints])
     err = w_int * 64 / scale - w
-    layer = FixedLayer(name, "conv" if as_conv else "dense", n_shape, w_int, dv, vth, v_init,
+    kind = "conv" if as_conv else "dense"
+    first = convs[0] if as_conv else None
+    layer = FixedLayer(name, kind, n_shape, w_ints[0], dv, vth, v_init,
                        scale, node.spiking, bias_mant=bias_mant,
-                       stride=tuple(syn.stride) if as_conv else (1, 1),
-                       padding=tuple(syn.padding) if as_conv else (0, 0),
-                       groups=int(syn.groups) if as_conv else 1)
+                       stride=tuple(first.stride) if as_conv else (1, 1),
+                       padding=tuple(first.padding) if as_conv else (0, 0),
+                       groups=int(first.groups) if as_conv else 1,
+                       merge=core.merge or "",
+                       synapses=[FixedSynapse(
+                           syn.name, syn.origin, kind, q,
+                           tuple(conv.stride) if as_conv else (1, 1),
+                           tuple(conv.padding) if as_conv else (0, 0),
+                           int(conv.groups) if as_conv else 1)
+                           for syn, q, conv in zip(core.synapses[1:], w_ints[1:],
+                                                   convs[1:] if as_conv else
+                                                   [None] * (len(ws) - 1), strict=True)])
+    syn_name = "+".join(syn.name for syn in core.synapses)
     rep = {
         "layer": name, "synapse": syn_name, "kind": layer.kind, "scale": scale,
         "limited_by": limited_by, "vth_mant": vth,
@@ -239,6 +388,57 @@ def _hop_layer(core: Core, synapse, h_max):
         "decays": int(len(np.unique(dv))), "membrane_calib_max": h_max,
     }
     return layer, rep
+
+
+def _positive_thresholds(graph: Graph) -> None:
+    for name, node in graph.ordered():
+        if isinstance(node, ir.Neuron) and node.spiking and not float(node.threshold) > 0:
+            raise QuantError(f"layer {name!r}: threshold {float(node.threshold):g} must be > 0 "
+                             "for Loihi's LIF (it resets to 0 and fires above a threshold "
+                             "mantissa >= 0; a threshold <= 0 gives a negative scale); fix the "
+                             "model's threshold and reset (V_th > V_reset)")
+
+
+def check_bounds(graph: Graph, report: list[dict]) -> list[dict]:
+    """States the bounds in every report row (`vth_mant_min`, `weight_bits_min`; None where one
+    does not apply) and raises QuantError at the first layer that breaks one, naming it, what
+    limited its scale and the fix (module docstring: Bounds)."""
+    for row in report:
+        node = graph.nodes[row["layer"]]
+        spiking, host = bool(node.spiking), row["kind"] == "host"
+        row["vth_mant_min"] = VTH_MANT_MIN if spiking else None
+        row["weight_bits_min"] = None if host else WEIGHT_BITS_MIN
+        theta, where = float(node.threshold), f"layer {row['layer']!r}"
+        if spiking and row["vth_mant"] < VTH_MANT_MIN:
+            if host:
+                cause = (f"the largest calibration current {row['current_calib_max']:.3g} is "
+                         f"more than {BIAS_MANT_MAX / (HOST_MARGIN * VTH_MANT_MIN):.0f} times "
+                         f"the threshold {theta:g}")
+            elif row.get("limited_by") == "range":
+                cause = (f"the membrane reaches {row['membrane_calib_max']:.3g} on the "
+                         f"calibration inputs, more than {HEADROOM / 64 / VTH_MANT_MIN:.0f} "
+                         f"times the threshold {theta:g}")
+            else:
+                cause = (f"the largest weight is more than {W_MAX / VTH_MANT_MIN:.3g} times "
+                         f"the threshold {theta:g} (8-bit weights at full scale)")
+            raise QuantError(
+                f"{where}: threshold mantissa {row['vth_mant']} < {VTH_MANT_MIN} (4 bits): "
+                f"the threshold {theta:g} would be rounded to "
+                f"{row['vth_mant'] * 64 / row['scale']:.3g}, because {cause}; fix: retrain "
+                "with smaller weights / currents relative to the threshold (weight decay, "
+                "clipping), or a larger threshold")
+        bits = row.get("weight_bits")
+        if not host and isinstance(bits, int) and bits < WEIGHT_BITS_MIN:
+            # |w| = 2 round(S W / 128) >= 2^(bits - 1) needs W >= 128 (2^(bits - 2) - 1/2) / S
+            least = 128 * (2 ** (WEIGHT_BITS_MIN - 2) - 0.5) / row["scale"]
+            raise QuantError(
+                f"{where}: weights keep {bits} bit(s) < {WEIGHT_BITS_MIN} of their 8-bit "
+                f"mantissa at scale {row['scale']:.6g} (limited by {row.get('limited_by')}): "
+                f"the largest weight must be at least {least:.3g} ({least / theta:.2g} of the "
+                f"threshold {theta:g}) to keep {WEIGHT_BITS_MIN} bits, so the layer would run "
+                "on (nearly) all-zero weights; fix: its weights are too small for its "
+                "threshold (a dead layer): check or retrain them")
+    return report
 
 
 POOL_WEIGHT = 128  # netx re-derives a dense exponent from the integers: 128 keeps it 0
@@ -260,23 +460,41 @@ def _pool_layer(core: PoolCore) -> FixedLayer:
 # --- file format ------------------------------------------------------------------------------
 
 FIXED_MAGIC = "snnexport-fixed-ir"
-FIXED_VERSION = 1
+FIXED_VERSION = 2  # 2: residual merges (sources, further synapses, merges); a chain writes 1
+_RESIDUAL_FIELDS = ("source", "merge", "synapses")  # absent from a chain's file (version 1)
 
 
 def save_fixed(net: FixedNet, path) -> Path:
-    """One .npz: a JSON header (format, version, scalars) and the arrays of every layer."""
-    arrays, header = {}, {"format": FIXED_MAGIC, "version": FIXED_VERSION,
+    """One .npz: a JSON header (format, version, scalars) and the arrays of every layer.
+    A chain is written as version 1 (what it always was); a net with residual merges as
+    version 2, which older readers refuse rather than misread."""
+    arrays, header = {}, {"format": FIXED_MAGIC, "version": 1 if net.is_chain else 2,
                           "input_shape": list(net.input_shape), "time_steps": net.time_steps,
                           "readout": net.readout, "population": net.population,
                           "report": net.report, "layers": []}
     for k, layer in enumerate(net.layers):
         meta = {}
         for key, value in asdict(layer).items():
+            if key in _RESIDUAL_FIELDS:
+                continue
             if isinstance(value, np.ndarray):
                 arrays[f"{k}/{key}"] = value
             elif value is not None:
                 meta[key] = list(value) if isinstance(value, tuple) else value
+        if layer.source:
+            meta["source"] = layer.source
+        if layer.merge:
+            meta["merge"] = layer.merge
+        for j, syn in enumerate(layer.synapses):
+            arrays[f"{k}/synapse{j}/weight"] = np.asarray(syn.weight)
+            meta.setdefault("synapses", []).append(
+                {"name": syn.name, "source": syn.source, "kind": syn.kind,
+                 "stride": list(syn.stride), "padding": list(syn.padding),
+                 "groups": int(syn.groups)})
         header["layers"].append(meta)
+    if net.merges:
+        header["merges"] = [{"name": m.name, "op": m.op, "inputs": list(m.inputs),
+                             "shape": list(m.shape), "peak": int(m.peak)} for m in net.merges]
     arrays["header"] = np.frombuffer(json.dumps(header, sort_keys=True).encode(), np.uint8)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -290,19 +508,26 @@ def load_fixed(path) -> FixedNet:
         header = json.loads(data["header"].tobytes())
     except Exception as exc:
         raise QuantError(f"{path}: not a snnexport fixed-point IR file ({exc})") from None
-    if header.get("format") != FIXED_MAGIC or header.get("version") != FIXED_VERSION:
-        raise QuantError(f"{path}: not a snnexport fixed-point IR file of version "
+    if header.get("format") != FIXED_MAGIC or header.get("version") not in (1, FIXED_VERSION):
+        raise QuantError(f"{path}: not a snnexport fixed-point IR file of version 1 to "
                          f"{FIXED_VERSION}")
     layers = []
     for k, meta in enumerate(header["layers"]):
+        syns = meta.pop("synapses", [])
         kw = {key: tuple(v) if isinstance(v, list) else v for key, v in meta.items()}
         for key in ("weight", "dv", "v_init", "bias_mant", "bias", "gain"):
             if f"{k}/{key}" in data:
                 kw[key] = data[f"{k}/{key}"]
+        kw["synapses"] = [FixedSynapse(sm["name"], sm["source"], sm["kind"],
+                                       data[f"{k}/synapse{j}/weight"], tuple(sm["stride"]),
+                                       tuple(sm["padding"]), int(sm["groups"]))
+                          for j, sm in enumerate(syns)]
         layers.append(FixedLayer(**kw))
+    merges = [FixedMerge(m["name"], m["op"], tuple(m["inputs"]), tuple(m["shape"]),
+                         int(m["peak"])) for m in header.get("merges", [])]
     return FixedNet(layers, tuple(header["input_shape"]), header["time_steps"],
-                    header["readout"], header["population"], header["report"])
+                    header["readout"], header["population"], header["report"], merges)
 
 
-__all__ = ["FixedLayer", "FixedNet", "QuantError", "load_fixed", "quantize", "save_fixed",
-           "host_current_float"]
+__all__ = ["FixedLayer", "FixedMerge", "FixedNet", "FixedSynapse", "QuantError", "load_fixed",
+           "quantize", "save_fixed", "host_current_float"]

@@ -1,0 +1,138 @@
+"""The Python API, importable from the package top level (`import snnexport`):
+
+    model = snnexport.load("net.pt")                      # checkpoint, .snnir or NIR file
+    model = snnexport.load(sj_net, input_shape=(1, 28, 28), time_steps=8)   # a module
+    graph = snnexport.fold(model)                         # the hardware-native IR
+    snnexport.export(model, "onnx", "net.onnx")           # any registered target's artifact
+    report = snnexport.verify(model, "fixed", data="digits")        # parity, per layer
+    report = snnexport.verify(model, inputs=(x, labels))  # on your own inputs
+    energy = snnexport.estimate_energy(model, "loihi2", inputs=(x, labels))
+    summary = snnexport.deploy_to("net.pt", "out/", data="my_data.npz")
+
+(`verify`, `estimate_energy`, `deploy_to` rather than check / energy / deploy: those names are
+the package's modules, snnexport.check and so on.)
+
+Shapes: inputs are samples first, `x` [N, *input] (static, repeated over the T steps) or
+[N, T, *input] (frame sequences), numpy or torch; labels [N]. Inside, spike trains and
+simulator outputs are time first, [T, N, ...]. Data given by name: digits, mnist5k, a
+FILE.npz or module:function (snnexport.data.user).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .backends import Lowered
+from .backends import get as get_backend
+from .check import LoadedModel, from_norse, from_snntorch, from_spikingjelly, load_model
+from .check import check as check_model
+from .data import load_dataset
+from .deploy import deploy as deploy_to
+from .energy import energy_of
+from .errors import UsageError
+from .ir.graph import Graph
+from .sim.limits import first
+
+__all__ = ["Exported", "deploy_to", "estimate_energy", "export", "fold", "load", "verify"]
+
+
+def load(source, input_shape=None, time_steps: int | None = None,
+         readout: str = "rate") -> LoadedModel:
+    """A model file (path: snnexport checkpoint, .snnir or NIR, told apart by content), or a
+    SpikingJelly, snnTorch or Norse module (then `input_shape` per sample, e.g. (1, 28, 28),
+    and `time_steps` are needed; its reference is the framework's own forward pass)."""
+    if isinstance(source, LoadedModel):
+        return source
+    if isinstance(source, str | Path):
+        return load_model(source, time_steps)
+    import torch
+
+    if not isinstance(source, torch.nn.Module):
+        raise UsageError(f"load: give a model file or a torch module, got "
+                         f"{type(source).__name__}")
+    if input_shape is None or time_steps is None:
+        raise UsageError("load: a module needs input_shape (per sample) and time_steps")
+    kinds = {type(m).__module__.split(".")[0] for m in source.modules()}
+    frameworks = kinds & {"spikingjelly", "snntorch", "norse"}
+    if len(frameworks) != 1:
+        raise UsageError(f"load: the module's neurons must come from one of spikingjelly, "
+                         f"snntorch, norse; found modules of {sorted(kinds)}")
+    make = {"spikingjelly": from_spikingjelly, "snntorch": from_snntorch,
+            "norse": from_norse}[frameworks.pop()]
+    return make(source, input_shape, time_steps, readout)
+
+
+def fold(model) -> Graph:
+    """The folded, hardware-native IR of a model (LoadedModel, file or graph)."""
+    from .passes.fold import fold as fold_graph
+
+    return fold_graph(model if isinstance(model, Graph) else load(model).graph)
+
+
+@dataclass
+class Exported:
+    path: Path
+    target: str
+    fixed: object | None = None  # the fixed-point net, for the fixed-point targets
+    grouping: list | None = None  # the decay grouping per layer (decays=K)
+    calibrated_on: str | None = None  # what the scales were calibrated on
+
+
+def export(model, target: str, path, data: str | None = None, calib_samples: int = 200,
+           decays: int | None = None, **options) -> Exported:
+    """Writes `target`'s artifact (e.g. 'nir', 'onnx', 'onnx-fixed', 'netx') of the model to
+    `path`. Fixed-point targets calibrate on the first `calib_samples` of `data`'s training
+    split (default: the data the model was trained on) and group per-neuron decays into
+    `decays` values per layer if asked. `options`: the target's own (onnx: step=True for the
+    one-step streaming artifact; nir: dt)."""
+    loaded = load(model)
+    backend = get_backend(target)
+    if backend.exports is None:
+        raise UsageError(f"target {target!r} writes no artifact; these do: "
+                         f"{', '.join(b for b in _exporting())}")
+    unknown = set(options) - set(backend.exports.options)
+    if unknown:
+        raise UsageError(f"export --to {target}: unknown option(s) {sorted(unknown)}; it takes "
+                         f"{list(backend.exports.options) or 'none'}")
+    lowered = Lowered(loaded.graph)
+    calib, what = None, None
+    if backend.fixed_point:
+        data = data or (loaded.meta or {}).get("data") or loaded.graph.metadata.get("data")
+        if data is None:
+            raise UsageError(f"{loaded.path}: say which data to calibrate on with --data")
+        ds = load_dataset(data, loaded.graph.metadata.get("time_steps"))
+        what = f"the {data} training split"
+        calib = first(ds.x_train, calib_samples, "--calib-samples", what)
+    written = backend.exports.write(lowered.input_for(backend, calib, decays), path, **options)
+    out = Exported(Path(written or path), target)
+    if backend.fixed_point:
+        out.fixed, out.grouping = lowered.fixed(calib, decays)
+        out.calibrated_on = f"{len(calib)} samples of {what}"
+    return out
+
+
+def verify(model, target: str = "reference", data: str | None = None, samples: int = 200,
+           inputs=None, **options):
+    """Parity of `target` against the model (snnexport.check.check for every option): on
+    `data`'s test split or `inputs` = (x, labels); returns a ParityReport (.exact, .text(),
+    .to_dict(): accuracy, per-layer spike counts, first divergence)."""
+    return check_model(load(model), target, data, samples, inputs=inputs, **options)
+
+
+def _exporting() -> list[str]:
+    from .backends import backends
+
+    return [b.name for b in backends() if b.exports is not None]
+
+
+def estimate_energy(model, profile: str, data: str | None = None, samples: int = 200,
+                    inputs=None):
+    """Energy per inference on `profile` (e.g. 'loihi2', 'cmos45', or a TOML path) from the
+    operation counts of the folded model on real inputs: `data`'s test split, or
+    `inputs` = (x, labels)."""
+    if inputs is not None:
+        import torch
+
+        inputs = (torch.as_tensor(inputs[0]), torch.as_tensor(inputs[1]))
+    return energy_of(load(model), profile, data, samples, inputs)

@@ -1,0 +1,111 @@
+"""Plain torch.nn layers -> IR nodes, shared by the SpikingJelly, snnTorch and Norse
+importers.
+
+Conv2d (numeric zero padding, dilation 1), Linear, BatchNorm1d/2d (running statistics),
+MaxPool2d / AvgPool2d (no ceil_mode, no dilation; AvgPool2d counting the padding), Flatten
+(of one sample: start_dim 1 on [B, ...], `flatten_start` on a time-first sequence), Dropout.
+Each maps one to one onto the IR node of the same math (snnexport/ir/nodes.py); anything else
+is an UnsupportedModuleError naming the module path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from torch import nn
+
+from ..errors import SnnexportError
+from ..ir import nodes as ir
+
+
+class UnsupportedModuleError(SnnexportError, TypeError):
+    """A module an importer cannot represent; names its path and type."""
+
+
+LAYERS = ("torch.nn.Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "MaxPool2d", "AvgPool2d",
+          "Flatten", "Dropout")
+
+
+def np_of(t) -> np.ndarray | None:
+    return None if t is None else t.detach().cpu().numpy().copy()
+
+
+def _pair(v):
+    return nn.modules.utils._pair(v)
+
+
+def refuse(path: str, m, why: str, framework: str, supported) -> UnsupportedModuleError:
+    """The one-line error: the module path, its type, why, and what the importer takes."""
+    return UnsupportedModuleError(
+        f"{path}: {type(m).__module__}.{type(m).__name__} {why}; the {framework} importer "
+        f"takes {', '.join(supported)}")
+
+
+def layer_node(path: str, m: nn.Module, framework: str, supported,
+               flatten_start: int = 1) -> ir.Node | None:
+    """The IR node of a plain torch layer, None if `m` is none of LAYERS."""
+    def no(why):
+        return refuse(path, m, why, framework, supported)
+
+    if isinstance(m, nn.Conv2d):
+        if _pair(m.dilation) != (1, 1) or m.padding_mode != "zeros" or isinstance(m.padding,
+                                                                                  str):
+            raise no("with dilation, string padding or a non-zero padding mode is not "
+                     "supported (use numeric zero padding, dilation 1)")
+        return ir.Conv2d(np_of(m.weight), np_of(m.bias), _pair(m.stride), _pair(m.padding),
+                         m.groups)
+    if isinstance(m, nn.Linear):
+        return ir.Dense(np_of(m.weight), np_of(m.bias))
+    if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+        if not m.track_running_stats or m.running_mean is None:
+            raise no("without running statistics is not supported (track_running_stats=True)")
+        gamma = np_of(m.weight) if m.affine else np.ones(m.num_features, dtype=np.float32)
+        beta = np_of(m.bias) if m.affine else np.zeros(m.num_features, dtype=np.float32)
+        return ir.BatchNorm(np_of(m.running_mean), np_of(m.running_var), gamma, beta,
+                            float(m.eps))
+    if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+        if getattr(m, "ceil_mode", False) or _pair(getattr(m, "dilation", 1)) != (1, 1):
+            raise no("with ceil_mode or dilation is not supported")
+        if isinstance(m, nn.AvgPool2d) and (not m.count_include_pad or m.divisor_override):
+            raise no("with count_include_pad=False or divisor_override is not supported")
+        cls = ir.MaxPool2d if isinstance(m, nn.MaxPool2d) else ir.AvgPool2d
+        stride = m.stride if m.stride is not None else m.kernel_size
+        return cls(_pair(m.kernel_size), _pair(stride), _pair(m.padding))
+    if isinstance(m, nn.Flatten):
+        if (m.start_dim, m.end_dim) != (flatten_start, -1):
+            raise no(f"with start_dim={m.start_dim}, end_dim={m.end_dim} is not supported "
+                     f"(flatten one sample: start_dim={flatten_start}, end_dim=-1)")
+        return ir.Flatten()
+    if isinstance(m, nn.Dropout):
+        return ir.Dropout(float(m.p))
+    return None
+
+
+def per_neuron(a, shape, path: str, what: str) -> np.ndarray:
+    """A parameter the framework broadcasts against [B, *shape] (torch rules), as the IR
+    stores it: a scalar when every neuron has the same value, [C, 1, 1] when a map's value
+    is one per channel, else one value per neuron. The values are the framework's own."""
+    a = np.asarray(a)
+    shape = tuple(shape)
+    while a.ndim > len(shape) and a.shape[0] == 1:
+        a = a[0]
+    try:
+        full = np.broadcast_to(a, shape)
+    except ValueError:
+        raise UnsupportedModuleError(
+            f"{path}: {what} of shape {a.shape} does not broadcast to the layer's shape {shape} "
+            "(give a scalar or one value per neuron)") from None
+    if full.size and np.all(full == full.flat[0]):
+        return np.asarray(full.flat[0])
+    if len(shape) == 3 and np.all(full == full[:, :1, :1]):
+        return full[:, :1, :1].copy()
+    return full.copy()
+
+
+def uniform(a, path: str, what: str, fix: str) -> float:
+    """The one value a parameter the IR keeps per layer holds, or an error naming it."""
+    v = np.asarray(a, dtype=np.float64)
+    if v.size == 0 or not np.all(v == v.flat[0]):
+        raise UnsupportedModuleError(f"{path}: {what} differs between neurons "
+                                     f"({v.min():g} .. {v.max():g}); the IR keeps one per "
+                                     f"layer: {fix}")
+    return float(v.flat[0])
