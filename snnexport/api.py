@@ -113,11 +113,14 @@ def export(model, target: str, path, data: str | None = None, calib_samples: int
 
 
 def verify(model, target: str = "reference", data: str | None = None, samples: int = 200,
-           inputs=None, **options):
+           inputs=None, workers: int = 1, ray_address: str | None = None, **options):
     """Parity of `target` against the model (snnexport.check.check for every option): on
     `data`'s test split or `inputs` = (x, labels); returns a ParityReport (.exact, .text(),
-    .to_dict(): accuracy, per-layer spike counts, first divergence)."""
-    return check_model(load(model), target, data, samples, inputs=inputs, **options)
+    .to_dict(): accuracy, per-layer spike counts, first divergence). `workers` N > 1: the
+    samples in N shards on Ray (a local Ray, or the cluster at `ray_address`), the same
+    report."""
+    return check_model(load(model), target, data, samples, inputs=inputs, workers=workers,
+                       ray_address=ray_address, **options)
 
 
 def _exporting() -> list[str]:
@@ -127,12 +130,12 @@ def _exporting() -> list[str]:
 
 
 def estimate_energy(model, profile: str, data: str | None = None, samples: int = 200,
-                    inputs=None):
+                    inputs=None, workers: int = 1, ray_address: str | None = None):
     """Energy per inference on `profile` (e.g. 'loihi2', 'cmos45', or a TOML path) from the
     operation counts of the folded model on real inputs: `data`'s test split, or
-    `inputs` = (x, labels)."""
+    `inputs` = (x, labels). `workers` N > 1: counted in N shards on Ray, the same counts."""
     if inputs is not None:
         import torch
 
         inputs = (torch.as_tensor(inputs[0]), torch.as_tensor(inputs[1]))
-    return energy_of(load(model), profile, data, samples, inputs)
+    return energy_of(load(model), profile, data, samples, inputs, workers, ray_address)

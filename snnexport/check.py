@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
-from .backends import Lowered
+from .backends import Backend, Lowered
 from .backends import get as get_backend
 from .data import load_dataset
-from .errors import UsageError
+from .errors import SnnexportError, UsageError
 from .importers.plifnet import import_plifnet
 from .ir import nodes as ir
 from .ir.graph import Graph
@@ -136,7 +136,8 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
           inputs: tuple[torch.Tensor, torch.Tensor] | None = None,
           target_dtype: torch.dtype = torch.float64,
           calib_samples: int = 200, decays: int | None = None,
-          lowered: Lowered | None = None) -> ParityReport:
+          lowered: Lowered | None = None, workers: int = 1,
+          ray_address: str | None = None) -> ParityReport:
     """Reference: the original model in reference_dtype, or an IR file simulated in float64
     (for targets checked against the emulator: the emulator of the fixed-point IR). Target
     'reference': the folded IR (or `target_graph`) in target_dtype. Inputs: the first `samples`
@@ -146,8 +147,15 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
     `lowered`: the model already folded / quantised (deploy hands one to every target).
     Refused before anything runs (UsageError, snnexport.sim.limits): a count below 1, more
     samples than the data hold, inputs of another shape than the model's, a batch larger than
-    the memory available."""
+    the memory available.
+    `workers` N > 1 (or `ray_address`): the samples cut into N contiguous shards, each checked
+    by a Ray task (snnexport.distributed), on the same folded graph / fixed-point net made
+    here once; the shards' reports merged into the one a single process gives. A shard that
+    fails on every try is listed in `failed_shards` (the report is then not exact)."""
+    from . import distributed
+
     backend = get_backend(target)
+    use_ray = distributed.wanted(workers, ray_address)
     samples = count("--samples", samples)
     calib_samples = count("--calib-samples", calib_samples)
     batch_size = count("batch_size", batch_size)
@@ -188,51 +196,182 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
         inp = lowered.input_for(backend, calib_x, decays)  # folded graph, NIR form or fixed net
     except (QuantError, UsageError) as e:  # out of Loihi 2's bounds, or of the memory
         raise type(e)(f"{loaded.path}: {e}") from None
-    stats = None
-    if backend.fixed_point:
-        from .quant.emulator import EmulatorStats
-
-        stats = EmulatorStats()
-    dtype = backend.dtype or target_dtype
-    run_target = backend.make_runner(inp, dtype, stats)
-    thresholds = thresholds_of(loaded.graph)
-    tol, reference = TOL[reference_dtype], loaded.reference
+    thresholds, tol = thresholds_of(loaded.graph), TOL[reference_dtype]
     if backend.reference == "emulator":
-        from .quant.emulator import emulate, fixed_threshold
+        from .quant.emulator import fixed_threshold
 
-        def reference(xb, dtype):
-            return emulate(inp, xb, stats)
         thresholds = {lay.name: fixed_threshold(lay) + 0.5 / lay.scale
                       for lay in inp.layers if not lay.pool}
         tol = 0.0
-    # a saturated fixed-point neuron explains a divergence from the float model (overflow)
-    saturating = backend.fixed_point and backend.reference == "model"
-    report = ParityReport(target=f"{target} ({backend.description}, "
-                                 f"{str(dtype).split('.')[-1]})",
-                          mismatch_cause=backend.mismatch_cause)
-    in_shape = loaded.graph.nodes[loaded.graph.order()[0]].shape
-    for lo in range(0, len(y), batch_size):
-        xb, yb = x[lo:lo + batch_size], y[lo:lo + batch_size]
-        if xb.dim() == len(in_shape) + 2:  # frame sequences are stored [N, T, ...]
-            xb = xb.transpose(0, 1)
-        if reference is not None:
-            ref = reference(xb, reference_dtype)
-        else:
-            ref = simulate(loaded.graph, xb, dtype=torch.float64, record_membrane=True)
-        tgt = run_target(xb)
-        compare(report, ref, tgt, yb, thresholds, tol, sample_offset=lo,
-                saturated=stats.saturated if saturating else None)
-    if backend.finish is not None:
-        backend.finish(report, run_target, inp)
+    dtype = backend.dtype or target_dtype
+    plan = _Plan(backend, inp, dtype, loaded.graph, loaded.reference, reference_dtype,
+                 thresholds, tol, batch_size,
+                 f"{target} ({backend.description}, {str(dtype).split('.')[-1]})")
+    if not use_ray:
+        report, counters = _check_shard(plan, x, y, 0)
+    else:  # what every shard shares is shipped once; each shard gets its own inputs
+        from .lava.target import LavaError  # a Lava runner that crashed or timed out: retried
+
+        parts = distributed.shards(len(y), workers)
+        results = distributed.run(_check_shard, plan,
+                                  [(x[lo:hi].clone(), y[lo:hi].clone(), lo) for lo, hi in parts],
+                                  workers, ray_address, refusals=(SnnexportError,),
+                                  retried=(LavaError,))
+        reports, counters = [], {"v_clipped": {}, "u_wrapped": {}, "bias_clipped": {}}
+        for (lo, hi), result in zip(parts, results, strict=True):
+            if isinstance(result, distributed.Failed):
+                reports.append(ParityReport(plan.target, mismatch_cause=backend.mismatch_cause,
+                                            failed_shards=[{
+                                                "shard": result.index + 1,
+                                                "samples": [lo, hi - 1],
+                                                "tries": result.tries,
+                                                "error": result.error}]))
+                continue
+            reports.append(result[0])
+            for key, per_layer in result[1].items():
+                for name, n in per_layer.items():
+                    counters[key][name] = counters[key].get(name, 0) + n
+        report = ParityReport.merge(reports)
     if backend.fixed_point:
         _, grouping = lowered.fixed(calib_x, decays)
         # --decays K: the grouping's size per layer, so the accuracy cost reads against it
         grouped = {r["layer"]: {"decays_before_grouping": r["before"],
                                 "decay_max_change": r["max_change"]} for r in grouping or []}
-        report.quantisation = [dict(row, v_clipped=stats.v_clipped.get(row["layer"], 0),
-                                    u_wrapped=stats.u_wrapped.get(row["layer"], 0),
+        report.quantisation = [dict(row, v_clipped=counters["v_clipped"].get(row["layer"], 0),
+                                    u_wrapped=counters["u_wrapped"].get(row["layer"], 0),
                                     bias_clipped=row.get("bias_clipped", 0) +
-                                    stats.bias_clipped.get(row["layer"], 0),
+                                    counters["bias_clipped"].get(row["layer"], 0),
                                     **grouped.get(row["layer"], {}))
                                for row in inp.report]
     return report
+
+
+@dataclass
+class _Plan:
+    """What every shard of one check shares (a Ray run ships it once to every worker): the
+    backend, what it takes (folded graph or the fixed-point net, made once by the caller), the
+    reference and the comparison's thresholds."""
+
+    backend: Backend
+    inp: object
+    dtype: torch.dtype
+    graph: Graph  # the model as loaded: simulated in float64 when it has no reference
+    reference: Callable | None
+    reference_dtype: torch.dtype
+    thresholds: dict
+    tol: float
+    batch_size: int
+    target: str  # the report's name of the target
+
+
+def _check_shard(plan: _Plan, x: torch.Tensor, y: torch.Tensor, offset: int):
+    """The parity report of samples offset .. offset + len(y) - 1 (x, y: those samples), and
+    the emulator's saturation counters on them. One process runs all samples as one shard;
+    a Ray task runs one shard of them."""
+    backend = plan.backend
+    stats = None
+    if backend.fixed_point:
+        from .quant.emulator import EmulatorStats
+
+        stats = EmulatorStats()
+    run_target = backend.make_runner(plan.inp, plan.dtype, stats)
+    reference = plan.reference
+    if backend.reference == "emulator":
+        from .quant.emulator import emulate
+
+        def reference(xb, dtype):
+            return emulate(plan.inp, xb, stats)
+    # a saturated fixed-point neuron explains a divergence from the float model (overflow)
+    saturating = backend.fixed_point and backend.reference == "model"
+    report = ParityReport(target=plan.target, mismatch_cause=backend.mismatch_cause)
+    in_shape = plan.graph.nodes[plan.graph.order()[0]].shape
+    for lo in range(0, len(y), plan.batch_size):
+        xb, yb = x[lo:lo + plan.batch_size], y[lo:lo + plan.batch_size]
+        if xb.dim() == len(in_shape) + 2:  # frame sequences are stored [N, T, ...]
+            xb = xb.transpose(0, 1)
+        if reference is not None:
+            ref = reference(xb, plan.reference_dtype)
+        else:
+            ref = simulate(plan.graph, xb, dtype=torch.float64, record_membrane=True)
+        tgt = run_target(xb)
+        compare(report, ref, tgt, yb, plan.thresholds, plan.tol, sample_offset=offset + lo,
+                saturated=stats.saturated if saturating else None)
+    if backend.finish is not None:
+        backend.finish(report, run_target, plan.inp)
+    counters = {"v_clipped": {}, "u_wrapped": {}, "bias_clipped": {}}
+    if stats is not None:
+        counters = {"v_clipped": dict(stats.v_clipped), "u_wrapped": dict(stats.u_wrapped),
+                    "bias_clipped": dict(stats.bias_clipped)}
+    return report, counters
+
+
+@dataclass
+class Sweep:
+    """One check per decay grouping (`--decays 1,2,4,8`): K -> the parity report."""
+
+    target: str
+    reference: str  # what the target is compared with: 'float' (the model) or 'emulator'
+    rows: list[tuple[int, ParityReport]]
+
+    def to_dict(self) -> dict:
+        out = []
+        for k, rep in self.rows:
+            d = rep.to_dict()
+            out.append({"decays": k, "accuracy_reference": d["accuracy"]["reference"],
+                        "accuracy_target": d["accuracy"]["target"],
+                        "agreement": d["agreement"],
+                        "mismatches": sum(layer.mismatches for layer in rep.layers),
+                        "unexplained": rep.unexplained, "report": d})
+        return {"target": self.target, "reference": self.reference, "sweep": out}
+
+    def text(self) -> str:
+        ref, tgt = ("float", "fixed") if self.reference == "float" else ("emulator",
+                                                                         self.target)
+        first = self.rows[0][1] if self.rows else None
+        lines = [f"decays sweep of {self.target}"
+                 + (f": {first.samples} samples, T={first.time_steps}" if first else ""),
+                 f"  {'decays':>6}{'acc ' + ref:>14}{'acc ' + tgt:>14}{'agreement':>11}"
+                 f"{'mismatches':>12}"]
+        for row in self.to_dict()["sweep"]:
+            lines.append(f"  {row['decays']:>6}{100 * row['accuracy_reference']:>12.2f} %"
+                         f"{100 * row['accuracy_target']:>12.2f} %"
+                         f"{100 * row['agreement']:>9.2f} %{row['mismatches']:>12}")
+        return "\n".join(lines)
+
+
+def sweep_decays(loaded: LoadedModel, target: str, decays: list[int], workers: int = 1,
+                 ray_address: str | None = None, **options) -> Sweep:
+    """check(loaded, target, decays=K, **options) for each K of `decays` (a fixed-point
+    target): in sequence with `workers` 1, else each K a Ray task (snnexport.distributed), as
+    many at once as there are workers (each variant quantises on the full calibration set and
+    checks all its samples in its task). A variant that fails on every try raises (ShardError)."""
+    from . import distributed
+
+    backend = get_backend(target)
+    if not backend.fixed_point:
+        raise UsageError(f"--decays: target {target!r} does not run the fixed-point net; the "
+                         "fixed-point targets take it")
+    decays = [count("--decays", k) for k in decays]
+    if not decays:
+        raise UsageError("--decays: give K or a comma list of K values")
+    if not distributed.wanted(workers, ray_address):
+        rows = [(k, check(loaded, target, decays=k, **options)) for k in decays]
+    else:
+        results = distributed.run(_check_variant, (loaded, target, options),
+                                  [(k,) for k in decays], workers, ray_address,
+                                  refusals=(SnnexportError,))
+        for k, r in zip(decays, results, strict=True):
+            if isinstance(r, distributed.Failed):
+                raise ShardError(f"{loaded.path}: --decays {k} ({target}) failed on all "
+                                 f"{r.tries} tries: {r.error}")
+        rows = list(zip(decays, results, strict=True))
+    return Sweep(target, "float" if backend.reference == "model" else "emulator", rows)
+
+
+class ShardError(SnnexportError, RuntimeError):
+    """A task of a distributed run that failed on every try."""
+
+
+def _check_variant(common, k: int) -> ParityReport:
+    loaded, target, options = common
+    return check(loaded, target, decays=k, **options)

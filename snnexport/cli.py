@@ -125,27 +125,51 @@ def _export(args) -> int:
     return 0
 
 
+def decays_list(text) -> list[int] | int | None:
+    """--decays K, or a comma list K1,K2,... (check: one check per value, a table)."""
+    if text is None or isinstance(text, int):
+        return text
+    try:
+        values = [int(v) for v in str(text).split(",")]
+    except ValueError:
+        raise UsageError(f"--decays {text}: give K or a comma list of K values (e.g. 1,2,4,8), "
+                         "each a whole number >= 1") from None
+    return values[0] if len(values) == 1 else values
+
+
 def _check(args) -> int:
     import torch
 
-    from .check import check
+    from .check import check, sweep_decays
 
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.reference_dtype]
+    decays = decays_list(args.decays)
+    workers, address = getattr(args, "workers", 1), getattr(args, "ray_address", None)
+    if isinstance(decays, list):  # a sweep: one check per grouping, one table
+        sweep = sweep_decays(load_model_of(args), args.target, decays, workers, address,
+                             data=args.data, samples=args.samples, reference_dtype=dtype,
+                             calib_samples=args.calib_samples)
+        print(sweep.text())
+        if args.json:
+            _write_text(args.json, json.dumps(sweep.to_dict(), indent=2) + "\n")
+        return 0 if all(r.unexplained == 0 and not r.silent_layers and not r.failed_shards
+                        for _, r in sweep.rows) else 1
     report = check(load_model_of(args), args.target, args.data, args.samples,
                    reference_dtype=dtype, calib_samples=args.calib_samples,
-                   decays=args.decays)
+                   decays=decays, workers=workers, ray_address=address)
     print(report.text())
     if args.json:
         _write_text(args.json, report.to_json() + "\n")
-    # a layer that never spiked proves nothing: not a pass
-    return 0 if report.unexplained == 0 and not report.silent_layers else 1
+    # a layer that never spiked proves nothing, nor a check with shards missing: not a pass
+    return 0 if (report.unexplained == 0 and not report.silent_layers
+                 and not report.failed_shards) else 1
 
 
 def _energy(args) -> int:
     from .energy import energy_of, plot
 
     report = energy_of(load_model_of(args), args.profile, args.data,
-                       args.samples)
+                       args.samples, workers=args.workers, ray_address=args.ray_address)
     print(report.text())
     if args.json:
         _write_text(args.json, report.to_json() + "\n")
@@ -162,7 +186,8 @@ def _deploy(args) -> int:
     summary = deploy(args.model, args.output, args.data, args.targets, args.samples,
                      args.lava_samples, args.calib_samples, args.decays,
                      progress=not args.no_progress,  # DeployError: main's one-line error
-                     time_steps=args.time_steps)
+                     time_steps=args.time_steps, workers=args.workers,
+                     ray_address=args.ray_address)
     print(f"{'target':<12}{'exact':>7}{'acc ref':>9}{'acc tgt':>9}{'mismatch':>10}"
           f"{'uJ/inf':>9}  first divergence (cause)")
     for r in summary["rows"]:
@@ -175,6 +200,10 @@ def _deploy(args) -> int:
               f"{100 * r['accuracy_reference']:>8.2f}%{100 * r['accuracy_target']:>8.2f}%"
               f"{r['mismatches']:>10}{r['energy_pj'] / 1e6:>9.3f}  {fd}")
     for r in summary["rows"]:
+        for shard in r.get("failed_shards", []):
+            print(f"! {r['target']}: samples {shard['samples'][0]}-{shard['samples'][1]} not "
+                  f"checked: shard {shard['shard']} failed on all {shard['tries']} tries "
+                  f"({shard['error'][:100]})")
         if r.get("silent_layers"):
             print(f"* {r['target']}: layers {', '.join(r['silent_layers'])} never spiked in "
                   "the reference: their parity proves nothing")
@@ -228,11 +257,27 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("-o", "--output", required=True, help="IR file to write (.snnir)")
     f.set_defaults(func=_fold, reads=("model",), writes={"output": ".snnir"})
 
-    def fixed_point_args(sp):
+    def fixed_point_args(sp, sweep: bool = False):
         sp.add_argument("--calib-samples", type=int, default=200,
                         help="fixed point: training samples the scales are calibrated on")
-        sp.add_argument("--decays", type=int,
-                        help="fixed point: group per-neuron decays into at most K per layer")
+        if sweep:
+            sp.add_argument("--decays", metavar="K[,K...]",
+                            help="fixed point: group per-neuron decays into at most K per "
+                                 "layer; a comma list (1,2,4,8) checks each K (in parallel "
+                                 "on Ray with --workers > 1) and prints one table")
+        else:
+            sp.add_argument("--decays", type=int,
+                            help="fixed point: group per-neuron decays into at most K per "
+                                 "layer")
+
+    def distributed_args(sp):
+        sp.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="cut the samples into N shards, one Ray task each (a local Ray "
+                             "with N CPUs, or the cluster of --ray-address); the same result "
+                             "as 1 (default: one process, no Ray)")
+        sp.add_argument("--ray-address", metavar="ADDR",
+                        help="join the Ray cluster there (HOST:PORT of `ray start --head`, "
+                             "or auto) instead of starting a local one")
 
     x = sub.add_parser("export", help="export a model to a deployment format")
     model_argument(x)
@@ -258,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--reference-dtype", default="float32", choices=["float32", "float64"],
                    help="precision of the torch reference run (a checkpoint only)")
     c.add_argument("--json", help="also write the parity report as JSON here")
-    fixed_point_args(c)
+    fixed_point_args(c, sweep=True)
+    distributed_args(c)
     c.set_defaults(func=_check, reads=("model",), writes={"json": ".json"})
 
     dp = sub.add_parser("deploy", help="fold, quantise, export, check every target, energy, "
@@ -273,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="test samples for the (slow) Lava targets")
     dp.add_argument("--no-progress", action="store_true")
     fixed_point_args(dp)
+    distributed_args(dp)
     dp.set_defaults(func=_deploy, reads=("model",), writes={"output": None})  # None: a folder
 
     from .energy.estimate import available_profiles
@@ -285,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--json")
     en.add_argument("--csv")
     en.add_argument("--plot", help="PNG: per-layer energy split and firing rates")
+    distributed_args(en)
     en.set_defaults(func=_energy, reads=("model",),
                     writes={"json": ".json", "csv": ".csv", "plot": ".png"})
 

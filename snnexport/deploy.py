@@ -65,15 +65,22 @@ def code_fingerprint() -> str:
 def deploy(model: str, outdir: str, data: str | None = None, targets: str = "all",
            samples: int = 200, lava_samples: int = 4, calib_samples: int = 200,
            decays: int | None = None, progress: bool = True,
-           time_steps: int | None = None) -> dict:
+           time_steps: int | None = None, workers: int = 1,
+           ray_address: str | None = None) -> dict:
     """Runs every step not already done; returns the summary (also in summary.json).
-    `time_steps`: T for a model file that does not say it (NIR)."""
+    `time_steps`: T for a model file that does not say it (NIR). `workers` N > 1 (or
+    `ray_address`): every check and the energy counts run in N shards on Ray
+    (snnexport.distributed), with the same results; not part of the manifest, so a folder
+    begun with one number of workers resumes with another."""
+    from .distributed import wanted
+
+    wanted(workers, ray_address)  # a bad --workers / --ray-address: refused before any work
     check_output(outdir, {"input model": model}, command="deploy", folder=True)
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     with _locked(out, outdir):
         return _deploy(model, out, outdir, data, targets, samples, lava_samples, calib_samples,
-                       decays, progress, time_steps)
+                       decays, progress, time_steps, workers, ray_address)
 
 
 @contextlib.contextmanager
@@ -106,7 +113,7 @@ def _locked(out: Path, outdir: str):
 
 
 def _deploy(model, out: Path, outdir: str, data, targets, samples, lava_samples, calib_samples,
-            decays, progress, time_steps=None) -> dict:
+            decays, progress, time_steps=None, workers=1, ray_address=None) -> dict:
     from tqdm import tqdm
 
     from .check import check, load_model
@@ -169,7 +176,7 @@ def _deploy(model, out: Path, outdir: str, data, targets, samples, lava_samples,
             try:
                 report = check(loaded, target, data, n, calib_samples=calib_samples,
                                decays=decays if backend.fixed_point else None,
-                               lowered=lowered)
+                               lowered=lowered, workers=workers, ray_address=ray_address)
                 result = report.to_dict()
             except Exception as exc:  # a target that cannot take this model: say why, go on
                 result = {"target": target, "error": f"{type(exc).__name__}: {exc}"}
@@ -180,7 +187,8 @@ def _deploy(model, out: Path, outdir: str, data, targets, samples, lava_samples,
             if not path.exists():
                 from .energy import plot
 
-                rep = _energy(folded, ds.x_test[:samples], profile, counts)
+                rep = _energy(folded, ds.x_test[:samples], profile, counts, workers,
+                              ray_address)
                 plot(rep, out / f"energy_{profile}.png")
                 _write_json(path, rep.to_dict())
         elif step == "report":
@@ -234,13 +242,15 @@ def _exports(lowered, calib_x, out: Path, decays) -> None:
             _write_json(out / f"{backend.name}_error.json", {"error": str(exc)})
 
 
-def _energy(folded, x, profile: str, counts: list):
+def _energy(folded, x, profile: str, counts: list, workers: int = 1,
+            ray_address: str | None = None):
     """The energy report of `folded` on `x` priced on `profile`; the operation counts are the
-    same for every profile: counted once, kept in `counts`."""
-    from .energy import ann_macs, count_operations, estimate, load_profile
+    same for every profile: counted once (in shards on Ray with workers > 1), kept in
+    `counts`."""
+    from .energy import ann_macs, counts_of, estimate, load_profile
 
     if not counts:
-        counts.append(count_operations(folded, x))
+        counts.append(counts_of(folded, x, workers, ray_address))
     t = int(folded.metadata.get("time_steps") or x.shape[1])
     return estimate(counts[0], load_profile(profile), sum(m for _, m in ann_macs(folded)),
                     len(x), t)
@@ -270,6 +280,9 @@ def summarise(targets, checks: dict, out: Path) -> dict:
                 first_divergence=None if fd is None else
                 f"{fd['layer']} t={fd['time_step']} sample {fd['sample']} neuron "
                 f"{fd['neuron']}", cause=None if fd is None else fd["cause"])
+            if rep.get("failed_shards"):  # a distributed run's shards that failed every try
+                row["failed_shards"] = rep["failed_shards"]
         rows.append(row)
     return {"rows": rows, "trusted": all(r.get("unexplained", 1) == 0 and "error" not in r
-                                         and not r.get("silent_layers") for r in rows)}
+                                         and not r.get("silent_layers")
+                                         and not r.get("failed_shards") for r in rows)}

@@ -29,6 +29,7 @@ retried: it is raised here, as the one-process run raises it.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -105,6 +106,7 @@ def connect(workers: int, address: str | None = None):
         _LOCAL.clear()
     options = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     if address is not None:
+        _probe(address)
         try:
             ray.init(address=address, **options)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -117,6 +119,25 @@ def connect(workers: int, address: str | None = None):
             atexit.register(_shutdown)
         _LOCAL["cpus"] = workers
     return ray
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """HOST:PORT must accept a connection within `timeout` s: Ray itself keeps retrying an
+    address where nothing listens for minutes. 'auto' (the cluster `ray start` recorded on
+    this machine) is left to Ray, which fails at once when there is none."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        if address == "auto":
+            return
+        raise UsageError(f"--ray-address {address}: give HOST:PORT of a Ray head (`ray start "
+                         "--head` prints it) or 'auto'")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise UsageError(f"--ray-address {address}: no Ray cluster answers there ({exc}); "
+                         "start one with `ray start --head` on that machine") from None
 
 
 def _shutdown() -> None:
@@ -174,6 +195,7 @@ def run(fn: Callable, common: Any, parts: Sequence[tuple], workers: int,
             out.append(value)
     except BaseException:  # a refusal, Ctrl-C: stop the shards still running
         for ref in refs:
-            ray.cancel(ref, force=True)
+            with contextlib.suppress(Exception):  # one already finished
+                ray.cancel(ref, force=True)
         raise
     return out

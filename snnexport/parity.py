@@ -211,9 +211,13 @@ class ParityReport:
                          f"{layer.mismatches:>10}{layer.ties:>6}{layer.downstream:>9}"
                          f"{layer.unexplained:>8}")
         fd, silent = self.first_divergence, ", ".join(self.silent_layers)
-        if fd is None and silent:
+        if fd is None and silent and not self.failed_shards:
             lines.append(f"  exact, but layers {silent} never spiked: their parity proves "
                          "nothing")
+        elif fd is None and self.failed_shards:
+            lines.append("  every spike of every layer equal on the samples checked, but not "
+                         "all were: not exact" + (f"; layers {silent} never spiked" if silent
+                                                  else ""))
         elif fd is None:
             lines.append("  exact: every spike of every layer is equal")
         else:

@@ -175,8 +175,12 @@ def read_one(path: Path, kind: str):
         return e
 
 
-def fuzz(max_examples: int, seed: int = 0) -> dict:
-    """Runs the property; returns counts of outcomes per reader. Any other exception fails."""
+def fuzz(max_examples: int, seed: int = 0, progress=None, read_timeout: float = 10.0) -> dict:
+    """Runs the property; returns counts of outcomes per reader. Any other exception fails.
+    progress(n, counts), if given, is called after every case."""
+    from snnexport.importers import nir_import
+
+    nir_import.READ_TIMEOUT = read_timeout  # a hanging corrupt file costs this much, not 60 s
     seeds = Seeds()
     counts: dict[str, int] = {}
 
@@ -203,6 +207,8 @@ def fuzz(max_examples: int, seed: int = 0) -> dict:
         label = f"{kind} {'structured' if structured else 'raw'}: " + (
             "error" if isinstance(result, SnnexportError) else "read")
         counts[label] = counts.get(label, 0) + 1
+        if progress is not None:
+            progress(sum(counts.values()), counts)
 
     prop()
     return counts

@@ -6,22 +6,34 @@ from __future__ import annotations
 import torch
 
 from ..data import load_dataset
-from ..errors import UsageError
+from ..errors import SnnexportError, UsageError
 from ..passes.fold import fold
 from ..sim.limits import count, first, fit_input
-from .counts import LayerCounts, ann_macs, count_operations
+from .counts import (
+    LayerCounts,
+    add_totals,
+    ann_macs,
+    count_operations,
+    count_totals,
+    per_inference,
+)
 from .estimate import EnergyReport, Profile, available_profiles, estimate, load_profile, plot
 
 __all__ = ["EnergyReport", "LayerCounts", "Profile", "ann_macs", "available_profiles",
-           "count_operations", "energy_of", "estimate", "load_profile", "plot"]
+           "count_operations", "counts_of", "energy_of", "estimate", "load_profile", "plot"]
 
 
 def energy_of(loaded, profile: str, data: str | None = None, samples: int = 200,
-              inputs: tuple[torch.Tensor, torch.Tensor] | None = None) -> EnergyReport:
+              inputs: tuple[torch.Tensor, torch.Tensor] | None = None, workers: int = 1,
+              ray_address: str | None = None) -> EnergyReport:
     """Fold the model, count its operations on real inputs, and price them on `profile`.
     Refused before running (UsageError): `samples` below 1 or more than the data hold, inputs
-    of another shape than the model's, a batch larger than the memory available."""
+    of another shape than the model's, a batch larger than the memory available.
+    `workers` N > 1 (or `ray_address`): counted in N shards on Ray (counts_of)."""
+    from ..distributed import wanted
+
     samples = count("--samples", samples)
+    wanted(workers, ray_address)  # a bad --workers / --ray-address: refused before any work
     graph = fold(loaded.graph)
     what = "the given inputs"
     if inputs is None:
@@ -35,7 +47,41 @@ def energy_of(loaded, profile: str, data: str | None = None, samples: int = 200,
                else "")
         fit_input(graph, inputs[0], loaded.path, what, fix)
     x = first(inputs[0], samples, "--samples", what)
-    counts = count_operations(graph, x, source=str(loaded.path), what=what)
+    counts = counts_of(graph, x, workers, ray_address, source=str(loaded.path), what=what)
     prof = load_profile(profile)
     t = int(graph.metadata.get("time_steps") or x.shape[1])
     return estimate(counts, prof, sum(m for _, m in ann_macs(graph)), len(x), t)
+
+
+def counts_of(graph, x: torch.Tensor, workers: int = 1, ray_address: str | None = None,
+              source: str = "<model>", what: str = "the inputs") -> list[LayerCounts]:
+    """count_operations of the folded `graph` on x; with `workers` N > 1 (or `ray_address`)
+    x is cut into N contiguous shards, each counted by a Ray task (snnexport.distributed),
+    the shards' totals summed and divided by the number of samples once: the counts one
+    process gives. A shard that fails on every try is an error (UsageError naming its
+    samples): an energy figure on part of the samples would silently be another one."""
+    from .. import distributed
+
+    if not distributed.wanted(workers, ray_address):
+        return count_operations(graph, x, source=source, what=what)
+    count("--samples", len(x))
+    fit_input(graph, x, source, what)
+    parts = distributed.shards(len(x), workers)
+    results = distributed.run(_count_shard, graph, [(x[lo:hi].clone(), source, what)
+                                                    for lo, hi in parts],
+                              workers, ray_address, refusals=(SnnexportError,))
+    failed = [(p, r) for p, r in zip(parts, results, strict=True)
+              if isinstance(r, distributed.Failed)]
+    if failed:
+        (lo, hi), r = failed[0]
+        raise ShardError(f"{source}: counting operations: shard {r.index + 1} (samples {lo}-"
+                         f"{hi - 1}) failed on all {r.tries} tries: {r.error}")
+    return per_inference(add_totals(results), len(x))
+
+
+class ShardError(SnnexportError, RuntimeError):
+    """A shard of a distributed energy count failed on every try."""
+
+
+def _count_shard(graph, x: torch.Tensor, source: str, what: str) -> list[LayerCounts]:
+    return count_totals(graph, x, source=source, what=what)

@@ -83,6 +83,20 @@ def count_operations(graph: Graph, x: torch.Tensor, time_steps: int | None = Non
     """Counts per inference, averaged over the samples of x: static images [N, *input] or
     frame sequences [N, T, *input]. Refused before running (UsageError): no samples, inputs of
     another shape than the graph's, a batch larger than the memory available."""
+    return per_inference(count_totals(graph, x, time_steps, batch_size, source, what), len(x))
+
+
+FIELDS = ("macs", "sops", "dense", "dense_nonzero_weights", "updates", "active_updates",
+          "spikes", "pool_ops")  # the counts that add up over samples
+
+
+@torch.no_grad()
+def count_totals(graph: Graph, x: torch.Tensor, time_steps: int | None = None,
+                 batch_size: int = 100, source: str = "<model>",
+                 what: str = "the inputs") -> list[LayerCounts]:
+    """The counts summed over the samples of x (count_operations before its average): the
+    totals of shards of the samples add up (add_totals) to those of all of them (whole
+    numbers, exact in float64)."""
     count("--samples", len(x))
     fit_input(graph, x, source, what)
     t = time_steps or time_steps_of(graph, x)
@@ -122,18 +136,36 @@ def count_operations(graph: Graph, x: torch.Tensor, time_steps: int | None = Non
             row = rows.setdefault(name, LayerCounts(name, "readout"))
             row.pool_ops += float(x_in[0, 0].numel() * t * b)  # one add per voter per step
 
-    n = 0
     in_rank = len(graph.nodes[graph.order()[0]].shape)
     for lo in range(0, len(x), batch_size):
         xb = x[lo:lo + batch_size]
-        n += len(xb)
         if xb.dim() == in_rank + 2:  # frame sequences are stored [N, T, ...]
             xb = xb.transpose(0, 1)
         simulate(graph, xb, time_steps, observe=observe)
+    return list(rows.values())
+
+
+def add_totals(parts: list[list[LayerCounts]]) -> list[LayerCounts]:
+    """The totals of contiguous shards of the samples (count_totals of each, in order) as
+    those of all of them: each count summed; a synapse's spike_fed is the last shard's, as
+    one run keeps its last batch's."""
+    out = [LayerCounts(**asdict(row)) for row in parts[0]]
+    for part in parts[1:]:
+        if [r.name for r in part] != [r.name for r in out]:
+            raise ValueError("add_totals: shards with other layers")
+        for mine, theirs in zip(out, part, strict=True):
+            for f in FIELDS:
+                setattr(mine, f, getattr(mine, f) + getattr(theirs, f))
+            mine.spike_fed = theirs.spike_fed
+    return out
+
+
+def per_inference(rows: list[LayerCounts], n: int) -> list[LayerCounts]:
+    """Totals over n samples as counts per inference (each divided by n once)."""
     out = []
-    for row in rows.values():
-        for f in ("macs", "sops", "dense", "dense_nonzero_weights", "updates",
-                  "active_updates", "spikes", "pool_ops"):
+    for row in rows:
+        row = LayerCounts(**asdict(row))
+        for f in FIELDS:
             setattr(row, f, getattr(row, f) / n)
         out.append(row)
     return out

@@ -351,12 +351,96 @@ def nir_pair(v) -> tuple[int, int]:
     return (a[0], a[0]) if len(a) == 1 else (a[0], a[1])
 
 
+HDF5_MAX_DEPTH, HDF5_MAX_OBJECTS = 16, 100_000
+
+
+def _walk_hdf5(path: Path) -> None:
+    """nir.read walks the HDF5 file recursively and reads every dataset whole: a corrupt file
+    can make it loop (a group holding itself, a broken link table) or read far more than the
+    file holds. Walk it first, bounded: depth, number of objects, no group seen twice, and the
+    datasets' total size at most 64 x the file's (NIR's writer does not compress)."""
+    import h5py
+
+    budget = 64 * path.stat().st_size + (1 << 20)
+    seen, count, total = set(), 0, 0
+
+    def walk(group, depth: int) -> None:
+        nonlocal count, total
+        if depth > HDF5_MAX_DEPTH:
+            raise NIRImportError(f"{path}: groups nested deeper than {HDF5_MAX_DEPTH}")
+        for key in group:
+            count += 1
+            if count > HDF5_MAX_OBJECTS:
+                raise NIRImportError(f"{path}: more than {HDF5_MAX_OBJECTS} objects")
+            obj = group[key]
+            if isinstance(obj, h5py.Group):
+                addr = h5py.h5o.get_info(obj.id).addr
+                if addr in seen:
+                    raise NIRImportError(f"{path}: group {obj.name} is reached twice (a cycle)")
+                seen.add(addr)
+                walk(obj, depth + 1)
+            elif isinstance(obj, h5py.Dataset):
+                total += int(obj.size or 0) * obj.dtype.itemsize
+                if total > budget:
+                    raise NIRImportError(f"{path}: datasets claim more than {budget:,} bytes "
+                                         "for a file of its size")
+
+    with h5py.File(path, "r") as f:
+        walk(f, 0)
+
+
+READ_TIMEOUT = 60.0  # seconds
+
+
+def _read_in_child(path: Path, conn) -> None:
+    try:
+        _walk_hdf5(path)
+        conn.send(("ok", nir.read(path)))
+    except NIRImportError as e:
+        conn.send(("own", str(e)))
+    except Exception as e:  # noqa: BLE001 - any failure of a foreign file is reported
+        conn.send(("error", f"{type(e).__name__}: {str(e)[:200]}"))
+    finally:
+        conn.close()
+
+
+def _read_bounded(path: Path) -> nir.NIRGraph:
+    """nir.read in a forked child with a time limit: libhdf5 can spin or hang inside one call
+    on a corrupt file (seen in fuzzing), which no check in this process could interrupt."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_read_in_child, args=(path, send), daemon=True)
+    child.start()
+    send.close()
+    try:
+        if not recv.poll(READ_TIMEOUT):
+            raise NIRImportError(f"{path}: reading it did not finish within {READ_TIMEOUT:g} s; "
+                                 "a corrupt HDF5 file?")
+        kind, value = recv.recv()
+    except EOFError:
+        raise NIRImportError(f"{path}: the HDF5 reader died on it; a corrupt file?") from None
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()
+        recv.close()
+    if kind == "ok":
+        return value
+    if kind == "own":
+        raise NIRImportError(value)
+    raise NIRImportError(f"{path}: not a readable NIR file ({value})")
+
+
 def read_nir(path, dt: float | None = None, discretisation: str = "euler") -> Graph:
     path = Path(path)
     if not path.is_file():
         raise NIRImportError(f"{path}: no such file")
     try:
-        g = nir.read(path)
+        g = _read_bounded(path)
+    except NIRImportError:
+        raise
     except Exception as e:
         raise NIRImportError(f"{path}: not a readable NIR file ({type(e).__name__}: "
                              f"{str(e)[:200]})") from None
