@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import ray
 import torch
 
 from snnexport import distributed
@@ -21,8 +22,6 @@ from snnexport.energy import count_operations, counts_of, energy_of
 from snnexport.errors import UsageError
 from snnexport.passes.fold import fold
 from snnexport.sim.reference import simulate
-
-ray = pytest.importorskip("ray")  # the [ray] extra: `make test` installs it
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "examples" / "models"
@@ -50,8 +49,8 @@ def test_shards_are_contiguous_and_even():
             distributed.wanted(bad, None)
 
 
-@pytest.mark.parametrize("target,workers", [("reference", 2), ("onnx", 2), ("fixed", 2),
-                                            ("onnx-fixed", 3)])
+@pytest.mark.parametrize("target,workers", [("reference", 2), ("nir", 2), ("onnx", 2),
+                                            ("fixed", 2), ("onnx-fixed", 3)])
 def test_sharded_report_equals_one_process(lts, target, workers):
     one = check(lts, target, samples=SAMPLES, batch_size=10)
     many = check(lts, target, samples=SAMPLES, batch_size=10, workers=workers)
@@ -75,10 +74,11 @@ def test_energy_counts_summed_over_shards(lts):
             energy_of(lts, "loihi2", samples=SAMPLES).to_dict())
 
 
-def test_lava_fixed_in_two_shards_equals_one_process():
+@pytest.mark.parametrize("target", ["lava-fixed", "lava-float", "netx"])
+def test_lava_targets_in_two_shards_equal_one_process(target):
     loaded = load_model(MODELS / "digits_plif_neuron.pt")
-    one = check(loaded, "lava-fixed", samples=4)
-    many = check(loaded, "lava-fixed", samples=4, workers=2)  # a Lava runner per worker
+    one = check(loaded, target, samples=4)
+    many = check(loaded, target, samples=4, workers=2)  # a Lava runner per worker
     assert many.to_dict() == one.to_dict()
     assert many.exact and many.samples == 4
 
