@@ -6,18 +6,44 @@
     -> `spikes:<name>` uint8 [T, B, *shape], `h:<name>` int64 (v before reset) per layer,
        `outputs` float32 [T, B, classes] (voted spikes, or v / S of a non-spiking readout)
 
-Synapses are integer AND-and-add: ConvInteger / MatMulInteger on uint8 spikes and the halved
-even weights (w / 2 in [-128, 127], stored as uint8 with zero point 128), times 2; a Conv sum is
-wrapped to 24 bits as Lava's Conv does. Each neuron layer is a Scan over T in int64 with the
-rules of snnexport/quant/emulator.py: u = wrap24(a << 6); v = trunc((4096 - dv) v / 4096) + u +
-(bias_mant << 6), clipped to +-(2^23 - 1); s = v > vth_mant << 6; v = 0 where s. ONNX integer
-Div truncates toward zero, which is the decay's rounding.
+Synapses are integer AND-and-add on onnxruntime's integer GEMM (MLAS), for all T*B steps at
+once. The weights are even 8-bit mantissas in [-256, 254] (Lava drops the last bit), so w / 2
+is exactly an int8 in [-128, 127] and a = 2 (x @ (w / 2)):
+  * dense: MatMulInteger, uint8 spikes x int8 w / 2 -> int32;
+  * conv: im2col + the same MatMulInteger: one Gather takes each output pixel's window from the
+    channels-last map (padding points at one zero pixel appended), [T*B*Ho*Wo, kh*kw*C] @
+    [kh*kw*C, C_out] (a batched GEMM per group), transposed back to NCHW;
+  * depthwise conv: ConvInteger, whose depthwise kernel takes uint8 weights w / 2 + 128 with
+    zero point 128; an OR-pool layer (its sum of 128s into memoryless neurons at threshold 0)
+    needs neither: it fires iff its window holds a spike (`or_pool` states why), so it is a
+    MaxPool on the uint8 spikes, no synapse and no Scan.
+Chosen by measurement (bench/integer_speed.py --candidates: onnxruntime 1.32, 2 threads, the
+000 MNIST net at width 128, T*B = 128, interleaved, medians of 7 rounds): conv 128->128 3x3 on
+14x14: im2col + MatMulInteger 32 ms, ConvInteger with uint8 weights 65 ms, with int8 weights
+157 ms (no optimised kernel), float Conv 52 ms; 2x2 depthwise sum on 28x28: ConvInteger 16 ms,
+strided Slices + Add 29 ms; dense 6272->2048: MatMulInteger int8 weights 7 ms, uint8 weights
+14 ms, float MatMul 17 ms.
+Exactness (`integer_kernel`): int8 weights where the input's peak (1 for spikes, a SEW ADD's
+graded values up to its peak) is <= 127, so that a pair x1 w1 + x2 w2 stays within int16 (the
+vpmaddubsw of MLAS's AVX2 kernel, which saturates there; the VNNI / AMX kernels accumulate in
+int32), and fan_in * 128 * peak < 2^31 (the int32 accumulator); else uint8 weights with zero
+point 128 (16-bit products, no saturation) where fan_in * 255 * peak < 2^31; else Cast and an
+int64 MatMul. A conv's sum is wrapped to 24 bits as Lava's Conv does, and u = a << 6 wrapped
+as Lava's LIF does, each only where `sum_bound` (peak times the largest row sum of |w|) does
+not already keep it inside 24 bits. `to_onnx_fixed(net, plain=True)` keeps the direct mapping
+(ConvInteger / MatMulInteger with uint8 weights for every synapse), the benchmark's baseline.
+
+Each neuron layer is a Scan over T in int64 with the rules of snnexport/quant/emulator.py:
+u = wrap24(a << 6); v = trunc((4096 - dv) v / 4096) + u + (bias_mant << 6), clipped to
++-(2^23 - 1); s = v > vth_mant << 6; v = 0 where s. ONNX integer Div truncates toward zero,
+which is the decay's rounding.
 
 Residual nets: a SEW merge of spike trains is computed on the uint8 values (ADD `Add`: graded
 0, 1, 2, ... up to the merge's peak, at most 255; AND `Mul`; IAND `Mul(1 - a, b)` on binary a),
-and the synapse behind it is the same ConvInteger / MatMulInteger on those values (an integer
-multiply-accumulate, exact). A layer with further synapses (Spiking ResNet) adds their integer
-sums (each conv's wrapped to 24 bits, as each Lava Conv wraps its own) before u = a << 6.
+and the synapse behind it is the same integer GEMM on those values (an integer
+multiply-accumulate, exact within the bounds above). A layer with further synapses (Spiking
+ResNet) adds their integer sums (each conv's wrapped to 24 bits, as each Lava Conv wraps its
+own) before u = a << 6.
 """
 
 from __future__ import annotations
@@ -41,9 +67,10 @@ def _i64(g: GraphBuilder, hint, value):
 
 
 def _neuron_scan(g: GraphBuilder, layer: FixedLayer, drive_seq: str, bias: np.ndarray | None,
-                 batch: str) -> tuple[str, str]:
+                 batch: str, names: tuple[str, str] | None = None) -> tuple[str, str]:
     """Scan over T of one layer. drive_seq int64 [T, B, *shape] (u, or the host bias << 6).
-    Returns (spikes uint8 seq, h int64 seq)."""
+    Returns (spikes uint8 seq, h int64 seq), named `names` if given (the graph's outputs: no
+    copy)."""
     body = GraphBuilder(prefix="b_")
     keep = _i64(body, "keep", 4096 - np.asarray(layer.dv, np.int64))
     p = body.op("Mul", ["v_in", keep], "p")
@@ -53,9 +80,11 @@ def _neuron_scan(g: GraphBuilder, layer: FixedLayer, drive_seq: str, bias: np.nd
         v = body.op("Add", [v, _i64(body, "bias", np.asarray(bias, np.int64) << 6)], "biased")
     v = body.op("Clip", [v, _i64(body, "lo", -STATE_MAX), _i64(body, "hi", STATE_MAX)], "h")
     fired = body.op("Greater", [v, _i64(body, "vth", int(layer.vth_mant) << 6)], "fired")
-    v_new = body.op("Where", [fired, _i64(body, "zero", 0), v], "v_new")
+    # v = 0 where it fired, as v (not fired): measured faster than Where in onnxruntime 1.32
+    kept = body.op("Cast", [body.op("Not", [fired], "quiet")], "kept", to=I64)
+    v_new = body.op("Mul", [v, kept], "v_new")
     spikes = body.op("Cast", [fired], "spike", to=U8)
-    h = body.op("Identity", [v], "h_out")
+    h = v
     graph = helper.make_graph(
         body.nodes, f"{layer.name}_step",
         [helper.make_tensor_value_info("v_in", I64, None),
@@ -65,51 +94,177 @@ def _neuron_scan(g: GraphBuilder, layer: FixedLayer, drive_seq: str, bias: np.nd
          helper.make_tensor_value_info(h, I64, None)], initializer=body.inits)
     full = g.op("Concat", [batch, _i64(g, "shape", list(layer.shape))], "state_shape", axis=0)
     v0 = g.op("Expand", [_i64(g, "v_init", np.asarray(layer.v_init, np.int64)), full], "v0")
-    outs = g.op("Scan", [v0, drive_seq], f"{layer.name}_scan", outputs=3, body=graph,
-                num_scan_inputs=1)
+    outs = [g.name(f"{layer.name}_v"), *(names or (g.name(f"{layer.name}_s"),
+                                                  g.name(f"{layer.name}_h")))]
+    g.nodes.append(helper.make_node("Scan", [v0, drive_seq], outs, body=graph,
+                                    num_scan_inputs=1))
     return outs[1], outs[2]
 
 
-def _synapse(g: GraphBuilder, layer: FixedLayer, s_seq: str, tb: str, in_shape,
-             extra=()) -> str:
-    """u = wrap24((W s) << 6), int64 [T, B, *shape], from uint8 spikes [T, B, *in_shape];
-    extra: (FixedSynapse, its uint8 input, its input shape) summed into a before the shift."""
-    a = _synaptic_sum(g, layer, s_seq, in_shape)
-    for syn, x, shape in extra:
-        a = g.op("Add", [a, _synaptic_sum(g, syn, x, shape)], "a_sum")
+def _synapse(g: GraphBuilder, layer: FixedLayer, s_seq: str, tb: str, in_shape, peak: int = 1,
+             extra=(), plain: bool = False) -> str:
+    """u = wrap24((W s) << 6), int64 [T, B, *shape], from uint8 spikes [T, B, *in_shape] (values
+    up to `peak`); extra: (FixedSynapse, its uint8 input, its input shape, its peak) summed into
+    a before the shift."""
+    a, bound = _synaptic_sum(g, layer, s_seq, in_shape, peak, plain)
+    for syn, x, shape, syn_peak in extra:
+        a_syn, b_syn = _synaptic_sum(g, syn, x, shape, syn_peak, plain)
+        a, bound = g.op("Add", [a, a_syn], "a_sum"), bound + b_syn
     u = g.op("Mul", [a, _i64(g, "act", 64)], "u")
-    big = g.op("Greater", [u, _i64(g, "max", WRAP)], "big")
-    u1 = g.op("Where", [big, g.op("Sub", [u, _i64(g, "r", 2 * WRAP)]), u], "u1")
-    low = g.op("LessOrEqual", [u1, _i64(g, "min", -WRAP)], "low")
-    u2 = g.op("Where", [low, g.op("Add", [u, _i64(g, "r2", 2 * WRAP)]), u1], "u2")
-    return per_step(g, u2, tb, layer.shape)
+    if 64 * bound >= WRAP:  # (else |u| < 2^23 whatever the spikes: Lava's wrap is the identity)
+        big = g.op("Greater", [u, _i64(g, "max", WRAP)], "big")
+        u1 = g.op("Where", [big, g.op("Sub", [u, _i64(g, "r", 2 * WRAP)]), u], "u1")
+        low = g.op("LessOrEqual", [u1, _i64(g, "min", -WRAP)], "low")
+        u = g.op("Where", [low, g.op("Add", [u, _i64(g, "r2", 2 * WRAP)]), u1], "u2")
+    return per_step(g, u, tb, layer.shape)
+
+
+def sum_bound(weight: np.ndarray, peak: int) -> int:
+    """The largest |a| = |sum_j w_ij x_j| inputs x in [0, peak] can give: peak times the
+    largest row sum of |w| (a conv's row: one output channel's C_in/groups * kh * kw)."""
+    w = np.abs(np.asarray(weight, np.int64))
+    return int(w.reshape(len(w), -1).sum(1).max()) * peak if w.size else 0
+
+
+I32_MAX = (1 << 31) - 1
+
+
+def integer_kernel(fan_in: int, peak: int, int8: bool = True) -> str:
+    """The integer product that is exact for sums of `fan_in` terms x (w / 2), x in
+    [0, peak] uint8, w / 2 in [-128, 127] (module docstring, "Synapses"): 'u8s8' (int8 weights:
+    onnxruntime's fast integer GEMM) where peak <= 127 (a pair x1 w1 + x2 w2 stays within int16,
+    the bound of the non-VNNI AVX2 kernel's vpmaddubsw) and fan_in 128 peak < 2^31 (the int32
+    accumulator); else 'u8u8' (uint8 weights w / 2 + 128, zero point 128: 16-bit products, no
+    saturation) where fan_in 255 peak < 2^31; else 'int64' (Cast + int64 MatMul, slow).
+    `int8` False: not 'u8s8' (ConvInteger's fast kernels take uint8 weights)."""
+    if int8 and peak <= 127 and fan_in * 128 * peak <= I32_MAX:
+        return "u8s8"
+    if peak <= 255 and fan_in * 255 * peak <= I32_MAX:
+        return "u8u8"
+    return "int64"
+
+
+def _matmul(g: GraphBuilder, x: str, w_mat: np.ndarray, kernel: str) -> tuple[str, int]:
+    """x uint8 [..., M, K] @ w_mat [..., K, N] (the even integer weights): (the sums, the factor
+    they still need): int32 sums of w / 2 (factor 2) on the integer GEMMs, else int64 (1)."""
+    if kernel == "int64":
+        return g.op("MatMul", [g.op("Cast", [x], "x64", to=I64),
+                               g.const("w", w_mat, np.int64)], "acc64"), 1
+    half = w_mat // 2  # exact: even weights
+    if kernel == "u8s8":
+        return g.op("MatMulInteger", [x, g.const("w", half, np.int8)], "acc"), 2
+    return g.op("MatMulInteger", [x, g.const("w", half + 128, np.uint8), g.const("zx", 0, np.uint8),
+                                  g.const("zq", 128, np.uint8)], "acc"), 2
+
+
+def _as_i64(g: GraphBuilder, acc: str, factor: int) -> str:
+    if factor == 1:
+        return acc
+    return g.op("Mul", [g.op("Cast", [acc], "acc64", to=I64), _i64(g, "two", factor)], "a")
+
+
+def _im2col(g: GraphBuilder, x: str, in_shape, kh: int, kw: int, stride, padding):
+    """uint8 [N, C, H, W] -> [N, Ho*Wo, kh*kw, C] (each output pixel's window, channels last) by
+    one Gather of pixels: an index table [Ho*Wo, kh*kw] into the H*W pixels, padding pointing at
+    one zero pixel appended after them. Returns (cols, Ho, Wo)."""
+    c, h, w = in_shape
+    (sh, sw), (ph, pw) = stride, padding
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    oi, oj, di, dj = np.meshgrid(np.arange(ho), np.arange(wo), np.arange(kh), np.arange(kw),
+                                 indexing="ij")
+    ii, jj = oi * sh + di - ph, oj * sw + dj - pw
+    inside = (ii >= 0) & (ii < h) & (jj >= 0) & (jj < w)
+    idx = np.where(inside, ii * w + jj, h * w).reshape(ho * wo, kh * kw)
+    pixels = g.op("Reshape", [g.op("Transpose", [x], "nhwc", perm=[0, 2, 3, 1]),
+                              _i64(g, "pix", [-1, h * w, c])], "pixels")
+    if not inside.all():
+        pixels = g.op("Pad", [pixels, _i64(g, "zero_pixel", [0, 0, 0, 0, 1, 0])], "padded")
+    return g.op("Gather", [pixels, _i64(g, "windows", idx)], "cols", axis=1), ho, wo
 
 
 def _synaptic_sum(g: GraphBuilder, layer: FixedLayer | FixedSynapse, s_seq: str,
-                  in_shape) -> str:
-    """a = W s, int64 [T*B, *out] (a conv's wrapped to 24 bits), from uint8 [T, B, *in_shape]."""
+                  in_shape, peak: int = 1, plain: bool = False) -> tuple[str, int]:
+    """(a, a bound on |a|): a = W s, int64 [T*B, *out] (a conv's wrapped to 24 bits), from uint8
+    [T, B, *in_shape] holding values 0..peak. `plain`: ConvInteger / MatMulInteger on uint8
+    weights w / 2 + 128 with zero point 128 for every synapse (the direct mapping, exact while
+    fan_in 255 peak < 2^31; kept as the baseline of bench/integer_speed.py)."""
     if getattr(layer, "weight_exp", 0) != 0:
         raise ONNXExportError(f"layer {layer.name!r}: weight_exp {layer.weight_exp} (the "
                               "fixed-point IR keeps 0)")
     w = np.asarray(layer.weight, np.int64)
     if (w % 2).any() or w.min() < -256 or w.max() > 254:
         raise ONNXExportError(f"layer {layer.name!r}: weights must be even in [-256, 254]")
-    q = (w // 2 + 128).astype(np.uint8)  # uint8 with zero point 128: exact
-    zx, zq = g.const("zx", 0, np.uint8), g.const("zq", 128, np.uint8)
-    if layer.kind == "conv":
-        x = per_sample(g, s_seq, in_shape)
-        acc = g.op("ConvInteger", [x, g.const("w", q, np.uint8), zx, zq], "acc",
-                   strides=list(layer.stride), pads=[*layer.padding, *layer.padding],
-                   group=int(layer.groups))
-    else:
+    fan_in = int(np.prod(w.shape[1:]))
+    kernel = integer_kernel(fan_in, peak, int8=not plain)
+    bound = sum_bound(w, peak)
+    if layer.kind != "conv":
         x = per_sample(g, s_seq, [int(np.prod(in_shape))])
-        acc = g.op("MatMulInteger", [x, g.const("w", q.T, np.uint8), zx, zq], "acc")
-    a = g.op("Mul", [g.op("Cast", [acc], "acc64", to=I64), _i64(g, "two", 2)], "a")
-    if layer.kind == "conv":  # Lava's Conv: signed_clamp(a, 24) = ((a + 2^23) mod 2^24) - 2^23
-        a = g.op("Sub", [g.op("Mod", [g.op("Add", [a, _i64(g, "half", WRAP)]),
-                                      _i64(g, "range", 2 * WRAP)], fmod=0),
-                         _i64(g, "half2", WRAP)], "a24")
-    return a
+        return _as_i64(g, *_matmul(g, x, w.T, kernel)), bound
+    x = per_sample(g, s_seq, in_shape)
+    c_out, c_in_g, kh, kw = w.shape
+    groups = int(layer.groups)
+    depthwise = groups == c_in_g * groups == c_out
+    if (plain or depthwise) and integer_kernel(fan_in, peak, int8=False) == "u8u8":
+        # depthwise (the OR-pools): ConvInteger's depthwise kernel (uint8 weights, zero point
+        # 128) measured faster than shifted slices (bench/integer_speed.py --candidates)
+        acc = g.op("ConvInteger", [x, g.const("w", w // 2 + 128, np.uint8),
+                                   g.const("zx", 0, np.uint8), g.const("zq", 128, np.uint8)],
+                   "acc", strides=list(layer.stride), pads=[*layer.padding, *layer.padding],
+                   group=groups)
+        a = _as_i64(g, acc, 2)
+    else:
+        # im2col (one Gather) + MatMulInteger: onnxruntime's ConvInteger has no optimised
+        # kernel for int8 weights and a slower one for uint8 (bench/integer_speed.py
+        # --candidates); the integer GEMM is the fast one
+        cols, ho, wo = _im2col(g, x, in_shape, kh, kw, layer.stride, layer.padding)
+        g_out = c_out // groups
+        wg = w.reshape(groups, g_out, c_in_g, kh, kw).transpose(0, 3, 4, 2, 1).reshape(
+            groups, kh * kw * c_in_g, g_out)  # rows ordered (i, j, c) as the windows
+        if groups == 1:
+            acc, factor = _matmul(g, g.op("Reshape", [cols, _i64(g, "k", [-1, kh * kw * c_in_g])]),
+                                  wg[0], kernel)  # [N*L, C_out]
+        else:  # [N*L, kh*kw, G, C/G] -> [G, N*L, kh*kw*C/G], one GEMM per group
+            per_group = g.op("Transpose", [g.op("Reshape", [cols, _i64(
+                g, "kg", [-1, kh * kw, groups, c_in_g])])], "by_group", perm=[2, 0, 1, 3])
+            acc, factor = _matmul(g, g.op("Reshape", [per_group, _i64(
+                g, "gk", [groups, -1, kh * kw * c_in_g])]), wg, kernel)  # [G, N*L, C_out/G]
+            acc = g.op("Reshape", [g.op("Transpose", [acc], "t", perm=[1, 0, 2]),
+                                   _i64(g, "nl", [-1, c_out])], "acc_nl")
+        nhwc = g.op("Reshape", [acc, _i64(g, "nhwc", [-1, ho, wo, c_out])], "acc_nhwc")
+        a = _as_i64(g, g.op("Transpose", [nhwc], "acc_nchw", perm=[0, 3, 1, 2]), factor)
+    if bound < WRAP:  # |a| < 2^23 whatever the spikes: Lava's 24-bit wrap is the identity
+        return a, bound
+    # Lava's Conv: signed_clamp(a, 24) = ((a + 2^23) mod 2^24) - 2^23
+    return g.op("Sub", [g.op("Mod", [g.op("Add", [a, _i64(g, "half", WRAP)]),
+                                     _i64(g, "range", 2 * WRAP)], fmod=0),
+                        _i64(g, "half2", WRAP)], "a24"), WRAP
+
+
+def or_pool(layer: FixedLayer, peak: int) -> bool:
+    """Whether `layer` is an OR-pool whose spikes are exactly "a window holds a nonzero input":
+    a depthwise conv of positive weights, no bias, memoryless neurons (dv = 4095) at threshold 0
+    from v = 0, its sum unwrapped (64 sum_bound < 2^23). Then u = 64 sum w x >= 0 at every step;
+    any v > 0 fires and resets, and v <= 0 is 0, so the state entering every step is 0, v = u
+    and it fires iff u > 0, i.e. iff a window holds an x > 0 (the quantiser's OR-pools)."""
+    w = np.asarray(layer.weight)
+    return (layer.pool and layer.kind == "conv" and not layer.synapses and w.ndim == 4
+            and w.shape[1] == 1 and int(layer.groups) == w.shape[0] and bool((w > 0).all())
+            and bool((np.asarray(layer.dv) == 4095).all()) and int(layer.vth_mant) == 0
+            and not np.asarray(layer.v_init).any() and layer.bias_mant is None
+            and getattr(layer, "weight_exp", 0) == 0 and 64 * sum_bound(w, peak) < WRAP
+            and all(p < k for p, k in zip(layer.padding, w.shape[2:], strict=True)))
+
+
+def _or_pool(g: GraphBuilder, layer: FixedLayer, s_seq: str, tb: str, in_shape,
+             peak: int) -> str:
+    """An `or_pool` layer's spikes as MaxPool on the uint8 values (padding takes no part, as
+    the conv's zeros), > 0 as 0 / 1: uint8 [T, B, *shape]."""
+    m = g.op("MaxPool", [per_sample(g, s_seq, in_shape)], "or_pool",
+             kernel_shape=list(np.asarray(layer.weight).shape[2:]), strides=list(layer.stride),
+             pads=[*layer.padding, *layer.padding])
+    if peak > 1:
+        m = g.op("Min", [m, g.const("one", 1, np.uint8)], "or_spike")
+    return per_step(g, m, tb, layer.shape)
 
 
 def _merge(g: GraphBuilder, merge: FixedMerge, a: str, b: str, tb: str) -> str:
@@ -133,7 +288,9 @@ def _output(g: GraphBuilder, outputs: list, value: str, name: str, dtype, shape)
     outputs.append(helper.make_tensor_value_info(name, dtype, ["T", "B", *shape]))
 
 
-def to_onnx_fixed(net: FixedNet) -> onnx.ModelProto:
+def to_onnx_fixed(net: FixedNet, *, plain: bool = False) -> onnx.ModelProto:
+    """The integer ONNX model of `net` (module docstring); `plain`: every synapse as ConvInteger
+    / MatMulInteger with uint8 weights (the direct mapping, the benchmark's baseline)."""
     g = GraphBuilder()
     host = net.layers[0]
     bias0 = "bias0"
@@ -141,8 +298,19 @@ def to_onnx_fixed(net: FixedNet) -> onnx.ModelProto:
     tb = g.op("Slice", [shape, _i64(g, "s0", [0]), _i64(g, "s2", [2])], "tb")
     batch = g.op("Slice", [shape, _i64(g, "b1", [1]), _i64(g, "b2", [2])], "batch")
     drive = g.op("Mul", [bias0, _i64(g, "act", 64)], "host_bias")
-    s_seq, h_seq = _neuron_scan(g, host, drive, None, batch)
     outputs, out_seq = [], None
+
+    def named(layer: FixedLayer):  # a layer's Scan outputs are the graph's (pools: none)
+        if layer.pool:
+            return None
+        s_name = f"spikes:{layer.name}" if layer.spiking else g.name("spikes")
+        if layer.spiking:
+            outputs.append(helper.make_tensor_value_info(s_name, U8, ["T", "B", *layer.shape]))
+        outputs.append(helper.make_tensor_value_info(f"h:{layer.name}", I64,
+                                                     ["T", "B", *layer.shape]))
+        return s_name, f"h:{layer.name}"
+
+    s_seq, h_seq = _neuron_scan(g, host, drive, None, batch, named(host))
     prev = host
     values = {host.name: s_seq}  # uint8 output of every layer and merge (residual nets)
     merges = {m.name: m for m in net.merges}
@@ -153,26 +321,31 @@ def to_onnx_fixed(net: FixedNet) -> onnx.ModelProto:
             values[name] = _merge(g, m, value(m.inputs[0]), value(m.inputs[1]), tb)
         return values[name]
 
+    def peak_of(name: str) -> int:  # the largest value a layer's or merge's output holds
+        return int(merges[name].peak) if name in merges else 1
+
     for layer in net.layers:
         if layer is not host:
-            x_in, in_shape = s_seq, prev.shape
+            x_in, in_shape, peak = s_seq, prev.shape, 1
             if layer.source:
                 x_in, in_shape = value(layer.source), net.shape_of(layer.source)
-            extra = [(syn, value(syn.source), net.shape_of(syn.source))
+                peak = peak_of(layer.source)
+            extra = [(syn, value(syn.source), net.shape_of(syn.source), peak_of(syn.source))
                      for syn in layer.synapses]
-            u = _synapse(g, layer, x_in, tb, in_shape, extra)
-            s_seq, h_seq = _neuron_scan(g, layer, u, layer.bias_mant, batch)
+            if not plain and or_pool(layer, peak):
+                s_seq = _or_pool(g, layer, x_in, tb, in_shape, peak)
+            else:
+                u = _synapse(g, layer, x_in, tb, in_shape, peak, extra, plain)
+                s_seq, h_seq = _neuron_scan(g, layer, u, layer.bias_mant, batch, named(layer))
             values[layer.name] = s_seq
             prev = layer
         if layer.pool:
             continue
         if layer.spiking:
-            _output(g, outputs, s_seq, f"spikes:{layer.name}", U8, layer.shape)
             out_seq = g.op("Cast", [s_seq], "s_float", to=F32)
         else:
             out_seq = g.op("Div", [g.op("Cast", [h_seq], "h_float", to=F32),
                                    g.const("scale", layer.scale)], "v_over_s")
-        _output(g, outputs, h_seq, f"h:{layer.name}", I64, layer.shape)
     votes = g.op("Reshape", [out_seq, g.op("Concat", [tb, _i64(g, "v", [-1, net.population])],
                                            "vote_shape", axis=0)], "groups")
     _output(g, outputs, g.op("ReduceMean", [votes], "voted", axes=[-1], keepdims=0), "outputs",

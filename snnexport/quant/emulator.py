@@ -13,6 +13,22 @@ its own step (see lava/runner.py), so the emulator's step t is Lava's step t + k
 The synapse of every step is computed at once over T*B (exact: integer sums of 0/1 spikes
 times |w| <= 256 are exact in float64), then the neuron recurrence loops over T.
 
+Two implementations of the same rules, checked against each other bit for bit
+(tests/test_integer_kernels.py):
+  * `emulate_reference` (`emulate(..., reference=True)`): the plain one, Lava's formulas as
+    written above in int64 (`synapse_sum`, `neuron_loop`), the version to read;
+  * `emulate`: the fast path. Synapses on an exact GEMM for all T*B steps at once (`gemm_kernel`
+    picks it per synapse from a bound on the sum): torch._int_mm (int8 x int8 -> int32, oneDNN's
+    VNNI kernel) on the spikes and the halved even weights w / 2 in [-128, 127], where
+    fan_in * 128 * max|x| < 2^31; else a float32 GEMM where fan_in * max|w| * max|x| < 2^24
+    (every partial sum an integer float32 holds exactly, in any summation order), else float64
+    (< 2^53). Convs as im2col + that GEMM (groups 1), depthwise convs (the OR-pools) as k*k
+    shifted slices multiplied and added (elementwise, exact below the same bounds). The neuron
+    loop in float64 on preallocated buffers (integers below 2^53 are exact): the decay
+    trunc(v (4096 - dv) / 4096) as a product (|v| (4096 - dv) < 2^35: exact) and a truncating
+    division by 2^12 (exact); the reset as a multiply by (v <= vth). Measured on the bundled
+    MNIST-5k model by bench/integer_speed.py.
+
 Residual nets (fixed.py): a layer takes the output of its `source` (a layer or a merge; the
 layer before it when ""); a merge of spike trains is computed in integers when first taken
 (ADD a + b, graded; AND a b; IAND (1 - a) b); a layer with further synapses adds their integer
@@ -22,8 +38,11 @@ u = a << 6 as Lava's LIF wraps any input.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -139,10 +158,12 @@ def neuron_loop(layer: FixedLayer, u: torch.Tensor | None, bias: torch.Tensor,
 
 
 @torch.no_grad()
-def emulate(net: FixedNet, x: torch.Tensor, stats: EmulatorStats | None = None,
-            ir_units: bool = True) -> SimResult:
-    """Runs the fixed-point IR on x ([B, *input] static or [T, B, *input] frames). Spikes per
-    layer (pool helpers left out), membranes H (before reset) in IR units (v / S) or raw."""
+def emulate_reference(net: FixedNet, x: torch.Tensor, stats: EmulatorStats | None = None,
+                      ir_units: bool = True) -> SimResult:
+    """The plain emulator (Lava's rules as written, int64; `emulate` is the fast path checked
+    against it). Runs the fixed-point IR on x ([B, *input] static or [T, B, *input] frames).
+    Spikes per layer (pool helpers left out), membranes H (before reset) in IR units (v / S)
+    or raw."""
     x = torch.as_tensor(x, dtype=torch.float64)
     t_steps = net.time_steps
     if x.dim() == len(net.input_shape) + 1:
@@ -204,10 +225,298 @@ def emulate(net: FixedNet, x: torch.Tensor, stats: EmulatorStats | None = None,
                      membrane)
 
 
+# --- the fast path (module docstring) ----------------------------------------------------------
+
+F32_EXACT = 1 << 24  # |integer| below this: exact in float32
+F64_EXACT = 1 << 53
+I32_MAX = (1 << 31) - 1
+GEMMS = ("auto", "int8", "float")
+
+
+@functools.cache
+def int8_gemm_native() -> bool:
+    """Whether torch._int_mm runs an optimised int8 GEMM here: ATen's _int_mm_out_cpu calls
+    oneDNN only on a CPU with AVX512-VNNI (vpdpbusd: int32 accumulation, no int16 saturation),
+    else a scalar loop (exact too, but slower than a float GEMM)."""
+    if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: the float GEMM
+        return False
+    return "avx512_vnni" in flags.split()
+
+
+def float32_gemm_exact() -> bool:
+    """float32 GEMMs run in IEEE single precision: no TF32 / BF16 downconversion allowed
+    (torch.set_float32_matmul_precision, torch.backends.*.fp32_precision)."""
+    if torch.get_float32_matmul_precision() != "highest":
+        return False
+    settings = [getattr(torch.backends, "fp32_precision", "none"),
+                getattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision", "none")]
+    return all(p in ("none", "ieee") for p in settings)
+
+
+def gemm_kernel(weight: np.ndarray, fan_in: int, peak: int, gemm: str = "auto") -> str:
+    """The fastest exact kernel for sums of at most `fan_in` products w x, |x| <= peak:
+    'int8' (torch._int_mm on x and w / 2: the weights even in [-256, 254], |x| <= 127 and
+    fan_in * 128 * peak < 2^31, the int32 accumulator's bound), 'float32' (every partial sum
+    below 2^24: fan_in * max|w| * peak < 2^24) or 'float64' (below 2^53). `gemm` 'float' never
+    picks int8; 'int8' picks it where it is exact even without VNNI (ATen's exact loop)."""
+    if gemm not in GEMMS:
+        raise ValueError(f"gemm {gemm!r}: one of {GEMMS}")
+    w = np.asarray(weight)
+    w_max = int(np.abs(w).max()) if w.size else 0
+    even8 = bool(w.size) and not (w % 2).any() and w.min() >= -256 and w.max() <= 254
+    if (gemm == "int8" or (gemm == "auto" and int8_gemm_native())) and even8 \
+            and peak <= 127 and fan_in * 128 * peak <= I32_MAX:
+        return "int8"
+    bound = fan_in * w_max * peak
+    if bound < F32_EXACT and float32_gemm_exact():
+        return "float32"
+    if bound >= F64_EXACT:
+        raise ValueError(f"synaptic sums up to {bound} are not exact in float64")
+    return "float64"
+
+
+def _peak(x: torch.Tensor) -> int:
+    if x.dtype == torch.bool:
+        return 1
+    return int(x.abs().max()) if x.numel() else 0
+
+
+_DTYPES = {"int8": torch.int8, "float32": torch.float32, "float64": torch.float64}
+
+
+def _gemm(cols: torch.Tensor, w_mat: np.ndarray, kernel: str) -> torch.Tensor:
+    """cols [M, K] (in the kernel's dtype) @ w_mat [K, out] (the integer weights): int32 sums
+    of w / 2 for 'int8' (times 2 is the caller's), else float sums (exact integers)."""
+    if kernel == "int8":  # w / 2 is exact (even weights)
+        return torch._int_mm(cols, torch.from_numpy(np.ascontiguousarray(w_mat // 2).astype(
+            np.int8)))
+    return cols @ torch.from_numpy(np.ascontiguousarray(w_mat)).to(cols.dtype)
+
+
+def _im2col(x: torch.Tensor, kh, kw, stride, padding, dtype) -> torch.Tensor:
+    """x [N, C, H, W] -> [N*Ho*Wo, kh*kw*C] in `dtype`, columns ordered (i, j, c): the
+    padded map copied channels-last once, each row a strided window of it."""
+    (sh, sw), (ph, pw) = stride, padding
+    n, c, h, w = x.shape
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    xp = torch.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=dtype)
+    xp[:, ph:ph + h, pw:pw + w, :] = x.permute(0, 2, 3, 1)
+    row = xp.stride(1)
+    win = xp.as_strided((n, ho, wo, kh, kw * c), (xp.stride(0), sh * row, sw * c, row, 1))
+    return win.reshape(n * ho * wo, kh * kw * c), ho, wo
+
+
+def _depthwise(x: torch.Tensor, w: np.ndarray, stride, padding, peak: int) -> torch.Tensor:
+    """A depthwise conv (groups = channels: the OR-pools) as k*k shifted slices, float64.
+    Equal weights per channel (a pool): the slices summed in the smallest integer type that
+    holds k*k*peak, then times the weight; else multiplied and added in float32 / float64
+    (exact below the bound `gemm_kernel` states)."""
+    c, _, kh, kw = w.shape
+    (sh, sw), (ph, pw) = stride, padding
+    equal = bool((w == w[:, :, :1, :1]).all())
+    if equal:
+        most = kh * kw * peak
+        dtype = torch.int8 if most <= 127 else torch.int16 if most < 1 << 15 else torch.int32
+    else:
+        dtype = _DTYPES[gemm_kernel(w, kh * kw, peak, "float")]
+    xs = x.view(torch.int8) if x.dtype == torch.bool and dtype == torch.int8 else x.to(dtype)
+    xp = F.pad(xs, (pw, pw, ph, ph)) if ph or pw else xs
+    ho, wo = (xp.shape[2] - kh) // sh + 1, (xp.shape[3] - kw) // sw + 1
+    a = None
+    for i in range(kh):
+        for j in range(kw):
+            sl = xp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+            if equal:
+                a = sl.clone() if a is None else a.add_(sl)
+            else:
+                wij = torch.from_numpy(w[:, 0, i, j].copy()).to(dtype).view(1, -1, 1, 1)
+                a = sl * wij if a is None else a.addcmul_(sl, wij)
+    a = a.to(torch.float64)
+    if equal:
+        a.mul_(torch.from_numpy(w[:, 0, 0, 0].astype(np.float64)).view(1, -1, 1, 1))
+    return a
+
+
+def _fast_synapse(layer: FixedLayer | FixedSynapse, x: torch.Tensor, out_shape,
+                  gemm: str) -> torch.Tensor:
+    """`synapse_sum` on an exact fast kernel: float64 [N, *out_shape] (a conv's sum wrapped
+    to 24 bits as Lava's Conv wraps it)."""
+    out_shape = tuple(out_shape)
+    if getattr(layer, "weight_exp", 0) != 0:  # (the quantiser keeps 0; the plain path)
+        return synapse_sum(layer, x, out_shape).to(torch.float64)
+    w = np.asarray(layer.weight, np.int64)
+    peak = _peak(x)
+    n = len(x)
+    if layer.kind != "conv":
+        kernel = gemm_kernel(w, w.shape[1], peak, gemm)
+        a = _gemm(x.flatten(1).to(_DTYPES[kernel]), w.T, kernel).to(torch.float64)
+        if kernel == "int8":
+            a.mul_(2)
+        return a.reshape(n, *out_shape)
+    c_out, c_in_g, kh, kw = w.shape
+    groups = int(layer.groups)
+    if groups == c_in_g * groups == c_out:  # depthwise (the OR-pools)
+        a = _depthwise(x, w, layer.stride, layer.padding, peak)
+    else:  # im2col + GEMM, per group
+        kernel = gemm_kernel(w, c_in_g * kh * kw, peak, gemm)
+        g_out = c_out // groups
+        a = None
+        for g in range(groups):
+            cols, ho, wo = _im2col(x[:, g * c_in_g:(g + 1) * c_in_g], kh, kw, layer.stride,
+                                   layer.padding, _DTYPES[kernel])
+            wg = w[g * g_out:(g + 1) * g_out].transpose(0, 2, 3, 1).reshape(g_out, -1)
+            acc = _gemm(cols, wg.T, kernel).view(n, ho, wo, g_out).permute(0, 3, 1, 2)
+            if a is None:
+                a = torch.empty((n, c_out, ho, wo), dtype=torch.float64)
+            a[:, g * g_out:(g + 1) * g_out] = acc
+        if kernel == "int8":
+            a.mul_(2)
+    a = a.reshape(n, *out_shape)
+    lo, hi = torch.aminmax(a) if a.numel() else (torch.zeros(()), torch.zeros(()))
+    if lo < -WRAP or hi >= WRAP:  # Lava's Conv: signed_clamp(x, 24) (the plain formula)
+        a = ((a.to(torch.int64) + WRAP) % (2 * WRAP) - WRAP).to(torch.float64)
+    return a
+
+
+def _fast_current(layer: FixedLayer, a: torch.Tensor, stats: EmulatorStats | None):
+    """u = wrap24(a << 6) plus the bias << 6, float64 [T, B, *shape] (in place on a)."""
+    u = a.mul_(64)
+    lo, hi = torch.aminmax(u) if u.numel() else (torch.zeros(()), torch.zeros(()))
+    wrapped = 0
+    if hi > WRAP or lo <= -WRAP:  # Lava's LIF wraps u (the plain formula, int64)
+        ui = u.to(torch.int64)
+        w = torch.where(ui > WRAP, ui - 2 * WRAP, ui)
+        w = torch.where(w <= -WRAP, ui + 2 * WRAP, w)
+        if stats is not None:
+            stats.mark(layer.name, w != ui)
+        wrapped = int((w != ui).sum())
+        u = w.to(torch.float64)
+    if stats is not None:
+        stats.u_wrapped[layer.name] = stats.u_wrapped.get(layer.name, 0) + wrapped
+    if layer.bias_mant is not None:  # (adding to -0.0 gives +0.0 too)
+        return u.add_(torch.from_numpy(np.asarray(layer.bias_mant, np.int64) << 6).to(
+            torch.float64))
+    return u.add_(0.0)  # -0.0 (a float sum of 0 x negative weights) as +0.0
+
+
+def _fast_neurons(layer: FixedLayer, drive: torch.Tensor, t_steps: int,
+                  stats: EmulatorStats | None, keep_h: bool, scale: float = 1.0):
+    """`neuron_loop` in float64 on preallocated buffers: drive [T or 1, B, *shape] (u plus the
+    bias, << 6 done). Returns (H / scale float64, or None unless keep_h; S bool),
+    [T, B, *shape]. The clip at +-(2^23 - 1) is skipped where it cannot act: the decay never
+    grows |v|, so |v_t| <= max|v_init| + t max|drive| before the clip."""
+    shape = (drive.shape[1], *layer.shape)
+    f64 = torch.float64
+    keep = torch.from_numpy((4096 - np.asarray(layer.dv, np.int64)).astype(np.float64))
+    vth = float(int(layer.vth_mant) << 6)
+    v_init = np.asarray(layer.v_init, np.int64)
+    v = torch.from_numpy(v_init).to(f64).expand(shape).clone()
+    lo, hi = torch.aminmax(drive) if drive.numel() else (torch.zeros(()), torch.zeros(()))
+    reach = int(np.abs(v_init).max(initial=0)) + t_steps * int(max(-lo, hi))
+    clip = reach > STATE_MAX
+    not_s = torch.empty(shape, dtype=f64)
+    h = torch.empty((t_steps, *shape), dtype=f64) if keep_h else None
+    ht = torch.empty(shape, dtype=f64) if clip else v  # this step's v before the reset
+    s = torch.empty((t_steps, *shape), dtype=torch.bool)
+    clipped = None
+    if stats is not None:  # (all False where the clip cannot act)
+        clipped = (torch.empty if clip else torch.zeros)((t_steps, *shape), dtype=torch.bool)
+    per_step = drive.shape[0] > 1
+    for t in range(t_steps):
+        v.mul_(keep)  # p = v (4096 - dv), |p| < 2^35: exact; then trunc(p / 2^12): exact
+        torch.div(v, 4096.0, rounding_mode="trunc", out=v)
+        v.add_(drive[t] if per_step else drive[0])
+        if clip:
+            torch.clamp(v, -STATE_MAX, STATE_MAX, out=ht)
+            if clipped is not None:
+                torch.ne(v, ht, out=clipped[t])
+        if h is not None and scale == 1.0:
+            h[t].copy_(ht)
+        elif h is not None:
+            torch.div(ht, scale, out=h[t])
+        torch.gt(ht, vth, out=s[t])
+        torch.le(ht, vth, out=not_s)
+        torch.mul(ht, not_s, out=v)  # v = 0 where it fired (ht > vth >= 0 there: +0.0)
+    if stats is not None:
+        stats.v_clipped[layer.name] = stats.v_clipped.get(layer.name, 0) + int(clipped.sum())
+        stats.mark(layer.name, clipped)
+    return h, s
+
+
+@torch.no_grad()
+def emulate(net: FixedNet, x: torch.Tensor, stats: EmulatorStats | None = None,
+            ir_units: bool = True, *, reference: bool = False, gemm: str = "auto") -> SimResult:
+    """Runs the fixed-point IR on x ([B, *input] static or [T, B, *input] frames). Spikes per
+    layer (pool helpers left out), membranes H (before reset) in IR units (v / S) or raw.
+
+    The fast path (module docstring), bit for bit `emulate_reference`'s result (which
+    `reference=True` runs). `gemm`: 'auto' (int8 where this CPU has the fast int8 GEMM), 'int8'
+    or 'float' (the float32 / float64 GEMMs only): which exact kernel the synapses take."""
+    if reference:
+        return emulate_reference(net, x, stats, ir_units)
+    if gemm not in GEMMS:
+        raise ValueError(f"gemm {gemm!r}: one of {GEMMS}")
+    x = torch.as_tensor(x, dtype=torch.float64)
+    t_steps = net.time_steps
+    if x.dim() == len(net.input_shape) + 1:
+        x_seq = x.unsqueeze(0)  # static: one current for every step
+    else:
+        x_seq = x
+        t_steps = x.shape[0]
+    b = x_seq.shape[1]
+    spikes, membrane = {}, {}
+    prev = None
+    out_seq = None
+    if stats is not None:
+        stats.saturated.clear()
+    values: dict[str, torch.Tensor] = {}
+    merges = {m.name: m for m in net.merges}
+
+    def value(name: str) -> torch.Tensor:
+        if name not in values:
+            m = merges[name]
+            values[name] = merge_values(m, value(m.inputs[0]), value(m.inputs[1]))
+        return values[name]
+
+    for layer in net.layers:
+        if layer.kind == "host":
+            mant, raw = host_bias_mant(layer, x_seq, net.input_shape)
+            if stats is not None:
+                over = (raw.abs() > BIAS_MANT_MAX).expand(t_steps, *mant.shape[1:])
+                stats.bias_clipped[layer.name] = stats.bias_clipped.get(layer.name, 0) + int(
+                    over.sum())
+                stats.mark(layer.name, over)
+            drive = (mant << 6).to(torch.float64)
+        else:
+            x_in = value(layer.source) if layer.source else prev
+            a = _fast_synapse(layer, x_in.flatten(0, 1), layer.shape, gemm)
+            for syn in layer.synapses:  # a residual merge: every path at the layer's scale
+                a += _fast_synapse(syn, value(syn.source).flatten(0, 1), layer.shape, gemm)
+            drive = _fast_current(layer, a.reshape(t_steps, b, *layer.shape), stats)
+        h, s = _fast_neurons(layer, drive, t_steps, stats, keep_h=not layer.pool,
+                             scale=layer.scale if ir_units else 1.0)
+        prev = s
+        if not net.is_chain:
+            values[layer.name] = s
+        if not layer.pool:
+            if layer.spiking:
+                spikes[layer.name] = out_seq = s.to(torch.float64)
+            membrane[layer.name] = h  # v / S (ir_units), else v
+            if not layer.spiking:
+                out_seq = h if ir_units else h / layer.scale
+    voted = out_seq.reshape(t_steps, b, -1, net.population).mean(-1)
+    return SimResult(voted, readout_scores(voted, net.readout, net.population), spikes,
+                     membrane)
+
+
 def fixed_threshold(layer: FixedLayer) -> float:
     """The threshold in IR units (v > this fires)."""
     return (int(layer.vth_mant) << 6) / layer.scale
 
 
-__all__ = ["EmulatorStats", "emulate", "fixed_threshold", "host_bias_mant", "merge_values",
-           "neuron_loop", "synapse_sum"]
+__all__ = ["EmulatorStats", "emulate", "emulate_reference", "fixed_threshold", "gemm_kernel",
+           "host_bias_mant", "merge_values", "neuron_loop", "synapse_sum"]

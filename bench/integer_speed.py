@@ -1,0 +1,342 @@
+"""The integer path on the CPU's integer kernels, measured in one run (issue 15).
+
+    .venv/bin/python bench/integer_speed.py [--rounds 5] [--threads 2] [--emu-samples 200]
+                                             [--candidates]
+
+The machine is shared, so engines are interleaved (A B A B ...): every round times each engine
+once, and each ratio is the median of the per-round ratios, with their min-max.
+
+1. Integer ONNX on the 000 MNIST net at width 128 (bench/onnx_speed.py's net: {c128k3-BN-PLIF-
+   MP}*2-FC2048-PLIF-FC100-PLIF-vote10, T=8, B=16, random weights and BN statistics; conv1,
+   conv2, fc1, fc_out scaled x3, x3, x8, x8 so that every layer spikes, which the exactness
+   check needs; fixed point calibrated on 64 MNIST-5k training digits, run on 16 test digits):
+     torch eager     snnexport's PLIFNet forward, float32, no gradients
+     int ONNX        the fixed-point net's artifact (exporters/onnx_fixed.py) in onnxruntime
+                     (graph optimisations off, as the parity check runs it), plus the host
+                     current mantissas it takes as input (torch, float64)
+     int ONNX plain  the same artifact with every synapse as ConvInteger / MatMulInteger on
+                     uint8 weights and a Scan per OR-pool (`to_onnx_fixed(net, plain=True)`,
+                     the direct mapping; its neuron Scans are the artifact's own)
+   Bit-exactness, checked in the run: every layer's spikes and integer membranes from the
+   artifact equal the emulator's, and the fast emulator equals the plain one.
+2. The emulator on the bundled MNIST-5k model (examples/models/mnist5k_plif.pt; 200 test digits,
+   T=8): sample-steps/s of `emulate` (the fast path) and `emulate(reference=True)` (the plain
+   one, Lava's rules as written), their results checked equal.
+3. Peak: each engine's synaptic multiply-accumulates (every MAC its synapse layers' GEMMs do,
+   zero inputs included, counted from the net's layers; the OR-pools' few left out) per second
+   of its whole run, as a fraction of a plain GEMM of its kernel kind, timed in the same round,
+   the size of the net's largest synapse: float32 torch.mm for torch eager, MatMulInteger
+   uint8 x int8 in onnxruntime for the integer ONNX, torch._int_mm for the emulator.
+--candidates: the conv / depthwise / dense formulations the integer exporter chose between,
+timed the same way (the numbers its comments cite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from snnexport.backends import fixed_point
+from snnexport.check import load_model
+from snnexport.data import load_dataset
+from snnexport.exporters.onnx_common import GraphBuilder, session
+from snnexport.exporters.onnx_fixed import _synaptic_sum, to_onnx_fixed
+from snnexport.importers.plifnet import import_plifnet
+from snnexport.models import NetConfig, build_network
+from snnexport.passes.fold import fold
+from snnexport.quant import emulate, quantize
+from snnexport.quant.emulator import host_bias_mant
+from snnexport.quant.fixed import FixedLayer
+
+T, B = 8, 16
+MODEL = "examples/models/mnist5k_plif.pt"
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def paired(rounds, num, den):
+    """median (min, max) over rounds of den_time / num_time: how many times faster num is."""
+    r = [d / n for n, d in zip(rounds[num], rounds[den], strict=True)]
+    return statistics.median(r), min(r), max(r)
+
+
+def fmt(m):
+    return f"{m[0]:.2f}x ({m[1]:.2f}-{m[2]:.2f})"
+
+
+def pct(m):
+    return f"{100 * m[0]:.1f}% of peak ({100 * m[1]:.1f}-{100 * m[2]:.1f}%)"
+
+
+def synapse_macs(net) -> tuple[int, tuple[int, int]]:
+    """Per sample-step: the MACs of every non-pool synapse (host one included) and the
+    (fan_in, outputs) of the largest."""
+    total, largest = 0, (0, 0, 0)
+    for layer in net.layers:
+        if layer.pool:
+            continue
+        for w in [layer.weight, *(s.weight for s in layer.synapses)]:
+            w = np.asarray(w)
+            conv = layer.kind == "conv" or layer.host_kind == "conv"
+            fan_in = int(np.prod(w.shape[1:]))
+            outs = int(np.prod(layer.shape))
+            macs = fan_in * outs
+            total += macs
+            if macs > largest[0]:  # a conv: one GEMM row per output pixel
+                rows = outs // w.shape[0] if conv else 1
+                largest = (macs, fan_in, w.shape[0], rows)
+    return total, largest[1:]
+
+
+def bench_net():
+    torch.manual_seed(0)
+    net = build_network(NetConfig(channels=128, fc_hidden=[2048], time_steps=T)).eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+        layers = net.layers
+        for mod, k in ((layers.conv1, 3), (layers.conv2, 3), (layers.fc1, 8), (layers.fc_out, 8)):
+            mod.weight.mul_(k)
+    return net
+
+
+def ort_gemm(m, k, n, threads):
+    """A plain MatMulInteger uint8 x int8 of [m, k] x [k, n] in onnxruntime: (run, MACs)."""
+    from onnx import TensorProto, helper
+
+    g = GraphBuilder()
+    y = g.op("MatMulInteger", ["x", g.const("w", np.random.default_rng(0).integers(
+        -128, 128, (k, n)), np.int8)])
+    model = helper.make_model(helper.make_graph(
+        g.nodes, "gemm", [helper.make_tensor_value_info("x", TensorProto.UINT8, [m, k])],
+        [helper.make_tensor_value_info(y, TensorProto.INT32, [m, n])], initializer=g.inits),
+        opset_imports=[helper.make_opsetid("", 17)])
+    sess = session(model, threads=threads)
+    x = (np.random.default_rng(1).random((m, k)) < 0.1).astype(np.uint8)
+    return (lambda: sess.run(None, {"x": x})), m * k * n
+
+
+def exact_onnx(sess, fx, seq, x) -> dict:
+    names = [o.name for o in sess.get_outputs()]
+    out = dict(zip(names, sess.run(None, {"bias0": seq}), strict=True))
+    emu = emulate(fx, x, ir_units=False)
+    ref = emulate(fx, x, ir_units=False, reference=True)
+    same = all(torch.equal(emu.spikes[k], ref.spikes[k]) for k in ref.spikes) and all(
+        torch.equal(emu.membrane[k], ref.membrane[k]) for k in ref.membrane)
+    ok = all(np.array_equal(out[f"spikes:{k}"], emu.spikes[k].numpy().astype(np.uint8))
+             for k in emu.spikes) and all(
+        np.array_equal(out[f"h:{k}"], emu.membrane[k].numpy().astype(np.int64))
+        for k in emu.membrane)
+    return {"onnx == emulator": ok, "emulator == plain emulator": same,
+            "spikes": {k: int(v.sum()) for k, v in emu.spikes.items()}}
+
+
+def candidates(threads, rounds):
+    """The formulations onnx_fixed.py chose between, on the bench net's shapes (T*B = 128)."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    n = T * B
+
+    def model(g, out, in_shape):
+        m = helper.make_model(helper.make_graph(
+            g.nodes, "c", [helper.make_tensor_value_info("x", TensorProto.UINT8,
+                                                         [1, n, *in_shape])],
+            [helper.make_tensor_value_info(out, TensorProto.INT64, None)], initializer=g.inits),
+            opset_imports=[helper.make_opsetid("", 17)])
+        return session(m, threads=threads)
+
+    def exporter(layer, in_shape, plain):
+        g = GraphBuilder()
+        return model(g, _synaptic_sum(g, layer, "x", in_shape, 1, plain)[0], in_shape)
+
+    def conv_op(w, in_shape, stride, pads, group, dtype):
+        g = GraphBuilder()
+        x = g.op("Reshape", ["x", g.const("s", [-1, *in_shape], np.int64)])
+        if dtype == "float":
+            y = g.op("Conv", [g.op("Cast", [x], to=TensorProto.FLOAT),
+                              g.const("w", w, np.float32)], strides=stride, pads=pads,
+                     group=group)
+        else:
+            y = g.op("ConvInteger", [x, g.const("w", w // 2, np.int8)], strides=stride,
+                     pads=pads, group=group)
+            y = g.op("Add", [y, y])  # (w / 2 in int8: times 2)
+        return model(g, g.op("Cast", [y], to=TensorProto.INT64), in_shape)
+
+    def slices(w, in_shape):  # a 2x2 stride-2 sum pool as shifted uint8 slices
+        g = GraphBuilder()
+        x = g.op("Reshape", ["x", g.const("s", [-1, *in_shape], np.int64)])
+        h = in_shape[1]
+        parts = [g.op("Slice", [x, g.const("b", [i, j], np.int64),
+                                g.const("e", [i + h - 1, j + h - 1], np.int64),
+                                g.const("a", [2, 3], np.int64), g.const("t", [2, 2], np.int64)])
+                 for i in range(2) for j in range(2)]
+        s = parts[0]
+        for p in parts[1:]:
+            s = g.op("Add", [s, p])
+        y = g.op("Mul", [g.op("Cast", [s], to=TensorProto.INT64),
+                         g.const("w", w[:, 0, 0, 0].reshape(-1, 1, 1), np.int64)])
+        return model(g, y, in_shape)
+
+    def dense_op(w, k, kind):
+        g = GraphBuilder()
+        x = g.op("Reshape", ["x", g.const("s", [-1, k], np.int64)])
+        y = g.op("MatMul", [g.op("Cast", [x], to=TensorProto.FLOAT),
+                            g.const("w", w.T, np.float32)])
+        return model(g, g.op("Cast", [y], to=TensorProto.INT64), [k])
+
+    w2 = 2 * rng.integers(-128, 128, (128, 128, 3, 3))
+    conv = FixedLayer("conv2", "conv", (128, 14, 14), w2, np.zeros(1), 0, np.zeros(1), 1.0,
+                      padding=(1, 1))
+    wp = np.full((128, 1, 2, 2), 128)
+    pool = FixedLayer("pool1", "conv", (128, 14, 14), wp, np.zeros(1), 0, np.zeros(1), 1.0,
+                      stride=(2, 2), groups=128)
+    wd = 2 * rng.integers(-128, 128, (2048, 6272))
+    dense = FixedLayer("fc1", "dense", (2048,), wd, np.zeros(1), 0, np.zeros(1), 1.0)
+    cases = {
+        "conv 128->128 3x3 on 14x14": ((128, 14, 14), {
+            "im2col Gather + MatMulInteger u8s8 (chosen)": exporter(conv, (128, 14, 14), False),
+            "ConvInteger uint8 weights, zero point 128": exporter(conv, (128, 14, 14), True),
+            "ConvInteger int8 weights": conv_op(w2, (128, 14, 14), [1, 1], [1] * 4, 1, "int"),
+            "Cast + float32 Conv + Cast": conv_op(w2, (128, 14, 14), [1, 1], [1] * 4, 1,
+                                                  "float")}),
+        "depthwise 2x2/2 sum pool on 28x28": ((128, 28, 28), {
+            "ConvInteger depthwise uint8 weights (chosen)": exporter(pool, (128, 28, 28), False),
+            "4 strided Slices + Add": slices(wp, (128, 28, 28))}),
+        "dense 6272->2048": ((6272,), {
+            "MatMulInteger u8s8 (chosen)": exporter(dense, (6272,), False),
+            "MatMulInteger uint8 weights, zero point 128": exporter(dense, (6272,), True),
+            "Cast + float32 MatMul + Cast": dense_op(wd, 6272, "float")})}
+    for name, (shape, sessions) in cases.items():
+        x = (rng.random((1, n, *shape)) < 0.15).astype(np.uint8)
+        outs = [s.run(None, {"x": x})[0].reshape(-1) for s in sessions.values()]
+        exact = all(np.array_equal(o, outs[0]) for o in outs)
+        times = {k: [] for k in sessions}
+        for _ in range(rounds):
+            for k, s in sessions.items():
+                times[k].append(timed(lambda s=s, x=x: s.run(None, {"x": x})))
+        print(f"  {name}, T*B = {n} (all equal: {exact}):")
+        for k, v in times.items():
+            print(f"    {k:<46} {1e3 * statistics.median(v):8.1f} ms")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--emu-samples", type=int, default=200)
+    ap.add_argument("--candidates", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    ds = load_dataset("mnist5k")
+
+    # 1. integer ONNX vs torch eager on the 000 MNIST net
+    net = bench_net()
+    fx = quantize(fold(import_plifnet(net)), ds.x_train[:64])
+    x = ds.x_test[:B]
+    sess = session(to_onnx_fixed(fx), threads=args.threads)
+    plain = session(to_onnx_fixed(fx, plain=True), threads=args.threads)
+
+    def host_seq():
+        mant, _ = host_bias_mant(fx.layers[0], x.unsqueeze(0).double(), fx.input_shape)
+        return mant.expand(T, *mant.shape[1:]).contiguous().numpy()
+
+    seq = host_seq()
+    exact = exact_onnx(sess, fx, seq, x)
+    exact["plain onnx == emulator"] = exact_onnx(plain, fx, seq, x)["onnx == emulator"]
+    macs, (fan_in, c_out, rows) = synapse_macs(fx)
+    m_rows = rows * T * B
+    a32, b32 = torch.rand(m_rows, fan_in), torch.rand(fan_in, c_out)
+    gemm_ort, gemm_ort_macs = ort_gemm(m_rows, fan_in, c_out, args.threads)
+
+    # 2. the emulator on the bundled MNIST-5k model
+    model = load_model(MODEL)
+    mnet, _ = fixed_point(fold(model.graph), ds.x_train[:200])
+    xe = ds.x_test[:args.emu_samples]
+    fast, ref = emulate(mnet, xe), emulate(mnet, xe, reference=True)
+    emu_same = all(torch.equal(fast.spikes[k], ref.spikes[k]) for k in ref.spikes) and all(
+        torch.equal(fast.membrane[k], ref.membrane[k]) for k in ref.membrane) and torch.equal(
+        fast.scores, ref.scores)
+    emacs, (efan, eout, erows) = synapse_macs(mnet)
+    e_rows = erows * len(xe) * mnet.time_steps
+    a8 = (torch.rand(e_rows, efan) < 0.1).to(torch.int8)
+    b8 = torch.randint(-128, 128, (efan, eout), dtype=torch.int8)
+
+    engines = {
+        "torch eager": lambda: net(x),
+        "int ONNX": lambda: sess.run(None, {"bias0": host_seq()}),
+        "int ONNX plain": lambda: plain.run(None, {"bias0": host_seq()}),
+        "float32 GEMM": lambda: torch.mm(a32, b32),
+        "int8 GEMM ORT": gemm_ort,
+        "emulator": lambda: emulate(mnet, xe),
+        "emulator plain": lambda: emulate(mnet, xe, reference=True),
+        "int8 GEMM torch": lambda: torch._int_mm(a8, b8),
+    }
+    with torch.no_grad():
+        for fn in engines.values():
+            fn()  # warm-up
+        rounds = {k: [] for k in engines}
+        for _ in range(args.rounds):
+            for k, fn in engines.items():
+                rounds[k].append(timed(fn))
+
+    def med(k):
+        return statistics.median(rounds[k])
+
+    def frac(engine, gemm, engine_macs, gemm_macs):
+        r = [(engine_macs / te) / (gemm_macs / tg)
+             for te, tg in zip(rounds[engine], rounds[gemm], strict=True)]
+        return statistics.median(r), min(r), max(r)
+
+    per_run = macs * T * B
+    print(f"{args.rounds} interleaved rounds, {args.threads} threads (torch and onnxruntime); "
+          "ratios: median of the per-round ratios (min-max)")
+    print(f"1. 000 MNIST net, width 128, FC 2048, T={T}, B={B}; "
+          f"{per_run / 1e9:.2f} G synaptic MACs per batch")
+    for k in ("torch eager", "int ONNX", "int ONNX plain"):
+        print(f"  {k:<15} {1e3 * med(k):8.1f} ms/batch")
+    print(f"  int ONNX / torch eager speed-up: {fmt(paired(rounds, 'int ONNX', 'torch eager'))}")
+    print(f"  int ONNX / int ONNX plain speed-up: "
+          f"{fmt(paired(rounds, 'int ONNX', 'int ONNX plain'))}")
+    print(f"  bit-exact: {exact}")
+    print(f"2. emulator, {MODEL}, {len(xe)} samples x T={mnet.time_steps}, "
+          f"{args.threads} torch threads")
+    steps = len(xe) * mnet.time_steps
+    for k in ("emulator", "emulator plain"):
+        print(f"  {k:<15} {med(k):8.3f} s = {steps / med(k):10,.0f} sample-steps/s")
+    print(f"  fast / plain speed-up: {fmt(paired(rounds, 'emulator', 'emulator plain'))}; "
+          f"same results: {emu_same}")
+    print("3. fraction of the machine's peak for the kernel kind (synaptic MACs/s over the "
+          "whole run / plain GEMM MACs/s)")
+    f32_macs = m_rows * fan_in * c_out
+    print(f"  float32 GEMM [{m_rows}x{fan_in}]x[{fan_in}x{c_out}] (torch.mm): "
+          f"{2 * f32_macs / med('float32 GEMM') / 1e9:.1f} GFLOP/s; torch eager "
+          f"{2 * per_run / med('torch eager') / 1e9:.1f}: "
+          f"{pct(frac('torch eager', 'float32 GEMM', per_run, f32_macs))}")
+    print(f"  int8 GEMM same size (onnxruntime MatMulInteger u8s8): "
+          f"{2 * gemm_ort_macs / med('int8 GEMM ORT') / 1e9:.1f} GOP/s; int ONNX "
+          f"{2 * per_run / med('int ONNX') / 1e9:.1f}: "
+          f"{pct(frac('int ONNX', 'int8 GEMM ORT', per_run, gemm_ort_macs))}")
+    e_run = emacs * len(xe) * mnet.time_steps
+    i8_macs = e_rows * efan * eout
+    print(f"  int8 GEMM [{e_rows}x{efan}]x[{efan}x{eout}] (torch._int_mm): "
+          f"{2 * i8_macs / med('int8 GEMM torch') / 1e9:.1f} GOP/s; emulator "
+          f"{2 * e_run / med('emulator') / 1e9:.2f}: "
+          f"{pct(frac('emulator', 'int8 GEMM torch', e_run, i8_macs))}")
+    if args.candidates:
+        print("candidates (onnxruntime, median of the rounds):")
+        candidates(args.threads, args.rounds)
+
+
+if __name__ == "__main__":
+    main()
