@@ -218,6 +218,10 @@ class ParityReport:
             lines.append("  every spike of every layer equal on the samples checked, but not "
                          "all were: not exact" + (f"; layers {silent} never spiked" if silent
                                                   else ""))
+        elif fd is None and self.agree != self.samples:  # spikes equal, the readout not
+            lines.append(f"  every spike of every layer is equal, but {self.samples - self.agree}"
+                         " prediction(s) differ: the target's readout is not the reference's; "
+                         "not exact")
         elif fd is None:
             lines.append("  exact: every spike of every layer is equal")
         else:

@@ -144,3 +144,13 @@ def test_a_nir_input_with_a_batch_dimension_gets_the_hint(tmp_path):
     graph.nodes[key] = nir.Input(input_type={"input": np.array([1, 1, 8, 8])})
     with pytest.raises(NIRImportError, match=r"leading batch dimension of 1 .*ignore_dims"):
         from_nir(graph, where="b.nir")
+
+
+def test_equal_spikes_with_different_predictions_are_not_called_exact():
+    from snnexport.parity import ParityReport
+
+    report = ParityReport(target="t", samples=3, time_steps=2, agree=2)
+    assert not report.exact
+    assert report.text().splitlines()[-1] == (
+        "  every spike of every layer is equal, but 1 prediction(s) differ: the target's "
+        "readout is not the reference's; not exact")
