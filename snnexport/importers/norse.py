@@ -52,7 +52,15 @@ from ..ir.graph import Graph
 from ..ir.validate import validate
 from ..readout import readout_scores
 from ..sim.reference import SimResult, encode, run_lif
-from .torch_layers import LAYERS, UnsupportedModuleError, layer_node, per_neuron, refuse, uniform
+from .torch_layers import (
+    LAYERS,
+    UnsupportedModuleError,
+    layer_node,
+    out_shape,
+    per_neuron,
+    refuse,
+    uniform,
+)
 
 SUPPORTED = ("norse.torch.LIFCell", "LIFBoxCell", "LIF", "Lift") + LAYERS + \
     ("in norse.torch.SequentialState",)
@@ -178,10 +186,7 @@ def import_norse(net: nn.Module, input_shape, time_steps: int, readout: str = "r
                               flatten_start=2 if mode == "m" and not lifted else 1)
             if node is None:
                 raise _no(path, m, "is not supported")
-        try:
-            shape = tuple(node.out_shape(shape))
-        except ir.IRError as e:
-            raise ir.IRError(f"{path}: {e}") from None
+        shape = out_shape(path, node, shape)
         nodes.append((path, node))
     meta = {"source": "norse", "time_steps": int(time_steps), "readout": readout,
             "step_mode": mode}

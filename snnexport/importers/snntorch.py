@@ -52,7 +52,15 @@ from ..ir.graph import Graph
 from ..ir.validate import validate
 from ..readout import readout_scores
 from ..sim.reference import SimResult, encode, run_neuron
-from .torch_layers import LAYERS, UnsupportedModuleError, layer_node, per_neuron, refuse, uniform
+from .torch_layers import (
+    LAYERS,
+    UnsupportedModuleError,
+    layer_node,
+    out_shape,
+    per_neuron,
+    refuse,
+    uniform,
+)
 
 SUPPORTED = ("snntorch.Leaky (init_hidden=True)",) + LAYERS + ("in nn.Sequential",)
 FRAMEWORK = "snnTorch"
@@ -161,10 +169,7 @@ def import_snntorch(net: nn.Module, input_shape, time_steps: int, readout: str =
             node = layer_node(path, m, FRAMEWORK, SUPPORTED)
             if node is None:
                 raise _no(path, m, "is not supported")
-        try:
-            shape = tuple(node.out_shape(shape))
-        except ir.IRError as e:
-            raise ir.IRError(f"{path}: {e}") from None
+        shape = out_shape(path, node, shape)
         nodes.append((path, node))
     meta = {"source": "snntorch", "time_steps": int(time_steps), "readout": readout}
     return validate(Graph.chain(nodes, meta), type(net).__name__)

@@ -28,7 +28,7 @@ from ..ir.graph import Graph
 from ..ir.validate import validate
 from ..readout import readout_scores
 from ..sim.reference import SimResult, run_lif
-from .torch_layers import UnsupportedModuleError, layer_node, np_of
+from .torch_layers import UnsupportedModuleError, layer_node, np_of, out_shape
 
 SUPPORTED = ("neuron.ParametricLIFNode", "neuron.LIFNode", "neuron.IFNode", "layer.Conv2d",
              "layer.Linear", "layer.BatchNorm2d", "layer.BatchNorm1d", "layer.MaxPool2d",
@@ -250,10 +250,7 @@ def import_spikingjelly(model: nn.Module, input_shape, time_steps: int,
             node = op.merge()
         else:
             node = ir.Flatten()
-        try:
-            shapes[op.name] = tuple(node.out_shape(*ins))
-        except ir.IRError as e:
-            raise ir.IRError(f"{op.name}: {e}") from None
+        shapes[op.name] = out_shape(op.name, node, *ins)
         nodes[op.name] = node
         edges += [(rename.get(a, a), op.name) for a in op.args]
     # keep what the returned value depends on (dead code in a forward is not the network)

@@ -80,6 +80,15 @@ def layer_node(path: str, m: nn.Module, framework: str, supported,
     return None
 
 
+def out_shape(path: str, node: ir.Node, *in_shapes) -> tuple[int, ...]:
+    """The node's output shape for these inputs; an IRError naming the module path if they do
+    not fit it."""
+    try:
+        return tuple(node.out_shape(*in_shapes))
+    except ir.IRError as e:
+        raise ir.IRError(f"{path}: {e}") from None
+
+
 def per_neuron(a, shape, path: str, what: str) -> np.ndarray:
     """A parameter the framework broadcasts against [B, *shape] (torch rules), as the IR
     stores it: a scalar when every neuron has the same value, [C, 1, 1] when a map's value
