@@ -157,6 +157,14 @@ def neuron_loop(layer: FixedLayer, u: torch.Tensor | None, bias: torch.Tensor,
     return torch.stack(hs), torch.stack(ss)
 
 
+def _input_sequence(net: FixedNet, x) -> tuple[torch.Tensor, int, int]:
+    """(x as [T or 1, B, *input] float64, T, B): a static input is one current for every step."""
+    x = torch.as_tensor(x, dtype=torch.float64)
+    if x.dim() == len(net.input_shape) + 1:
+        return x.unsqueeze(0), net.time_steps, x.shape[0]
+    return x, x.shape[0], x.shape[1]
+
+
 @torch.no_grad()
 def emulate_reference(net: FixedNet, x: torch.Tensor, stats: EmulatorStats | None = None,
                       ir_units: bool = True) -> SimResult:
@@ -164,14 +172,7 @@ def emulate_reference(net: FixedNet, x: torch.Tensor, stats: EmulatorStats | Non
     against it). Runs the fixed-point IR on x ([B, *input] static or [T, B, *input] frames).
     Spikes per layer (pool helpers left out), membranes H (before reset) in IR units (v / S)
     or raw."""
-    x = torch.as_tensor(x, dtype=torch.float64)
-    t_steps = net.time_steps
-    if x.dim() == len(net.input_shape) + 1:
-        x_seq = x.unsqueeze(0)  # static: one current for every step
-    else:
-        x_seq = x
-        t_steps = x.shape[0]
-    b = x_seq.shape[1]
+    x_seq, t_steps, b = _input_sequence(net, x)
     spikes, membrane = {}, {}
     prev = None
     out_seq = None
@@ -460,14 +461,7 @@ def emulate(net: FixedNet, x: torch.Tensor, stats: EmulatorStats | None = None,
         return emulate_reference(net, x, stats, ir_units)
     if gemm not in GEMMS:
         raise ValueError(f"gemm {gemm!r}: one of {GEMMS}")
-    x = torch.as_tensor(x, dtype=torch.float64)
-    t_steps = net.time_steps
-    if x.dim() == len(net.input_shape) + 1:
-        x_seq = x.unsqueeze(0)  # static: one current for every step
-    else:
-        x_seq = x
-        t_steps = x.shape[0]
-    b = x_seq.shape[1]
+    x_seq, t_steps, b = _input_sequence(net, x)
     spikes, membrane = {}, {}
     prev = None
     out_seq = None
