@@ -55,18 +55,24 @@ def run_torch_reference(model: PLIFNet, x: torch.Tensor,
     if model.training:
         raise UsageError("put the model in eval mode (model.eval()) before a parity run")
     m = model if dtype == torch.float32 else _as_dtype(model, dtype)
-    x_seq = m.encode(x.to(dtype))
     spikes, membrane = {}, {}
-    for name, layer in m.layers.named_children():
-        if isinstance(layer, SpikingNeuron):
-            h, s, v = layer.run(x_seq)
+
+    def record(name):  # the layer's traces, from its own input (module paths = IR node names)
+        def hook(layer, args, _out):
+            h, s, _v = layer.run(args[0])
             if layer.spiking:
-                spikes[f"layers.{name}"] = s
-            membrane[f"layers.{name}"] = h
-            x_seq = s if layer.spiking else v
-        else:
-            x_seq = layer(x_seq)
-    return SimResult(x_seq, m.scores(x_seq), spikes, membrane)
+                spikes[name] = s
+            membrane[name] = h
+        return hook
+
+    hooks = [layer.register_forward_hook(record(name)) for name, layer in m.named_modules()
+             if isinstance(layer, SpikingNeuron)]
+    try:
+        out = m(x.to(dtype))
+    finally:
+        for h in hooks:
+            h.remove()
+    return SimResult(out, m.scores(out), spikes, membrane)
 
 
 def _as_dtype(model: PLIFNet, dtype: torch.dtype) -> PLIFNet:

@@ -21,6 +21,8 @@ Per layer and per inference (summed over the T steps, averaged over samples):
     spikes        spikes emitted
   pool (SpikePool / AvgPool2d)
     pool_ops      output values computed x T (an OR or a sum over the window each)
+  merge (Add / SEWAnd / SEWIAnd: a residual connection)
+    merge_ops     output values computed x T (one add, or one AND, per element per step)
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class LayerCounts:
     spikes: float = 0.0
     neurons: int = 0
     pool_ops: float = 0.0
+    merge_ops: float = 0.0
 
     @property
     def weight_reads(self) -> float:
@@ -87,7 +90,7 @@ def count_operations(graph: Graph, x: torch.Tensor, time_steps: int | None = Non
 
 
 FIELDS = ("macs", "sops", "dense", "dense_nonzero_weights", "updates", "active_updates",
-          "spikes", "pool_ops")  # the counts that add up over samples
+          "spikes", "pool_ops", "merge_ops")  # the counts that add up over samples
 
 
 @torch.no_grad()
@@ -106,7 +109,7 @@ def count_totals(graph: Graph, x: torch.Tensor, time_steps: int | None = None,
     rows: dict[str, LayerCounts] = {}
 
     def observe(name, node, x_in, y):
-        t, b = x_in.shape[:2]
+        t, b = y.shape[:2]
         if isinstance(node, (ir.Conv2d, ir.Dense)):
             row = rows.setdefault(name, LayerCounts(name, "synapse"))
             flat = x_in.flatten(0, 1)
@@ -132,6 +135,9 @@ def count_totals(graph: Graph, x: torch.Tensor, time_steps: int | None = None,
         elif isinstance(node, (ir.SpikePool, ir.AvgPool2d)):
             row = rows.setdefault(name, LayerCounts(name, "pool"))
             row.pool_ops += float(y[0, 0].numel() * t * b)
+        elif isinstance(node, ir.Merge):
+            row = rows.setdefault(name, LayerCounts(name, "merge"))
+            row.merge_ops += float(y[0, 0].numel() * t * b)
         elif isinstance(node, ir.Voting):
             row = rows.setdefault(name, LayerCounts(name, "readout"))
             row.pool_ops += float(x_in[0, 0].numel() * t * b)  # one add per voter per step

@@ -141,15 +141,16 @@ class EnergyReport:
     def to_csv(self) -> str:
         buf = io.StringIO()
         cols = ["name", "kind", "macs", "sops", "updates", "active_updates", "spikes",
-                "pool_ops", "compute", "memory", "neuron", "spikes_energy", "total",
-                "theoretical"]
+                "pool_ops", "merge_ops", "compute", "memory", "neuron", "spikes_energy",
+                "total", "theoretical"]
         w = csv.writer(buf)
         w.writerow(cols)
         for x in self.layers:
             c = x.counts
             w.writerow([x.name, x.kind, c.get("macs", 0), c.get("sops", 0), c.get("updates", 0),
                         c.get("active_updates", 0), c.get("spikes", 0), c.get("pool_ops", 0),
-                        x.compute, x.memory, x.neuron, x.spikes, x.total, x.theoretical])
+                        c.get("merge_ops", 0), x.compute, x.memory, x.neuron, x.spikes,
+                        x.total, x.theoretical])
         return buf.getvalue()
 
     def text(self) -> str:
@@ -200,6 +201,8 @@ def estimate(counts: list[LayerCounts], profile: Profile, ann_macs: float, sampl
                 state_bytes = c.neurons * state_bits / 8
                 le.memory = 2 * c.updates * state_bits / 64 * sram_read_64b(profile,
                                                                              state_bytes)
+        elif c.kind == "merge":  # a residual connection: one add / AND per element per step
+            le.compute = profile.e("merge_op") * c.merge_ops
         else:  # pools and the readout
             le.compute = profile.e("pool_op", 0.0) * c.pool_ops
         rows.append(le)

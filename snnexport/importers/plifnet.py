@@ -18,6 +18,7 @@ from ..ir.validate import validate
 from ..models import layers as L
 from ..models.network import PLIFNet
 from ..models.neurons import IF, LIF, PLIF, SpikingNeuron
+from ..models.sew_resnet import SEWResNet
 
 
 class PLIFNetImportError(SnnexportError, TypeError):
@@ -57,9 +58,10 @@ def module_node(path: str, m: nn.Module) -> ir.Node:
                             float(m.eps))
     if isinstance(m, nn.Linear):
         return ir.Dense(_np(m.weight), _np(m.bias))
-    if isinstance(m, L.SeqMaxPool2d):
+    if isinstance(m, (L.SeqMaxPool2d, L.SeqAvgPool2d)):
         pair = nn.modules.utils._pair
-        return ir.MaxPool2d(pair(m.kernel_size), pair(m.stride), pair(m.padding))
+        cls = ir.MaxPool2d if isinstance(m, L.SeqMaxPool2d) else ir.AvgPool2d
+        return cls(pair(m.kernel_size), pair(m.stride), pair(m.padding))
     if isinstance(m, L.SeqFlatten):
         return ir.Flatten()
     if isinstance(m, L.SeqDropout):
@@ -69,12 +71,47 @@ def module_node(path: str, m: nn.Module) -> ir.Node:
     raise PLIFNetImportError(f"{path}: {type(m).__name__} is not supported by the PLIFNet importer")
 
 
+MERGE = {"ADD": ir.Add, "AND": ir.SEWAnd, "IAND": ir.SEWIAnd}
+
+
 def import_plifnet(model: PLIFNet) -> Graph:
     cfg = model.cfg
     shape = (cfg.in_channels, cfg.input_size, cfg.input_size)
+    meta = {"source": f"snnexport.{type(model).__name__}", "time_steps": cfg.time_steps,
+            "readout": READOUT_MODE[cfg.readout], "config": cfg.to_dict()}
+    if isinstance(model, SEWResNet):
+        return validate(_sew_graph(model, shape, meta), type(model).__name__)
     named: list[tuple[str, ir.Node]] = [("input", ir.Input(shape, "analog"))]
     for name, m in model.layers.named_children():
         named.append((f"layers.{name}", module_node(f"layers.{name}", m)))
-    meta = {"source": "snnexport.PLIFNet", "time_steps": cfg.time_steps,
-            "readout": READOUT_MODE[cfg.readout], "config": cfg.to_dict()}
     return validate(Graph.chain(named, meta), type(model).__name__)
+
+
+def _sew_graph(model: SEWResNet, shape, meta: dict) -> Graph:
+    """SEW-ResNet as a graph: each block's two paths meet in a merge node
+    `blocks.<i>.connect` whose arguments are (block output, identity), as SEWIAnd's (1 - a) b
+    wants them (models/sew_resnet.py states the block)."""
+    nodes: dict[str, ir.Node] = {"input": ir.Input(shape, "analog")}
+    edges: list[tuple[str, str]] = []
+
+    def run(prefix: str, seq, src: str) -> str:
+        for name, m in seq:
+            path = f"{prefix}.{name}"
+            nodes[path] = module_node(path, m)
+            edges.append((src, path))
+            src = path
+        return src
+
+    x = run("stem", model.stem.named_children(), "input")
+    for i, block in enumerate(model.blocks):
+        p = f"blocks.{i}"
+        out = run(p, [(n, getattr(block, n)) for n in ("conv1", "bn1", "sn1", "conv2", "bn2",
+                                                       "sn2")], x)
+        identity = (run(p, [(n, getattr(block, n)) for n in ("down_conv", "down_bn",
+                                                             "down_sn")], x)
+                    if block.down else x)
+        nodes[f"{p}.connect"] = MERGE[block.connect_fn]()
+        edges += [(out, f"{p}.connect"), (identity, f"{p}.connect")]
+        x = f"{p}.connect"
+    run("head", model.head.named_children(), x)
+    return Graph(nodes, edges, meta)

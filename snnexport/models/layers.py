@@ -41,6 +41,13 @@ class SeqMaxPool2d(nn.MaxPool2d):
         return over_time(super().forward, x_seq)
 
 
+class SeqAvgPool2d(nn.AvgPool2d):
+    """Average pooling (SEW-ResNet's global pooling of spikes: kernel = the map size)."""
+
+    def forward(self, x_seq):
+        return over_time(super().forward, x_seq)
+
+
 class SeqFlatten(nn.Module):
     """[T, B, C, H, W] -> [T, B, C*H*W] (C-major, as torch.flatten)."""
 

@@ -36,6 +36,8 @@ from .neurons import IF, LIF, PLIF, TAU_PER, SpikingNeuron
 
 NEURONS = ("plif", "lif", "if")
 READOUTS = ("rate", "lts", "membrane")
+ARCHS = ("plain", "sew")  # the chain above, or SEW-ResNet (models/sew_resnet.py)
+CONNECTS = ("ADD", "AND", "IAND")  # SEW connect functions (Fang et al. 2021b)
 
 
 def _fits(value, annotation: str) -> bool:
@@ -85,6 +87,11 @@ class NetConfig:
     decay_input: bool = True
     detach_reset: bool = True
     fc_bias: bool = False
+    # SEW-ResNet (arch='sew'): SEW blocks per stage; stages after the first start with a
+    # downsample block (stride 2, twice the width); n_conv / n_down / fc_hidden are unused
+    arch: str = "plain"
+    stages: list[int] | None = None
+    connect: str = "ADD"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -103,6 +110,11 @@ class NetConfig:
              "sizes must be > 0 (n_down >= 0)"),
             (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
             (self.neuron == "plif" or self.tau_per == "layer", "per-neuron tau needs PLIF"),
+            (self.arch in ARCHS, f"arch must be one of {ARCHS}"),
+            (self.connect in CONNECTS, f"connect must be one of {CONNECTS}"),
+            (self.arch == "plain" or (self.stages is not None and 0 < len(self.stages) <= 8
+                                      and self.input_size >= 2 ** len(self.stages)),
+             "arch 'sew' needs stages, 1 to 8 of them, and input_size >= 2**len(stages)"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -188,4 +200,8 @@ class PLIFNet(nn.Module):
 def build_network(cfg: NetConfig | dict) -> PLIFNet:
     if isinstance(cfg, dict):
         cfg = NetConfig.from_dict(cfg)
+    if cfg.arch == "sew":
+        from .sew_resnet import SEWResNet  # it subclasses PLIFNet
+
+        return SEWResNet(cfg)
     return PLIFNet(cfg)
