@@ -2,6 +2,8 @@
 
     model = snnexport.load("net.pt")                      # checkpoint, .snnir or NIR file
     model = snnexport.load(sj_net, input_shape=(1, 28, 28), time_steps=8)   # a module
+    model = snnexport.load("mypkg.nets:build", weights="net.pth", input_shape=(2, 128, 128),
+                           time_steps=16)                 # code that builds it + its weights
     graph = snnexport.fold(model)                         # the hardware-native IR
     snnexport.export(model, "onnx", "net.onnx")           # any registered target's artifact
     report = snnexport.verify(model, "fixed", data="digits")        # parity, per layer
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from .backends import Lowered
 from .backends import get as get_backend
-from .check import LoadedModel, from_norse, from_snntorch, from_spikingjelly, load_model
+from .check import LoadedModel, load_source
 from .check import check as check_model
 from .data import load_dataset
 from .deploy import deploy as deploy_to
@@ -38,29 +40,13 @@ __all__ = ["Exported", "deploy_to", "estimate_energy", "export", "fold", "load",
 
 
 def load(source, input_shape=None, time_steps: int | None = None,
-         readout: str = "rate") -> LoadedModel:
-    """A model file (path: snnexport checkpoint, .snnir or NIR, told apart by content), or a
-    SpikingJelly, snnTorch or Norse module (then `input_shape` per sample, e.g. (1, 28, 28),
-    and `time_steps` are needed; its reference is the framework's own forward pass)."""
-    if isinstance(source, LoadedModel):
-        return source
-    if isinstance(source, str | Path):
-        return load_model(source, time_steps)
-    import torch
-
-    if not isinstance(source, torch.nn.Module):
-        raise UsageError(f"load: give a model file or a torch module, got "
-                         f"{type(source).__name__}")
-    if input_shape is None or time_steps is None:
-        raise UsageError("load: a module needs input_shape (per sample) and time_steps")
-    kinds = {type(m).__module__.split(".")[0] for m in source.modules()}
-    frameworks = kinds & {"spikingjelly", "snntorch", "norse"}
-    if len(frameworks) != 1:
-        raise UsageError(f"load: the module's neurons must come from one of spikingjelly, "
-                         f"snntorch, norse; found modules of {sorted(kinds)}")
-    make = {"spikingjelly": from_spikingjelly, "snntorch": from_snntorch,
-            "norse": from_norse}[frameworks.pop()]
-    return make(source, input_shape, time_steps, readout)
+         readout: str = "rate", weights=None) -> LoadedModel:
+    """A model file (path: snnexport checkpoint, .snnir or NIR, told apart by content), a
+    SpikingJelly, snnTorch or Norse module, or "pkg.mod:fn", a function building one (for the
+    last two `input_shape` per sample, e.g. (1, 28, 28), and `time_steps` are needed; its
+    reference is the framework's own forward pass). `weights`: a state_dict file (read with
+    torch.load(weights_only=True)) loaded into the module, every key and shape matching."""
+    return load_source(source, weights, input_shape, time_steps, readout)
 
 
 def fold(model) -> Graph:

@@ -1,4 +1,7 @@
-"""Command line: `snnexport train | evaluate | inspect | fold | export | check | demo`."""
+"""Command line: `snnexport train | evaluate | inspect | fold | export | check | deploy |
+energy | demo`: get a trained spiking network onto neuromorphic targets and check that it
+computes what it was trained to. A model is a file (checkpoint, .snnir, NIR) or code and
+weights: --model pkg.mod:function --weights net.pth --input-shape C,H,W --time-steps T."""
 
 from __future__ import annotations
 
@@ -21,19 +24,74 @@ DATA_HELP = (f"{' | '.join(DATASETS)} (built in: scikit-learn's 8x8 digits as pi
              "the data the model was trained on")
 
 
+EXPECT_HELP = ("the accuracy (%%) the model reaches on these data: a reference below it means "
+               "the data do not match the model (a warning, exit status 1); without it, a "
+               "reference more than 10 pp below the test accuracy an snnexport checkpoint "
+               "recorded is warned of")
+
+
 def model_argument(p: argparse.ArgumentParser) -> None:
-    """MODEL and what a model file may not say itself."""
-    p.add_argument("model", help="a model file, told apart by content: an snnexport checkpoint "
-                   "(.pt), an IR file (.snnir) or a NIR file (.nir) from any producer")
+    """MODEL, or a network given as code and weights, and what a model file may not say."""
+    p.add_argument("model", nargs="?", metavar="MODEL",
+                   help="a model file, told apart by content: an snnexport checkpoint (.pt), "
+                   "an IR file (.snnir) or a NIR file (.nir) from any producer")
+    p.add_argument("--model", dest="model_code", metavar="PKG.MOD:FUNCTION",
+                   help="instead of MODEL: a function (no arguments) that builds the network "
+                        "as a SpikingJelly, snnTorch or Norse module (or snnexport's PLIFNet), "
+                        "imported from the installed packages or the current folder; its own "
+                        "forward pass is the reference; with --weights, --input-shape and "
+                        "--time-steps")
+    p.add_argument("--weights", metavar="FILE",
+                   help="with --model: the state_dict file (torch.save(net.state_dict(), "
+                        "FILE); read with torch.load(weights_only=True)), every key and "
+                        "shape matching the network built")
+    p.add_argument("--input-shape", metavar="C,H,W",
+                   help="with --model: one sample's input shape, e.g. 2,128,128 or 1,28,28")
+    p.add_argument("--readout", default="rate", choices=["rate", "last", "membrane"],
+                   help="with --model: how the output layer is read (spike count over T, the "
+                        "last step's spikes, or the membrane potential)")
     p.add_argument("--time-steps", type=int, metavar="T",
-                   help="time steps per sample, where the model file does not say (NIR); "
+                   help="time steps per sample, where the model does not say (NIR, --model); "
                         "overrides the file's")
 
 
-def load_model_of(args):
-    from .check import load_model
+def _input_shape(text):
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(v) for v in str(text).split(","))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise UsageError(f"--input-shape {text}: give one sample's shape as whole numbers >= 1 "
+                         "separated by commas (e.g. 2,128,128)")
+    return shape
 
-    return load_model(args.model, args.time_steps)
+
+MODEL_FILES = ("model", "weights")  # what a command given a model reads (never written over)
+
+
+def model_of(args):
+    """MODEL or --model: the one that was given."""
+    code = getattr(args, "model_code", None)
+    if args.model is not None and code is not None:
+        raise UsageError(f"give the model once: MODEL ({args.model}) or --model ({code}), "
+                         "not both")
+    source = args.model if args.model is not None else code
+    if source is None:
+        raise UsageError("give a model: a file (MODEL) or code and weights (--model "
+                         "pkg.mod:function --weights FILE --input-shape C,H,W --time-steps T)")
+    return source
+
+
+def load_model_of(args):
+    """The one loader of check, export, energy, deploy and inspect: a model file by content,
+    or --model code with --weights (snnexport.check.load_source)."""
+    from .check import load_source
+
+    return load_source(model_of(args), getattr(args, "weights", None),
+                       _input_shape(getattr(args, "input_shape", None)),
+                       getattr(args, "time_steps", None), getattr(args, "readout", "rate"))
 
 
 def _write_text(path, text: str) -> None:
@@ -85,7 +143,7 @@ def _inspect(args) -> int:
     from .inspect_ir import describe
 
     loaded = load_model_of(args)
-    print(f"{args.model}:")
+    print(f"{loaded.path}:")
     print(describe(loaded.graph))
     return 0
 
@@ -140,29 +198,58 @@ def decays_list(text) -> list[int] | int | None:
 def _check(args) -> int:
     import torch
 
-    from .check import check, sweep_decays
+    from .check import check, data_verdict, sweep_decays
 
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.reference_dtype]
     decays = decays_list(args.decays)
     workers, address = getattr(args, "workers", 1), getattr(args, "ray_address", None)
+    expect = _expect(args)
+    loaded = load_model_of(args)
+    data = args.data or (loaded.meta or {}).get("data") or loaded.graph.metadata.get("data")
+
+    def data_warning(report):  # the last line, where it is seen
+        verdict = data_verdict(loaded, report.correct_reference / max(1, report.samples),
+                               report.samples, f"the {data} test split", expect)
+        if verdict is not None:
+            print(f"warning: {verdict['message']}")
+        return verdict
+
     if isinstance(decays, list):  # a sweep: one check per grouping, one table
-        sweep = sweep_decays(load_model_of(args), args.target, decays, workers, address,
+        sweep = sweep_decays(loaded, args.target, decays, workers, address,
                              data=args.data, samples=args.samples, reference_dtype=dtype,
                              calib_samples=args.calib_samples)
         print(sweep.text())
+        verdict = data_warning(sweep.rows[0][1])  # the reference is the same for every K
         if args.json:
             _write_text(args.json, json.dumps(sweep.to_dict(), indent=2) + "\n")
         return 0 if all(r.unexplained == 0 and not r.silent_layers and not r.failed_shards
-                        for _, r in sweep.rows) else 1
-    report = check(load_model_of(args), args.target, args.data, args.samples,
+                        for _, r in sweep.rows) and not (verdict and
+                                                         verdict["below_expected"]) else 1
+    report = check(loaded, args.target, args.data, args.samples,
                    reference_dtype=dtype, calib_samples=args.calib_samples,
                    decays=decays, workers=workers, ray_address=address)
     print(report.text())
+    verdict = data_warning(report)
     if args.json:
-        _write_text(args.json, report.to_json() + "\n")
-    # a layer that never spiked proves nothing, nor a check with shards missing: not a pass
+        out = report.to_dict()
+        if verdict is not None:
+            out["data_mismatch"] = verdict
+        _write_text(args.json, json.dumps(out, indent=2) + "\n")
+    # a layer that never spiked proves nothing, nor a check with shards missing: not a pass;
+    # nor a reference below the accuracy the user expects of it on these data
     return 0 if (report.unexplained == 0 and not report.silent_layers
-                 and not report.failed_shards) else 1
+                 and not report.failed_shards
+                 and not (verdict and verdict["below_expected"])) else 1
+
+
+def _expect(args) -> float | None:
+    """--expect-accuracy PCT as a fraction; refused before any work outside 0-100."""
+    pct = getattr(args, "expect_accuracy", None)
+    if pct is None:
+        return None
+    if not 0 <= pct <= 100:
+        raise UsageError(f"--expect-accuracy {pct:g}: give a percentage from 0 to 100")
+    return pct / 100
 
 
 def _energy(args) -> int:
@@ -183,20 +270,26 @@ def _energy(args) -> int:
 def _deploy(args) -> int:
     from .deploy import deploy
 
-    summary = deploy(args.model, args.output, args.data, args.targets, args.samples,
+    expect = _expect(args)
+    summary = deploy(load_model_of(args), args.output, args.data, args.targets, args.samples,
                      args.lava_samples, args.calib_samples, args.decays,
                      progress=not args.no_progress,  # DeployError: main's one-line error
                      time_steps=args.time_steps, workers=args.workers,
-                     ray_address=args.ray_address)
-    print(f"{'target':<12}{'exact':>7}{'acc ref':>9}{'acc tgt':>9}{'mismatch':>10}"
-          f"{'uJ/inf':>9}  first divergence (cause)")
+                     ray_address=args.ray_address, expect_accuracy=expect,
+                     input_shape=_input_shape(args.input_shape), readout=args.readout)
+    print(f"{'target':<12}{'exact':>7}{'samples':>8}{'acc ref':>9}{'acc tgt':>9}"
+          f"{'mismatch':>10}{'uJ/inf':>9}  first divergence (cause)")
     for r in summary["rows"]:
+        if "refused" in r:
+            print(f"{r['target']:<12}{'-':>7}  cannot take this model: {r['refused'][:100]}")
+            continue
         if "error" in r:
             print(f"{r['target']:<12}{'FAILED':>7}  {r['error'][:100]}")
             continue
         fd = f"{r['first_divergence']} ({r['cause']})" if r["first_divergence"] else "none"
-        exact = ("yes*" if r.get("silent_layers") else "yes") if r["exact"] else "no"
-        print(f"{r['target']:<12}{exact:>7}"
+        exact = ("yes*" if r.get("silent_layers") or r.get("too_few_samples") else "yes") \
+            if r["exact"] else "no"
+        print(f"{r['target']:<12}{exact:>7}{r['samples']:>8}"
               f"{100 * r['accuracy_reference']:>8.2f}%{100 * r['accuracy_target']:>8.2f}%"
               f"{r['mismatches']:>10}{r['energy_pj'] / 1e6:>9.3f}  {fd}")
     for r in summary["rows"]:
@@ -207,8 +300,13 @@ def _deploy(args) -> int:
         if r.get("silent_layers"):
             print(f"* {r['target']}: layers {', '.join(r['silent_layers'])} never spiked in "
                   "the reference: their parity proves nothing")
+        if r.get("exact") and r.get("too_few_samples"):
+            print(f"* {r['target']}: exact on {r['samples']} samples: too few to trust")
+    mismatch = summary.get("data_mismatch")
+    if mismatch:
+        print(f"warning: {mismatch['message']}")
     print(f"report: {Path(args.output) / 'report.html'}")
-    return 0 if summary["trusted"] else 1
+    return 0 if summary["trusted"] and not (mismatch and mismatch["below_expected"]) else 1
 
 
 def _demo(args) -> int:
@@ -232,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     exportable = [b.name for b in backends.backends() if b.exports is not None]
 
     p = argparse.ArgumentParser(prog="snnexport", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, title="commands",
+                           metavar="COMMAND")
 
     t = sub.add_parser("train", help="train a seed model from a preset and save a checkpoint")
     t.add_argument("--preset", required=True, choices=sorted(PRESETS))
@@ -255,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fold", help="fold a model into hardware-native IR and save it")
     model_argument(f)
     f.add_argument("-o", "--output", required=True, help="IR file to write (.snnir)")
-    f.set_defaults(func=_fold, reads=("model",), writes={"output": ".snnir"})
+    f.set_defaults(func=_fold, reads=MODEL_FILES, writes={"output": ".snnir"})
 
     def fixed_point_args(sp, sweep: bool = False):
         sp.add_argument("--calib-samples", type=int, default=200,
@@ -292,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"{fixed}: calibration data (x_train of) {DATA_HELP}")
     fixed_point_args(x)
     suffixes = {b.name: b.exports.suffix for b in backends.backends() if b.exports}
-    x.set_defaults(func=_export, reads=("model",), writes={"output": suffixes})
+    x.set_defaults(func=_export, reads=MODEL_FILES, writes={"output": suffixes})
 
     c = sub.add_parser("check", help="parity of a target against the trained model")
     model_argument(c)
@@ -303,9 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--reference-dtype", default="float32", choices=["float32", "float64"],
                    help="precision of the torch reference run (a checkpoint only)")
     c.add_argument("--json", help="also write the parity report as JSON here")
+    c.add_argument("--expect-accuracy", type=float, metavar="PCT", help=EXPECT_HELP)
     fixed_point_args(c, sweep=True)
     distributed_args(c)
-    c.set_defaults(func=_check, reads=("model",), writes={"json": ".json"})
+    c.set_defaults(func=_check, reads=MODEL_FILES, writes={"json": ".json"})
 
     dp = sub.add_parser("deploy", help="fold, quantise, export, check every target, energy, "
                                        "HTML report (resumable)")
@@ -318,9 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--lava-samples", type=int, default=4,
                     help="test samples for the (slow) Lava targets")
     dp.add_argument("--no-progress", action="store_true")
+    dp.add_argument("--expect-accuracy", type=float, metavar="PCT", help=EXPECT_HELP)
     fixed_point_args(dp)
     distributed_args(dp)
-    dp.set_defaults(func=_deploy, reads=("model",), writes={"output": None})  # None: a folder
+    dp.set_defaults(func=_deploy, reads=MODEL_FILES, writes={"output": None})  # None: a folder
 
     from .energy.estimate import available_profiles
 
@@ -333,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--csv")
     en.add_argument("--plot", help="PNG: per-layer energy split and firing rates")
     distributed_args(en)
-    en.set_defaults(func=_energy, reads=("model",),
+    en.set_defaults(func=_energy, reads=MODEL_FILES,
                     writes={"json": ".json", "csv": ".csv", "plot": ".png"})
 
     d = sub.add_parser("demo", help="evaluate and parity-check every bundled model")

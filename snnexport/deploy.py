@@ -62,25 +62,37 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def deploy(model: str, outdir: str, data: str | None = None, targets: str = "all",
+def deploy(model, outdir: str, data: str | None = None, targets: str = "all",
            samples: int = 200, lava_samples: int = 4, calib_samples: int = 200,
            decays: int | None = None, progress: bool = True,
            time_steps: int | None = None, workers: int = 1,
-           ray_address: str | None = None) -> dict:
+           ray_address: str | None = None, expect_accuracy: float | None = None,
+           weights=None, input_shape=None, readout: str = "rate") -> dict:
     """Runs every step not already done; returns the summary (also in summary.json).
-    `time_steps`: T for a model file that does not say it (NIR). `workers` N > 1 (or
-    `ray_address`): every check and the energy counts run in N shards on Ray
-    (snnexport.distributed), with the same results; not part of the manifest, so a folder
+    `model`: a model file, a LoadedModel, a torch module or "pkg.mod:fn" with its `weights`,
+    `input_shape` and `time_steps` (snnexport.check.load_source). `time_steps`: T for a model
+    file that does not say it (NIR). `expect_accuracy` (a fraction): the reference's accuracy
+    on the data below it flags the data as not matching the model (summary `data_mismatch`),
+    as does one far below the accuracy a checkpoint recorded (check.data_verdict).
+    `workers` N > 1 (or `ray_address`): every check and the energy counts run in N shards on
+    Ray (snnexport.distributed), with the same results; not part of the manifest, so a folder
     begun with one number of workers resumes with another."""
+    from .check import load_source
     from .distributed import wanted
 
     wanted(workers, ray_address)  # a bad --workers / --ray-address: refused before any work
-    check_output(outdir, {"input model": model}, command="deploy", folder=True)
+    if isinstance(model, str | os.PathLike):  # a file: refused as the output before reading
+        check_output(outdir, {"input model": model, "input weights": weights},
+                     command="deploy", folder=True)
+    loaded = load_source(model, weights, input_shape, time_steps, readout)
+    check_output(outdir, {f"input {i}": f for i, f in enumerate(loaded.files)},
+                 command="deploy", folder=True)
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     with _locked(out, outdir):
-        return _deploy(model, out, outdir, data, targets, samples, lava_samples, calib_samples,
-                       decays, progress, time_steps, workers, ray_address)
+        return _deploy(loaded, out, outdir, data, targets, samples, lava_samples,
+                       calib_samples, decays, progress, time_steps, workers, ray_address,
+                       expect_accuracy)
 
 
 @contextlib.contextmanager
@@ -112,23 +124,28 @@ def _locked(out: Path, outdir: str):
         os.close(fd)  # releases the lock
 
 
-def _deploy(model, out: Path, outdir: str, data, targets, samples, lava_samples, calib_samples,
-            decays, progress, time_steps=None, workers=1, ray_address=None) -> dict:
+def _deploy(loaded, out: Path, outdir: str, data, targets, samples, lava_samples,
+            calib_samples, decays, progress, time_steps=None, workers=1, ray_address=None,
+            expect_accuracy=None) -> dict:
     from tqdm import tqdm
 
-    from .check import check, load_model
+    from .check import check
     from .data import load_dataset
     from .lint import as_dicts, from_reports, lint
 
-    loaded = load_model(model, time_steps)
+    model = loaded.path
     data = data or (loaded.meta or {}).get("data") or loaded.graph.metadata.get("data")
     if data is None:
         raise DeployError(f"{model}: say which data to deploy on with --data")
     chosen = parse_targets(targets)
+    if expect_accuracy is not None and not 0 <= expect_accuracy <= 1:
+        raise DeployError(f"expect_accuracy {expect_accuracy!r}: give a fraction from 0 to 1 "
+                          "(--expect-accuracy: a percentage)")
     _check_settings(loaded, model, data, samples, lava_samples, calib_samples, decays)
-    manifest = {"model": str(model), "sha256": hashlib.sha256(Path(model).read_bytes())
-                .hexdigest(), "data": data, "samples": samples, "lava_samples": lava_samples,
+    manifest = {"model": str(model), "sha256": loaded.sha256(), "data": data,
+                "samples": samples, "lava_samples": lava_samples,
                 "calib_samples": calib_samples, "decays": decays, "time_steps": time_steps,
+                "expect_accuracy": expect_accuracy,
                 "snnexport": __version__, "code": code_fingerprint()}
     mpath = out / "manifest.json"
     if mpath.exists():
@@ -178,7 +195,10 @@ def _deploy(model, out: Path, outdir: str, data, targets, samples, lava_samples,
                                decays=decays if backend.fixed_point else None,
                                lowered=lowered, workers=workers, ray_address=ray_address)
                 result = report.to_dict()
-            except Exception as exc:  # a target that cannot take this model: say why, go on
+            except refusals() as exc:  # the target cannot express this model: not a failure
+                result = {"target": target, "refused": str(exc),
+                          "refusal": type(exc).__name__}
+            except Exception as exc:  # a real failure (a crash, a runner that died): go on
                 result = {"target": target, "error": f"{type(exc).__name__}: {exc}"}
             _write_json(path, result)
         elif step.startswith("energy:"):
@@ -196,6 +216,7 @@ def _deploy(model, out: Path, outdir: str, data, targets, samples, lava_samples,
             findings = json.loads((out / "lint.json").read_text()) + as_dicts(
                 from_reports(checks))
             summary = summarise(chosen, checks, out)
+            summary["data_mismatch"] = _data_verdict(loaded, checks, data, expect_accuracy)
             _write_json(out / "summary.json", summary)
             from .report_html import write_report
 
@@ -256,6 +277,38 @@ def _energy(folded, x, profile: str, counts: list, workers: int = 1,
                     len(x), t)
 
 
+def _data_verdict(loaded, checks: dict, data: str, expect) -> dict | None:
+    """Whether the data match the model (check.data_verdict), from the reference's accuracy
+    on the most samples any target was checked on."""
+    from .check import data_verdict
+
+    ran = [(t, r) for t, r in checks.items() if r.get("samples")]
+    if not ran:
+        return None
+    # the most samples; among those, one compared with the model (not with the emulator)
+    _, best = max(ran, key=lambda tr: (tr[1]["samples"],
+                                       backends.get(tr[0]).reference == "model"))
+    return data_verdict(loaded, best["accuracy"]["reference"], best["samples"],
+                        f"the {data} test split", expect)
+
+
+# what a target raises when it cannot express this model (a residual merge netx does not lower,
+# a quantisation out of Loihi 2's bounds, a layer an exporter has no form for): "cannot take
+# this model", not a failure of the deployment; anything else raised while checking is one
+def refusals() -> tuple[type, ...]:
+    from .exporters.netx_export import NetxExportError
+    from .exporters.nir_export import NIRExportError
+    from .exporters.onnx_common import ONNXExportError
+    from .hw.cores import HardwareLoweringError
+
+    return HardwareLoweringError, NIRExportError, ONNXExportError, NetxExportError
+
+
+# exact on fewer samples than this says little: no divergence in n samples bounds the share of
+# samples that diverge only below 3/n (the rule of three, 95 %): 15 % at 20 samples
+TRUST_SAMPLES = 20
+
+
 def summarise(targets, checks: dict, out: Path) -> dict:
     rows = []
     for t in targets:
@@ -263,12 +316,15 @@ def summarise(targets, checks: dict, out: Path) -> dict:
         profile = backends.get(t).profile
         energy = json.loads((out / f"energy_{profile}.json").read_text())
         row = {"target": t, "profile": profile, "energy_pj": energy["total"]}
-        if "error" in rep:
+        if "refused" in rep:
+            row.update(exact=False, refused=rep["refused"])
+        elif "error" in rep:
             row.update(exact=False, error=rep["error"])
         else:
             fd = rep.get("first_divergence")
             row.update(
                 exact=rep["exact"], samples=rep["samples"],
+                too_few_samples=rep["samples"] < TRUST_SAMPLES,
                 accuracy_reference=rep["accuracy"]["reference"],
                 accuracy_target=rep["accuracy"]["target"], agreement=rep["agreement"],
                 mismatches=sum(layer["mismatches"] for layer in rep["layers"]),
@@ -283,6 +339,10 @@ def summarise(targets, checks: dict, out: Path) -> dict:
             if rep.get("failed_shards"):  # a distributed run's shards that failed every try
                 row["failed_shards"] = rep["failed_shards"]
         rows.append(row)
+    ran = [r for r in rows if "refused" not in r]  # a target that cannot take it: not a fail
     return {"rows": rows, "trusted": all(r.get("unexplained", 1) == 0 and "error" not in r
                                          and not r.get("silent_layers")
-                                         and not r.get("failed_shards") for r in rows)}
+                                         and not r.get("failed_shards") for r in ran),
+            "trust_samples": TRUST_SAMPLES,
+            "too_few_samples": [r["target"] for r in ran if r.get("too_few_samples")],
+            "refused": [r["target"] for r in rows if "refused" in r]}

@@ -26,6 +26,11 @@ def tau_of(node: ir.Node):
 
 
 def describe(g: Graph) -> str:
+    from .quant.netx_import import NetxNet
+    from .quant.netx_import import describe as describe_netx
+
+    if isinstance(g, NetxNet):  # an imported netx file (lava-dl)
+        return describe_netx(g)
     shapes = g.shapes()
     order = g.order()
     wide = max(18, 2 + max(len(n) for n in order))

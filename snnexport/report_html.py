@@ -23,6 +23,11 @@ th { background: #eee; } td.l, th.l { text-align: left; }
 .ok { color: #176317; font-weight: bold; } .bad { color: #a01818; font-weight: bold; }
 .warning { color: #8a5a00; } .error { color: #a01818; }
 img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
+#spikes td { position: relative; min-width: 6em; }
+#spikes .bar { position: absolute; left: 0; top: 15%; height: 70%; background: #9cc3e6; }
+#spikes .badbar { background: #e6a19c; }
+#spikes span { position: relative; }
+.banner { border: 2px solid #a01818; background: #fbeaea; padding: 0.6em 1em; }
 """
 
 
@@ -56,29 +61,40 @@ def _table(headers, rows, cls=None, left=1) -> str:
             f"<tbody>{''.join(body)}</tbody></table>")
 
 
-def spike_plot(checks: dict) -> str | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ok = {t: r for t, r in checks.items() if "layers" in r}
+def spike_table(checks: dict) -> str | None:
+    """Spikes per layer and per sample, the reference and every target, as one table with a
+    bar in each cell (readable at any window width: no figure of one panel per target). Rows
+    are the layers under the user's module paths; a target's cell is marked where any of its
+    spikes differ from the reference's on its samples."""
+    ok = {t: r for t, r in checks.items() if r.get("layers") and r.get("samples")}
     if not ok:
         return None
-    fig, axes = plt.subplots(1, len(ok), figsize=(3.2 * len(ok), 3), squeeze=False)
-    for ax, (t, rep) in zip(axes[0], ok.items(), strict=True):
-        names = [layer["name"].split(".")[-1] for layer in rep["layers"]]
-        x = np.arange(len(names))
-        ax.bar(x - 0.2, [layer["spikes_reference"] for layer in rep["layers"]], 0.4,
-               label="reference")
-        ax.bar(x + 0.2, [layer["spikes_target"] for layer in rep["layers"]], 0.4,
-               label="target")
-        ax.set_xticks(x, names, rotation=45, fontsize=7)
-        ax.set_title(f"{t} ({rep['samples']} samples)", fontsize=9)
-        ax.set_yscale("log")
-    axes[0][0].set_ylabel("spikes")
-    axes[0][0].legend(fontsize=7)
-    return _png(fig)
+    names: list[str] = []
+    for rep in ok.values():
+        names += [la["name"] for la in rep["layers"] if la["name"] not in names]
+    most = max(ok.values(), key=lambda r: r["samples"])
+    ref = {la["name"]: la["spikes_reference"] / most["samples"] for la in most["layers"]}
+    per = {t: {la["name"]: la for la in rep["layers"]} for t, rep in ok.items()}
+
+    def cell(value: float, top: float, bad: bool = False) -> str:
+        width = 0 if top <= 0 else max(1, round(100 * value / top)) if value > 0 else 0
+        return (f"<div class='bar{' badbar' if bad else ''}' style='width:{width}%'></div>"
+                f"<span class='{'bad' if bad else 'num'}'>{value:,.1f}</span>")
+
+    rows = []
+    for name in names:
+        values = [ref.get(name, 0.0)] + [
+            per[t][name]["spikes_target"] / ok[t]["samples"] for t in ok if name in per[t]]
+        top = max(values)
+        row = [f"<code>{_e(name)}</code>", cell(ref.get(name, 0.0), top)]
+        for t in ok:
+            la = per[t].get(name)
+            row.append("" if la is None else
+                       cell(la["spikes_target"] / ok[t]["samples"], top, la["mismatches"] > 0))
+        rows.append(row)
+    headers = ["layer (module path)", f"reference ({most['samples']} samples)"] + [
+        f"{t} ({ok[t]['samples']})" for t in ok]
+    return _table(headers, rows, cls="spikes")
 
 
 def tau_plot(folded) -> str | None:
@@ -93,11 +109,10 @@ def tau_plot(folded) -> str | None:
         if len(np.unique(tau)) == 1:
             ax.bar([0], [tau[0]])
             ax.set_xticks([0], ["tau"])
-            ax.set_title(f"{name.split('.')[-1]}: tau {tau[0]:.3f}", fontsize=9)
+            ax.set_title(f"{name}: tau {tau[0]:.3f}", fontsize=9)
         else:
             ax.hist(tau, bins=30)
-            ax.set_title(f"{name.split('.')[-1]}: {tau.size} tau, mean {tau.mean():.3f}",
-                         fontsize=9)
+            ax.set_title(f"{name}: {tau.size} tau, mean {tau.mean():.3f}", fontsize=9)
             ax.set_xlabel("tau (steps)", fontsize=8)
     return _png(fig)
 
@@ -108,39 +123,76 @@ def write_report(path: Path, loaded, folded, summary: dict, checks: dict, findin
                    if b.reference == "emulator" and b.name in checks]
     against = (f" ({', '.join(on_emulator)} against snnexport's bit-accurate emulator of the "
                "quantised network)" if on_emulator else "")
+    kind = getattr(loaded, "kind", "") or "a model"
+    if loaded.reference is None:  # an IR / NIR file: no trained model to run
+        reference = (f"the float64 simulation of that {kind.split(' ', 1)[-1]}, not a trained "
+                     "model: the file is all there is to compare with, so the checks prove "
+                     "the targets equal to the file, not to the network it was made from")
+    elif getattr(loaded, "torch_model", None) is not None:
+        reference = "the trained model itself (its torch forward pass)"
+    else:
+        reference = f"{kind.split(' ', 1)[-1]}'s own forward pass (the trained model)"
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
              f"<title>snnexport deployment report</title><style>{CSS}</style></head><body>",
              "<h1>snnexport deployment report</h1>",
-             f"<p>Model <code>{_e(loaded.path)}</code>. Every target below ran on real test "
-             f"inputs against the trained model{_e(against)}.</p>"]
+             f"<p>Model <code>{_e(loaded.path)}</code> ({_e(kind)}). Every target below ran on "
+             f"real test inputs against {_e(reference)}{_e(against)}.</p>"]
+    mismatch = summary.get("data_mismatch")
+    if mismatch:
+        parts.append(f"<p class='banner'><span class='bad'>The data do not match the model."
+                     f"</span> {_e(mismatch['message'])}.</p>")
+    few = summary.get("too_few_samples", [])
+    refused = summary.get("refused", [])
+    n_trust = summary.get("trust_samples", 20)
     verdict = summary["trusted"]
-    parts.append(f"<p>Verdict: <span class='{'ok' if verdict else 'bad'}'>"
-                 f"{'every deployment can be trusted' if verdict else 'see the rows marked'}"
-                 "</span> (exact, or mismatches fully explained by threshold ties or by "
-                 "quantisation; and every layer spiked in the reference: a layer that never "
-                 "did proves nothing).</p>")
+    if verdict and few:
+        words, cls = (f"exact, but {', '.join(few)} on fewer than {n_trust} samples: too few "
+                      "to trust"), "warning"
+    elif verdict:
+        words, cls = "every deployment can be trusted", "ok"
+    else:
+        words, cls = "see the rows marked", "bad"
+    parts.append(f"<p>Verdict: <span class='{cls}'>{_e(words)}</span> (exact, or mismatches "
+                 "fully explained by threshold ties or by quantisation; every layer spiked in "
+                 "the reference: a layer that never did proves nothing; and on at least "
+                 f"{n_trust} samples: exact on n samples bounds the share of samples that "
+                 "diverge only below 3/n)."
+                 + (f" {_e(', '.join(refused))} cannot take this model (not a failure: see "
+                    "the row)." if refused else "") + "</p>")
     rows = []
     for r in summary["rows"]:
-        if "error" in r:
-            rows.append([_e(r["target"]), "<span class='bad'>failed</span>", "", "", "", "",
-                         _e(r["error"][:300]), "", f"{r['energy_pj'] / 1e6:.3f}"])
+        energy = f"{r['energy_pj'] / 1e6:.3f} ({_e(r['profile'])})"
+        if "refused" in r:
+            rows.append([_e(r["target"]), f"<span class='warning'>cannot take this model: "
+                         f"{_e(r['refused'][:300])}</span>", "0", "", "", "", "", "", energy])
             continue
-        exact = ("<span class='ok'>yes</span>" if r["exact"] else
-                 f"<span class='{'bad' if r['unexplained'] else 'warning'}'>no</span>")
+        if "error" in r:
+            rows.append([_e(r["target"]), f"<span class='bad'>failed: "
+                         f"{_e(r['error'][:300])}</span>", "0", "", "", "", "", "", energy])
+            continue
+        if r["exact"] and r.get("too_few_samples"):
+            exact = (f"<span class='warning'>exact on {r['samples']} samples &mdash; too few "
+                     "to trust</span>")
+        elif r["exact"]:
+            exact = f"<span class='ok'>exact</span> on {r['samples']} samples"
+        else:
+            exact = (f"<span class='{'bad' if r['unexplained'] else 'warning'}'>not exact"
+                     "</span>" + ("" if r["unexplained"] else
+                                  f" (explained: {_e(r['mismatch_cause'])})"))
         if r.get("silent_layers"):
             exact += (f" <span class='warning'>but layers "
                       f"{_e(', '.join(r['silent_layers']))} never spiked: their parity proves "
                       "nothing</span>")
-        rows.append([_e(r["target"]), exact,
+        rows.append([_e(r["target"]), exact, f"{r['samples']}",
                      f"{100 * r['accuracy_reference']:.2f} % / {100 * r['accuracy_target']:.2f} %",
-                     f"{100 * r['agreement']:.2f} %", f"{r['samples']}",
+                     f"{100 * r['agreement']:.2f} %",
                      f"{r['mismatches']} of {r['spikes_reference']}",
-                     _e(r["first_divergence"] or "none"), _e(r["cause"] or ""),
-                     f"{r['energy_pj'] / 1e6:.3f} ({_e(r['profile'])})"])
+                     _e(r["first_divergence"] or "none"), _e(r["cause"] or ""), energy])
     parts += ["<h2>Summary</h2>",
-              _table(["target", "exact?", "accuracy reference / target", "agreement",
-                      "samples", "mismatching spikes", "first divergence", "cause",
-                      "energy per inference, uJ (profile)"], rows, cls="summary")]
+              _table(["target", "verdict", "samples seen", "accuracy reference / target",
+                      "agreement", "mismatching spikes", "first divergence", "cause",
+                      "energy per inference, uJ (its profile)"], rows, cls="summary",
+                     left=2)]
     parts.append("<h2>Deployment linter</h2>")
     if findings:
         parts.append("<ul>" + "".join(
@@ -149,9 +201,12 @@ def write_report(path: Path, loaded, folded, summary: dict, checks: dict, findin
             f"<i>Fix:</i> {_e(f['fix'])}</li>" for f in findings) + "</ul>")
     else:
         parts.append("<p>Nothing found that a target would not take.</p>")
-    img = spike_plot(checks)
-    if img:
-        parts += ["<h2>Spikes per layer, reference vs target</h2>", f"<img src='{img}'>"]
+    table = spike_table(checks)
+    if table:
+        parts += ["<h2>Spikes per layer and sample, reference vs target</h2>",
+                  "<p>Spikes per sample over all time steps; each target on the samples it "
+                  "saw (in brackets); red: some of that layer's spikes differ from the "
+                  "reference's.</p>", table]
     img = tau_plot(folded)
     if img:
         parts += ["<h2>Membrane time constants</h2>", f"<img src='{img}'>"]

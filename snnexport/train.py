@@ -57,11 +57,11 @@ PRESETS: dict[str, TrainConfig] = {
     "mnist5k-plif": TrainConfig(
         data="mnist5k", epochs=24, loss="mse", shift_augment=2,
         net=dict(in_channels=1, input_size=28, channels=32, time_steps=8, tau_per="layer")),
-    # 001 on a SEW-ResNet: stem c32-BN-PLIF-MP, SEW blocks (ADD) 2 x c32 + 1 downsample x c64,
+    # 001 on a SEW-ResNet: stem c32-BN-PLIF-MP, SEW blocks (ADD) c32 + a downsample block to c64,
     # global average pooling of the spikes, FC10 into a non-spiking PLIF; IMP, LTS readout + loss
     "mnist5k-sew": TrainConfig(
-        data="mnist5k", epochs=30, t_max=30, loss="lts", shift_augment=2,
-        net=dict(in_channels=1, input_size=28, arch="sew", stages=[2, 1], connect="ADD",
+        data="mnist5k", epochs=20, t_max=20, loss="lts", shift_augment=2,
+        net=dict(in_channels=1, input_size=28, arch="sew", stages=[1, 1], connect="ADD",
                  channels=32, time_steps=4, tau_per="layer", imp=True, readout="lts",
                  population=1, dropout=0.2)),
 }

@@ -74,7 +74,7 @@ def test_conv_matrix_and_layouts():
 
 
 @pytest.mark.parametrize("shortcut", ["conv", "identity"])
-def test_a_residual_merge_is_expressed_quantised_and_refused_by_lava(shortcut):
+def test_a_residual_merge_is_expressed_quantised_and_lowered_to_lava(shortcut):
     graph = residual_graph(shortcut)
     cores = lower(graph)
     n2 = next(c for c in cores.neuron_cores if c.name == "n2")
@@ -96,9 +96,14 @@ def test_a_residual_merge_is_expressed_quantised_and_refused_by_lava(shortcut):
     assert layer.merge == "add" and layer.kind == "conv" and layer.source == ""
     assert [(s.name, s.source) for s in layer.synapses] == [
         ("down" if shortcut == "conv" else "n1", "n1")]
-    with pytest.raises(LavaLoweringError, match="'n2'.*'add'.*residual merges are not lowered "
-                                                "to Lava"):
-        lava_lower(graph)
+    # Lava: both paths into n2's one LIF, as convs (the identity a 1x1 depthwise one), both
+    # from n1 and so at once (no delay)
+    _, _, stages, _ = lava_lower(graph)
+    st = next(st for st in stages if st.key == "n2")
+    assert [(lk.source, lk.delay, lk.conv is not None) for lk in st.links] == [
+        ("n1", 0, True), ("n1", 0, True)]
+    if shortcut == "identity":
+        assert st.links[1].conv["groups"] == 2
 
 
 def bad(graph_edit):
@@ -146,19 +151,26 @@ def sew_graph(merge=ir.Add, then=None):
 
 @pytest.mark.parametrize(("merge", "op", "peak"), [(ir.Add, "add", 2), (ir.SEWAnd, "and", 1),
                                                    (ir.SEWIAnd, "iand", 1)])
-def test_a_spike_merge_before_a_synapse_is_expressed_and_lava_refuses_it(merge, op, peak):
+def test_a_spike_merge_before_a_synapse_is_expressed_and_lava_times_it(merge, op, peak):
     cores = lower(sew_graph(merge))
     (m,) = cores.spike_merges
     assert (m.name, m.op, m.inputs, m.peak, m.spatial) == ("m", op, ("n2", "n"), peak, True)
     assert [type(c).__name__ for c in cores.cores] == ["Core", "Core", "SpikeMerge", "Core"]
     (syn,) = cores.cores[-1].synapses
     assert (syn.name, syn.source, syn.origin) == ("c3", "m", "m")
-    kind = {"add": "ADD", "and": "AND", "iand": "IAND"}[op]
-    with pytest.raises(HardwareLoweringError,
-                       match=f"^node 'm': a SEW {kind} merge of spike trains .*not lowered to "
-                             "Lava yet$"):
-        lava_lower(sew_graph(merge))
     assert isinstance(m, SpikeMerge)
+    # Lava (lava.lowering.lower_residual): an ADD is c3 on both summands, the shorter path
+    # (n, one hop less than n2) one step late; an AND / IAND a merge neuron one hop behind
+    _, _, stages, _ = lava_lower(sew_graph(merge))
+    links = {st.key: [(lk.source, lk.delay) for lk in st.links] for st in stages}
+    depth = {st.key: st.depth for st in stages}
+    if op == "add":
+        assert links == {"n": [], "n2": [("n", 0)], "n3": [("n2", 0), ("n", 1)]}
+        assert depth == {"n": 0, "n2": 1, "n3": 2}
+    else:
+        assert links == {"n": [], "n2": [("n", 0)], "m": [("n2", 0), ("n", 1)],
+                         "n3": [("m", 0)]}
+        assert depth == {"n": 0, "n2": 1, "m": 2, "n3": 3}
 
 
 def test_sew_and_of_graded_values_is_refused():

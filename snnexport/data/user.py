@@ -105,13 +105,41 @@ def _from_npz(path: Path, time_steps: int | None) -> dict:
     return arrays
 
 
-def _from_function(spec: str) -> dict:
+def import_function(spec: str, what: str):
+    """The callable `module:function` names (`pkg.mod:fn`), imported from the installed
+    packages or, failing that, from the current folder (as `python -m` would find it: the
+    `snnexport` command does not put the current folder on sys.path). `what` names it in the
+    one-line error."""
+    import os
+    import sys
+
     module, _, name = spec.partition(":")
+    if not module or not name:
+        raise UsageError(f"{spec}: give the {what} as module:function (e.g. mypkg.nets:build)")
     try:
-        fn = getattr(importlib.import_module(module), name)
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            here = os.getcwd()
+            if exc.name != module.split(".")[0] or here in sys.path:
+                raise
+            sys.path.insert(0, here)
+            try:
+                mod = importlib.import_module(module)
+            finally:
+                sys.path.remove(here)
+        fn = getattr(mod, name)
     except (ImportError, AttributeError) as exc:
-        raise UsageError(f"{spec}: cannot import the data function ({exc})") from None
-    out = fn()
+        raise UsageError(f"{spec}: cannot import the {what} ({exc}); give module:function of "
+                         "an installed module or one in the current folder") from None
+    if not callable(fn):
+        raise UsageError(f"{spec}: {name} is a {type(fn).__name__}, not a function; give the "
+                         f"{what} as module:function")
+    return fn
+
+
+def _from_function(spec: str) -> dict:
+    out = import_function(spec, "data function")()
     if isinstance(out, dict):
         return out
     if isinstance(out, tuple) and len(out) == 2:

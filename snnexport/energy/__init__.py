@@ -31,7 +31,12 @@ def energy_of(loaded, profile: str, data: str | None = None, samples: int = 200,
     of another shape than the model's, a batch larger than the memory available.
     `workers` N > 1 (or `ray_address`): counted in N shards on Ray (counts_of)."""
     from ..distributed import wanted
+    from ..quant.netx_import import NetxNet
 
+    if isinstance(loaded.graph, NetxNet):  # an imported netx file: energy/netx_counts.py
+        from .netx_counts import netx_energy
+
+        return netx_energy(loaded, profile, data, samples, inputs)
     samples = count("--samples", samples)
     wanted(workers, ray_address)  # a bad --workers / --ray-address: refused before any work
     graph = fold(loaded.graph)

@@ -55,10 +55,11 @@ import onnx
 from onnx import TensorProto, helper
 
 from ..files import atomic_write
-from ..quant.fixed import STATE_MAX, FixedLayer, FixedMerge, FixedNet, FixedSynapse
+from ..quant.fixed import BIAS_MANT_MAX, STATE_MAX, FixedLayer, FixedMerge, FixedNet, FixedSynapse
 from .onnx_common import OPSET, GraphBuilder, ONNXExportError, per_sample, per_step, session
 
 I64, U8, F32, I32 = TensorProto.INT64, TensorProto.UINT8, TensorProto.FLOAT, TensorProto.INT32
+I16 = TensorProto.INT16
 WRAP = 1 << 23
 
 
@@ -99,6 +100,120 @@ def _neuron_scan(g: GraphBuilder, layer: FixedLayer, drive_seq: str, bias: np.nd
     g.nodes.append(helper.make_node("Scan", [v0, drive_seq], outs, body=graph,
                                     num_scan_inputs=1))
     return outs[1], outs[2]
+
+
+CHUNK = int(__import__('os').environ.get('SNN_CHUNK', 8192))  # neurons per sample in one chunk of an unrolled layer (module docstring)
+
+
+def _chunks(p: int) -> int:
+    """How many chunks the p neurons of a sample are cut into: the divisor of p nearest to
+    p / CHUNK (module docstring, "Neurons")."""
+    target = max(1, round(p / CHUNK))
+    return min((n for n in range(1, p + 1) if p % n == 0), key=lambda n: (abs(n - target), n))
+
+
+def _per_neuron(layer: FixedLayer, value, layout: str, dtype) -> np.ndarray:
+    """A per-neuron array (or scalar) of `layer` as a flat [P] array in the layout's order."""
+    a = np.broadcast_to(np.asarray(value), layer.shape)
+    if layout == "nhwc":
+        a = a.transpose(1, 2, 0)
+    return np.ascontiguousarray(a, dtype).reshape(-1)
+
+
+def _chunk_const(g: GraphBuilder, hint, flat: np.ndarray, n: int, i: int, dtype):
+    """Chunk i of n of a flat per-neuron array, broadcastable over [1, B, 1, m]; one scalar
+    where the whole layer holds one value."""
+    if (flat == flat[0]).all():
+        return g.const(hint, flat[0], dtype)
+    return g.const(hint, flat.reshape(n, -1)[i], dtype)
+
+
+def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, layout: str,
+                  drive_bound: int, host: bool, with_h: bool) -> tuple[str, str | None]:
+    """The layer's neurons over the T steps, unrolled, in int32, chunk by chunk (module
+    docstring, "Neurons"). drive: int32 u [T*B, ...] in `layout` order (|u| <= drive_bound),
+    or, for the host layer, the int64 bias mantissas [T, B, *shape]. Returns (spikes uint8
+    [T, B, *shape], h int32 [T, B, *shape] if with_h)."""
+    p = layer.n
+    n = _chunks(p)
+    m = p // n
+    k = _per_neuron(layer, 4096 - np.asarray(layer.dv, np.int64), layout, np.int64)
+    v_init = _per_neuron(layer, layer.v_init, layout, np.int64)
+    dec0 = np.sign(v_init) * ((np.abs(v_init) * k) >> 12)  # the decayed initial state
+    bias = (None if layer.bias_mant is None or not np.asarray(layer.bias_mant).any() else
+            _per_neuron(layer, layer.bias_mant, layout, np.int64) << 6)
+    # Clip to +-STATE_MAX only where it can act: |h_t| <= max|v_init| + (t+1) D, D the largest
+    # |u + bias << 6| (a decay never grows |v|, a reset sets it to 0)
+    d_max = (64 * (BIAS_MANT_MAX + 1) if host else drive_bound) + (
+        int(np.abs(bias).max()) if bias is not None else 0)
+    clip = int(np.abs(v_init).max(initial=0)) + t_steps * d_max > STATE_MAX
+    # trunc(k v / 4096) as v * (k / 4096) in floating point, truncated by the cast to int32:
+    # exact in float32 when every k is a power of two (the product is v shifted), else in
+    # float64 (|k v| < 2^35 < 2^53); k = 4096 everywhere: no decay at all
+    decay = ("none" if (k == 4096).all() else
+             "f32" if ((k & (k - 1)) == 0).all() else "f64")
+    fdt, ftype = (np.float32, F32) if decay == "f32" else (np.float64, TensorProto.DOUBLE)
+    seq = g.op("Reshape", [drive, _i64(g, "tbnm", [-1 if host else t_steps, 0 if host else -1,
+                                                   n, m])], "by_chunk")
+    if host:  # bias0 [T_in, B, ...], T_in = T or 1: step t reads row min(t, T_in - 1)
+        last_row = g.op("Sub", [g.op("Slice", [g.op("Shape", [seq], "rows"), _i64(g, "z", [0]),
+                                               _i64(g, "o", [1])], "t_in"), _i64(g, "o", [1])],
+                        "last_row")
+        rows = [g.op("Min", [_i64(g, "t", [t]), last_row], "row") for t in range(t_steps)]
+        rows_end = [g.op("Add", [r, _i64(g, "o", [1])], "row_end") for r in rows]
+    vth1 = g.const("vth1", (int(layer.vth_mant) << 6) + 1, np.int32)
+    one = g.const("one", 1, np.int32)
+    zero = g.const("zero", 0, np.int32)
+    spikes = [[None] * n for _ in range(t_steps)]
+    hs = [[None] * n for _ in range(t_steps)]
+    for i in range(n):
+        c = _chunk_const(g, "k", k / 4096, n, i, fdt) if decay != "none" else None
+        b = _chunk_const(g, "bias", bias, n, i, np.int32) if bias is not None else None
+        d0 = _chunk_const(g, "dec0", dec0, n, i, np.int32) if dec0.any() else None
+        v = None
+        if host:  # the chunk's 13-bit bias mantissas (host_bias_mant's range) << 6, int32
+            # [T_in, B, 1, m]: converted once per chunk (once for all steps when T_in = 1)
+            chunk = g.op("Slice", [seq, _i64(g, "st", [i]), _i64(g, "en", [i + 1]),
+                                   _i64(g, "ax", [2])], "chunk")
+            chunk = g.op("Mul", [g.op("Clip", [g.op("Cast", [chunk], "b32", to=I32), g.const(
+                "lo", -BIAS_MANT_MAX - 1, np.int32), g.const("hi", BIAS_MANT_MAX, np.int32)],
+                "b13"), g.const("act", 64, np.int32)], "host_u")
+        for t in range(t_steps):
+            if not host:
+                d = g.op("Slice", [seq, _i64(g, "st", [t, i]), _i64(g, "en", [t + 1, i + 1]),
+                                   _i64(g, "ax", [0, 2])], "d")  # [1, B, 1, m]
+            else:
+                d = g.op("Slice", [chunk, rows[t], rows_end[t], _i64(g, "ax", [0])], "d")
+            if t == 0:
+                h = g.op("Add", [d, d0], "h") if d0 is not None else d
+            else:
+                if c is not None:
+                    v = g.op("Cast", [g.op("Mul", [g.op("Cast", [v], "vf", to=ftype), c],
+                                           "kv")], "decayed", to=I32)
+                h = g.op("Add", [v, d], "h")
+            if b is not None:
+                h = g.op("Add", [h, b], "biased")
+            if clip:
+                h = g.op("Clip", [h, g.const("lo", -STATE_MAX, np.int32),
+                                  g.const("hi", STATE_MAX, np.int32)], "clipped")
+            # keep = [h <= vth] = clip(vth + 1 - h, 0, 1) on integers (cheaper than Greater
+            # + Cast in onnxruntime); the spike is 1 - keep, the reset v = h keep
+            keep = g.op("Clip", [g.op("Sub", [vth1, h], "margin"), zero, one], "keep")
+            spikes[t][i] = g.op("Cast", [g.op("Sub", [one, keep], "fired")], "s", to=U8)
+            hs[t][i] = h
+            if t < t_steps - 1:
+                v = g.op("Mul", [h, keep], "v")
+
+    def assemble(parts, hint):
+        steps = [ps[0] if n == 1 else g.op("Concat", ps, hint, axis=2) for ps in parts]
+        out = g.op("Concat", steps, hint, axis=0) if t_steps > 1 else steps[0]  # [T, B, n, m]
+        if layout == "nhwc":
+            c_, h_, w_ = layer.shape
+            out = g.op("Transpose", [g.op("Reshape", [out, _i64(g, "s", [t_steps, -1, h_, w_, c_])],
+                                          hint)], hint, perm=[0, 1, 4, 2, 3])
+        return g.op("Reshape", [out, _i64(g, "s", [t_steps, -1, *layer.shape])], hint)
+
+    return assemble(spikes, "spikes"), (assemble(hs, "h") if with_h else None)
 
 
 def _synapse(g: GraphBuilder, layer: FixedLayer, s_seq: str, tb: str, in_shape, peak: int = 1,
@@ -182,12 +297,13 @@ def _im2col(g: GraphBuilder, x: str, in_shape, kh: int, kw: int, stride, padding
     return g.op("Gather", [pixels, _i64(g, "windows", idx)], "cols", axis=1), ho, wo
 
 
-def _synaptic_sum(g: GraphBuilder, layer: FixedLayer | FixedSynapse, s_seq: str,
-                  in_shape, peak: int = 1, plain: bool = False) -> tuple[str, int]:
-    """(a, a bound on |a|): a = W s, int64 [T*B, *out] (a conv's wrapped to 24 bits), from uint8
-    [T, B, *in_shape] holding values 0..peak. `plain`: ConvInteger / MatMulInteger on uint8
-    weights w / 2 + 128 with zero point 128 for every synapse (the direct mapping, exact while
-    fan_in 255 peak < 2^31; kept as the baseline of bench/integer_speed.py)."""
+def _raw_sum(g: GraphBuilder, layer: FixedLayer | FixedSynapse, s_seq: str, in_shape,
+             peak: int = 1, plain: bool = False, nhwc: bool = False):
+    """The GEMM part of a = W s from uint8 [T, B, *in_shape] values 0..peak: (acc, factor,
+    bound, layout) with a = factor * acc (acc int32 from the integer GEMMs, factor 2; int64
+    from the int64 fallback, factor 1), unwrapped, |a| <= bound; acc is [T*B, *out] in
+    `layout` 'nchw' (a dense layer's [T*B, out] too), or 'nhwc' [T*B, Ho, Wo, C_out] for an
+    im2col conv when `nhwc` (its neurons need no NCHW order: no transpose of the sums)."""
     if getattr(layer, "weight_exp", 0) != 0:
         raise ONNXExportError(f"layer {layer.name!r}: weight_exp {layer.weight_exp} (the "
                               "fixed-point IR keeps 0)")
@@ -199,7 +315,7 @@ def _synaptic_sum(g: GraphBuilder, layer: FixedLayer | FixedSynapse, s_seq: str,
     bound = sum_bound(w, peak)
     if layer.kind != "conv":
         x = per_sample(g, s_seq, [int(np.prod(in_shape))])
-        return _as_i64(g, *_matmul(g, x, w.T, kernel)), bound
+        return *_matmul(g, x, w.T, kernel), bound, "nchw"
     x = per_sample(g, s_seq, in_shape)
     c_out, c_in_g, kh, kw = w.shape
     groups = int(layer.groups)
@@ -211,33 +327,92 @@ def _synaptic_sum(g: GraphBuilder, layer: FixedLayer | FixedSynapse, s_seq: str,
                                    g.const("zx", 0, np.uint8), g.const("zq", 128, np.uint8)],
                    "acc", strides=list(layer.stride), pads=[*layer.padding, *layer.padding],
                    group=groups)
-        a = _as_i64(g, acc, 2)
-    else:
-        # im2col (one Gather) + MatMulInteger: onnxruntime's ConvInteger has no optimised
-        # kernel for int8 weights and a slower one for uint8 (bench/integer_speed.py
-        # --candidates); the integer GEMM is the fast one
-        cols, ho, wo = _im2col(g, x, in_shape, kh, kw, layer.stride, layer.padding)
-        g_out = c_out // groups
-        wg = w.reshape(groups, g_out, c_in_g, kh, kw).transpose(0, 3, 4, 2, 1).reshape(
-            groups, kh * kw * c_in_g, g_out)  # rows ordered (i, j, c) as the windows
-        if groups == 1:
-            acc, factor = _matmul(g, g.op("Reshape", [cols, _i64(g, "k", [-1, kh * kw * c_in_g])]),
-                                  wg[0], kernel)  # [N*L, C_out]
-        else:  # [N*L, kh*kw, G, C/G] -> [G, N*L, kh*kw*C/G], one GEMM per group
-            per_group = g.op("Transpose", [g.op("Reshape", [cols, _i64(
-                g, "kg", [-1, kh * kw, groups, c_in_g])])], "by_group", perm=[2, 0, 1, 3])
-            acc, factor = _matmul(g, g.op("Reshape", [per_group, _i64(
-                g, "gk", [groups, -1, kh * kw * c_in_g])]), wg, kernel)  # [G, N*L, C_out/G]
-            acc = g.op("Reshape", [g.op("Transpose", [acc], "t", perm=[1, 0, 2]),
-                                   _i64(g, "nl", [-1, c_out])], "acc_nl")
-        nhwc = g.op("Reshape", [acc, _i64(g, "nhwc", [-1, ho, wo, c_out])], "acc_nhwc")
-        a = _as_i64(g, g.op("Transpose", [nhwc], "acc_nchw", perm=[0, 3, 1, 2]), factor)
-    if bound < WRAP:  # |a| < 2^23 whatever the spikes: Lava's 24-bit wrap is the identity
-        return a, bound
+        return acc, 2, bound, "nchw"
+    # im2col (one Gather) + MatMulInteger: onnxruntime's ConvInteger has no optimised
+    # kernel for int8 weights and a slower one for uint8 (bench/integer_speed.py
+    # --candidates); the integer GEMM is the fast one
+    cols, ho, wo = _im2col(g, x, in_shape, kh, kw, layer.stride, layer.padding)
+    g_out = c_out // groups
+    wg = w.reshape(groups, g_out, c_in_g, kh, kw).transpose(0, 3, 4, 2, 1).reshape(
+        groups, kh * kw * c_in_g, g_out)  # rows ordered (i, j, c) as the windows
+    if groups == 1:
+        acc, factor = _matmul(g, g.op("Reshape", [cols, _i64(g, "k", [-1, kh * kw * c_in_g])]),
+                              wg[0], kernel)  # [N*L, C_out]
+    else:  # [N*L, kh*kw, G, C/G] -> [G, N*L, kh*kw*C/G], one GEMM per group
+        per_group = g.op("Transpose", [g.op("Reshape", [cols, _i64(
+            g, "kg", [-1, kh * kw, groups, c_in_g])])], "by_group", perm=[2, 0, 1, 3])
+        acc, factor = _matmul(g, g.op("Reshape", [per_group, _i64(
+            g, "gk", [groups, -1, kh * kw * c_in_g])]), wg, kernel)  # [G, N*L, C_out/G]
+        acc = g.op("Reshape", [g.op("Transpose", [acc], "t", perm=[1, 0, 2]),
+                               _i64(g, "nl", [-1, c_out])], "acc_nl")
+    acc = g.op("Reshape", [acc, _i64(g, "nhwc", [-1, ho, wo, c_out])], "acc_nhwc")
+    if nhwc:
+        return acc, factor, bound, "nhwc"
+    return g.op("Transpose", [acc], "acc_nchw", perm=[0, 3, 1, 2]), factor, bound, "nchw"
+
+
+def _synaptic_sum(g: GraphBuilder, layer: FixedLayer | FixedSynapse, s_seq: str,
+                  in_shape, peak: int = 1, plain: bool = False) -> tuple[str, int]:
+    """(a, a bound on |a|): a = W s, int64 [T*B, *out] (a conv's wrapped to 24 bits), from uint8
+    [T, B, *in_shape] holding values 0..peak. `plain`: ConvInteger / MatMulInteger on uint8
+    weights w / 2 + 128 with zero point 128 for every synapse (the direct mapping, exact while
+    fan_in 255 peak < 2^31; kept as the baseline of bench/integer_speed.py)."""
+    acc, factor, bound, _ = _raw_sum(g, layer, s_seq, in_shape, peak, plain)
+    a = _as_i64(g, acc, factor)
+    if layer.kind != "conv" or bound < WRAP:
+        return a, bound  # |a| < 2^23 whatever the spikes: Lava's 24-bit wrap is the identity
     # Lava's Conv: signed_clamp(a, 24) = ((a + 2^23) mod 2^24) - 2^23
     return g.op("Sub", [g.op("Mod", [g.op("Add", [a, _i64(g, "half", WRAP)]),
                                      _i64(g, "range", 2 * WRAP)], fmod=0),
                         _i64(g, "half2", WRAP)], "a24"), WRAP
+
+
+def _wrap(g: GraphBuilder, x: str, bits: int, dtype) -> str:
+    """((x + 2^(bits-1)) mod 2^bits) - 2^(bits-1): x wrapped into [-2^(bits-1), 2^(bits-1))."""
+    half = 1 << (bits - 1)
+    return g.op("Sub", [g.op("Mod", [g.op("Add", [x, g.const("half", half, dtype)]),
+                                     g.const("range", 2 * half, dtype)], fmod=0),
+                        g.const("half", half, dtype)], f"wrap{bits}")
+
+
+def _drive(g: GraphBuilder, layer: FixedLayer, x: str, in_shape, peak: int, extra):
+    """u = wrap24(a << 6), int32 [T*B, ...] in the layout the sums come in, with a bound on
+    |u| and the layout ('nchw' or 'nhwc').
+
+    Lava wraps each conv's sum to 24 bits, then u = a << 6 to 24 bits. Both wraps keep a's
+    value modulo 2^24, so u = wrap24(64 a) = 64 wrap18(a) of the raw (unwrapped) sum of every
+    synapse: one wrap, on the GEMMs' int32 sums (a = 2 acc: u = 128 wrap17(acc)), and only
+    where 64 * sum_bound >= 2^23 (else every wrap is the identity)."""
+    terms = [_raw_sum(g, layer, x, in_shape, peak, nhwc=not extra)]
+    terms += [_raw_sum(g, syn, xs, shape, p) for syn, xs, shape, p in extra]
+    layout = terms[0][3]
+    bound = sum(t[2] for t in terms)
+    wraps = 64 * bound >= WRAP
+    if all(t[1] == 2 for t in terms) and bound < I32_MAX:  # int32 throughout
+        acc = terms[0][0]
+        for t in terms[1:]:
+            acc = g.op("Add", [acc, t[0]], "acc_sum")
+        if wraps and bound // 2 + (1 << 16) < 1 << 24:
+            # u = 128 acc - 2^24 floor((acc + 2^16) / 2^17) in float32: every value an
+            # integer below 2^24 times a power of two, so exact (bench/integer_speed.py
+            # --candidates: cheaper than Mod on int32)
+            af = g.op("Cast", [acc], "acc_f", to=F32)
+            q = g.op("Floor", [g.op("Mul", [g.op("Add", [af, g.const("h", 1 << 16)], "acc_h"),
+                                            g.const("r", 2.0 ** -17)], "acc_q")], "q")
+            u = g.op("Sub", [g.op("Mul", [af, g.const("act", 128.0)], "u128"),
+                             g.op("Mul", [q, g.const("m", float(1 << 24))], "q24")], "u_f")
+            return g.op("Cast", [u], "u", to=I32), WRAP, layout
+        if wraps:
+            acc = _wrap(g, acc, 17, np.int32)
+        return g.op("Mul", [acc, g.const("act", 128, np.int32)], "u"), min(64 * bound, WRAP), \
+            layout
+    a = _as_i64(g, terms[0][0], terms[0][1])
+    for t in terms[1:]:
+        a = g.op("Add", [a, _as_i64(g, t[0], t[1])], "a_sum")
+    if wraps:
+        a = _wrap(g, a, 18, np.int64)
+    u = g.op("Mul", [a, _i64(g, "act", 64)], "u64")
+    return g.op("Cast", [u], "u", to=I32), min(64 * bound, WRAP), layout
 
 
 def or_pool(layer: FixedLayer, peak: int) -> bool:
@@ -257,14 +432,16 @@ def or_pool(layer: FixedLayer, peak: int) -> bool:
 
 def _or_pool(g: GraphBuilder, layer: FixedLayer, s_seq: str, tb: str, in_shape,
              peak: int) -> str:
-    """An `or_pool` layer's spikes as MaxPool on the uint8 values (padding takes no part, as
-    the conv's zeros), > 0 as 0 / 1: uint8 [T, B, *shape]."""
-    m = g.op("MaxPool", [per_sample(g, s_seq, in_shape)], "or_pool",
-             kernel_shape=list(np.asarray(layer.weight).shape[2:]), strides=list(layer.stride),
-             pads=[*layer.padding, *layer.padding])
+    """An `or_pool` layer's spikes as a MaxPool of the values (padding takes no part, as the
+    conv's zeros), > 0 as 0 / 1: uint8 [T, B, *shape]. On float32 (small integers: exact):
+    onnxruntime's uint8 MaxPool measured 4x slower than Cast + float MaxPool + Cast
+    (bench/integer_speed.py --candidates)."""
+    x = g.op("Cast", [per_sample(g, s_seq, in_shape)], "s_float", to=F32)
+    m = g.op("MaxPool", [x], "or_pool", kernel_shape=list(np.asarray(layer.weight).shape[2:]),
+             strides=list(layer.stride), pads=[*layer.padding, *layer.padding])
     if peak > 1:
-        m = g.op("Min", [m, g.const("one", 1, np.uint8)], "or_spike")
-    return per_step(g, m, tb, layer.shape)
+        m = g.op("Min", [m, g.const("one", 1.0)], "or_spike")
+    return per_step(g, g.op("Cast", [m], "or_u8", to=U8), tb, layer.shape)
 
 
 def _merge(g: GraphBuilder, merge: FixedMerge, a: str, b: str, tb: str) -> str:
@@ -288,17 +465,23 @@ def _output(g: GraphBuilder, outputs: list, value: str, name: str, dtype, shape)
     outputs.append(helper.make_tensor_value_info(name, dtype, ["T", "B", *shape]))
 
 
-def to_onnx_fixed(net: FixedNet, *, plain: bool = False) -> onnx.ModelProto:
-    """The integer ONNX model of `net` (module docstring); `plain`: every synapse as ConvInteger
-    / MatMulInteger with uint8 weights (the direct mapping, the benchmark's baseline)."""
+def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None = None,
+                  debug: bool = True) -> onnx.ModelProto:
+    """The integer ONNX model of `net` (module docstring) for `time_steps` steps (default
+    net.time_steps; the steps are unrolled); `debug` False: only `outputs` (no per-layer
+    spikes and membranes: the deployment graph, the same arithmetic). `plain`: the direct
+    mapping, the benchmark's baseline: every synapse as ConvInteger / MatMulInteger with uint8
+    weights, every layer (OR-pools too) an int64 Scan over a dynamic T."""
+    t_steps = int(time_steps or net.time_steps)
     g = GraphBuilder()
     host = net.layers[0]
     bias0 = "bias0"
     shape = g.op("Shape", [bias0], "in_shape")
-    tb = g.op("Slice", [shape, _i64(g, "s0", [0]), _i64(g, "s2", [2])], "tb")
     batch = g.op("Slice", [shape, _i64(g, "b1", [1]), _i64(g, "b2", [2])], "batch")
-    drive = g.op("Mul", [bias0, _i64(g, "act", 64)], "host_bias")
+    tb = (g.op("Slice", [shape, _i64(g, "s0", [0]), _i64(g, "s2", [2])], "tb") if plain else
+          g.op("Concat", [_i64(g, "t", [t_steps]), batch], "tb", axis=0))
     outputs, out_seq = [], None
+    last = [n for n, layer in enumerate(net.layers) if not layer.pool][-1]
 
     def named(layer: FixedLayer):  # a layer's Scan outputs are the graph's (pools: none)
         if layer.pool:
@@ -310,7 +493,24 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False) -> onnx.ModelProto:
                                                      ["T", "B", *layer.shape]))
         return s_name, f"h:{layer.name}"
 
-    s_seq, h_seq = _neuron_scan(g, host, drive, None, batch, named(host))
+    def neurons(layer: FixedLayer, drive: str, layout: str = "nchw", bound: int = 0):
+        """(spikes, h) of a layer; the graph's outputs when debug."""
+        if plain:
+            return _neuron_scan(g, layer, drive, layer.bias_mant, batch, named(layer))
+        need_h = debug or (not layer.spiking and layer is net.layers[last])
+        s, h = _neuron_layer(g, layer, drive, t_steps, layout, bound, layer is host, need_h)
+        if debug:
+            if layer.spiking:
+                _output(g, outputs, s, f"spikes:{layer.name}", U8, layer.shape)
+            _output(g, outputs, g.op("Cast", [h], "h64", to=I64), f"h:{layer.name}", I64,
+                    layer.shape)
+        return s, h
+
+    if plain:
+        s_seq, h_seq = neurons(host, g.op("Mul", [g.op("Cast", [bias0], "b64", to=I64),
+                                                  _i64(g, "act", 64)], "host_bias"))
+    else:
+        s_seq, h_seq = neurons(host, bias0)
     prev = host
     values = {host.name: s_seq}  # uint8 output of every layer and merge (residual nets)
     merges = {m.name: m for m in net.merges}
@@ -334,26 +534,29 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False) -> onnx.ModelProto:
                      for syn in layer.synapses]
             if not plain and or_pool(layer, peak):
                 s_seq = _or_pool(g, layer, x_in, tb, in_shape, peak)
-            else:
+            elif plain:
                 u = _synapse(g, layer, x_in, tb, in_shape, peak, extra, plain)
-                s_seq, h_seq = _neuron_scan(g, layer, u, layer.bias_mant, batch, named(layer))
+                s_seq, h_seq = neurons(layer, u)
+            else:
+                u, bound, layout = _drive(g, layer, x_in, in_shape, peak, extra)
+                s_seq, h_seq = neurons(layer, u, layout, bound)
             values[layer.name] = s_seq
             prev = layer
-        if layer.pool:
-            continue
-        if layer.spiking:
-            out_seq = g.op("Cast", [s_seq], "s_float", to=F32)
-        else:
-            out_seq = g.op("Div", [g.op("Cast", [h_seq], "h_float", to=F32),
-                                   g.const("scale", layer.scale)], "v_over_s")
+        if not layer.pool:
+            out_seq = s_seq if layer.spiking else h_seq
+    if net.layers[last].spiking:
+        out_seq = g.op("Cast", [out_seq], "s_float", to=F32)
+    else:
+        out_seq = g.op("Div", [g.op("Cast", [out_seq], "h_float", to=F32),
+                               g.const("scale", net.layers[last].scale)], "v_over_s")
     votes = g.op("Reshape", [out_seq, g.op("Concat", [tb, _i64(g, "v", [-1, net.population])],
                                            "vote_shape", axis=0)], "groups")
     _output(g, outputs, g.op("ReduceMean", [votes], "voted", axes=[-1], keepdims=0), "outputs",
             F32, [None])
     model = helper.make_model(
         helper.make_graph(g.nodes, "snnexport_fixed_point",
-                          [helper.make_tensor_value_info("bias0", I64,
-                                                         ["T", "B", *host.shape])], outputs,
+                          [helper.make_tensor_value_info("bias0", I16,
+                                                         ["T_in", "B", *host.shape])], outputs,
                           initializer=g.inits),
         opset_imports=[helper.make_opsetid("", OPSET)], producer_name="snnexport")
     onnx.checker.check_model(model, full_check=True)
@@ -371,8 +574,12 @@ class ONNXFixedTarget:
 
     def __init__(self, net: FixedNet):
         self.net = net
-        self.session = session(to_onnx_fixed(net))
-        self.names = [o.name for o in self.session.get_outputs()]
+        self.sessions: dict[int, object] = {}  # one per number of steps (unrolled)
+
+    def _session(self, t_steps: int):
+        if t_steps not in self.sessions:
+            self.sessions[t_steps] = session(to_onnx_fixed(self.net, time_steps=t_steps))
+        return self.sessions[t_steps]
 
     def __call__(self, x, dtype=None):
         import torch
@@ -387,8 +594,10 @@ class ONNXFixedTarget:
         mant, _ = host_bias_mant(net.layers[0], x.unsqueeze(0) if static else x,
                                  net.input_shape)
         t_steps = net.time_steps if static else x.shape[0]
-        seq = mant.expand(t_steps, *mant.shape[1:]).contiguous().numpy()
-        out = dict(zip(self.names, self.session.run(None, {"bias0": seq}), strict=True))
+        seq = mant.to(torch.int16).numpy()  # [1, B, ...] for a static image: every step
+        sess = self._session(t_steps)
+        out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"bias0": seq}),
+                       strict=True))
         spikes, membrane, last = {}, {}, None
         for layer in net.layers:
             if layer.pool:

@@ -43,8 +43,9 @@ Refused, naming the node (HardwareLoweringError): soft reset (Loihi's and Lava's
 neuron layer behind it, a sum pool that feeds no synapse, a merge of the analog input or of a
 current with spikes outside a neuron's input, SEW AND / IAND of graded values, a readout fed by
 something other than a neuron layer, and any node with no hardware form. A consumer that takes
-chains only (Lava, netx) refuses a core with more than one synapse (`Core.synapse`) and every
-`SpikeMerge` (`CoreGraph.chain_only`), naming the merge node.
+chains only (netx) refuses a core with more than one synapse (`Core.synapse`) and every
+`SpikeMerge` (`CoreGraph.chain_only`), naming the merge node; Lava takes them
+(lava/lowering.py, `lower_residual`).
 """
 
 from __future__ import annotations

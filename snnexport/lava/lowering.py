@@ -10,9 +10,10 @@ layer): a host stage (the first synapse, fed the analog input, whose result W1 x
 first neuron layer's bias), then stages of (synapse, bias, neuron parameters). A spatial core
 (a conv on a map whose neurons have no per-neuron gain) and an OR-pool on a map are also
 described as a conv (`Stage.conv`) for Lava's Conv process; the dense matrix is the form for
-everything else (a conv whose neurons have per-neuron gains: each neuron owns its row). Residual
-merges (a core fed by several synapses, a SEW merge of spike trains) are refused, naming the
-merge node (`CoreGraph.chain_only`).
+everything else (a conv whose neurons have per-neuron gains: each neuron owns its row). A
+chain keeps this form (`Stage.links` None); a residual graph (a core fed by several synapses, a
+SEW merge of spike trains) is lowered as a graph of stages with explicit links, timed by hop
+depth (`lower_residual`, `time_links`: the method and its timing are stated there).
 """
 
 from __future__ import annotations
@@ -21,12 +22,35 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..hw.cores import HardwareLoweringError, PoolCore, pool_matrix
+from ..hw.cores import (
+    Core,
+    CoreGraph,
+    HardwareLoweringError,
+    PoolCore,
+    SpikeMerge,
+    conv_matrix,
+    pool_matrix,
+)
 from ..hw.cores import lower as lower_cores
+from ..ir import nodes as ir
 from ..ir.graph import Graph
 
 # the lowering errors are the hardware lowering's (hw.cores), under their old name too
 LavaLoweringError = HardwareLoweringError
+
+
+@dataclass
+class Link:
+    """One synapse into a LIF stage of a residual graph: a_in += W x, x the spikes of stage
+    `source` (flat C-major as the synapse sees them, per-sample shape `in_shape`); W a dense
+    [out, in] matrix (`weights`) or a torch-layout conv (`conv`, Synapse.conv_args' form),
+    delivered `delay` steps later than Lava's one step per hop (`time_links`)."""
+
+    source: str  # the key of the stage whose spikes it takes
+    weights: np.ndarray | None
+    conv: dict | None = None
+    in_shape: tuple[int, ...] = ()
+    delay: int = 0
 
 
 @dataclass
@@ -45,6 +69,11 @@ class Stage:
     # a conv kept as a conv (Lava's Conv process): torch-layout weight, input (C, H, W) shape,
     # stride, padding, groups; `weights` is then None
     conv: dict | None = None
+    # residual graphs only (None in a chain): the synapses into this LIF, its unique key (the
+    # IR node: core, OR-pool or SEW merge neuron) and its hop depth (`time_links`)
+    links: list[Link] | None = None
+    key: str = ""
+    depth: int = 0
 
 
 def lower(graph: Graph) -> tuple[np.ndarray, np.ndarray, list[Stage], int]:
@@ -53,6 +82,8 @@ def lower(graph: Graph) -> tuple[np.ndarray, np.ndarray, list[Stage], int]:
     if not graph.metadata.get("folded"):
         raise LavaLoweringError("lower the folded IR (snnexport fold)")
     cores = lower_cores(graph)
+    if is_residual(cores):
+        return lower_residual(cores)
     cores.chain_only("Lava")
     stages: list[Stage] = []
     host = None
@@ -85,3 +116,172 @@ def lower(graph: Graph) -> tuple[np.ndarray, np.ndarray, list[Stage], int]:
             w = None if conv else syn.matrix() * gain[:, None]
             stages.append(Stage(core.name, w, b, *args, conv))
     return host[0], host[1], stages, cores.population
+
+
+# --- residual graphs --------------------------------------------------------------------------
+
+MERGE_FLOAT = {"and": (1.0, 1.0, 1.5), "iand": (-1.0, 1.0, 0.5)}  # w_a, w_b, threshold
+MERGE_FIXED = {"and": (2, 2, 2), "iand": (-2, 2, 1)}  # w_a, w_b, vth_mant
+MAX_DELAY = 63  # Loihi 2's synaptic delay field (6 bits)
+MAX_DELAYED_MATRIX = 1 << 24  # entries of a delayed synapse unrolled to a matrix
+
+
+def is_residual(cores: CoreGraph) -> bool:
+    """A SEW merge of spike trains, or a core summing several synapses."""
+    return any(isinstance(c, SpikeMerge) or (isinstance(c, Core) and len(c.synapses) > 1)
+               for c in cores.cores)
+
+
+def identity_link(source: str, in_shape, shape, weight, fixed: bool) -> Link:
+    """x (of `in_shape`) times `weight` into a stage of `shape`: a 1x1 depthwise conv on a map
+    of the same shape, else a (scaled) unit matrix on the flat C-major vectors."""
+    in_shape, shape = tuple(in_shape), tuple(shape)
+    if len(shape) == 3 and in_shape == shape:
+        c = shape[0]
+        return Link(source, None, dict(weight=np.full((c, 1, 1, 1), weight,
+                                                      np.int64 if fixed else np.float64),
+                                       in_shape=shape, stride=(1, 1), padding=(0, 0),
+                                       groups=c), in_shape)
+    n = int(np.prod(shape))
+    return Link(source, (np.eye(n) * weight).astype(np.int64 if fixed else np.float64), None,
+                in_shape)
+
+
+def merge_stage(key: str, op: str, sources: list[str], shapes: list, shape,
+                fixed: bool) -> Stage:
+    """The memoryless LIF computing SEW AND / IAND of the spikes of `sources` (lower_residual):
+    float Stage fields (decay 0, threshold), or fixed ones (`decay` holds dv = 4095,
+    `threshold` vth_mant)."""
+    w_a, w_b, thr = (MERGE_FIXED if fixed else MERGE_FLOAT)[op]
+    n = int(np.prod(shape))
+    links = [identity_link(src, sh, shape, w, fixed)
+             for src, sh, w in zip(sources, shapes, (w_a, w_b), strict=True)]
+    decay = np.full(n, 4095) if fixed else np.zeros(n)  # fixed: dv, no memory
+    return Stage("", None, np.zeros(n), decay, float(thr), np.zeros(n), True, tuple(shape),
+                 links=links, key=key)
+
+
+def time_links(stages: list[Stage]) -> list[Stage]:
+    """Depth of every stage and delay of every link (lower_residual: Timing), in place; a
+    delayed conv becomes its matrix. stages: in topological order, the host's first."""
+    depth: dict[str, int] = {}
+    for st in stages:
+        st.depth = max((depth[lk.source] + 1 for lk in st.links), default=0)
+        depth[st.key] = st.depth
+        for lk in st.links:
+            lk.delay = st.depth - depth[lk.source] - 1
+            if lk.delay > MAX_DELAY:
+                raise HardwareLoweringError(
+                    f"node {st.key!r}: a residual path waits {lk.delay} steps for the longer "
+                    f"one, more than Loihi 2's synaptic delay of {MAX_DELAY}")
+            if lk.delay and lk.conv is not None:
+                c = lk.conv
+                node = ir.Conv2d(c["weight"], None, c["stride"], c["padding"], c["groups"])
+                size = int(np.prod(node.out_shape(c["in_shape"]))) * int(np.prod(
+                    c["in_shape"]))
+                if size > MAX_DELAYED_MATRIX:
+                    raise HardwareLoweringError(
+                        f"node {st.key!r}: a delayed residual path is a DelayDense matrix of "
+                        f"{size} entries, more than {MAX_DELAYED_MATRIX}; not lowered to Lava")
+                m = conv_matrix(node, c["in_shape"])
+                lk.weights = m.astype(c["weight"].dtype)
+                lk.conv = None
+    return stages
+
+
+def lower_residual(cores: CoreGraph) -> tuple[np.ndarray, np.ndarray, list[Stage], int]:
+    """`lower`'s result for a residual graph: the stages with their links, timed.
+
+    Residual graphs on Lava (floating_pt and fixed_pt build the same stages: the float ones
+    from `hw.cores.lower` here, the fixed ones from the fixed-point IR in the runner,
+    `runner.fixed_residual_stages`):
+
+    * A core fed by several synapses (Spiking ResNet: BN(conv(x)) + shortcut before the
+      neuron) is one LIF whose a_in takes every synapse's Dense / Conv: Lava's InPort adds
+      what its connections send (PyInPortVectorDense.recv), so I = sum_k W_k x_k before the
+      neuron, as the IR adds it. An identity shortcut is a 1x1 depthwise conv of ones on a map
+      (a unit matrix on a vector); every path is scaled by the neuron's gain (float) or
+      quantised at its one scale (fixed point, quant/fixed.py).
+    * SEW ADD (a + b, graded 0 / 1 / 2) feeding a synapse W is no process: W gets one Dense /
+      Conv per summand into the same a_in, W (a + b) = W a + W b (nested ADDs: one per leaf).
+      Exact: the same integer sums in fixed point as long as nothing wraps (a wrap of u is
+      counted by the emulator, `u_wrapped`), the same products in float. Chosen over graded
+      spikes: lava 0.10's Dense / Conv CPU models do take graded input (num_message_bits > 0:
+      weights @ s), but its LIF sends binary spikes only, so a + b as a payload needs a graded
+      neuron (GradedVec) in between: one more hop and one more process per merge, for no more
+      exactness.
+    * SEW AND a b / IAND (1 - a) b of binary spikes: a memoryless LIF (float du = dv = 1;
+      fixed du = dv = 4095, whose residue trunc(v / 4096) is 0 for |v| < 4096) behind two
+      identity synapses, one hop: AND weights (1, 1), threshold 1.5 (fires on 1 + 1 only);
+      IAND weights (-1 on a, +1 on b), threshold 0.5 (fires on a = 0, b = 1 only). Fixed
+      point: (2, 2) with vth_mant 2 (a_in << 6: 256 > 128; one input, 128, is not); (-2, 2)
+      with vth_mant 1 (128 > 64; 0 and -128 are not); even weights, which Lava's 8-bit
+      truncation keeps.
+    * Timing: every Dense / Conv delays by one step, so a stage's depth is its hop count from
+      the host layer: depth(host) = 0, depth(s) = max over its links of depth(source) + 1; a
+      link from a shallower source waits delay = depth(s) - depth(source) - 1 extra steps, so
+      that every synapse into s delivers its source's spikes of the same reference step t, at
+      Lava step t + depth(s) (as layer k of a chain answers at t + k); the runner's Schedule
+      starts and aligns each stage at its depth. The wait is Lava's own synaptic delay: the
+      link becomes a DelayDense with every delay equal to it (a delay d arrives d + 1 steps
+      after the spike, d = 0 being Dense's step; Loihi 2 holds d in 0..63), a conv unrolled to
+      its matrix. Chosen over relay neurons (an identity LIF per step of delay): no extra
+      process, no extra layer of spikes, and it is the chip's own mechanism. netx holds a
+      chain of blocks and still refuses a residual net (exporters/netx_export.py)."""
+    stages: list[Stage] = []
+    shapes: dict[str, tuple] = {}
+    leaves: dict[str, list[str]] = {}  # a SEW ADD: the stages whose spikes it sums
+    host = None
+
+    def sources(origin):
+        return leaves.get(origin, [origin])
+
+    for core in cores.cores:
+        if isinstance(core, SpikeMerge):
+            if core.op == "add":
+                leaves[core.name] = [s for o in core.inputs for s in sources(o)]
+            else:
+                stages.append(merge_stage(core.name, core.op, list(core.inputs),
+                                          [shapes[o] for o in core.inputs], core.shape, False))
+                shapes[core.name] = tuple(core.shape)
+            continue
+        if isinstance(core, PoolCore):
+            n = core.n
+            c = core.in_shape[0]
+            conv = dict(weight=np.ones((c, 1, *core.node.kernel)), in_shape=tuple(core.in_shape),
+                        stride=tuple(core.node.stride), padding=tuple(core.node.padding),
+                        groups=c) if core.spatial else None
+            link = Link(core.source, None if conv else pool_matrix(core.node, core.in_shape),
+                        conv, tuple(core.in_shape))
+            stages.append(Stage("", None, np.zeros(n), np.zeros(n), 0.5, np.zeros(n), True,
+                                tuple(core.shape), links=[link], key=core.name))
+            shapes[core.name] = tuple(core.shape)
+            continue
+        node, n = core.neuron, core.n
+        gain = core.gain()
+        cg = core.channel_gain() if gain is not None else None
+        gain = np.ones(n) if gain is None else gain
+        biases = [b for b in (syn.bias_vector() for syn in core.synapses) if b is not None]
+        b = (np.sum(biases, axis=0) if biases else np.zeros(n)) * gain
+        args = (core.per_neuron(node.decay), float(node.threshold),
+                core.per_neuron(node.v_init), node.spiking, core.shape)
+        shapes[core.name] = tuple(core.shape)
+        if core.host:
+            syn = core.synapse("Lava (host layer)")
+            host = (syn.matrix() * gain[:, None], b)
+            stages.append(Stage(core.name, None, np.zeros(n), *args, links=[], key=core.name))
+            continue
+        links = []
+        for syn in core.synapses:
+            if core.spatial:
+                conv = syn.conv_args()
+                if cg is not None:
+                    conv["weight"] = conv["weight"] * cg[:, None, None, None]
+                w = None
+            else:
+                conv, w = None, syn.matrix() * gain[:, None]
+            links += [Link(src, w, conv, tuple(syn.in_shape)) for src in sources(syn.origin)]
+        stages.append(Stage(core.name, None, b, *args, links=links, key=core.name))
+    if host is None:
+        raise HardwareLoweringError("no host layer: the first neuron layer must take the input")
+    return host[0], host[1], time_links(stages), cores.population

@@ -28,7 +28,9 @@ Method (checked against Lava itself, see tests/test_lava.py):
 * netx builds its processes from the file, with the biases in it and no way to give the input
   layer a per-sample bias before the runtime exists: one warm-up step runs first (everything
   at rest), then the input bias and every v are set; netx layers start one step later;
-* float: Lava fires on v > vth, the IR on H >= threshold: vth = nextafter(threshold, -inf).
+* float: Lava fires on v > vth, the IR on H >= threshold: vth = nextafter(threshold, -inf);
+* a residual graph (lowering.lower_residual: merges, delays) runs the same way (`run_graph`),
+  each stage starting and aligned at its hop depth instead of its index.
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ class ProcStage:
     spiking: bool
     chw: tuple | None = None
     conv: dict | None = None  # lava Conv arguments (weight in Lava's (out, W, H, in) layout)
+    # residual graphs only (None in a chain): the synapses into this LIF, its hop depth
+    links: list[ProcLink] | None = None
+    depth: int = 0
 
     def lava(self, a):
         """A per-neuron C-major array in this layer's Lava layout."""
@@ -76,11 +81,25 @@ class ProcStage:
         return tuple(reversed(self.chw)) if self.chw is not None else (self.n,)
 
 
+@dataclass
+class ProcLink:
+    """A synapse of a residual graph into a ProcStage (lowering.Link as Lava builds it): from
+    the spikes of stage `source` (an index), a Dense [out, in] on the flat C-major vectors
+    (`weights`; a DelayDense when `delay` > 0) or a Conv (`conv`, Lava's arguments)."""
+
+    source: int
+    weights: np.ndarray | None
+    conv: dict | None
+    delay: int
+
+
 def float_stages(path: str):
     from ..ir.io import load_ir
     from .lowering import lower
 
     m1, b1, stages, _ = lower(load_ir(path))
+    if stages and stages[0].links is not None:
+        return residual_proc_stages(stages, fixed=False), (m1, b1)
     out = []
     for k, st in enumerate(stages):
         nxt = stages[k + 1] if k + 1 < len(stages) else None
@@ -108,6 +127,8 @@ def fixed_stages(path: str):
     from ..quant.fixed import load_fixed
 
     net = load_fixed(path)
+    if not net.is_chain:
+        return residual_proc_stages(fixed_residual_stages(net), fixed=True), None
     out = []
     for k, layer in enumerate(net.layers):
         nxt = net.layers[k + 1] if k + 1 < len(net.layers) else None
@@ -129,15 +150,98 @@ def fixed_stages(path: str):
     return out, None
 
 
+def fixed_residual_stages(net) -> list:
+    """The fixed-point IR of a residual net as timed lowering.Stage's with links (the method
+    and its timing: lowering.lower_residual). Fixed fields: `decay` holds dv, `threshold`
+    vth_mant, `bias` bias_mant, integer weights. Raises what Lava cannot take (delays)."""
+    from .lowering import Link, Stage, merge_stage, time_links
+
+    stages, shapes, leaves = [], {}, {}
+    merges = {m.name: m for m in net.merges}
+
+    def sources(name: str) -> list[str]:
+        """The stages whose spikes `name` is (a SEW ADD: its summands' leaves); AND / IAND
+        merge stages are made when first taken."""
+        m = merges.get(name)
+        if m is None:
+            return [name]
+        if m.op == "add":
+            if name not in leaves:
+                leaves[name] = [s for i in m.inputs for s in sources(i)]
+            return leaves[name]
+        if name not in shapes:
+            for i in m.inputs:
+                sources(i)
+            stages.append(merge_stage(name, m.op, list(m.inputs),
+                                      [net.shape_of(i) for i in m.inputs], m.shape, True))
+            shapes[name] = tuple(m.shape)
+        return [name]
+
+    prev = None
+    for layer in net.layers:
+        links = []
+        if layer.kind != "host":
+            for syn in (layer, *layer.synapses):
+                src = (layer.source or prev) if syn is layer else syn.source
+                in_shape = net.shape_of(src)
+                w = np.asarray(syn.weight, np.int64)
+                conv = dict(weight=w, in_shape=in_shape, stride=tuple(syn.stride),
+                            padding=tuple(syn.padding), groups=int(syn.groups)) \
+                    if syn.kind == "conv" else None
+                links += [Link(s, None if conv else w, conv, in_shape) for s in sources(src)]
+        n = layer.n
+        bias = np.zeros(n, np.int64) if layer.bias_mant is None else np.asarray(
+            layer.bias_mant, np.int64).reshape(-1)
+        stages.append(Stage("" if layer.pool else layer.name, None, bias,
+                            np.asarray(layer.dv, np.int64).reshape(-1), int(layer.vth_mant),
+                            np.asarray(layer.v_init, np.int64).reshape(-1), layer.spiking,
+                            tuple(layer.shape), links=links, key=layer.name))
+        shapes[layer.name] = tuple(layer.shape)
+        prev = layer.name
+    return time_links(stages)
+
+
+def residual_proc_stages(stages: list, fixed: bool) -> list[ProcStage]:
+    """Timed lowering.Stage's of a residual graph (float from `lowering.lower`, fixed from
+    `fixed_residual_stages`) as ProcStage's: every (C, H, W) stage a W x H x C map (a Dense
+    reads and writes it through C-major reshapes), links by index."""
+    index = {st.key: k for k, st in enumerate(stages)}
+    out = []
+    for st in stages:
+        links = []
+        for lk in st.links:
+            conv = None if lk.conv is None else lava_conv_args(
+                lk.conv["weight"], lk.conv["in_shape"], lk.conv["stride"], lk.conv["padding"],
+                lk.conv["groups"])
+            w = None if lk.weights is None else np.asarray(
+                lk.weights, np.int64 if fixed else np.float64)
+            links.append(ProcLink(index[lk.source], w, conv, int(lk.delay)))
+        if fixed:
+            lif = dict(du=4095, dv=np.asarray(st.decay, np.int64), vth=int(st.threshold),
+                       bias_exp=6)
+        else:
+            vth = float(np.nextafter(st.threshold, -np.inf)) if st.spiking else 1e300
+            lif = dict(du=1.0, dv=1.0 - np.asarray(st.decay, np.float64), vth=vth)
+        dtype = np.int64 if fixed else np.float64
+        out.append(ProcStage(st.name, int(np.prod(st.shape)), None, lif,
+                             np.asarray(st.bias, dtype), np.asarray(st.v_init, dtype),
+                             st.spiking, chw=tuple(st.shape) if len(st.shape) == 3 else None,
+                             links=links, depth=int(st.depth)))
+    return out
+
+
 class Schedule:
     """The samples one after another in one Lava run, pipelined: sample s, step t reaches
     layer k at Lava step warm + s T + t + k. Layer k starts sample s at warm + s T + k, where its
     v is set to v_init; the Dense/Conv in front of it then already carries sample s's first
     spikes (it never needs a flush), and u holds no current across steps (du = 1 / 4095)."""
 
-    def __init__(self, samples: int, t_steps: int, layers: int, warm: int = 0):
+    def __init__(self, samples: int, t_steps: int, layers: int, warm: int = 0,
+                 depths: list[int] | None = None):
         self.samples, self.t_steps, self.layers, self.warm = samples, t_steps, layers, warm
-        self.steps = warm + samples * t_steps + layers - 1
+        # layer k's hop depth: k in a chain; a residual graph's stages their own (time_links)
+        self.depths = list(range(layers)) if depths is None else list(depths)
+        self.steps = warm + samples * t_steps + max(self.depths)
 
     def host_bias(self, first_bias: np.ndarray, g: int) -> np.ndarray | None:
         """The host current to set on layer 0 before Lava step g, or None when it keeps its
@@ -154,12 +258,12 @@ class Schedule:
     def starting(self, g: int) -> list[int]:
         """The layers that start a sample at Lava step g."""
         i = g - self.warm
-        return [k for k in range(self.layers)
-                if 0 <= i - k < self.samples * self.t_steps and (i - k) % self.t_steps == 0]
+        return [k for k, d in enumerate(self.depths)
+                if 0 <= i - d < self.samples * self.t_steps and (i - d) % self.t_steps == 0]
 
     def aligned(self, per_step: np.ndarray, k: int) -> np.ndarray:
         """Layer k's values [steps, n] as [T, samples, n] on the reference time axis."""
-        lo = self.warm + k
+        lo = self.warm + self.depths[k]
         seq = per_step[lo:lo + self.samples * self.t_steps]
         return seq.reshape(self.samples, self.t_steps, -1).transpose(1, 0, 2)
 
@@ -222,6 +326,83 @@ def run_processes(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
                 continue
             if st.spiking:
                 data = sinks[k].data.get()  # [*lava shape, steps]
+                per_step = np.stack([st.ir_order(data[..., g]) for g in range(plan.steps)])
+            else:
+                per_step = v_trace[k]
+            out[st.name] = plan.aligned(per_step, k)
+    finally:
+        lifs[0].stop()
+    STEPPING.append((plan.steps, time.perf_counter() - start))
+    return out
+
+
+def run_graph(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
+              tag: str) -> dict:
+    """`run_processes` for a residual graph (lowering.lower_residual): each stage's LIF takes
+    every link's Dense / Conv / DelayDense on its a_in (Lava adds them), and starts each sample
+    at its own depth (Schedule). Stage 0 is the host layer. Pool and merge helpers (no name)
+    are memoryless: nothing is set on them."""
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.conv.process import Conv
+    from lava.proc.dense.process import DelayDense, Dense
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.lif.process import LIF
+
+    plan = Schedule(len(first_bias), t_steps, len(stages), depths=[st.depth for st in stages])
+    lifs, sinks = [], []
+    for k, st in enumerate(stages):
+        first = k == 0
+        zeros = np.zeros(st.shape, dtype=first_bias.dtype)
+        params = {key: st.lava(v) if isinstance(v, np.ndarray) else v
+                  for key, v in st.lif.items()}
+        lif = LIF(shape=st.shape,
+                  bias_mant=st.lava(plan.host_bias(first_bias, 0)) if first else zeros,
+                  v=st.lava(st.v_init) if first else zeros, **params)
+        for lk in st.links:
+            src = stages[lk.source]
+            out = lifs[lk.source].s_out
+            if lk.conv is not None:  # map -> map
+                syn = Conv(**lk.conv)
+                out.connect(syn.s_in)
+                syn.a_out.connect(lif.a_in)
+                continue
+            syn = Dense(weights=lk.weights) if not lk.delay else DelayDense(
+                weights=lk.weights, delays=np.full(lk.weights.shape, lk.delay, dtype=int))
+            (out.transpose([2, 1, 0]).flatten() if src.chw is not None else out).connect(
+                syn.s_in)  # C-major
+            a_out = syn.a_out
+            (a_out.reshape(st.chw).transpose([2, 1, 0]) if st.chw is not None else a_out
+             ).connect(lif.a_in)
+        sink = Sink(shape=st.shape, buffer=plan.steps) if st.spiking and st.name else None
+        if sink is not None:
+            lif.s_out.connect(sink.a_in)
+        lifs.append(lif)
+        sinks.append(sink)
+    cfg = Loihi2SimCfg(select_tag=tag)
+    v_trace = {k: np.zeros((plan.steps, st.n)) for k, st in enumerate(stages)
+               if not st.spiking and st.name}
+    start = time.perf_counter()
+    try:
+        for g in range(plan.steps):
+            bias = plan.host_bias(first_bias, g)
+            if g > 0 and bias is not None:
+                lifs[0].bias_mant.set(stages[0].lava(bias))
+            for k in plan.starting(g):
+                if g == 0 or not stages[k].name:
+                    continue  # built at rest; helpers are memoryless
+                if g == stages[k].depth:  # a layer's own bias starts with its first sample
+                    lifs[k].bias_mant.set(stages[k].lava(stages[k].bias))
+                lifs[k].v.set(stages[k].lava(stages[k].v_init))
+            lifs[0].run(condition=RunSteps(num_steps=1), run_cfg=cfg)
+            for k in v_trace:
+                v_trace[k][g] = stages[k].ir_order(lifs[k].v.get())
+        out = {}
+        for k, st in enumerate(stages):
+            if not st.name:
+                continue
+            if st.spiking:
+                data = sinks[k].data.get()
                 per_step = np.stack([st.ir_order(data[..., g]) for g in range(plan.steps)])
             else:
                 per_step = v_trace[k]
@@ -309,8 +490,9 @@ def run(mode: str, model_path: str, inputs_path: str, out_path: str) -> None:
     if mode == "netx":
         results = run_netx(model_path, firsts, t_steps)
     else:
-        results = run_processes(stages, firsts, t_steps,
-                                "floating_pt" if mode == "float" else "fixed_pt")
+        residual = bool(stages) and stages[0].links is not None
+        results = (run_graph if residual else run_processes)(
+            stages, firsts, t_steps, "floating_pt" if mode == "float" else "fixed_pt")
     kinds = {}
     if mode == "netx":
         from ..exporters.netx_export import read_netx_meta

@@ -128,8 +128,15 @@ class LavaFixedTarget:
         self.net = net
         self.netx = netx
         self.timeout = timeout
-        # a residual merge: refused here, naming the merge node, before Lava starts
-        net.chain_only("netx" if netx else "Lava fixed_pt")
+        # netx holds a chain: a residual merge is refused here, naming the merge node, before
+        # Lava starts; the processes take a residual net (lowering.lower_residual), built once
+        # here too so that what Lava cannot take is refused before it starts
+        if netx or net.is_chain:
+            net.chain_only("netx" if netx else "Lava fixed_pt")
+        else:
+            from .runner import fixed_residual_stages
+
+            fixed_residual_stages(net)
         if netx:  # refuse what netx cannot hold before starting Lava
             with tempfile.TemporaryDirectory() as d:
                 from ..exporters.netx_export import write_netx

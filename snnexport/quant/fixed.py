@@ -183,7 +183,7 @@ class FixedNet:
         raise QuantError(f"no layer or merge {name!r} in the fixed-point IR")
 
     def chain_only(self, target: str) -> None:
-        """For a target that takes a chain of layers (Lava fixed_pt processes, netx): raises
+        """For a target that takes a chain of layers (netx; Lava takes residual nets): raises
         QuantError naming the first residual merge."""
         for layer in self.layers:
             if layer.synapses:

@@ -1,0 +1,122 @@
+"""The inputs of an imported netx network as lava-dl users give them (FILE.npz with x or bias
+in netx's W x H x C layout; see snnexport/netx_check.py), validated and turned into
+snnexport's [T, N, C, H, W] integers; and real images encoded as such inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UsageError
+from .netx_import import NetxNet
+
+
+@dataclass
+class NetxInputs:
+    """x [T, N, *input] (C x H x W) int64, the mode ('a_in', 'spikes' or 'bias'), labels [N]
+    or None, and where they came from."""
+
+    x: torch.Tensor
+    input_bias: bool
+    y: torch.Tensor | None
+    source: str
+
+
+def _whc_to_chw(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """[..., *WHC] -> [..., *CHW] (a flat shape stays)."""
+    lead = a.ndim - len(shape)
+    axes = list(range(lead)) + [lead + i for i in reversed(range(len(shape)))]
+    return np.ascontiguousarray(a.transpose(axes))
+
+
+def read_inputs(net: NetxNet, path, samples: int | None = None) -> NetxInputs:
+    """The inputs of FILE.npz (module docstring), validated: integers, finite, in range, of the
+    input's netx shape; refused in one line naming the file, the key and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such data file (give --data FILE.npz with x [N, T, W, H, "
+                         "C] or bias)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    except Exception as e:  # noqa: BLE001 - any unreadable file is one line
+        raise UsageError(f"{path}: not a readable .npz file ({type(e).__name__})") from None
+    return inputs_of(net, data, str(path), samples)
+
+
+def inputs_of(net: NetxNet, data: dict, path: str, samples: int | None = None) -> NetxInputs:
+    """The checks of `read_inputs` on arrays {x or bias, y, time_steps} from `path`."""
+    whc = net.netx_input_shape
+    if ("x" in data) == ("bias" in data):
+        raise UsageError(f"{path}: give exactly one of x (a_in / spikes, [N, T, "
+                         f"{', '.join(map(str, whc))}]) or bias")
+    key = "x" if "x" in data else "bias"
+    a = data[key]
+    if a.dtype.kind not in "biuf":
+        raise UsageError(f"{path}: {key} must be numbers, got dtype {a.dtype}")
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise UsageError(f"{path}: {key} holds NaN or Inf values")
+    if a.dtype.kind == "f" and not np.array_equal(a, np.round(a)):
+        raise UsageError(f"{path}: {key} must be integers (Lava takes integer a_in, spikes and "
+                         "bias mantissas)")
+    if key == "bias" and a.ndim == len(whc) + 1:
+        if "time_steps" not in data:
+            raise UsageError(f"{path}: a static bias [N, {', '.join(map(str, whc))}] needs "
+                             "time_steps (how many steps each sample runs)")
+        t = int(np.asarray(data["time_steps"]).reshape(-1)[0])
+        if t < 1:
+            raise UsageError(f"{path}: time_steps must be >= 1")
+        a = np.repeat(a[:, None], t, axis=1)
+    if a.ndim != len(whc) + 2 or tuple(a.shape[2:]) != whc or a.shape[0] == 0 \
+            or a.shape[1] == 0:
+        raise UsageError(f"{path}: {key} must be [N, T, {', '.join(map(str, whc))}] (netx's "
+                         f"W x H x C layout of {net.path}'s input), got {list(a.shape)}")
+    if key == "bias" and not net.has_input_neuron:
+        raise UsageError(f"{path}: {net.path} has no Input block to take a bias; give spikes "
+                         "as x")
+    if samples is not None and samples < 1:
+        raise UsageError(f"--samples {samples}: give a whole number >= 1")
+    n = len(a) if samples is None else min(samples, len(a))  # at most what the file holds
+    a = a[:n]
+    y = None
+    if "y" in data:
+        y = np.asarray(data["y"])
+        if y.ndim != 1 or len(y) < n or y.dtype.kind not in "biu":
+            raise UsageError(f"{path}: y must be [N] integer labels for the {len(a)} samples")
+        y = torch.from_numpy(y[:n].astype(np.int64))
+    x = torch.from_numpy(_whc_to_chw(a.astype(np.int64), whc)).transpose(0, 1).contiguous()
+    from .netx_emulator import _check_input
+
+    try:
+        _check_input(net, x, key == "bias")
+    except UsageError as e:
+        raise UsageError(f"{path}: {key}: {str(e).split(': ', 1)[-1]}") from None
+    return NetxInputs(x, key == "bias", y, path)
+
+
+def encode_images(net: NetxNet, images, time_steps: int, gain: int = 1024) -> np.ndarray:
+    """Real images [N, *] as lava-dl users feed them, [N, T, *WHC]: scaled to [0, 1] (min-max
+    over the set) and cut or zero-padded to the input's size (C-major); into an Input block's
+    a_in as the constant `gain` x intensity (rounded), else as 0/1 spikes by a deterministic
+    rate code, s_t = floor((t + 1) p) - floor(t p)."""
+    x = np.asarray(images, np.float64).reshape(len(images), -1)
+    lo, hi = x.min(), x.max()
+    p = (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+    n = int(np.prod(net.input_shape))
+    q = np.zeros((len(x), n))
+    q[:, :min(n, p.shape[1])] = p[:, :n]
+    t = np.arange(time_steps, dtype=np.float64)[None, :, None]
+    if net.has_input_neuron:
+        frames = np.repeat(np.rint(q * gain)[:, None], time_steps, axis=1)
+    else:
+        frames = np.floor((t + 1) * q[:, None]) - np.floor(t * q[:, None])
+    chw = frames.reshape(len(x), time_steps, *net.input_shape)
+    lead = 2
+    axes = [0, 1] + [lead + i for i in reversed(range(len(net.input_shape)))]
+    return np.ascontiguousarray(chw.transpose(axes)).astype(np.int64)
+
+
+__all__ = ["NetxInputs", "encode_images", "inputs_of", "read_inputs"]

@@ -1,0 +1,176 @@
+"""Import of netx files written by lava-dl itself (slayer blocks' export_hdf5, run in the Lava
+environment by tests/data/make_netx_nets.py, and the files lava-dl ships with its tests),
+emulated by snnexport and compared with Lava (netx.hdf5.Network, fixed_pt) in every layer:
+spikes, u and v at every step, on real digits images."""
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from snnexport.cli import main
+from snnexport.data import load_dataset
+from snnexport.lava.netx_import_target import NetxLavaTarget, run_many
+from snnexport.lava.target import lava_python
+from snnexport.netx_check import check_netx, encode_images, inputs_of
+from snnexport.quant.netx_emulator import emulate_netx
+from snnexport.quant.netx_import import NetxImportError, read_netx
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / ".venv-lava/lib/python3.10/site-packages/tests/lava/lib/dl/netx"
+
+
+@pytest.fixture(scope="module")
+def nets(tmp_path_factory):
+    out = tmp_path_factory.mktemp("netx")
+    subprocess.run([str(lava_python()), str(ROOT / "tests/data/make_netx_nets.py"), str(out)],
+                   check=True, capture_output=True, timeout=300)
+    return out
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", 8).x_test.numpy()
+
+
+def _inputs(net, images, t_steps, n):
+    return inputs_of(net, {"x": encode_images(net, images[:n], t_steps)}, "digits")
+
+
+def test_lava_dl_files_bit_exact_in_lava(nets, digits):
+    """The three lava-dl-written nets and lava-dl's own mnist.net (its last layer has no
+    neuron: netx's default integrator), one Lava process for all."""
+    nets_ = [read_netx(nets / f"{name}.net") for name in ("dense_cuba", "conv", "delay")]
+    nets_.append(read_netx(SHIPPED / "mnist.net"))
+    assert not nets_[-1].layers[-1].spiking and nets_[-1].layers[-1].i_decay == 0
+    ins = [_inputs(net, digits, 8, 1) for net in nets_]
+    # lava-dl's NTIDIGITS net (axonal delays up to 62) on its own recorded input spikes; its
+    # last block ('average') netx cannot build: the first 5 groups, as lava-dl's test runs it
+    nets_.append(read_netx(SHIPPED / "gts/ntidigits/ntidigits.net", num_layers=5))
+    spikes = np.load(SHIPPED / "gts/ntidigits/input.npy")[:, :40].T  # [T, 64]
+    ins.append(inputs_of(nets_[-1], {"x": spikes.reshape(1, 40, 64, 1, 1).astype(np.int64)},
+                         "ntidigits input.npy"))
+    assert int(nets_[-1].layers[0].delay.max()) > 30
+    results = run_many([(NetxLavaTarget(net), i.x) for net, i in zip(nets_, ins, strict=True)])
+    for net, i, res in zip(nets_, ins, results, strict=True):
+        report = check_netx(net, "netx", i, target_result=res)
+        assert report.exact, report.text()
+        assert report.state_mismatches == 0 and report.first_state_divergence is None
+        assert [r["layer"] for r in report.state] == [lay.name for lay in net.layers]
+        # every spiking layer spiked: the equality says something
+        assert not report.silent_layers, (net.path, report.silent_layers)
+        assert report.state[0]["values"] > 0
+
+
+def test_what_the_nets_hold(nets):
+    """The file's numbers as netx reads them (independent of the emulator)."""
+    dense = read_netx(nets / "dense_cuba.net")
+    assert [lay.kind for lay in dense.layers] == ["input", "dense", "dense"]
+    assert [lay.i_decay for lay in dense.layers] == [819, 1229, 614]  # 4096 x current_decay
+    assert dense.layers[1].bias.tolist() == (np.arange(24) % 5 - 2).tolist()
+    delay = read_netx(nets / "delay.net")
+    assert not delay.has_input_neuron
+    # netx repeats a layer's delay vector along the rows (one per output neuron)
+    assert (delay.layers[0].delay == (np.arange(20) % 4)[:, None]).all()
+    assert (delay.layers[1].delay == (np.arange(10) % 3 + 1)[:, None]).all()
+    conv = read_netx(nets / "conv.net")
+    assert conv.layers[1].shape == (4, 4, 4) and conv.layers[2].flatten
+
+
+def test_current_recurrence_by_hand(nets):
+    """A constant a_in c into the input block: u_t = trunc(u_{t-1} (4096 - iDecay) / 4096)
+    + 64 c, v_t = trunc(v_{t-1} (4096 - vDecay) / 4096) + u_t, reset to 0 above vth << 6 —
+    Lava's formulas, computed here with Python integers."""
+    net = read_netx(nets / "dense_cuba.net")
+    lay = net.layers[0]
+    c, t_steps = 37, 12
+    x = torch.full((t_steps, 1, 64), c, dtype=torch.int64)
+    res = emulate_netx(net, x)
+    u = v = 0
+    us, vs, ss = [], [], []
+
+    def trunc(a, keep):
+        p = a * keep
+        return (abs(p) >> 12) * (1 if p >= 0 else -1)
+
+    for _ in range(t_steps):
+        u = trunc(u, 4096 - lay.i_decay) + 64 * c
+        v = trunc(v, 4096 - lay.dv) + u
+        s = v > lay.vth_mant << 6
+        v = 0 if s else v
+        us.append(u)
+        vs.append(v)
+        ss.append(s)
+    assert res.state[lay.name][0][:, 0, 0].tolist() == us
+    assert res.state[lay.name][1][:, 0, 0].tolist() == vs
+    assert res.spikes[lay.name][:, 0, 0].bool().tolist() == ss
+    assert any(ss) and not all(ss)
+
+
+@pytest.mark.parametrize("name", ["dense_cuba", "conv", "delay"])
+def test_fast_emulator_equals_plain(nets, digits, name):
+    net = read_netx(nets / f"{name}.net")
+    ins = _inputs(net, digits, 16, 60)
+    report = check_netx(net, "fixed", ins)
+    assert report.exact and report.state_mismatches == 0, report.text()
+
+
+def test_shipped_files_fast_equals_plain(digits):
+    for f in ("mnist.net", "tiny.net"):
+        net = read_netx(SHIPPED / f)
+        images = load_dataset("mnist5k", 8).x_test[:4].numpy() if f == "tiny.net" else digits
+        report = check_netx(net, "fixed", _inputs(net, images, 6, 4))
+        assert report.exact and report.state_mismatches == 0, report.text()
+
+
+def test_unsupported_blocks_refused_in_one_line(capsys):
+    with pytest.raises(NetxImportError, match=r"layer/5: block type 'average' is not "
+                                              r"supported"):
+        read_netx(SHIPPED / "gts/ntidigits/ntidigits.net")
+    with pytest.raises(NetxImportError, match=r"layer/0: a sigma-delta \(SDNN\) neuron"):
+        read_netx(SHIPPED / "gts/pilotnet_sdnn/network.net")
+    assert main(["inspect", str(SHIPPED / "gts/ntidigits/ntidigits.net")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'average'" in err[0] and "ntidigits.net" in err[0]
+
+
+def test_cli_inspect_check_and_bad_inputs(nets, digits, tmp_path, capsys):
+    net_file = nets / "conv.net"
+    net = read_netx(net_file)
+    x = encode_images(net, digits[:30], 8)
+    good = tmp_path / "in.npz"
+    np.savez(good, x=x, y=np.arange(30) % 10)
+    assert main(["inspect", str(net_file)]) == 0
+    assert "conv   4x4x4" in capsys.readouterr().out
+    assert main(["check", str(net_file), "--target", "fixed", "--data", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "30 samples, T=8" in out and "exact" in out
+    before = good.read_bytes()
+    for bad, why in ((dict(x=x[:, :, :7]), "must be [N, T, 8, 8, 1]"),
+                     (dict(x=np.where(x > 0, np.nan, 0.0)), "NaN"),
+                     (dict(x=x + 0.5), "integers"),
+                     (dict(x=x * 100), "16 bits"),
+                     (dict(bias=x[:, 0]), "time_steps")):
+        f = tmp_path / "bad.npz"
+        np.savez(f, **bad)
+        assert main(["check", str(net_file), "--target", "fixed", "--data", str(f)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and why in err[0] and "bad.npz" in err[0], err
+    assert main(["check", str(net_file), "--target", "onnx", "--data", str(good)]) == 2
+    assert "--target netx" in capsys.readouterr().err
+    assert good.read_bytes() == before  # inputs never overwritten
+
+
+def test_bias_input_and_corrupt_file(nets, tmp_path, capsys):
+    net = read_netx(nets / "dense_cuba.net")
+    bias = np.full((2, 64), 300, np.int64)
+    ins = inputs_of(net, {"bias": bias, "time_steps": np.array(6)}, "bias")
+    res = emulate_netx(net, ins.x, input_bias=True)
+    # v_t = trunc(v_{t-1} (4096 - vDecay) / 4096) + 300 << 6: fires once it passes 64 << 6
+    assert res.spikes["layer/0"].sum() > 0
+    broken = tmp_path / "broken.net"
+    broken.write_bytes((nets / "dense_cuba.net").read_bytes()[:3000])
+    assert main(["inspect", str(broken)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
