@@ -1,7 +1,7 @@
 """The integer path on the CPU's integer kernels, measured in one run (issue 15).
 
     .venv/bin/python bench/integer_speed.py [--rounds 5] [--threads 2] [--emu-samples 200]
-                                             [--candidates]
+                                             [--candidates] [--clock wall|cpu]
 
 The machine is shared, so engines are interleaved (A B A B ...): every round times each engine
 once, and each ratio is the median of the per-round ratios, with their min-max.
@@ -56,10 +56,16 @@ T, B = 8, 16
 MODEL = "examples/models/mnist5k_plif.pt"
 
 
+CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = time.perf_counter  # --clock cpu: the process's CPU time (every thread), which the
+# machine's load disturbs less than wall time (a descheduled thread costs no CPU time) but
+# which counts the threads' spin-waiting; wall time is the measure, cpu time a cross-check
+
+
 def timed(fn):
-    t0 = time.perf_counter()
+    t0 = clock()
     fn()
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
 def paired(rounds, num, den):
@@ -108,6 +114,14 @@ def bench_net():
         for mod, k in ((layers.conv1, 3), (layers.conv2, 3), (layers.fc1, 8), (layers.fc_out, 8)):
             mod.weight.mul_(k)
     return net
+
+
+def host_mantissas(net, x):
+    """The bench net's fixed-point net (calibrated on 64 MNIST-5k training digits) and the host
+    current mantissas of x, int16 [1, B, ...] (a static image: the same at every step)."""
+    fx = quantize(fold(import_plifnet(net)), load_dataset("mnist5k").x_train[:64])
+    mant, _ = host_bias_mant(fx.layers[0], x.unsqueeze(0).double(), fx.input_shape)
+    return fx, mant.to(torch.int16).numpy()
 
 
 def ort_gemm(m, k, n, threads):
@@ -228,6 +242,111 @@ def candidates(threads, rounds):
         print(f"  {name}, T*B = {n} (all equal: {exact}):")
         for k, v in times.items():
             print(f"    {k:<46} {1e3 * statistics.median(v):8.1f} ms")
+    neuron_candidates(threads, rounds)
+
+
+def neuron_candidates(threads, rounds):
+    """The neuron loops (and the u wrap, the OR-pool) onnx_fixed.py chose between, on conv1's
+    layer of the bench net: 128x28x28 neurons, T=8, B=16, its drive int32 [T*B, ...] as input
+    (a random drive, a fifth of it large enough to need the clip)."""
+    from onnx import TensorProto, helper
+
+    from snnexport.exporters import onnx_common
+    from snnexport.exporters.onnx_fixed import _drive, _neuron_layer, _neuron_scan
+
+    rng = np.random.default_rng(0)
+    shape = (128, 28, 28)
+    drive = (rng.integers(-3000, 3000, (T * B, *shape)) << 6).astype(np.int32)
+    drive[: T * B // 5] = rng.integers(-(1 << 23), 1 << 23, (T * B // 5, *shape))
+
+    def model(g, outs, dtype=TensorProto.INT32, in_shape=(T * B, *shape)):
+        m = helper.make_model(helper.make_graph(
+            g.nodes, "c", [helper.make_tensor_value_info("x", dtype, list(in_shape))],
+            [helper.make_tensor_value_info(o, t, None) for o, t in outs], initializer=g.inits),
+            opset_imports=[helper.make_opsetid("", 17)])
+        return session(m, threads=threads)
+
+    def layer(dv):
+        return FixedLayer("n", "conv", shape, np.zeros((128, 1, 1, 1)), np.full(shape, dv), 319,
+                          np.zeros(shape, np.int64), 1.0)
+
+    def scan(dv):  # the Scan of every layer before: int64, T dynamic
+        g = GraphBuilder()
+        x = g.op("Reshape", [g.op("Cast", ["x"], to=TensorProto.INT64),
+                             g.const("s", [T, B, *shape], np.int64)])
+        s_seq, h = _neuron_scan(g, layer(dv), x, None, g.const("b", [B], np.int64))
+        return model(g, [(s_seq, TensorProto.UINT8)])
+
+    def unrolled(dv, chunk):
+        g = GraphBuilder()
+        old, onnx_common.CHUNK = onnx_common.CHUNK, chunk
+        try:
+            s_seq, _ = _neuron_layer(g, layer(dv), "x", T, "nchw", 1 << 23, False, False)
+        finally:
+            onnx_common.CHUNK = old
+        return model(g, [(s_seq, TensorProto.UINT8)])
+
+    n_per = int(np.prod(shape))
+    cases = {
+        "neuron loop, 128x28x28, T=8, B=16, dv = 2048 (k a power of two)": {
+            "Scan, int64, Mul + Div (before)": scan(2048),
+            "unrolled int32, float32 decay, unchunked": unrolled(2048, n_per),
+            "unrolled int32, float32 decay, chunks 8192 (chosen)": unrolled(2048, 8192),
+            "unrolled int32, float32 decay, chunks 2048": unrolled(2048, 2048)},
+        "neuron loop, the same, dv = 1000 (float64 decay)": {
+            "Scan, int64, Mul + Div (before)": scan(1000),
+            "unrolled int32, float64 decay, unchunked": unrolled(1000, n_per),
+            "unrolled int32, float64 decay, chunks 8192 (chosen)": unrolled(1000, 8192)}}
+    for name, sessions in cases.items():
+        run_cases(name, sessions, {"x": drive}, rounds)
+
+    # u = wrap24(64 * 2 acc): Mod on int32 vs the float32 form, on conv2's sums [T*B, 14, 14, 128]
+    w2 = 2 * rng.integers(-128, 128, (128, 128, 3, 3))
+    conv = FixedLayer("conv2", "conv", (128, 14, 14), w2, np.zeros(1), 0, np.zeros(1), 1.0,
+                      padding=(1, 1))
+    x = (rng.random((T, B, 128, 14, 14)) < 0.15).astype(np.uint8)
+    wraps = {}
+    for label, flag in (("Mod on int32", False), ("float32 Floor form (chosen)", True)):
+        g = GraphBuilder()
+        old = onnx_fixed_float_wrap(flag)
+        try:
+            u, _, _ = _drive(g, conv, "x", (128, 14, 14), 1, [])
+        finally:
+            onnx_fixed_float_wrap(old)
+        wraps[f"im2col GEMM + u wrap, {label}"] = model(g, [(u, TensorProto.INT32)],
+                                                       TensorProto.UINT8, x.shape)
+    run_cases("conv2 drive with the 24-bit wrap", wraps, {"x": x}, rounds)
+
+    pools = {}
+    for label, cast in (("MaxPool on uint8", False),
+                        ("Cast + float MaxPool + Cast (chosen)", True)):
+        g = GraphBuilder()
+        y = g.op("Cast", ["x"], to=TensorProto.FLOAT) if cast else "x"
+        y = g.op("MaxPool", [y], kernel_shape=[2, 2], strides=[2, 2])
+        y = g.op("Cast", [y], to=TensorProto.UINT8) if cast else y
+        pools[label] = model(g, [(y, TensorProto.UINT8)], TensorProto.UINT8, (T * B, *shape))
+    run_cases("OR-pool 2x2 of 128x28x28 spikes", pools,
+              {"x": (rng.random((T * B, *shape)) < 0.1).astype(np.uint8)}, rounds)
+
+
+def onnx_fixed_float_wrap(flag: bool) -> bool:
+    """Switch onnx_fixed's float32 wrap on or off (for --candidates); returns the old value."""
+    from snnexport.exporters import onnx_fixed
+
+    old, onnx_fixed.FLOAT_WRAP = onnx_fixed.FLOAT_WRAP, flag
+    return old
+
+
+def run_cases(name, sessions, feed, rounds):
+    outs = [s.run(None, feed)[0] for s in sessions.values()]
+    exact = all(np.array_equal(o.reshape(-1), outs[0].reshape(-1)) for o in outs)
+    times = {k: [] for k in sessions}
+    for _ in range(rounds):
+        for k, s in sessions.items():
+            times[k].append(timed(lambda s=s: s.run(None, feed)))
+    print(f"  {name} (all equal: {exact}):")
+    for k, v in times.items():
+        print(f"    {k:<52} {1e3 * statistics.median(v):8.1f} ms")
 
 
 def main():
@@ -236,7 +355,10 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--emu-samples", type=int, default=200)
     ap.add_argument("--candidates", action="store_true")
+    ap.add_argument("--clock", choices=sorted(CLOCK), default="wall")
     args = ap.parse_args()
+    global clock
+    clock = CLOCK[args.clock]
     torch.set_num_threads(args.threads)
     ds = load_dataset("mnist5k")
 
@@ -307,8 +429,8 @@ def main():
         return statistics.median(r), min(r), max(r)
 
     per_run = macs * T * B
-    print(f"{args.rounds} interleaved rounds, {args.threads} threads (torch and onnxruntime); "
-          "ratios: median of the per-round ratios (min-max)")
+    print(f"{args.rounds} interleaved rounds, {args.threads} threads (torch and onnxruntime), "
+          f"{args.clock} time; ratios: median of the per-round ratios (min-max)")
     print(f"1. 000 MNIST net, width 128, FC 2048, T={T}, B={B}; "
           f"{per_run / 1e9:.2f} G synaptic MACs per batch")
     for k in ("torch eager", "int ONNX", "int ONNX debug", "int ONNX plain"):

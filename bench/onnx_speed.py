@@ -1,88 +1,236 @@
-"""Throughput of onnxruntime vs torch eager vs SpikingJelly on the 000 MNIST net, full width.
+"""The float ONNX artifact vs torch eager (and SpikingJelly) on the 000 MNIST net (issue 15).
 
-    .venv/bin/python bench/onnx_speed.py [--repeat 5] [--threads 2]
+    .venv/bin/python bench/onnx_speed.py [--rounds 7] [--threads 2] [--no-sj] [--profile]
+                                          [--clock wall|cpu]
 
-Architecture {c128k3s1-BN-PLIF-MPk2s2}*2-DP-FC2048-PLIF-DP-FC100-PLIF-vote10, T=8, B=16,
-random weights and BN statistics, eval mode, no gradients, all on the CPU in one process:
-  torch eager   snnexport's own PLIFNet (the torch reference model)
-  spikingjelly  parametric_lif_net.MNISTNet(128), multi-step (its default CPU kernels)
-  onnxruntime   the ONNX artifact of the folded IR (all graph optimisations on)
-Each is timed as the median of --repeat runs after one warm-up; ratios are printed.
+The net is bench/integer_speed.py's ({c128k3-BN-PLIF-MP}*2-FC2048-PLIF-FC100-PLIF-vote10,
+T=8, B=16, random weights and BN statistics, scaled so that every layer spikes), all on the
+CPU in one process, no gradients:
+  torch eager    snnexport's own PLIFNet (the torch reference model), float32
+  spikingjelly   parametric_lif_net.MNISTNet(128), multi-step (its default CPU kernels)
+  float ONNX     the deployment artifact of the folded IR (`to_onnx(graph, debug=False)`) in
+                 onnxruntime, all graph optimisations on (its spikes checked equal to the
+                 parity session's); "noopt": optimisations off, as the parity check runs it
+  float GEMM     a plain float32 MatMul in onnxruntime the size of the net's largest synapse
+                 (conv2 as im2col: [T*B*14*14, 1152] x [1152, 128]), and torch.mm the same
+
+The machine is shared, so engines are interleaved (A B A B ...): every round times each once,
+each ratio is the median of the per-round ratios, with their min-max. Fraction of peak: the
+engine's synaptic MACs (every MAC of its conv / dense layers, zero inputs included) per second
+of its whole run over the plain GEMM's MACs/s in the same round (torch.mm for torch eager).
+Exactness, checked in the run: the parity check of the ONNX target against the torch model on
+those 16 digits (spikes of every layer, mismatches other than threshold ties must be 0), and
+the deployment graph's scores equal to the checked graph's.
+--profile: where the float ONNX artifact's time goes, by op type (onnxruntime's profiler; per
+node the fastest of the rounds, so that the machine's load weighs less), and the same for the
+integer artifact (exporters/onnx_fixed.py).
 """
+
+from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
+import integer_speed
+import numpy as np
 import torch
+from integer_speed import CLOCK, bench_net, fmt, paired, pct
 
+from snnexport.check import LoadedModel, check
+from snnexport.data import load_dataset
+from snnexport.exporters.onnx_common import GraphBuilder
 from snnexport.exporters.onnx_export import to_onnx
 from snnexport.importers.plifnet import import_plifnet
-from snnexport.models import NetConfig, build_network
+from snnexport.ir import nodes as ir
 from snnexport.onnx_run import session
 from snnexport.passes.fold import fold
 
 T, B = 8, 16
 
 
-def timed(fn, repeat):
+def timed(fn):
+    t0 = integer_speed.clock()
     fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return integer_speed.clock() - t0
+
+
+def synapse_macs(graph) -> tuple[int, tuple[int, int, int]]:
+    """Per sample-step: the MACs of every Conv2d / Dense and the GEMM shape (rows per sample,
+    fan_in, outputs) of the largest."""
+    shapes = graph.shapes()
+    total, largest = 0, (0, 0, 0, 0)
+    for name, node in graph.ordered():
+        if isinstance(node, (ir.Conv2d, ir.Dense)):
+            w = np.asarray(node.weight)
+            fan_in, outs = int(np.prod(w.shape[1:])), int(np.prod(shapes[name]))
+            total += fan_in * outs
+            if fan_in * outs > largest[0]:
+                largest = (fan_in * outs, outs // w.shape[0], fan_in, w.shape[0])
+    return total, largest[1:]
+
+
+def ort_gemm(m, k, n, threads):
+    from onnx import TensorProto, helper
+
+    g = GraphBuilder()
+    y = g.op("MatMul", ["x", g.const("w", np.random.default_rng(0).standard_normal((k, n)))])
+    model = helper.make_model(helper.make_graph(
+        g.nodes, "gemm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, k])],
+        [helper.make_tensor_value_info(y, TensorProto.FLOAT, [m, n])], initializer=g.inits),
+        opset_imports=[helper.make_opsetid("", 17)])
+    sess = session(model, threads=threads)
+    x = (np.random.default_rng(1).random((m, k)) < 0.1).astype(np.float32)
+    return lambda: sess.run(None, {"x": x})
+
+
+def profile(model, feed, threads, rounds, optimise):
+    """{op type: ms}, per node the fastest of `rounds` runs (onnxruntime's profiler)."""
+    import collections
+    import json
+    import os
+    import tempfile
+
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimise else
+                                   ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    so.enable_profiling = True
+    with tempfile.TemporaryDirectory() as tmp:
+        so.profile_file_prefix = os.path.join(tmp, "p")
+        sess = ort.InferenceSession(model.SerializeToString(), so,
+                                    providers=["CPUExecutionProvider"])
+        for _ in range(rounds):
+            sess.run(None, feed)
+        with open(sess.end_profiling()) as f:
+            events = json.load(f)
+    per, kind = collections.defaultdict(list), {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            per[e["name"]].append(e["dur"])
+            kind[e["name"]] = e["args"].get("op_name")
+    by_op = collections.Counter()
+    for name, durations in per.items():
+        by_op[kind[name]] += min(durations) / 1e3
+    return by_op
+
+
+def print_profile(title, by_op):
+    total = sum(by_op.values())
+    print(f"  {title}: {total:.1f} ms (sum over nodes of each node's fastest run)")
+    for op, ms in by_op.most_common(8):
+        print(f"    {op:<16} {ms:8.1f} ms  {100 * ms / total:5.1f}%")
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-sj", action="store_true", help="leave SpikingJelly out")
+    ap.add_argument("--profile", action="store_true", help="where the artifacts' time goes")
+    ap.add_argument("--clock", choices=sorted(CLOCK), default="wall",
+                    help="cpu: the process's CPU time (integer_speed.py's note)")
     args = ap.parse_args()
+    integer_speed.clock = CLOCK[args.clock]
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    net = build_network(NetConfig(channels=128, fc_hidden=[2048], time_steps=T)).eval()
+    net = bench_net()
+    x = load_dataset("mnist5k").x_test[:B]
+    graph = fold(import_plifnet(net))
+    x_seq = x.unsqueeze(0).expand(T, *x.shape).float().numpy()
+
+    if args.profile:
+        from integer_speed import host_mantissas
+
+        from snnexport.exporters.onnx_fixed import to_onnx_fixed
+
+        print(f"onnxruntime profile, {args.threads} thread(s), {args.rounds} runs, T={T}, B={B}")
+        feed = {"x": x_seq}
+        print_profile("float ONNX, optimisations on", profile(
+            to_onnx(graph, debug=False), feed, args.threads, args.rounds, True))
+        print_profile("float ONNX, optimisations off", profile(
+            to_onnx(graph, debug=False), feed, args.threads, args.rounds, False))
+        fx, seq = host_mantissas(net, x)
+        print_profile("integer ONNX", profile(to_onnx_fixed(fx, debug=False), {"bias0": seq},
+                                              args.threads, args.rounds, False))
+        return
+    report = check(LoadedModel("<bench net>", import_plifnet(net), net), "onnx",
+                   inputs=(x, torch.zeros(B, dtype=torch.long)), samples=B)
+    d = report.to_dict()
+    non_tie = d["unexplained"]
+    debug_model = to_onnx(graph)
+    names = [o.name for o in debug_model.graph.output]
+    checked = dict(zip(names, session(debug_model).run(None, {"x": x_seq}), strict=True))
+    opt = dict(zip(names, session(debug_model, optimise=True).run(None, {"x": x_seq}),
+                   strict=True))
+    same_opt = all(np.array_equal(opt[k], checked[k]) for k in names if k.startswith("spikes:"))
+    sess = session(to_onnx(graph, debug=False), optimise=True, threads=args.threads)
+    noopt = session(to_onnx(graph, debug=False), threads=args.threads)
+    same_scores = all(np.array_equal(s.run(["scores"], {"x": x_seq})[0], checked["scores"])
+                      for s in (sess, noopt))
+
+    macs, (rows, fan_in, c_out) = synapse_macs(graph)
+    per_run = macs * T * B
+    m_rows = rows * T * B
+    gemm_macs = m_rows * fan_in * c_out
+    a32, b32 = torch.rand(m_rows, fan_in), torch.rand(fan_in, c_out)
+    engines = {
+        "torch eager": lambda: net(x),
+        "float ONNX": lambda: sess.run(["scores"], {"x": x_seq}),
+        "float ONNX noopt": lambda: noopt.run(["scores"], {"x": x_seq}),
+        "GEMM ORT": ort_gemm(m_rows, fan_in, c_out, args.threads),
+        "GEMM torch": lambda: torch.mm(a32, b32),
+    }
+    if not args.no_sj:
+        from spikingjelly.activation_based import functional, neuron, surrogate
+        from spikingjelly.activation_based.model import parametric_lif_net as pln
+
+        sj = pln.MNISTNet(channels=128, spiking_neuron=neuron.ParametricLIFNode,
+                          surrogate_function=surrogate.ATan(), detach_reset=True).eval()
+        functional.set_step_mode(sj, "m")
+        xs = torch.from_numpy(x_seq)
+
+        def run_sj():
+            sj(xs)
+            functional.reset_net(sj)
+
+        engines["spikingjelly"] = run_sj
     with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-    x = torch.randn(B, 1, 28, 28)
-    x_seq = x.unsqueeze(0).repeat(T, 1, 1, 1, 1)
+        for fn in engines.values():
+            fn()  # warm-up
+        rounds = {k: [] for k in engines}
+        for _ in range(args.rounds):
+            for k, fn in engines.items():
+                rounds[k].append(timed(fn))
 
-    from spikingjelly.activation_based import functional, neuron, surrogate
-    from spikingjelly.activation_based.model import parametric_lif_net as pln
+    def frac(engine, gemm):
+        r = [(per_run / te) / (gemm_macs / tg)
+             for te, tg in zip(rounds[engine], rounds[gemm], strict=True)]
+        return statistics.median(r), min(r), max(r)
 
-    sj = pln.MNISTNet(channels=128, spiking_neuron=neuron.ParametricLIFNode,
-                      surrogate_function=surrogate.ATan(), detach_reset=True).eval()
-    functional.set_step_mode(sj, "m")
-
-    sess = session(to_onnx(fold(import_plifnet(net)), debug=False), optimise=True,
-                   threads=args.threads)
-    feed = {"x": x_seq.numpy()}
-
-    def run_torch():
-        with torch.no_grad():
-            net(x)
-
-    def run_sj():
-        with torch.no_grad():
-            sj(x_seq)
-        functional.reset_net(sj)
-
-    def run_onnx():
-        sess.run(["scores"], feed)
-
-    t_torch = timed(run_torch, args.repeat)
-    t_sj = timed(run_sj, args.repeat)
-    t_onnx = timed(run_onnx, args.repeat)
     print(f"000 MNIST net, width 128, FC 2048, T={T}, B={B}, {args.threads} threads, "
-          f"median of {args.repeat}:")
-    for name, t in (("torch eager", t_torch), ("spikingjelly", t_sj), ("onnxruntime", t_onnx)):
-        print(f"  {name:<13} {1000 * t:8.1f} ms/batch  {B / t:8.1f} samples/s")
-    print(f"  onnxruntime / torch eager speed-up: {t_torch / t_onnx:.2f}x")
-    print(f"  onnxruntime / spikingjelly speed-up: {t_sj / t_onnx:.2f}x")
+          f"{args.rounds} interleaved rounds, {args.clock} time; "
+          f"{per_run / 1e9:.2f} G synaptic MACs per batch; "
+          "ratios: median of the per-round ratios (min-max)")
+    for k in engines:
+        print(f"  {k:<13} {1e3 * statistics.median(rounds[k]):8.1f} ms (median)")
+    print(f"  float ONNX / torch eager speed-up: "
+          f"{fmt(paired(rounds, 'float ONNX', 'torch eager'))}")
+    print(f"  float ONNX noopt / torch eager speed-up: "
+          f"{fmt(paired(rounds, 'float ONNX noopt', 'torch eager'))}")
+    if "spikingjelly" in engines:
+        print(f"  float ONNX / spikingjelly speed-up: "
+              f"{fmt(paired(rounds, 'float ONNX', 'spikingjelly'))}")
+    print(f"  float32 GEMM [{m_rows}x{fan_in}]x[{fan_in}x{c_out}]: onnxruntime "
+          f"{2 * gemm_macs / statistics.median(rounds['GEMM ORT']) / 1e9:.1f} GFLOP/s, torch.mm "
+          f"{2 * gemm_macs / statistics.median(rounds['GEMM torch']) / 1e9:.1f} GFLOP/s")
+    print(f"  float ONNX: {pct(frac('float ONNX', 'GEMM ORT'))} (onnxruntime MatMul)")
+    print(f"  torch eager: {pct(frac('torch eager', 'GEMM torch'))} (torch.mm)")
+    print(f"  exact against the torch model: {d['exact']}, non-tie mismatches {non_tie}, "
+          f"spikes per layer {[layer['spikes_reference'] for layer in d['layers']]}; "
+          f"optimised graph's spikes == checked graph's: {same_opt}; deployment scores == "
+          f"checked graph's: {same_scores}")
 
 
 if __name__ == "__main__":

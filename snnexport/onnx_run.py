@@ -34,14 +34,19 @@ class ONNXTarget:
 
     def __init__(self, graph: Graph):
         self.graph = graph
-        self.model = to_onnx(graph)
-        self.sess = session(self.model)
-        self.names = [o.name for o in self.sess.get_outputs()]
+        self.sessions: dict[int, object] = {}  # one per number of steps (unrolled)
         self.spike_inputs: dict[str, list[np.ndarray]] = {}
+
+    def _session(self, t_steps: int):
+        if t_steps not in self.sessions:
+            self.sessions[t_steps] = session(to_onnx(self.graph, time_steps=t_steps))
+        return self.sessions[t_steps]
 
     def __call__(self, x: torch.Tensor, dtype=None) -> SimResult:
         x_seq = encode(self.graph, x, None).to(torch.float32).numpy()
-        out = dict(zip(self.names, self.sess.run(None, {"x": x_seq}), strict=True))
+        sess = self._session(x_seq.shape[0])
+        out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"x": x_seq}),
+                       strict=True))
         spikes = {k[7:]: torch.from_numpy(v.astype(np.float64)) for k, v in out.items()
                   if k.startswith("spikes:")}
         h = {k[2:]: torch.from_numpy(v.astype(np.float64)) for k, v in out.items()

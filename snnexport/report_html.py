@@ -92,7 +92,7 @@ def spike_table(checks: dict) -> str | None:
             row.append("" if la is None else
                        cell(la["spikes_target"] / ok[t]["samples"], top, la["mismatches"] > 0))
         rows.append(row)
-    headers = ["layer (module path)", f"reference ({most['samples']} samples)"] + [
+    headers = ["layer (module path)", f"the model ({most['samples']} samples)"] + [
         f"{t} ({ok[t]['samples']})" for t in ok]
     return _table(headers, rows, cls="spikes")
 
@@ -139,19 +139,22 @@ def write_report(path: Path, loaded, folded, summary: dict, checks: dict, findin
              f"real test inputs against {_e(reference)}{_e(against)}.</p>"]
     mismatch = summary.get("data_mismatch")
     if mismatch:
-        parts.append(f"<p class='banner'><span class='bad'>The data do not match the model."
-                     f"</span> {_e(mismatch['message'])}.</p>")
+        why = mismatch["message"].split(": ", 1)[-1]
+        parts.append(f"<p class='banner'><span class='bad'>The data do not match the model:"
+                     f"</span> {_e(why)}.</p>")
     few = summary.get("too_few_samples", [])
     refused = summary.get("refused", [])
     n_trust = summary.get("trust_samples", 20)
     verdict = summary["trusted"]
-    if verdict and few:
-        words, cls = (f"exact, but {', '.join(few)} on fewer than {n_trust} samples: too few "
-                      "to trust"), "warning"
-    elif verdict:
-        words, cls = "every deployment can be trusted", "ok"
-    else:
+    if not verdict:
         words, cls = "see the rows marked", "bad"
+    elif few or mismatch:
+        caveats = ([f"{', '.join(few)} on fewer than {n_trust} samples: too few to trust"]
+                   if few else []) + (["on data that do not match the model (above)"]
+                                      if mismatch else [])
+        words, cls = f"exact, but {'; and '.join(caveats)}", "warning"
+    else:
+        words, cls = "every deployment can be trusted", "ok"
     parts.append(f"<p>Verdict: <span class='{cls}'>{_e(words)}</span> (exact, or mismatches "
                  "fully explained by threshold ties or by quantisation; every layer spiked in "
                  "the reference: a layer that never did proves nothing; and on at least "

@@ -36,8 +36,11 @@ from snnexport.importers.nir_import import read_nir
 from snnexport.ir import save_ir
 from snnexport.ir.io import MAGIC, _digest, _dump
 from snnexport.passes.fold import fold
+from snnexport.quant.netx_import import read_netx
 
 MODEL = Path(__file__).resolve().parent.parent / "examples" / "models" / "digits_plif_imp_lts.pt"
+NETX_SEED = Path(__file__).resolve().parent.parent / (
+    ".venv-lava/lib/python3.10/site-packages/tests/lava/lib/dl/netx/tiny.net")
 
 JUNK = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
                  st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
@@ -65,6 +68,7 @@ class Seeds:
                        "x_train": ds.x_train[:20].numpy(), "y_train": ds.y_train[:20].numpy()}
         np.savez(self.dir / "seed.npz", **self.arrays)
         self.npz = (self.dir / "seed.npz").read_bytes()
+        self.net = NETX_SEED.read_bytes()  # a netx file lava-dl ships (read by read_netx)
 
 
 def raw_mutation(data: bytes, draw) -> bytes:
@@ -162,6 +166,33 @@ def npz_mutation(seeds: Seeds, draw, path: Path) -> None:
     np.savez(path, **arrays)
 
 
+def net_mutation(seeds: Seeds, draw, path: Path) -> None:
+    """The seed netx file with one dataset of one layer replaced (junk, a bad value, another
+    shape, a block type netx lacks) or deleted."""
+    import h5py
+
+    path.write_bytes(seeds.net)
+    with h5py.File(path, "a") as f:
+        names = []
+        f["layer"].visit(lambda n: names.append(n) if isinstance(f["layer"][n], h5py.Dataset)
+                         else None)
+        name = draw(st.sampled_from(sorted(names)))
+        old = f["layer"][name][()]
+        del f["layer"][name]
+        how = draw(st.sampled_from(["delete", "value", "shape", "type", "junk"]))
+        if how == "value" and np.asarray(old).dtype.kind in "biuf":
+            a = np.array(old, dtype=np.float64)
+            a.flat[draw(st.integers(0, max(0, a.size - 1)))] = draw(VALUES)
+            f["layer"][name] = a
+        elif how in ("shape", "value"):
+            f["layer"][name] = np.zeros(draw(st.integers(0, 5)))
+        elif how == "type":
+            f["layer"][name] = np.bytes_(draw(st.sampled_from(
+                ["pool", "average", "dense_rec", "SDNN", "conv", "dense", "input", "x"])))
+        elif how == "junk":
+            f["layer"][name] = np.bytes_(draw(st.text(max_size=6)).encode("utf-8", "replace"))
+
+
 def read_one(path: Path, kind: str):
     """Read like the CLI (models also folded); returns the result or the toolkit's error."""
     try:
@@ -169,6 +200,8 @@ def read_one(path: Path, kind: str):
             warnings.simplefilter("ignore")
             if kind == "npz":
                 return load_dataset(str(path))
+            if kind == "net":
+                return read_netx(path)
             graph = read_nir(path) if kind == "nir" else load_model(path).graph
             return fold(graph)
     except SnnexportError as e:
@@ -179,8 +212,10 @@ def fuzz(max_examples: int, seed: int = 0, progress=None, read_timeout: float = 
     """Runs the property; returns counts of outcomes per reader. Any other exception fails.
     progress(n, counts), if given, is called after every case."""
     from snnexport.importers import nir_import
+    from snnexport.quant import netx_import
 
     nir_import.READ_TIMEOUT = read_timeout  # a hanging corrupt file costs this much, not 60 s
+    netx_import.READ_TIMEOUT = read_timeout
     seeds = Seeds()
     counts: dict[str, int] = {}
 
@@ -189,7 +224,7 @@ def fuzz(max_examples: int, seed: int = 0, progress=None, read_timeout: float = 
     @given(st.data())
     def prop(data):
         draw = data.draw
-        kind = draw(st.sampled_from(["pt", "snnir", "nir", "npz"]))
+        kind = draw(st.sampled_from(["pt", "snnir", "nir", "npz", "net"]))
         structured = draw(st.booleans())
         path = seeds.dir / f"case.{kind}"
         if kind == "pt" and structured:
@@ -198,8 +233,11 @@ def fuzz(max_examples: int, seed: int = 0, progress=None, read_timeout: float = 
             nir_mutation(seeds, draw, path)
         elif kind == "npz" and structured:
             npz_mutation(seeds, draw, path)
+        elif kind == "net" and structured:
+            net_mutation(seeds, draw, path)
         else:
-            src = {"pt": seeds.pt, "snnir": seeds.snnir, "nir": seeds.nir, "npz": seeds.npz}[kind]
+            src = {"pt": seeds.pt, "snnir": seeds.snnir, "nir": seeds.nir, "npz": seeds.npz,
+                   "net": seeds.net}[kind]
             out = snnir_mutation(src, draw) if kind == "snnir" and structured else \
                 raw_mutation(src, draw)
             path.write_bytes(out)

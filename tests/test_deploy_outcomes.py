@@ -132,7 +132,17 @@ def test_code_and_weights_check_like_the_module_itself(tmp_path, capsys, monkeyp
     assert again.sha256() == snnexport.load(f"{__name__}:residual_net",
                                             weights=tmp_path / "sew.pth",
                                             input_shape=(1, 28, 28), time_steps=T).sha256()
+    # a module and its weights file: the weights loaded into it, the same report
+    fresh = snnexport.load(residual_net(), weights=tmp_path / "sew.pth",
+                           input_shape=(1, 28, 28), time_steps=T)
+    assert snnexport.verify(fresh, inputs=(ds.x_test, ds.y_test),
+                            samples=30).to_dict()["layers"] == api["layers"]
     capsys.readouterr()
+    # an snnexport checkpoint is not a weights file: it is a MODEL of its own
+    assert main(["check", "--model", f"{__name__}:residual_net", "--weights",
+                 str(MODELS / "digits_plif_layer.pt"), *common]) == 2
+    assert "an snnexport checkpoint, which holds its architecture: give it as MODEL alone" \
+        in capsys.readouterr().err
     state = net.state_dict()
     cases = {
         "missing": ({k: v for k, v in state.items() if k != "fc.weight"},

@@ -124,9 +124,10 @@ LAYERS = {"stem.2", "sew_and.sn1", "sew_and.sn2", "sew_iand.sn1", "sew_iand.sn2"
 
 def test_the_graph_has_every_merge_and_lava_times_the_paths():
     """The merges are there, and the paths into each are timed by hop depth
-    (lowering.lower_residual): the shortcut into a SEW AND / IAND neuron waits 2 steps; the
-    SEW ADD's summands reach each synapse behind it at once (its shortcut 2 steps late); the
-    Spiking ResNet add's identity shortcut (the SEW ADD's two summands) waits for conv1-conv2."""
+    (lowering.lower_residual): the shortcut into a SEW AND / IAND neuron waits 2 steps (a
+    delayed unit matrix); the SEW ADD's summands reach each synapse behind it at once (its
+    shortcut 2 steps late: a conv, so through a relay); the Spiking ResNet add's identity
+    shortcut (the SEW ADD's two summands) waits for conv1-conv2 (delayed unit matrices)."""
     model, lowered = loaded()
     cores = lower_cores(lowered.folded)
     assert is_residual(cores)
@@ -143,9 +144,15 @@ def test_the_graph_has_every_merge_and_lava_times_the_paths():
     assert delays["sew_and.and"] == [("sew_and.sn2", 0), ("stem.3", 2)]
     assert delays["sew_iand.iand"] == [("sew_and.and", 2), ("sew_iand.sn2", 0)]
     # the SEW ADD is no stage: res.sn1's conv takes both summands, the shortcut 2 steps late
+    # through a relay (the spikes repeated 2 steps later, so that the conv is not delayed)
     assert "sew_add.add" not in by_key
-    assert delays["res.sn1"] == [("sew_add.sn2", 0), ("sew_iand.iand", 2)]
+    assert delays["res.sn1"] == [("sew_add.sn2", 0), ("sew_iand.iand@+2", 0)]
+    relay = by_key["sew_iand.iand@+2"]
+    assert (relay.name, relay.depth, delays[relay.key]) == ("", 9, [("sew_iand.iand", 1)])
     assert delays["res.sn2"] == [("res.sn1", 0), ("sew_add.sn2", 1), ("sew_iand.iand", 3)]
+    kinds = {k: sorted((lk.source, lk.unit is not None, lk.conv is not None)
+                       for lk in st.links if lk.delay) for k, st in by_key.items()}
+    assert kinds["res.sn2"] == [("sew_add.sn2", True, False), ("sew_iand.iand", True, False)]
     net, _ = lowered.fixed(mnist14()["x_train"])
     fixed = {st.key: sorted((lk.source, lk.delay) for lk in st.links)
              for st in fixed_residual_stages(net)}

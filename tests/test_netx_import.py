@@ -3,7 +3,6 @@ environment by tests/data/make_netx_nets.py, and the files lava-dl ships with it
 emulated by snnexport and compared with Lava (netx.hdf5.Network, fixed_pt) in every layer:
 spikes, u and v at every step, on real digits images."""
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +12,21 @@ import torch
 from snnexport.cli import main
 from snnexport.data import load_dataset
 from snnexport.lava.netx_import_target import NetxLavaTarget, run_many
-from snnexport.lava.target import lava_python
 from snnexport.netx_check import check_netx, encode_images, inputs_of
 from snnexport.quant.netx_emulator import emulate_netx
 from snnexport.quant.netx_import import NetxImportError, read_netx
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / ".venv-lava/lib/python3.10/site-packages/tests/lava/lib/dl/netx"
+DATA = ROOT / "tests/data/netx"
 
 
 @pytest.fixture(scope="module")
-def nets(tmp_path_factory):
-    out = tmp_path_factory.mktemp("netx")
-    subprocess.run([str(lava_python()), str(ROOT / "tests/data/make_netx_nets.py"), str(out)],
-                   check=True, capture_output=True, timeout=300)
-    return out
+def nets():
+    """Written by lava-dl 0.6 itself (slayer blocks' export_hdf5) in the Lava environment:
+    `.venv-lava/bin/python tests/data/make_netx_nets.py tests/data/netx` rewrites them byte
+    for byte (seeded)."""
+    return DATA
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +52,12 @@ def test_lava_dl_files_bit_exact_in_lava(nets, digits):
     ins.append(inputs_of(nets_[-1], {"x": spikes.reshape(1, 40, 64, 1, 1).astype(np.int64)},
                          "ntidigits input.npy"))
     assert int(nets_[-1].layers[0].delay.max()) > 30
-    results = run_many([(NetxLavaTarget(net), i.x) for net, i in zip(nets_, ins, strict=True)])
+    # the Input block driven through its bias mantissa, a new one every step
+    nets_.append(nets_[0])
+    bias = np.stack([(np.arange(64) * 7) % 200 + 100 * t for t in range(6)])[None]
+    ins.append(inputs_of(nets_[0], {"bias": bias}, "bias"))
+    results = run_many([(NetxLavaTarget(net, i.input_bias), i.x)
+                        for net, i in zip(nets_, ins, strict=True)])
     for net, i, res in zip(nets_, ins, results, strict=True):
         report = check_netx(net, "netx", i, target_result=res)
         assert report.exact, report.text()
@@ -120,8 +124,7 @@ def test_fast_emulator_equals_plain(nets, digits, name):
 def test_shipped_files_fast_equals_plain(digits):
     for f in ("mnist.net", "tiny.net"):
         net = read_netx(SHIPPED / f)
-        images = load_dataset("mnist5k", 8).x_test[:4].numpy() if f == "tiny.net" else digits
-        report = check_netx(net, "fixed", _inputs(net, images, 6, 4))
+        report = check_netx(net, "fixed", _inputs(net, digits, 6, 4))
         assert report.exact and report.state_mismatches == 0, report.text()
 
 
@@ -160,6 +163,9 @@ def test_cli_inspect_check_and_bad_inputs(nets, digits, tmp_path, capsys):
         assert len(err) == 1 and why in err[0] and "bad.npz" in err[0], err
     assert main(["check", str(net_file), "--target", "onnx", "--data", str(good)]) == 2
     assert "--target netx" in capsys.readouterr().err
+    assert main(["fold", str(net_file), "-o", str(tmp_path / "x.snnir")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "runs as it is" in err[0]
     assert good.read_bytes() == before  # inputs never overwritten
 
 
@@ -174,3 +180,25 @@ def test_bias_input_and_corrupt_file(nets, tmp_path, capsys):
     broken.write_bytes((nets / "dense_cuba.net").read_bytes()[:3000])
     assert main(["inspect", str(broken)]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_energy_from_real_counts(nets, digits, tmp_path, capsys):
+    """Counts from the emulator's run, each checked another way: SOPs of a dense layer are
+    its input spikes times their nonzero fan-out; `dense` every weight every step."""
+    from snnexport.energy.netx_counts import netx_counts
+
+    net = read_netx(nets / "conv.net")
+    ins = _inputs(net, digits, 8, 20)
+    rows = {r.name: r for r in netx_counts(net, ins)}
+    res = emulate_netx(net, ins.x)
+    dense = net.layers[2]
+    per_input = res.spikes[net.layers[1].name].reshape(8, 20, -1).sum((0, 1)).numpy()
+    fan_out = (np.asarray(dense.weight) != 0).sum(0)
+    assert rows[f"{dense.name}:synapse"].sops == pytest.approx(float(per_input @ fan_out) / 20)
+    assert rows[f"{dense.name}:synapse"].dense == dense.weight.size * 8
+    assert rows[net.layers[0].name].updates == 64 * 8
+    assert rows[net.layers[1].name].spikes == float(res.spikes[net.layers[1].name].sum()) / 20
+    np.savez(tmp_path / "in.npz", x=encode_images(net, digits[:20], 8))
+    assert main(["energy", str(nets / "conv.net"), "--profile", "loihi2", "--data",
+                 str(tmp_path / "in.npz")]) == 0
+    assert "layer/3:synapse" in capsys.readouterr().out

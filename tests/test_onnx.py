@@ -43,13 +43,16 @@ def test_onnx_matches_the_trained_model_on_200_samples(name):
 
 
 def test_the_artifact_is_what_the_issue_asks_for():
-    model = to_onnx(fold(load_model(MODELS / "digits_plif_layer.pt").graph))
+    graph = fold(load_model(MODELS / "digits_plif_layer.pt").graph)
+    model = to_onnx(graph)
     onnx.checker.check_model(model, full_check=True)
     assert model.opset_import[0].version == OPSET
     ops = [n.op_type for n in model.graph.node]
-    assert ops.count("Scan") == 4  # one recurrence per neuron layer, T stays dynamic
+    assert "Scan" not in ops and "Loop" not in ops  # the T steps of every layer unrolled
     x = model.graph.input[0].type.tensor_type.shape.dim
-    assert x[0].dim_param == "T" and x[1].dim_param == "B"
+    assert x[0].dim_value == graph.metadata["time_steps"] and x[1].dim_param == "B"
+    x6 = to_onnx(graph, time_steps=6).graph.input[0].type.tensor_type.shape.dim
+    assert x6[0].dim_value == 6
     outputs = {o.name: o.type.tensor_type.elem_type for o in model.graph.output}
     assert outputs["spikes:layers.sn1"] == onnx.TensorProto.UINT8
     # the OR-pool is a MaxPool on the uint8 spikes

@@ -2,19 +2,25 @@
 
 Why by hand rather than torch.onnx: the folded IR is not a torch module, and building the graph
 directly gives exactly the structure we want: stateless layers applied to all T*B samples at
-once, the neuron recurrence as one ONNX `Scan` per layer (so T stays dynamic), spikes between
-layers as uint8 {0, 1}, the OR-pool as MaxPool on uint8.
+once, each neuron layer's T steps unrolled (T is fixed in the sequence artifact) and run chunk
+by chunk (onnx_common.CHUNK), spikes between layers as uint8 {0, 1}, the OR-pool as a MaxPool
+of the spikes (on float32: onnxruntime's uint8 MaxPool is slower).
 
 Two artifacts:
-  sequence (to_onnx)         x float32 [T, B, *input] -> scores [B, classes], outputs [T, B,
-                             classes], and per neuron layer `spikes:<name>` uint8 [T, B, *shape]
-                             and `h:<name>` float32 (H_t, for telling threshold ties), and per
+  sequence (to_onnx)         x float32 [T, B, *input] (T = the graph's time_steps, or
+                             `time_steps`) -> scores [B, classes], outputs [T, B, classes],
+                             and per neuron layer `spikes:<name>` uint8 [T, B, *shape] and
+                             `h:<name>` float32 (H_t, for telling threshold ties), and per
                              spike-fed synapse `in:<name>`, its uint8 input
   streaming (to_onnx_step)   one time step: x_t [B, *input] and `v:<name>` states in, outputs
                              o_t, spikes and the new states out
 
-Arithmetic is float32 with the IR's weights. The neuron step inside the Scan body is the IR's
-Neuron docstring: H = decay*V + gain*I; S = H >= threshold; V = H*(1-S) | H - threshold*S.
+Arithmetic is float32 with the IR's weights. The neuron step (each step of each chunk, and the
+streaming artifact's one step) is the IR's Neuron docstring, op for op: H = decay*V + gain*I;
+S = H >= threshold; V = H*(1-S) | H - threshold*S.
+Where the time goes (bench/onnx_speed.py, onnxruntime profiling): the float Conv and MatMul of
+the spike-fed layers; unrolling the Scans and the float MaxPool took most of the rest away.
+PROFILE
 
 Residual graphs: every node takes its inputs by name (graph.inputs), so any DAG the IR holds is
 written. Merges, element-wise per step: Add of two uint8 values stays uint8 (SEW ADD: graded
@@ -38,20 +44,36 @@ from onnx import TensorProto, helper
 from ..files import atomic_write
 from ..ir import nodes as ir
 from ..ir.graph import Graph
-from .onnx_common import OPSET, GraphBuilder, ONNXExportError, per_sample, per_step
+from .onnx_common import (
+    OPSET,
+    GraphBuilder,
+    ONNXExportError,
+    chunk_const,
+    chunks,
+    per_sample,
+    per_step,
+)
 
 F32, U8, I64 = TensorProto.FLOAT, TensorProto.UINT8, TensorProto.INT64
 
 
-def _neuron_step(g: GraphBuilder, node: ir.Neuron, v: str, i: str) -> tuple[str, str, str]:
-    """(H, S uint8, V_new) for one step, the Neuron docstring line by line."""
-    decay = g.const("decay", node.decay)
-    h = g.op("Mul", [decay, v], "decayed")
-    drive = i if node.gain is None else g.op("Mul", [g.const("gain", node.gain), i], "drive")
-    h = g.op("Add", [h, drive], "h")
+def _neuron_step(g: GraphBuilder, node, v: str | None, i: str,
+                 decayed: bool = False) -> tuple[str, str, str]:
+    """(H, S uint8, V_new) for one step, the Neuron docstring line by line. `node`: an
+    ir.Neuron, or a `_ChunkNode` whose constants are graph names already; v None: V = 0 (H is
+    the drive); `decayed`: v is decay * V already."""
+    def const(hint, value):
+        return value if isinstance(value, str) else g.const(hint, value)
+
+    drive = i if node.gain is None else g.op("Mul", [const("gain", node.gain), i], "drive")
+    if v is None:
+        h = drive
+    else:
+        h = g.op("Add", [v if decayed else g.op("Mul", [const("decay", node.decay), v],
+                                                "decayed"), drive], "h")
     if not node.spiking:
         return h, None, h
-    thr = g.const("threshold", node.threshold)
+    thr = const("threshold", node.threshold)
     fired = g.op("GreaterOrEqual", [h, thr], "fired")
     if node.reset == "hard":  # V = H (1 - S), with 1 - S = [H < threshold]
         v_new = g.op("Mul", [h, g.op("Cast", [g.op("Less", [h, thr])], "keep", to=F32)], "v")
@@ -61,31 +83,60 @@ def _neuron_step(g: GraphBuilder, node: ir.Neuron, v: str, i: str) -> tuple[str,
     return h, g.op("Cast", [fired], "spike", to=U8), v_new
 
 
-def _scan(g: GraphBuilder, name: str, node: ir.Neuron, x_seq: str, batch: str,
-          with_h: bool) -> tuple[str, str | None, str | None]:
-    """Neuron layer over [T, B, *shape] as a Scan. Returns (out_seq, spikes_u8, h_seq):
-    spikes (uint8) for a spiking layer, V_t for a non-spiking one; H_t only if with_h."""
-    body = GraphBuilder(prefix="b_")
-    h, s, v_new = _neuron_step(body, node, "v_in", "i_in")
+def _unrolled(g: GraphBuilder, name: str, node: ir.Neuron, x_seq: str, t_steps: int,
+              with_h: bool) -> tuple[str, str | None, str | None]:
+    """Neuron layer over x_seq float32 [T, B, *shape], its T steps unrolled, chunk by chunk
+    (onnx_common.CHUNK): every step is `_neuron_step`'s ops on one chunk of neurons, so the
+    arithmetic is the same op for op. Returns (out_seq, spikes_u8, h_seq): spikes (uint8) for
+    a spiking layer, V_t for a non-spiking one; H_t only if with_h. Chosen over one Scan per
+    layer (T dynamic) by measurement (bench/onnx_speed.py; module docstring)."""
     shape = list(node.shape)
-    # scan outputs: the state, then the layer's output sequence, then H if asked
-    per_step = [(s, U8)] if s is not None else [(body.op("Identity", [v_new], "v_seq"), F32)]
-    if with_h:
-        per_step.append((h if s is not None else body.op("Identity", [h], "h_seq"), F32))
-    body_outputs = [helper.make_tensor_value_info(v_new, F32, None)] + [
-        helper.make_tensor_value_info(n, t, None) for n, t in per_step]
-    body_graph = helper.make_graph(
-        body.nodes, f"{name}_step",
-        [helper.make_tensor_value_info("v_in", F32, None),
-         helper.make_tensor_value_info("i_in", F32, None)],
-        body_outputs, initializer=body.inits)
-    full = g.op("Concat", [batch, g.const("shape", shape, np.int64)], "state_shape", axis=0)
-    v0 = g.op("Expand", [g.const("v_init", node.v_init), full], "v0")
-    outs = g.op("Scan", [v0, x_seq], f"{name}_scan", outputs=1 + len(per_step),
-                body=body_graph, num_scan_inputs=1)
-    seq = outs[1]
-    h_seq = outs[2] if with_h else None
-    return seq, (seq if s is not None else None), h_seq
+    p = int(np.prod(shape))
+    n = chunks(p)
+    m = p // n
+    per = {k: np.broadcast_to(np.asarray(v, np.float32), shape).reshape(-1)
+           for k, v in (("decay", node.decay), ("threshold", node.threshold),
+                        ("gain", node.gain if node.gain is not None else 1.0))}
+    # decay * V_-1: float32, one rounding, as Mul
+    v0 = per["decay"] * np.broadcast_to(np.asarray(node.v_init, np.float32), shape).reshape(-1)
+    seq = g.op("Reshape", [x_seq, g.const("tbnm", [t_steps, -1, n, m], np.int64)], "by_chunk")
+    outs = [[[None] * n for _ in range(t_steps)] for _ in range(2)]  # out, h
+    for i in range(n):
+        sub = _ChunkNode(node, {k: chunk_const(g, k, v, n, i, np.float32)
+                                for k, v in per.items() if k != "gain" or node.gain is not None})
+        v = None
+        for t in range(t_steps):
+            x_t = g.op("Slice", [seq, g.const("st", [t, i], np.int64),
+                                 g.const("en", [t + 1, i + 1], np.int64),
+                                 g.const("ax", [0, 2], np.int64)], "x_t")  # [1, B, 1, m]
+            if t == 0 and not v0.any():  # decay * 0 + drive: the drive (0 + d = d)
+                h, s, v = _neuron_step(g, sub, None, x_t)
+            elif t == 0:
+                h, s, v = _neuron_step(g, sub, chunk_const(g, "dv0", v0, n, i, np.float32),
+                                       x_t, decayed=True)
+            else:
+                h, s, v = _neuron_step(g, sub, v, x_t)
+            outs[0][t][i] = s if s is not None else v
+            outs[1][t][i] = h
+
+    def assemble(parts, hint):
+        steps = [ps[0] if n == 1 else g.op("Concat", ps, hint, axis=2) for ps in parts]
+        out = g.op("Concat", steps, hint, axis=0) if t_steps > 1 else steps[0]
+        return g.op("Reshape", [out, g.const("s", [t_steps, -1, *shape], np.int64)], hint)
+
+    seq_out = assemble(outs[0], "seq")
+    h_seq = assemble(outs[1], "h_seq") if with_h else None
+    return seq_out, (seq_out if node.spiking else None), h_seq
+
+
+class _ChunkNode:
+    """A Neuron's view for `_neuron_step` with its per-neuron constants as graph names (one
+    chunk's, or scalars)."""
+
+    def __init__(self, node: ir.Neuron, consts: dict):
+        self.spiking, self.reset = node.spiking, node.reset
+        self.decay, self.threshold = consts["decay"], consts["threshold"]
+        self.gain = consts.get("gain")
 
 
 def _as_float(g: GraphBuilder, x: str, is_u8: bool) -> str:
@@ -124,7 +175,7 @@ def _merge(g: GraphBuilder, node: ir.Merge, a, b) -> tuple[str, bool, bool]:
 
 
 def _layers(g: GraphBuilder, graph: Graph, x: str, tb: str, batch: str, shapes, step_state=None,
-            debug: bool = True):
+            debug: bool = True, t_steps: int = 1):
     """Emit every layer. step_state: None for the sequence model (Scan), else a dict that
     collects (state input, state output) names for the one-step model. Returns the output,
     spikes and H per neuron layer, the uint8 inputs of synapses (name -> (value, shape,
@@ -162,7 +213,7 @@ def _layers(g: GraphBuilder, graph: Graph, x: str, tb: str, batch: str, shapes, 
             cur, is_u8, binary = per_step(g, y, tb, shapes[name]), False, False
         elif isinstance(node, ir.Neuron):
             if step_state is None:
-                cur, s, h = _scan(g, name, node, _as_float(g, cur, is_u8), batch, debug)
+                cur, s, h = _unrolled(g, name, node, _as_float(g, cur, is_u8), t_steps, debug)
             else:
                 v_in, ax0 = f"v:{name}", g.const("ax0", [0], np.int64)
                 i_t = g.op("Squeeze", [_as_float(g, cur, is_u8), ax0], "i_t")  # [B, *shape]
@@ -181,7 +232,10 @@ def _layers(g: GraphBuilder, graph: Graph, x: str, tb: str, batch: str, shapes, 
             if isinstance(node, ir.SpikePool) and node.mode == "or":
                 if not is_u8:
                     raise ONNXExportError(f"node {name!r}: OR-pool of a non-spike input")
-                y = g.op("MaxPool", [per_sample(g, cur, shape_in)], "orpool", **pool)
+                # on float32 spikes (0 / 1: exact), back to uint8: onnxruntime's uint8
+                # MaxPool measured 4x slower than Cast + float MaxPool + Cast
+                y = g.op("Cast", [g.op("MaxPool", [g.op("Cast", [per_sample(
+                    g, cur, shape_in)], "s_float", to=F32)], "orpool", **pool)], "or_u8", to=U8)
             else:
                 y = g.op("AveragePool", [per_sample(g, _as_float(g, cur, is_u8), shape_in)],
                          "avgpool", count_include_pad=1, **pool)
@@ -223,10 +277,16 @@ def _scores(g: GraphBuilder, o: str, readout: ir.Readout | None, t_len: str,
     return g.op("Div", [counts, g.op("Mul", [m, t_len])], "scores")
 
 
-def to_onnx(graph: Graph, debug: bool = True) -> onnx.ModelProto:
-    """The sequence model: x [T, B, *input] float32. debug=False leaves out the per-layer
+def to_onnx(graph: Graph, debug: bool = True, time_steps: int | None = None) -> onnx.ModelProto:
+    """The sequence model: x [T, B, *input] float32, T = `time_steps` (default the graph's
+    metadata 'time_steps'; the steps are unrolled). debug=False leaves out the per-layer
     spikes, H and spike-fed-input outputs that parity runs use (the deployment artifact)."""
     graph = _prepare(graph)
+    t_steps = time_steps or graph.metadata.get("time_steps")
+    if not t_steps:
+        raise ONNXExportError("the sequence artifact unrolls its time steps: give time_steps "
+                              "(the graph's metadata has none)")
+    t_steps = int(t_steps)
     shapes = graph.shapes()
     in_shape = graph.nodes[graph.order()[0]].shape
     g = GraphBuilder()
@@ -237,7 +297,7 @@ def to_onnx(graph: Graph, debug: bool = True) -> onnx.ModelProto:
     t_len = g.op("Cast", [g.op("Slice", [shp, g.const("z", [0], np.int64),
                                          g.const("one", [1], np.int64)])], "t", to=F32)
     o, spikes, hs, spike_inputs, readout = _layers(g, graph, "x", tb, batch, shapes,
-                                                   debug=debug)
+                                                   debug=debug, t_steps=t_steps)
     scores = _scores(g, o, readout, t_len, graph.metadata.get("readout", "rate"))
     g.nodes.append(helper.make_node("Identity", [scores], ["scores"]))
     g.nodes.append(helper.make_node("Identity", [o], ["outputs"]))
@@ -256,7 +316,7 @@ def to_onnx(graph: Graph, debug: bool = True) -> onnx.ModelProto:
                                                          ["T", "B", *shapes[name]]))
     model = helper.make_model(
         helper.make_graph(g.nodes, "snnexport", [helper.make_tensor_value_info(
-            "x", F32, ["T", "B", *in_shape])], value_infos, initializer=g.inits),
+            "x", F32, [t_steps, "B", *in_shape])], value_infos, initializer=g.inits),
         opset_imports=[helper.make_opsetid("", OPSET)], producer_name="snnexport")
     model.metadata_props.append(onnx.StringStringEntryProto(
         key="snnexport.readout", value=readout.mode if readout else "rate"))

@@ -1,10 +1,14 @@
 """Fixed-point IR -> ONNX (opset 17): Loihi 2's integer arithmetic on an ordinary runtime.
 
-    bias0 int64 [T, B, *shape_1]  the host layer's current mantissas per step (the host synapse
-                                  stays on the host, as on the chip: snnexport.quant.emulator.
-                                  host_bias_mant computes them)
+    bias0 int16 [T or 1, B, *shape_1]  the host layer's current as 13-bit bias mantissas, one
+                                  row per step, or one row for every step (a static image);
+                                  the host synapse stays on the host, as on the chip:
+                                  snnexport.quant.emulator.host_bias_mant computes them (values
+                                  beyond 13 bits are clipped to them, as it does)
     -> `spikes:<name>` uint8 [T, B, *shape], `h:<name>` int64 (v before reset) per layer,
        `outputs` float32 [T, B, classes] (voted spikes, or v / S of a non-spiking readout)
+T is fixed in the artifact (`to_onnx_fixed(net, time_steps=T)`, default the net's): the steps
+are unrolled. `debug=False` leaves out the per-layer outputs (same arithmetic).
 
 Synapses are integer AND-and-add on onnxruntime's integer GEMM (MLAS), for all T*B steps at
 once. The weights are even 8-bit mantissas in [-256, 254] (Lava drops the last bit), so w / 2
@@ -12,11 +16,12 @@ is exactly an int8 in [-128, 127] and a = 2 (x @ (w / 2)):
   * dense: MatMulInteger, uint8 spikes x int8 w / 2 -> int32;
   * conv: im2col + the same MatMulInteger: one Gather takes each output pixel's window from the
     channels-last map (padding points at one zero pixel appended), [T*B*Ho*Wo, kh*kw*C] @
-    [kh*kw*C, C_out] (a batched GEMM per group), transposed back to NCHW;
+    [kh*kw*C, C_out] (a batched GEMM per group); its neurons then run channels-last (neurons
+    are independent: no transpose of the sums, only of the uint8 spikes they give);
   * depthwise conv: ConvInteger, whose depthwise kernel takes uint8 weights w / 2 + 128 with
     zero point 128; an OR-pool layer (its sum of 128s into memoryless neurons at threshold 0)
     needs neither: it fires iff its window holds a spike (`or_pool` states why), so it is a
-    MaxPool on the uint8 spikes, no synapse and no Scan.
+    MaxPool of the spikes (on float32: the uint8 MaxPool is slower), no synapse, no neurons.
 Chosen by measurement (bench/integer_speed.py --candidates: onnxruntime 1.32, 2 threads, the
 000 MNIST net at width 128, T*B = 128, interleaved, medians of 7 rounds): conv 128->128 3x3 on
 14x14: im2col + MatMulInteger 32 ms, ConvInteger with uint8 weights 65 ms, with int8 weights
@@ -28,22 +33,32 @@ graded values up to its peak) is <= 127, so that a pair x1 w1 + x2 w2 stays with
 vpmaddubsw of MLAS's AVX2 kernel, which saturates there; the VNNI / AMX kernels accumulate in
 int32), and fan_in * 128 * peak < 2^31 (the int32 accumulator); else uint8 weights with zero
 point 128 (16-bit products, no saturation) where fan_in * 255 * peak < 2^31; else Cast and an
-int64 MatMul. A conv's sum is wrapped to 24 bits as Lava's Conv does, and u = a << 6 wrapped
-as Lava's LIF does, each only where `sum_bound` (peak times the largest row sum of |w|) does
-not already keep it inside 24 bits. `to_onnx_fixed(net, plain=True)` keeps the direct mapping
-(ConvInteger / MatMulInteger with uint8 weights for every synapse), the benchmark's baseline.
+int64 MatMul. Lava wraps a conv's sum to 24 bits and u = a << 6 to 24 bits; both keep a modulo
+2^24, so u = 64 wrap18(a) of the raw sum (`_drive`), computed only where `sum_bound` (peak times
+the largest row sum of |w|) lets u leave 24 bits, as a float32 Floor where that is exact, else
+with Mod. `to_onnx_fixed(net, plain=True)` keeps the direct mapping (ConvInteger /
+MatMulInteger with uint8 weights for every synapse, an int64 Scan per layer), the benchmark's
+baseline.
 
-Each neuron layer is a Scan over T in int64 with the rules of snnexport/quant/emulator.py:
-u = wrap24(a << 6); v = trunc((4096 - dv) v / 4096) + u + (bias_mant << 6), clipped to
-+-(2^23 - 1); s = v > vth_mant << 6; v = 0 where s. ONNX integer Div truncates toward zero,
-which is the decay's rounding.
+Neurons: the rules of snnexport/quant/emulator.py, u = wrap24(a << 6); v = trunc((4096 - dv)
+v / 4096) + u + (bias_mant << 6), clipped to +-(2^23 - 1); s = v > vth_mant << 6; v = 0 where
+s; in int32 (every value is below 2^24), each layer's T steps unrolled and run chunk by chunk
+(onnx_common.CHUNK neurons per sample: a chunk's state stays in cache through its T steps).
+Per step and chunk: the decay as a multiply by k / 4096 in floating point truncated toward zero
+by the Cast back to int32 (exact: float32 where every k = 4096 - dv is a power of two, the
+product then a shifted v; else float64, |k v| < 2^35; onnxruntime's integer Div is a scalar
+division: on int64 10x a Cast); + u (+ bias << 6); the clip only where it can act
+(|v_init| + T max|u + bias << 6| > 2^23 - 1: a decay never grows |v|, a reset zeroes it);
+keep = clip(vth + 1 - h, 0, 1) (= [h <= vth] on integers; cheaper in onnxruntime than a
+comparison + Cast, or Where), s = 1 - keep, v = h keep. Measured (bench/integer_speed.py
+--candidates, the 128x28x28 layer of the bench net, T=8, B=16): CANDIDATES.
 
 Residual nets: a SEW merge of spike trains is computed on the uint8 values (ADD `Add`: graded
 0, 1, 2, ... up to the merge's peak, at most 255; AND `Mul`; IAND `Mul(1 - a, b)` on binary a),
 and the synapse behind it is the same integer GEMM on those values (an integer
 multiply-accumulate, exact within the bounds above). A layer with further synapses (Spiking
-ResNet) adds their integer sums (each conv's wrapped to 24 bits, as each Lava Conv wraps its
-own) before u = a << 6.
+ResNet) adds their raw integer sums before the one wrap (each Lava Conv's own 24-bit wrap
+keeps its sum modulo 2^24, so the wrap of the total is the same).
 """
 
 from __future__ import annotations
@@ -56,7 +71,16 @@ from onnx import TensorProto, helper
 
 from ..files import atomic_write
 from ..quant.fixed import BIAS_MANT_MAX, STATE_MAX, FixedLayer, FixedMerge, FixedNet, FixedSynapse
-from .onnx_common import OPSET, GraphBuilder, ONNXExportError, per_sample, per_step, session
+from .onnx_common import (
+    OPSET,
+    GraphBuilder,
+    ONNXExportError,
+    chunk_const,
+    chunks,
+    per_sample,
+    per_step,
+    session,
+)
 
 I64, U8, F32, I32 = TensorProto.INT64, TensorProto.UINT8, TensorProto.FLOAT, TensorProto.INT32
 I16 = TensorProto.INT16
@@ -102,30 +126,12 @@ def _neuron_scan(g: GraphBuilder, layer: FixedLayer, drive_seq: str, bias: np.nd
     return outs[1], outs[2]
 
 
-CHUNK = int(__import__('os').environ.get('SNN_CHUNK', 8192))  # neurons per sample in one chunk of an unrolled layer (module docstring)
-
-
-def _chunks(p: int) -> int:
-    """How many chunks the p neurons of a sample are cut into: the divisor of p nearest to
-    p / CHUNK (module docstring, "Neurons")."""
-    target = max(1, round(p / CHUNK))
-    return min((n for n in range(1, p + 1) if p % n == 0), key=lambda n: (abs(n - target), n))
-
-
 def _per_neuron(layer: FixedLayer, value, layout: str, dtype) -> np.ndarray:
     """A per-neuron array (or scalar) of `layer` as a flat [P] array in the layout's order."""
     a = np.broadcast_to(np.asarray(value), layer.shape)
     if layout == "nhwc":
         a = a.transpose(1, 2, 0)
     return np.ascontiguousarray(a, dtype).reshape(-1)
-
-
-def _chunk_const(g: GraphBuilder, hint, flat: np.ndarray, n: int, i: int, dtype):
-    """Chunk i of n of a flat per-neuron array, broadcastable over [1, B, 1, m]; one scalar
-    where the whole layer holds one value."""
-    if (flat == flat[0]).all():
-        return g.const(hint, flat[0], dtype)
-    return g.const(hint, flat.reshape(n, -1)[i], dtype)
 
 
 def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, layout: str,
@@ -135,7 +141,7 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
     or, for the host layer, the int64 bias mantissas [T, B, *shape]. Returns (spikes uint8
     [T, B, *shape], h int32 [T, B, *shape] if with_h)."""
     p = layer.n
-    n = _chunks(p)
+    n = chunks(p)
     m = p // n
     k = _per_neuron(layer, 4096 - np.asarray(layer.dv, np.int64), layout, np.int64)
     v_init = _per_neuron(layer, layer.v_init, layout, np.int64)
@@ -167,9 +173,9 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
     spikes = [[None] * n for _ in range(t_steps)]
     hs = [[None] * n for _ in range(t_steps)]
     for i in range(n):
-        c = _chunk_const(g, "k", k / 4096, n, i, fdt) if decay != "none" else None
-        b = _chunk_const(g, "bias", bias, n, i, np.int32) if bias is not None else None
-        d0 = _chunk_const(g, "dec0", dec0, n, i, np.int32) if dec0.any() else None
+        c = chunk_const(g, "k", k / 4096, n, i, fdt) if decay != "none" else None
+        b = chunk_const(g, "bias", bias, n, i, np.int32) if bias is not None else None
+        d0 = chunk_const(g, "dec0", dec0, n, i, np.int32) if dec0.any() else None
         v = None
         if host:  # the chunk's 13-bit bias mantissas (host_bias_mant's range) << 6, int32
             # [T_in, B, 1, m]: converted once per chunk (once for all steps when T_in = 1)
@@ -375,6 +381,9 @@ def _wrap(g: GraphBuilder, x: str, bits: int, dtype) -> str:
                         g.const("half", half, dtype)], f"wrap{bits}")
 
 
+FLOAT_WRAP = True  # the float32 form of u's wrap where exact (bench/integer_speed.py --candidates)
+
+
 def _drive(g: GraphBuilder, layer: FixedLayer, x: str, in_shape, peak: int, extra):
     """u = wrap24(a << 6), int32 [T*B, ...] in the layout the sums come in, with a bound on
     |u| and the layout ('nchw' or 'nhwc').
@@ -392,7 +401,7 @@ def _drive(g: GraphBuilder, layer: FixedLayer, x: str, in_shape, peak: int, extr
         acc = terms[0][0]
         for t in terms[1:]:
             acc = g.op("Add", [acc, t[0]], "acc_sum")
-        if wraps and bound // 2 + (1 << 16) < 1 << 24:
+        if wraps and FLOAT_WRAP and bound // 2 + (1 << 16) < 1 << 24:
             # u = 128 acc - 2^24 floor((acc + 2^16) / 2^17) in float32: every value an
             # integer below 2^24 times a power of two, so exact (bench/integer_speed.py
             # --candidates: cheaper than Mod on int32)

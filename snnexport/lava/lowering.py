@@ -28,11 +28,9 @@ from ..hw.cores import (
     HardwareLoweringError,
     PoolCore,
     SpikeMerge,
-    conv_matrix,
     pool_matrix,
 )
 from ..hw.cores import lower as lower_cores
-from ..ir import nodes as ir
 from ..ir.graph import Graph
 
 # the lowering errors are the hardware lowering's (hw.cores), under their old name too
@@ -43,14 +41,18 @@ LavaLoweringError = HardwareLoweringError
 class Link:
     """One synapse into a LIF stage of a residual graph: a_in += W x, x the spikes of stage
     `source` (flat C-major as the synapse sees them, per-sample shape `in_shape`); W a dense
-    [out, in] matrix (`weights`) or a torch-layout conv (`conv`, Synapse.conv_args' form),
-    delivered `delay` steps later than Lava's one step per hop (`time_links`)."""
+    [out, in] matrix (`weights`), a torch-layout conv (`conv`, Synapse.conv_args' form) or a
+    scaled unit matrix (`unit`), delivered `delay` steps later than Lava's one step per hop
+    (`time_links`)."""
 
     source: str  # the key of the stage whose spikes it takes
     weights: np.ndarray | None
     conv: dict | None = None
     in_shape: tuple[int, ...] = ()
     delay: int = 0
+    # a relay's input (`time_links`): `unit` times the unit matrix, as Lava's Sparse (delay 0)
+    # or DelaySparse; `weights` and `conv` are then None
+    unit: float | None = None
 
 
 @dataclass
@@ -122,8 +124,9 @@ def lower(graph: Graph) -> tuple[np.ndarray, np.ndarray, list[Stage], int]:
 
 MERGE_FLOAT = {"and": (1.0, 1.0, 1.5), "iand": (-1.0, 1.0, 0.5)}  # w_a, w_b, threshold
 MERGE_FIXED = {"and": (2, 2, 2), "iand": (-2, 2, 1)}  # w_a, w_b, vth_mant
+RELAY_FLOAT = (1.0, 0.5)  # a relay's weight (unit matrix) and threshold
+RELAY_FIXED = (2, 1)  # weight, vth_mant: 2 << 6 = 128 > 64
 MAX_DELAY = 63  # Loihi 2's synaptic delay field (6 bits)
-MAX_DELAYED_MATRIX = 1 << 24  # entries of a delayed synapse unrolled to a matrix
 
 
 def is_residual(cores: CoreGraph) -> bool:
@@ -161,32 +164,60 @@ def merge_stage(key: str, op: str, sources: list[str], shapes: list, shape,
                  links=links, key=key)
 
 
-def time_links(stages: list[Stage]) -> list[Stage]:
-    """Depth of every stage and delay of every link (lower_residual: Timing), in place; a
-    delayed conv becomes its matrix. stages: in topological order, the host's first."""
+def relay_stage(key: str, source: str, shape, wait: int, fixed: bool) -> Stage:
+    """The memoryless LIF that repeats the spikes of `source` (of `shape`) `wait` steps later
+    (lower_residual: Timing): a unit matrix of RELAY_FLOAT / RELAY_FIXED weights, delayed
+    wait - 1 steps by a Sparse / DelaySparse, into one hop's neurons that fire on one input."""
+    w, thr = RELAY_FIXED if fixed else RELAY_FLOAT
+    n = int(np.prod(shape))
+    decay = np.full(n, 4095) if fixed else np.zeros(n)  # fixed: dv, no memory
+    link = Link(source, None, None, tuple(shape), delay=wait - 1, unit=w)
+    return Stage("", None, np.zeros(n), decay, float(thr), np.zeros(n), True, tuple(shape),
+                 links=[link], key=key)
+
+
+def unit_weight(conv: dict):
+    """w when the conv is w times the identity (identity_link's 1x1 depthwise conv), else
+    None."""
+    wt = np.asarray(conv["weight"])
+    c = wt.shape[0]
+    flat = wt.reshape(-1)
+    if (wt.shape[1:] == (1, 1, 1) and int(conv["groups"]) == c == conv["in_shape"][0]
+            and tuple(conv["stride"]) == (1, 1) and tuple(conv["padding"]) == (0, 0)
+            and np.all(flat == flat[0])):
+        return flat[0].item()
+    return None
+
+
+def time_links(stages: list[Stage], fixed: bool = False) -> list[Stage]:
+    """Depth of every stage and delay of every link (lower_residual: Timing); a delayed
+    identity becomes a unit link (`Link.unit`, Lava's DelaySparse), another delayed conv reads
+    a relay stage (`relay_stage`, one per source and wait, inserted before the first stage
+    that reads it). stages: in topological order, the host's first; returns the new list (the
+    stages themselves are timed in place)."""
     depth: dict[str, int] = {}
+    shapes = {st.key: tuple(st.shape) for st in stages}
+    out: list[Stage] = []
     for st in stages:
         st.depth = max((depth[lk.source] + 1 for lk in st.links), default=0)
-        depth[st.key] = st.depth
         for lk in st.links:
             lk.delay = st.depth - depth[lk.source] - 1
             if lk.delay > MAX_DELAY:
                 raise HardwareLoweringError(
                     f"node {st.key!r}: a residual path waits {lk.delay} steps for the longer "
                     f"one, more than Loihi 2's synaptic delay of {MAX_DELAY}")
-            if lk.delay and lk.conv is not None:
-                c = lk.conv
-                node = ir.Conv2d(c["weight"], None, c["stride"], c["padding"], c["groups"])
-                size = int(np.prod(node.out_shape(c["in_shape"]))) * int(np.prod(
-                    c["in_shape"]))
-                if size > MAX_DELAYED_MATRIX:
-                    raise HardwareLoweringError(
-                        f"node {st.key!r}: a delayed residual path is a DelayDense matrix of "
-                        f"{size} entries, more than {MAX_DELAYED_MATRIX}; not lowered to Lava")
-                m = conv_matrix(node, c["in_shape"])
-                lk.weights = m.astype(c["weight"].dtype)
-                lk.conv = None
-    return stages
+            if lk.delay and lk.conv is not None and unit_weight(lk.conv) is not None:
+                lk.unit, lk.conv = unit_weight(lk.conv), None
+            elif lk.delay and lk.conv is not None:
+                key = f"{lk.source}@+{lk.delay}"
+                if key not in depth:
+                    relay = relay_stage(key, lk.source, shapes[lk.source], lk.delay, fixed)
+                    relay.depth = depth[key] = depth[lk.source] + lk.delay
+                    out.append(relay)
+                lk.source, lk.delay = key, 0
+        depth[st.key] = st.depth
+        out.append(st)
+    return out
 
 
 def lower_residual(cores: CoreGraph) -> tuple[np.ndarray, np.ndarray, list[Stage], int]:
@@ -222,12 +253,25 @@ def lower_residual(cores: CoreGraph) -> tuple[np.ndarray, np.ndarray, list[Stage
       link from a shallower source waits delay = depth(s) - depth(source) - 1 extra steps, so
       that every synapse into s delivers its source's spikes of the same reference step t, at
       Lava step t + depth(s) (as layer k of a chain answers at t + k); the runner's Schedule
-      starts and aligns each stage at its depth. The wait is Lava's own synaptic delay: the
-      link becomes a DelayDense with every delay equal to it (a delay d arrives d + 1 steps
-      after the spike, d = 0 being Dense's step; Loihi 2 holds d in 0..63), a conv unrolled to
-      its matrix. Chosen over relay neurons (an identity LIF per step of delay): no extra
-      process, no extra layer of spikes, and it is the chip's own mechanism. netx holds a
-      chain of blocks and still refuses a residual net (exporters/netx_export.py)."""
+      starts and aligns each stage at its depth. The wait (d = delay > 0) is Lava's own
+      synaptic delay (a delay d' arrives d' + 1 steps after the spike, d' = 0 being Dense's
+      step; Loihi 2 holds d' in 0..63), where the synapse has few connections:
+      - a dense matrix: a DelayDense, every delay d;
+      - an identity (identity_link's 1x1 depthwise conv of one weight w): a DelaySparse of w
+        times the unit matrix, every delay d (n connections, not an n x n matrix);
+      - any other conv: a relay stage (`relay_stage`) repeats the source's spikes d steps
+        later (a unit DelaySparse of delay d - 1 into memoryless LIFs that fire on one input,
+        one per source and wait, shared by every conv that waits as long on it), and the
+        conv, undelayed, reads the relay. Exact: a binary spike train repeated, the conv's
+        own numbers unchanged.
+      A delayed conv is never unrolled to a matrix: a strided conv between 14 x 14 and 7 x 7
+      maps of 32 / 64 channels (SEW-ResNet's downsample block) is 6272 x 3136 = 19.7 M entries
+      dense. Its alternative, a DelaySparse of the conv's nonzero connections (3 x 3 x 32 per
+      output, 0.9 M), is exact too but slower in Lava's CPU simulator: DelaySparse rebuilds
+      its per-delay matrices on every step, so the relay plus the ordinary Conv took 102
+      (float) / 76 (fixed) ms a step against 235 / 167 ms for the 3 x 3 and 1 x 1 strided
+      convs of that block, and 1.4 s to build against 5.6 s (bench/lava_delay_speed.py).
+      netx holds a chain of blocks and still refuses a residual net (exporters/netx_export.py)."""
     stages: list[Stage] = []
     shapes: dict[str, tuple] = {}
     leaves: dict[str, list[str]] = {}  # a SEW ADD: the stages whose spikes it sums

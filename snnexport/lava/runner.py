@@ -85,12 +85,15 @@ class ProcStage:
 class ProcLink:
     """A synapse of a residual graph into a ProcStage (lowering.Link as Lava builds it): from
     the spikes of stage `source` (an index), a Dense [out, in] on the flat C-major vectors
-    (`weights`; a DelayDense when `delay` > 0) or a Conv (`conv`, Lava's arguments)."""
+    (`weights`; a DelayDense when `delay` > 0), a Conv (`conv`, Lava's arguments; never
+    delayed: lowering.time_links) or `unit` times the unit matrix (a relay's input: a Sparse,
+    a DelaySparse when `delay` > 0)."""
 
     source: int
     weights: np.ndarray | None
     conv: dict | None
     delay: int
+    unit: float | None = None
 
 
 def float_stages(path: str):
@@ -198,7 +201,7 @@ def fixed_residual_stages(net) -> list:
                             tuple(layer.shape), links=links, key=layer.name))
         shapes[layer.name] = tuple(layer.shape)
         prev = layer.name
-    return time_links(stages)
+    return time_links(stages, fixed=True)
 
 
 def residual_proc_stages(stages: list, fixed: bool) -> list[ProcStage]:
@@ -215,7 +218,7 @@ def residual_proc_stages(stages: list, fixed: bool) -> list[ProcStage]:
                 lk.conv["groups"])
             w = None if lk.weights is None else np.asarray(
                 lk.weights, np.int64 if fixed else np.float64)
-            links.append(ProcLink(index[lk.source], w, conv, int(lk.delay)))
+            links.append(ProcLink(index[lk.source], w, conv, int(lk.delay), lk.unit))
         if fixed:
             lif = dict(du=4095, dv=np.asarray(st.decay, np.int64), vth=int(st.threshold),
                        bias_exp=6)
@@ -339,15 +342,17 @@ def run_processes(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
 def run_graph(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
               tag: str) -> dict:
     """`run_processes` for a residual graph (lowering.lower_residual): each stage's LIF takes
-    every link's Dense / Conv / DelayDense on its a_in (Lava adds them), and starts each sample
-    at its own depth (Schedule). Stage 0 is the host layer. Pool and merge helpers (no name)
-    are memoryless: nothing is set on them."""
+    every link's Dense / Conv / DelayDense / Sparse / DelaySparse on its a_in (Lava adds them),
+    and starts each sample at its own depth (Schedule). Stage 0 is the host layer. Pool, merge
+    and relay helpers (no name) are memoryless: nothing is set on them."""
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.conv.process import Conv
     from lava.proc.dense.process import DelayDense, Dense
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.lif.process import LIF
+    from lava.proc.sparse.process import DelaySparse, Sparse
+    from scipy.sparse import identity
 
     plan = Schedule(len(first_bias), t_steps, len(stages), depths=[st.depth for st in stages])
     lifs, sinks = [], []
@@ -367,8 +372,14 @@ def run_graph(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
                 out.connect(syn.s_in)
                 syn.a_out.connect(lif.a_in)
                 continue
-            syn = Dense(weights=lk.weights) if not lk.delay else DelayDense(
-                weights=lk.weights, delays=np.full(lk.weights.shape, lk.delay, dtype=int))
+            if lk.unit is not None:  # a relay's input: unit * I, waiting lk.delay steps
+                n = src.n
+                unit = identity(n, dtype=first_bias.dtype, format="csr") * lk.unit
+                syn = Sparse(weights=unit) if not lk.delay else DelaySparse(
+                    weights=unit, delays=identity(n, dtype=int, format="csr") * lk.delay)
+            else:
+                syn = Dense(weights=lk.weights) if not lk.delay else DelayDense(
+                    weights=lk.weights, delays=np.full(lk.weights.shape, lk.delay, dtype=int))
             (out.transpose([2, 1, 0]).flatten() if src.chw is not None else out).connect(
                 syn.s_in)  # C-major
             a_out = syn.a_out

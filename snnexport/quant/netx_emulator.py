@@ -145,6 +145,10 @@ def cuba_fast(layer: NetxLayer, a: torch.Tensor, bias: torch.Tensor, keep_state:
     # |u_t| <= |u_{t-1}| + max|64 a|: the wrap can act only if T max|64 a| passes 2^23
     peak = float(drive.abs().max()) if drive.numel() else 0.0
     may_wrap = peak * t_steps > WRAP
+    # |v_t| <= |v_{t-1}| + |u_t| + |bias|: the clip can act only if T (max|u| + max|bias|)
+    # passes 2^23 - 1 (the decays never grow |u| or |v|)
+    bias_peak = float(bias_f.abs().max()) if bias_f.numel() else 0.0
+    may_clip = t_steps * (min(float(WRAP), peak * t_steps) + bias_peak) > STATE_MAX
     for t in range(t_steps):
         if carry_u:
             u.mul_(keep_u)
@@ -161,10 +165,11 @@ def cuba_fast(layer: NetxLayer, a: torch.Tensor, bias: torch.Tensor, keep_state:
         torch.mul(v, keep_v, out=h)
         torch.div(h, 4096.0, rounding_mode="trunc", out=h)
         h.add_(u).add_(bias_f[t] if per_step_bias else bias_f[0])
-        h.clamp_(-STATE_MAX, STATE_MAX)
+        if may_clip:
+            h.clamp_(-STATE_MAX, STATE_MAX)
         torch.gt(h, vth, out=ss[t])
         torch.le(h, vth, out=not_s)
-        torch.mul(h, not_s, out=v).add_(0.0)  # reset to 0 (+0.0) where it fired
+        torch.mul(h, not_s, out=v)  # reset to 0 where it fired (the sign of a 0 is lost in int)
         if vs is not None:
             vs[t].copy_(v)
     return us, hs, vs, ss

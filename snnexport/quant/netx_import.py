@@ -58,6 +58,10 @@ class NetxImportError(SnnexportError, ValueError):
     """A netx file snnexport cannot read or emulate; names the file, the layer and the fix."""
 
 
+class NotAGraph(NetxImportError, AttributeError):
+    """A netx network asked for what only snnexport's graph IR has (fold, export, deploy)."""
+
+
 @dataclass(eq=False)
 class NetxLayer:
     """One netx block: synapse (none for the input block) + LIF, integers as Lava runs them.
@@ -106,6 +110,15 @@ class NetxNet:
     time_steps: int | None = None
     metadata: dict = field(default_factory=dict)  # (what the command line asks a model)
     num_layers: int | None = None  # netx's num_layers: the first layer groups only
+
+    def __getattr__(self, name: str):
+        """What a Graph has and a netx network has not (fold, export, deploy ask for it): one
+        line saying what a netx file is for, not an AttributeError deep inside."""
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise NotAGraph(f"{self.path}: a netx file (lava-dl) runs as it is: snnexport inspect, "
+                        "check --target netx | fixed and energy take it (--data FILE.npz); it "
+                        "is not folded, exported or deployed")
 
     @property
     def has_input_neuron(self) -> bool:
@@ -224,6 +237,16 @@ def _scalar(cfg: dict, key: str, where: str, lo: int, hi: int) -> int:
     return value
 
 
+def _opt_int(cfg: dict, key: str, where: str, default: int) -> int:
+    """An optional scalar integer entry (refDelay, gradedSpike, messageBits, groups)."""
+    if key not in cfg:
+        return default
+    a = _int_array(cfg[key], where, key).reshape(-1)
+    if a.size != 1:
+        raise NetxImportError(f"{where}: {key} must be one value, got {a.size}")
+    return int(a[0])
+
+
 def _neuron(cfg: dict | None, where: str, notes: list[str]) -> tuple[int, int, int]:
     """(iDecay, vDecay, vThMant) of a CUBA / LOIHI neuron as netx reads them."""
     if cfg is None:
@@ -238,18 +261,18 @@ def _neuron(cfg: dict | None, where: str, notes: list[str]) -> tuple[int, int, i
     if kind not in ("CUBA", "LOIHI"):
         raise NetxImportError(f"{where}: neuron type {kind!r} is not emulated (CUBA / LOIHI "
                               "LIF neurons are); run it in Lava directly")
-    if "messageBits" in cfg and int(np.asarray(cfg["messageBits"])) != 0:
-        raise NetxImportError(f"{where}: a CUBA neuron with messageBits "
-                              f"{int(np.asarray(cfg['messageBits']))}; netx gives it to a LIF "
-                              "that sends binary spikes; remove messageBits")
+    bits = _opt_int(cfg, "messageBits", where, 0)
+    if bits != 0:
+        raise NetxImportError(f"{where}: a CUBA neuron with messageBits {bits}; netx gives it "
+                              "to a LIF that sends binary spikes; remove messageBits")
     i_decay = _scalar(cfg, "iDecay", where, 0, 4096)
     dv = _scalar(cfg, "vDecay", where, 0, 4096)
     vth = _scalar(cfg, "vThMant", where, 0, (1 << 17))
-    if "refDelay" in cfg and int(np.asarray(cfg["refDelay"]).reshape(-1)[0]) > 1:
-        notes.append(f"{where}: refDelay {int(np.asarray(cfg['refDelay']).reshape(-1)[0])} "
-                     "is not run by netx (its LIF has no refractory period); emulated as "
-                     "netx runs it")
-    if "gradedSpike" in cfg and bool(np.asarray(cfg["gradedSpike"]).reshape(-1)[0]):
+    ref = _opt_int(cfg, "refDelay", where, 1)
+    if ref > 1:
+        notes.append(f"{where}: refDelay {ref} is not run by netx (its LIF has no refractory "
+                     "period); emulated as netx runs it")
+    if _opt_int(cfg, "gradedSpike", where, 0):
         notes.append(f"{where}: gradedSpike is set but netx's LIF sends binary spikes; "
                      "emulated as netx runs it")
     return i_decay, dv, vth
@@ -377,6 +400,19 @@ def read_netx(path, num_layers: int | None = None) -> NetxNet:
     if not path.is_file():
         raise NetxImportError(f"{path}: no such file")
     layers_cfg = _read_bounded(path)
+    try:
+        return _build(path, layers_cfg, num_layers)
+    except NetxImportError:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError,
+            ZeroDivisionError) as e:  # a malformed foreign file: one line, never a traceback
+        raise NetxImportError(f"{path}: not a netx file snnexport can read ("
+                              f"{type(e).__name__}: {str(e)[:160]})") from None
+
+
+def _build(path: Path, layers_cfg, num_layers: int | None) -> NetxNet:
+    if not isinstance(layers_cfg, dict):
+        raise NetxImportError(f"{path}: 'layer' must be a group")
     keys = [k for k in layers_cfg if str(k).isdigit()]
     if not keys or len(keys) != len(layers_cfg):
         raise NetxImportError(f"{path}: 'layer' must hold groups 0, 1, 2, ... (netx's layout)")
@@ -464,7 +500,7 @@ def read_netx(path, num_layers: int | None = None) -> NetxNet:
             w = _int_array(cfg["weight"], where, "weight")
             if w.ndim == 5 and w.shape[4] == 1:
                 w = w[..., 0]
-            groups = int(np.asarray(cfg.get("groups", 1)).reshape(-1)[0])
+            groups = _opt_int(cfg, "groups", where, 1)
             if w.ndim != 4 or len(shape) != 3 or w.shape[0] != shape[0] or groups < 1 \
                     or current[0] != w.shape[1] * groups:
                 raise NetxImportError(f"{where}: conv weight {list(w.shape)} (groups {groups}) "

@@ -1,7 +1,7 @@
 """Writes small netx HDF5 files with lava-dl's own exporter (slayer blocks' `export_hdf5`), for
 tests/test_netx_import.py. Run with the Lava environment's Python (lava-dl 0.6):
 
-    .venv-lava/bin/python tests/data/make_netx_nets.py OUTDIR
+    .venv-lava/bin/python tests/data/make_netx_nets.py tests/data/netx
 
 dense_cuba.net  input (64) -> dense 64->24 -> dense 24->10, CUBA with current decay > 0, biases
 conv.net        input (1x8x8) -> conv 1->4 3x3 stride 2 pad 1 -> flatten -> dense 64->10
