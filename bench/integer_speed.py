@@ -155,7 +155,7 @@ def exact_onnx(sess, fx, seq, x) -> dict:
             "spikes": {k: int(v.sum()) for k, v in emu.spikes.items()}}
 
 
-def candidates(threads, rounds):
+def candidates(threads, rounds, fx=None, seq=None):
     """The formulations onnx_fixed.py chose between, on the bench net's shapes (T*B = 128)."""
     from onnx import TensorProto, helper
 
@@ -242,10 +242,10 @@ def candidates(threads, rounds):
         print(f"  {name}, T*B = {n} (all equal: {exact}):")
         for k, v in times.items():
             print(f"    {k:<46} {1e3 * statistics.median(v):8.1f} ms")
-    neuron_candidates(threads, rounds)
+    neuron_candidates(threads, rounds, fx, seq)
 
 
-def neuron_candidates(threads, rounds):
+def neuron_candidates(threads, rounds, fx=None, seq=None):
     """The neuron loops (and the u wrap, the OR-pool) onnx_fixed.py chose between, on conv1's
     layer of the bench net: 128x28x28 neurons, T=8, B=16, its drive int32 [T*B, ...] as input
     (a random drive, a fifth of it large enough to need the clip)."""
@@ -281,7 +281,7 @@ def neuron_candidates(threads, rounds):
         g = GraphBuilder()
         old, onnx_common.CHUNK = onnx_common.CHUNK, chunk
         try:
-            s_seq, _ = _neuron_layer(g, layer(dv), "x", T, "nchw", 1 << 23, False, False)
+            s_seq, _, _ = _neuron_layer(g, layer(dv), "x", T, "nchw", 1 << 23, False, False)
         finally:
             onnx_common.CHUNK = old
         return model(g, [(s_seq, TensorProto.UINT8)])
@@ -316,6 +316,21 @@ def neuron_candidates(threads, rounds):
         wraps[f"im2col GEMM + u wrap, {label}"] = model(g, [(u, TensorProto.INT32)],
                                                        TensorProto.UINT8, x.shape)
     run_cases("conv2 drive with the 24-bit wrap", wraps, {"x": x}, rounds)
+
+    if fx is not None:  # the host layer's OR-pool with its neurons, or after them
+        from snnexport.exporters import onnx_fixed
+
+        whole = {}
+        for label, flag in (("neurons, then Cast + float MaxPool + Cast", False),
+                            ("pool as Max of the window corners' chunks (chosen)", True)):
+            old, onnx_fixed.POOL2 = onnx_fixed.POOL2, flag
+            try:
+                whole[label] = session(onnx_fixed.to_onnx_fixed(fx, debug=False),
+                                       threads=threads)
+            finally:
+                onnx_fixed.POOL2 = old
+        run_cases("the bench net's deployment artifact, its host layer and OR-pool", whole,
+                  {"bias0": seq}, rounds)
 
     pools = {}
     for label, cast in (("MaxPool on uint8", False),
@@ -467,7 +482,7 @@ def main():
           f"{pct(frac('emulator', 'int8 GEMM torch', e_run, i8_macs))}")
     if args.candidates:
         print("candidates (onnxruntime, median of the rounds):")
-        candidates(args.threads, args.rounds)
+        candidates(args.threads, args.rounds, fx, seq)
 
 
 if __name__ == "__main__":

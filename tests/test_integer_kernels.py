@@ -142,6 +142,58 @@ def test_fast_emulator_wraps_currents_and_conv_sums_like_the_plain_one():
     assert stats.u_wrapped["c"] > 0
 
 
+def _onnx_equals_emulator(net, x, debug_too=True):
+    """The integer ONNX artifact (bias0 one row for all steps, and one row per step) against
+    the emulator: every spike and membrane; the deployment graph's outputs against both."""
+    emu = emulate(net, x, ir_units=False)
+    mant, _ = host_bias_mant(net.layers[0], x.unsqueeze(0), net.input_shape)
+    seq = mant.to(torch.int16).numpy()
+    sess = session(to_onnx_fixed(net))
+    for feed in (seq, np.ascontiguousarray(np.broadcast_to(seq, (net.time_steps,
+                                                                 *seq.shape[1:])))):
+        out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"bias0": feed}),
+                       strict=True))
+        for k, s in emu.spikes.items():
+            assert np.array_equal(out[f"spikes:{k}"], s.numpy().astype(np.uint8)), k
+        for k, h in emu.membrane.items():
+            assert np.array_equal(out[f"h:{k}"], h.numpy().astype(np.int64)), k
+    deploy = session(to_onnx_fixed(net, debug=False)).run(None, {"bias0": seq})
+    assert [o.name for o in deploy_outputs(net)] == ["outputs"]
+    assert np.array_equal(deploy[0], out["outputs"])
+    return emu
+
+
+def deploy_outputs(net):
+    return to_onnx_fixed(net, debug=False).graph.output
+
+
+def test_integer_onnx_wraps_currents_and_clips_membranes_like_the_emulator():
+    """The rare paths in the integer ONNX artifact (int32 throughout): a dense and a conv
+    (channels-last) layer whose sums pass 2^17 (u = a << 6 wraps at 24 bits: 600 and 576
+    spiking inputs at the largest weights), their membranes driven past 2^23 - 1 (clipped;
+    dv = 0 keeps everything), one neuron memoryless (dv = 4095, the float32 decay) beside
+    them, the other decays of the float64 kind; against the emulator, whose counts show the
+    paths were taken."""
+    w = np.full((3, 600), 254)
+    w[1] = -256
+    dense = FixedLayer("n", "dense", (3,), w, np.array([0, 0, 4095]), 131071,
+                       np.zeros(3, np.int64), 1.0)
+    stats = EmulatorStats()
+    emulate(_driven(dense, (600,)), torch.zeros(2, 1), stats, ir_units=False)
+    assert stats.u_wrapped["n"] > 0 and stats.v_clipped["n"] > 0
+    _onnx_equals_emulator(_driven(dense, (600,)), torch.zeros(2, 1))
+    cw = np.full((2, 64, 3, 3), 254)
+    cw[1] = -256
+    conv = FixedLayer("c", "conv", (2, 4, 4), cw, np.full((2, 4, 4), 1000), 131071,
+                      np.zeros((2, 4, 4), np.int64), 1.0, padding=(1, 1))
+    conv.dv[0, 0, 0] = 0
+    net = _driven(conv, (64, 4, 4))
+    stats = EmulatorStats()
+    emulate(net, torch.zeros(2, 1, 4, 4), stats, ir_units=False)
+    assert stats.u_wrapped["c"] > 0 and stats.v_clipped["c"] > 0
+    _onnx_equals_emulator(net, torch.zeros(2, 1, 4, 4))
+
+
 SYNAPSES = {
     "dense": dict(kind="dense", shape=(24,), w=(24, 50), x=(50,)),
     "conv": dict(kind="conv", shape=(8, 6, 6), w=(8, 5, 3, 3), x=(5, 6, 6), padding=(1, 1)),

@@ -16,7 +16,7 @@ def write(net, path):
 def note(options: dict) -> str:
     from ..exporters.onnx_export import OPSET
 
-    return (f"ONNX opset {OPSET}: bias0 int64 [T, B, *first layer] (host current "
+    return (f"ONNX opset {OPSET}: bias0 int16 [T or 1, B, *first layer] (host current "
             "mantissas) -> spikes:<layer> uint8, h:<layer> int64, outputs")
 
 

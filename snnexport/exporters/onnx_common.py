@@ -57,10 +57,10 @@ def per_step(g: GraphBuilder, y: str, tb: str, shape) -> str:
 CHUNK = 8192
 
 
-def chunks(p: int) -> int:
+def chunks(p: int, group: int = 1) -> int:
     """How many chunks the p neurons of a sample are cut into: the divisor of p nearest to
-    p / CHUNK."""
-    target = max(1, round(p / CHUNK))
+    p / CHUNK, or to p group / CHUNK for chunks that run `group` at a time."""
+    target = max(1, round(p * group / CHUNK))
     return min((n for n in range(1, p + 1) if p % n == 0), key=lambda n: (abs(n - target), n))
 
 

@@ -127,21 +127,39 @@ def _neuron_scan(g: GraphBuilder, layer: FixedLayer, drive_seq: str, bias: np.nd
 
 
 def _per_neuron(layer: FixedLayer, value, layout: str, dtype) -> np.ndarray:
-    """A per-neuron array (or scalar) of `layer` as a flat [P] array in the layout's order."""
+    """A per-neuron array (or scalar) of `layer` as a flat [P] array in the layout's order:
+    'nchw', 'nhwc', or 'pool2' ([2, 2, C, H/2, W/2]: the four corners of every 2x2 window in
+    four planes, `_neuron_layer`)."""
     a = np.broadcast_to(np.asarray(value), layer.shape)
     if layout == "nhwc":
         a = a.transpose(1, 2, 0)
+    elif layout == "pool2":
+        c, h, w = layer.shape
+        a = a.reshape(c, h // 2, 2, w // 2, 2).transpose(2, 4, 0, 1, 3)
     return np.ascontiguousarray(a, dtype).reshape(-1)
 
 
 def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, layout: str,
-                  drive_bound: int, host: bool, with_h: bool) -> tuple[str, str | None]:
+                  drive_bound: int, host: bool, with_h: bool, with_spikes: bool = True
+                  ) -> tuple[str | None, str | None, str | None]:
     """The layer's neurons over the T steps, unrolled, in int32, chunk by chunk (module
     docstring, "Neurons"). drive: int32 u [T*B, ...] in `layout` order (|u| <= drive_bound),
-    or, for the host layer, the int64 bias mantissas [T, B, *shape]. Returns (spikes uint8
-    [T, B, *shape], h int32 [T, B, *shape] if with_h)."""
+    or, for the host layer, bias0 (int16 [T_in, B, *shape]). Returns (spikes uint8
+    [T, B, *shape] if with_spikes, h int32 [T, B, *shape] if with_h, the spikes' 2x2 OR-pool
+    uint8 [T, B, C, H/2, W/2] for layout 'pool2', else None).
+
+    Layout 'pool2' (a host layer whose spikes go only to a 2x2 stride-2 OR-pool, the 000 net's
+    c-BN-PLIF-MP): the neurons in four planes, one per corner of the pool windows, each plane
+    cut into chunks; the four chunks of the same windows run their steps together and the pool
+    is the Max of their uint8 spikes, in cache (no MaxPool over the whole layer afterwards)."""
     p = layer.n
-    n = chunks(p)
+    if layout == "pool2":
+        n_p = chunks(p // 4, group=POOL2_GROUP)  # chunks per plane
+        n = 4 * n_p
+        groups = [[q * n_p + j for q in range(4)] for j in range(n_p)]
+    else:
+        n = chunks(p)
+        groups = [[i] for i in range(n)]
     m = p // n
     k = _per_neuron(layer, 4096 - np.asarray(layer.dv, np.int64), layout, np.int64)
     v_init = _per_neuron(layer, layer.v_init, layout, np.int64)
@@ -159,6 +177,11 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
     decay = ("none" if (k == 4096).all() else
              "f32" if ((k & (k - 1)) == 0).all() else "f64")
     fdt, ftype = (np.float32, F32) if decay == "f32" else (np.float64, TensorProto.DOUBLE)
+    if layout == "pool2":  # [T_in, B, C, H, W] -> [T_in, B, 2, 2, C, H/2, W/2] (int16: cheap)
+        c_, h_, w_ = layer.shape
+        drive = g.op("Transpose", [g.op("Reshape", [drive, _i64(
+            g, "win", [0, 0, c_, h_ // 2, 2, w_ // 2, 2])], "windows")], "corners",
+            perm=[0, 1, 4, 6, 2, 3, 5])
     seq = g.op("Reshape", [drive, _i64(g, "tbnm", [-1 if host else t_steps, 0 if host else -1,
                                                    n, m])], "by_chunk")
     if host:  # bias0 [T_in, B, ...], T_in = T or 1: step t reads row min(t, T_in - 1)
@@ -172,54 +195,74 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
     zero = g.const("zero", 0, np.int32)
     spikes = [[None] * n for _ in range(t_steps)]
     hs = [[None] * n for _ in range(t_steps)]
-    for i in range(n):
-        c = chunk_const(g, "k", k / 4096, n, i, fdt) if decay != "none" else None
-        b = chunk_const(g, "bias", bias, n, i, np.int32) if bias is not None else None
-        d0 = chunk_const(g, "dec0", dec0, n, i, np.int32) if dec0.any() else None
-        v = None
-        if host:  # the chunk's 13-bit bias mantissas (host_bias_mant's range) << 6, int32
-            # [T_in, B, 1, m]: converted once per chunk (once for all steps when T_in = 1)
-            chunk = g.op("Slice", [seq, _i64(g, "st", [i]), _i64(g, "en", [i + 1]),
-                                   _i64(g, "ax", [2])], "chunk")
-            chunk = g.op("Mul", [g.op("Clip", [g.op("Cast", [chunk], "b32", to=I32), g.const(
-                "lo", -BIAS_MANT_MAX - 1, np.int32), g.const("hi", BIAS_MANT_MAX, np.int32)],
-                "b13"), g.const("act", 64, np.int32)], "host_u")
+    pooled = [[None] * len(groups) for _ in range(t_steps)]
+    for gi, group in enumerate(groups):
+        consts, v = {}, {}
+        for i in group:
+            consts[i] = (
+                chunk_const(g, "k", k / 4096, n, i, fdt) if decay != "none" else None,
+                chunk_const(g, "bias", bias, n, i, np.int32) if bias is not None else None,
+                chunk_const(g, "dec0", dec0, n, i, np.int32) if dec0.any() else None,
+                None)
+            if host:  # the chunk's 13-bit bias mantissas (host_bias_mant's range) << 6, int32
+                # [T_in, B, 1, m]: converted once per chunk (once for all steps when T_in = 1)
+                chunk = g.op("Slice", [seq, _i64(g, "st", [i]), _i64(g, "en", [i + 1]),
+                                       _i64(g, "ax", [2])], "chunk")
+                chunk = g.op("Mul", [g.op("Clip", [g.op("Cast", [chunk], "b32", to=I32),
+                                                   g.const("lo", -BIAS_MANT_MAX - 1, np.int32),
+                                                   g.const("hi", BIAS_MANT_MAX, np.int32)],
+                                          "b13"), g.const("act", 64, np.int32)], "host_u")
+                consts[i] = (*consts[i][:3], chunk)
         for t in range(t_steps):
-            if not host:
-                d = g.op("Slice", [seq, _i64(g, "st", [t, i]), _i64(g, "en", [t + 1, i + 1]),
-                                   _i64(g, "ax", [0, 2])], "d")  # [1, B, 1, m]
-            else:
-                d = g.op("Slice", [chunk, rows[t], rows_end[t], _i64(g, "ax", [0])], "d")
-            if t == 0:
-                h = g.op("Add", [d, d0], "h") if d0 is not None else d
-            else:
-                if c is not None:
-                    v = g.op("Cast", [g.op("Mul", [g.op("Cast", [v], "vf", to=ftype), c],
-                                           "kv")], "decayed", to=I32)
-                h = g.op("Add", [v, d], "h")
-            if b is not None:
-                h = g.op("Add", [h, b], "biased")
-            if clip:
-                h = g.op("Clip", [h, g.const("lo", -STATE_MAX, np.int32),
-                                  g.const("hi", STATE_MAX, np.int32)], "clipped")
-            # keep = [h <= vth] = clip(vth + 1 - h, 0, 1) on integers (cheaper than Greater
-            # + Cast in onnxruntime); the spike is 1 - keep, the reset v = h keep
-            keep = g.op("Clip", [g.op("Sub", [vth1, h], "margin"), zero, one], "keep")
-            spikes[t][i] = g.op("Cast", [g.op("Sub", [one, keep], "fired")], "s", to=U8)
-            hs[t][i] = h
-            if t < t_steps - 1:
-                v = g.op("Mul", [h, keep], "v")
+            for i in group:
+                c, b, d0, chunk = consts[i]
+                if not host:
+                    d = g.op("Slice", [seq, _i64(g, "st", [t, i]), _i64(g, "en", [t + 1, i + 1]),
+                                       _i64(g, "ax", [0, 2])], "d")  # [1, B, 1, m]
+                else:
+                    d = g.op("Slice", [chunk, rows[t], rows_end[t], _i64(g, "ax", [0])], "d")
+                if t == 0:
+                    h = g.op("Add", [d, d0], "h") if d0 is not None else d
+                else:
+                    vi = v[i]
+                    if c is not None:
+                        vi = g.op("Cast", [g.op("Mul", [g.op("Cast", [vi], "vf", to=ftype), c],
+                                                "kv")], "decayed", to=I32)
+                    h = g.op("Add", [vi, d], "h")
+                if b is not None:
+                    h = g.op("Add", [h, b], "biased")
+                if clip:
+                    h = g.op("Clip", [h, g.const("lo", -STATE_MAX, np.int32),
+                                      g.const("hi", STATE_MAX, np.int32)], "clipped")
+                # keep = [h <= vth] = clip(vth + 1 - h, 0, 1) on integers (cheaper than a
+                # comparison + Cast in onnxruntime); the spike is 1 - keep, the reset v = h keep
+                keep = g.op("Clip", [g.op("Sub", [vth1, h], "margin"), zero, one], "keep")
+                spikes[t][i] = g.op("Cast", [g.op("Sub", [one, keep], "fired")], "s", to=U8)
+                hs[t][i] = h
+                if t < t_steps - 1:
+                    v[i] = g.op("Mul", [h, keep], "v")
+            if layout == "pool2":
+                pooled[t][gi] = g.op("Max", [spikes[t][i] for i in group], "or_pool")
 
-    def assemble(parts, hint):
-        steps = [ps[0] if n == 1 else g.op("Concat", ps, hint, axis=2) for ps in parts]
+    def assemble(parts, hint, shape=layer.shape, lay=layout):
+        steps = [ps[0] if len(ps) == 1 else g.op("Concat", ps, hint, axis=2) for ps in parts]
         out = g.op("Concat", steps, hint, axis=0) if t_steps > 1 else steps[0]  # [T, B, n, m]
-        if layout == "nhwc":
-            c_, h_, w_ = layer.shape
-            out = g.op("Transpose", [g.op("Reshape", [out, _i64(g, "s", [t_steps, -1, h_, w_, c_])],
-                                          hint)], hint, perm=[0, 1, 4, 2, 3])
-        return g.op("Reshape", [out, _i64(g, "s", [t_steps, -1, *layer.shape])], hint)
+        c_, h_, w_ = shape if len(shape) == 3 else (0, 0, 0)
+        if lay == "nhwc":
+            out = g.op("Transpose", [g.op("Reshape", [out, _i64(
+                g, "s", [t_steps, -1, h_, w_, c_])], hint)], hint, perm=[0, 1, 4, 2, 3])
+        elif lay == "pool2":
+            out = g.op("Transpose", [g.op("Reshape", [out, _i64(
+                g, "s", [t_steps, -1, 2, 2, c_, h_ // 2, w_ // 2])], hint)], hint,
+                perm=[0, 1, 4, 5, 2, 6, 3])
+        return g.op("Reshape", [out, _i64(g, "s", [t_steps, -1, *shape])], hint)
 
-    return assemble(spikes, "spikes"), (assemble(hs, "h") if with_h else None)
+    pool = None
+    if layout == "pool2":
+        c_, h_, w_ = layer.shape
+        pool = assemble(pooled, "pooled", (c_, h_ // 2, w_ // 2), "nchw")
+    return (assemble(spikes, "spikes") if with_spikes else None,
+            assemble(hs, "h") if with_h else None, pool)
 
 
 def _synapse(g: GraphBuilder, layer: FixedLayer, s_seq: str, tb: str, in_shape, peak: int = 1,
@@ -381,6 +424,8 @@ def _wrap(g: GraphBuilder, x: str, bits: int, dtype) -> str:
                         g.const("half", half, dtype)], f"wrap{bits}")
 
 
+POOL2_GROUP = 1
+POOL2 = True  # the host layer's 2x2 OR-pool with its neurons (bench/integer_speed.py --candidates)
 FLOAT_WRAP = True  # the float32 form of u's wrap where exact (bench/integer_speed.py --candidates)
 
 
@@ -437,6 +482,24 @@ def or_pool(layer: FixedLayer, peak: int) -> bool:
             and not np.asarray(layer.v_init).any() and layer.bias_mant is None
             and getattr(layer, "weight_exp", 0) == 0 and 64 * sum_bound(w, peak) < WRAP
             and all(p < k for p, k in zip(layer.padding, w.shape[2:], strict=True)))
+
+
+def _pool2_after(net: FixedNet, layer: FixedLayer) -> FixedLayer | None:
+    """The OR-pool `_neuron_layer` can compute with `layer`'s neurons (layout 'pool2'): the
+    next layer, an `or_pool` of 2x2 windows at stride 2 without padding on `layer`'s spikes,
+    which nothing else takes (no merge, no other synapse), on an even map."""
+    k = net.layers.index(layer)
+    if k + 1 >= len(net.layers) or not layer.spiking or len(layer.shape) != 3:
+        return None
+    pool = net.layers[k + 1]
+    takers = [x for x in net.layers[k + 2:] if x.source == layer.name]
+    takers += [s for x in net.layers for s in x.synapses if s.source == layer.name]
+    takers += [m for m in net.merges if layer.name in m.inputs]
+    ok = (or_pool(pool, 1) and not pool.source and not takers
+          and np.asarray(pool.weight).shape[2:] == (2, 2) and tuple(pool.stride) == (2, 2)
+          and tuple(pool.padding) == (0, 0) and layer.shape[1] % 2 == 0
+          and layer.shape[2] % 2 == 0)
+    return pool if ok else None
 
 
 def _or_pool(g: GraphBuilder, layer: FixedLayer, s_seq: str, tb: str, in_shape,
@@ -502,12 +565,18 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
                                                      ["T", "B", *layer.shape]))
         return s_name, f"h:{layer.name}"
 
+    pooled = {}  # an OR-pool computed with the host layer's neurons ('pool2')
+
     def neurons(layer: FixedLayer, drive: str, layout: str = "nchw", bound: int = 0):
         """(spikes, h) of a layer; the graph's outputs when debug."""
         if plain:
             return _neuron_scan(g, layer, drive, layer.bias_mant, batch, named(layer))
         need_h = debug or (not layer.spiking and layer is net.layers[last])
-        s, h = _neuron_layer(g, layer, drive, t_steps, layout, bound, layer is host, need_h)
+        pool = _pool2_after(net, layer) if layer is host and POOL2 else None
+        s, h, p = _neuron_layer(g, layer, drive, t_steps, "pool2" if pool else layout, bound,
+                                layer is host, need_h, with_spikes=debug or not pool)
+        if pool:
+            pooled[pool.name] = p
         if debug:
             if layer.spiking:
                 _output(g, outputs, s, f"spikes:{layer.name}", U8, layer.shape)
@@ -541,7 +610,9 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
                 peak = peak_of(layer.source)
             extra = [(syn, value(syn.source), net.shape_of(syn.source), peak_of(syn.source))
                      for syn in layer.synapses]
-            if not plain and or_pool(layer, peak):
+            if layer.name in pooled:
+                s_seq = pooled[layer.name]
+            elif not plain and or_pool(layer, peak):
                 s_seq = _or_pool(g, layer, x_in, tb, in_shape, peak)
             elif plain:
                 u = _synapse(g, layer, x_in, tb, in_shape, peak, extra, plain)
