@@ -282,20 +282,16 @@ def load_model(path, time_steps: int | None = None) -> LoadedModel:
 
 
 def _read_hdf5_model(path: Path) -> Graph:
-    """A NIR file; a netx file (lava-dl's HDF5, a 'layer' group) is named as such."""
+    """A NIR file (netx files are told apart before: load_model / quant.netx_import)."""
     import h5py
 
     from .importers.nir_import import read_nir
 
     try:
-        with h5py.File(path, "r") as f:
-            keys = set(f.keys())
+        with h5py.File(path, "r"):
+            pass
     except OSError as exc:
         raise UsageError(f"{path}: not a readable HDF5 file ({exc})") from None
-    if "layer" in keys and "node" not in keys:
-        raise UsageError(f"{path}: a netx (lava-dl) file; snnexport reads snnexport "
-                         "checkpoints, .snnir and NIR files; export the network it came from "
-                         "to NIR")
     return read_nir(path)
 
 

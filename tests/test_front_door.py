@@ -1,6 +1,6 @@
 """Model files through the command line, told apart by content: a NIR file written by snnTorch's
 own exporter (which does not say T) runs with --time-steps; a NIR file with a misleading name
-is still read as NIR; a netx file is named as such; and the package's Python API is reachable
+is still read as NIR; a netx file is read as netx; and the package's Python API is reachable
 from its top level."""
 
 import json
@@ -72,7 +72,8 @@ def test_files_are_told_apart_by_content_not_name(tmp_path, capsys):
     capsys.readouterr()
     assert main(["inspect", str(nir_file)]) == 0
     assert "layers.sn1" in capsys.readouterr().out
-    # a netx file (HDF5 with netx's 'layer' group) is named, not misread
+    # a netx file (HDF5 with netx's 'layer' group) is read as netx, not misread as NIR: a
+    # broken one is refused naming its layer
     import h5py
 
     netx = tmp_path / "lava.net"
@@ -80,7 +81,7 @@ def test_files_are_told_apart_by_content_not_name(tmp_path, capsys):
         f.create_group("layer").create_group("0")["type"] = np.bytes_("dense")
     assert main(["inspect", str(netx)]) == 2
     err = capsys.readouterr().err
-    assert "a netx (lava-dl) file" in err and err.count("\n") == 1, err
+    assert "layer/0: dense block without 'weight'" in err and err.count("\n") == 1, err
     bad = tmp_path / "nonsense.pt"
     bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 40)
     assert main(["inspect", str(bad)]) == 2
