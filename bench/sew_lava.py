@@ -1,8 +1,8 @@
 """The bundled SEW-ResNet on both Lava targets, 4 MNIST-5k test digits (issue 13): lava-float
-against the float64 IR reference, lava-fixed against the emulator, every spike of every layer.
-Too slow on a shared 2-core CPU for `make test` (Lava's Var.set sends a layer's values one item
-at a time, and every layer's v is set at every sample start), so the tests run a narrower
-variant (tests/test_sew_lava.py) and this script the full one:
+against the float64 IR reference, lava-fixed against the emulator, every spike of every layer;
+what tests/test_sew_lava.py asserts, with each target's wall time printed and the number of
+samples a knob (Lava's CPU simulation is slow: Var.set sends a layer's values one item at a
+time, and every layer's v is set at every sample start):
 
     .venv/bin/python bench/sew_lava.py [--model examples/models/mnist5k_sew.pt] [--samples 4]
 

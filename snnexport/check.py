@@ -25,7 +25,7 @@ from .parity import TOL, ParityReport, compare, run_torch_reference
 from .quant import QuantError
 from .quant.netx_import import NetxNet, is_netx_file, read_netx
 from .sim.limits import count, ensure_fits, first, fit_input, run_bytes, time_steps_of
-from .sim.reference import simulate
+from .sim.reference import SimResult, simulate
 
 
 @dataclass
@@ -350,7 +350,8 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
           target_dtype: torch.dtype = torch.float64,
           calib_samples: int = 200, decays: int | None = None,
           lowered: Lowered | None = None, workers: int = 1,
-          ray_address: str | None = None) -> ParityReport:
+          ray_address: str | None = None,
+          reference_runs: ReferenceRuns | None = None) -> ParityReport:
     """Reference: the original model in reference_dtype, or an IR file simulated in float64
     (for targets checked against the emulator: the emulator of the fixed-point IR). Target
     'reference': the folded IR (or `target_graph`) in target_dtype. Inputs: the first `samples`
@@ -364,7 +365,10 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
     `workers` N > 1 (or `ray_address`): the samples cut into N contiguous shards, each checked
     by a Ray task (snnexport.distributed), on the same folded graph / fixed-point net made
     here once; the shards' reports merged into the one a single process gives. A shard that
-    fails on every try is listed in `failed_shards` (the report is then not exact)."""
+    fails on every try is listed in `failed_shards` (the report is then not exact).
+    `reference_runs`: reference runs kept across checks (ReferenceRuns; deploy hands one to
+    every check): a batch the same reference already ran is taken from it, not run again (one
+    process only: Ray shards run their own)."""
     if isinstance(loaded.graph, NetxNet):  # an imported netx file: snnexport/netx_check.py
         from .netx_check import check_model
 
@@ -425,7 +429,7 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
                  thresholds, tol, batch_size,
                  f"{target} ({backend.description}, {str(dtype).split('.')[-1]})")
     if not use_ray:
-        report, counters = _check_shard(plan, x, y, 0)
+        report, counters = _check_shard(plan, x, y, 0, reference_runs)
     else:  # what every shard shares is shipped once; each shard gets its own inputs
         from .lava.target import LavaError  # a Lava runner that crashed or timed out: retried
 
@@ -481,10 +485,12 @@ class _Plan:
     target: str  # the report's name of the target
 
 
-def _check_shard(plan: _Plan, x: torch.Tensor, y: torch.Tensor, offset: int):
+def _check_shard(plan: _Plan, x: torch.Tensor, y: torch.Tensor, offset: int,
+                 reference_runs: ReferenceRuns | None = None):
     """The parity report of samples offset .. offset + len(y) - 1 (x, y: those samples), and
     the emulator's saturation counters on them. One process runs all samples as one shard;
-    a Ray task runs one shard of them."""
+    a Ray task runs one shard of them. `reference_runs`: reference batches kept across checks
+    (one process only)."""
     backend = plan.backend
     stats = None
     if backend.fixed_point:
@@ -506,7 +512,9 @@ def _check_shard(plan: _Plan, x: torch.Tensor, y: torch.Tensor, offset: int):
         xb, yb = x[lo:lo + plan.batch_size], y[lo:lo + plan.batch_size]
         if xb.dim() == len(in_shape) + 2:  # frame sequences are stored [N, T, ...]
             xb = xb.transpose(0, 1)
-        if reference is not None:
+        if reference_runs is not None:
+            ref = reference_runs.get(plan, x[lo:lo + plan.batch_size], xb, stats)
+        elif reference is not None:
             ref = reference(xb, plan.reference_dtype)
         else:
             ref = simulate(plan.graph, xb, dtype=torch.float64, record_membrane=True)
@@ -520,6 +528,125 @@ def _check_shard(plan: _Plan, x: torch.Tensor, y: torch.Tensor, offset: int):
         counters = {"v_clipped": dict(stats.v_clipped), "u_wrapped": dict(stats.u_wrapped),
                     "bias_clipped": dict(stats.bias_clipped)}
     return report, counters
+
+
+COUNTERS = ("v_clipped", "u_wrapped", "bias_clipped")  # EmulatorStats' per-layer counts
+
+
+@dataclass
+class _Kept:
+    key: tuple  # (kind, the reference object, dtype): ReferenceRuns.key
+    samples: torch.Tensor  # the batch as check cut it, [B, ...] (frames not yet transposed)
+    result: SimResult
+    counters: dict | None  # the emulator's saturation counts on this batch (None: the model)
+    saturated: dict | None  # the emulator's where-saturated masks of this batch
+    nbytes: int
+
+
+class ReferenceRuns:
+    """Reference runs kept in one process for the checks that follow, so that a deploy runs
+    each reference once on its samples: the trained model (reference, nir, onnx, fixed,
+    lava-float) and the emulator of the fixed-point net (onnx-fixed, lava-fixed, netx).
+
+    A run is keyed by what it depends on: which reference (the model's own forward in its
+    dtype, an IR file's float64 simulation, or the emulator of one fixed-point net object,
+    i.e. of one calibration and decay grouping: Lowered makes it once per settings) and the
+    batch of samples, compared element for element. A batch is taken whole when that reference
+    ran the same samples as one batch: the same numbers as running it again. The emulator
+    (integer arithmetic per sample, after a float64 host current rounded to mantissas) also
+    gives the first k rows of a batch it ran (the Lava targets' first --lava-samples of the
+    fast targets' samples), with its saturation counts when that batch had none (else it runs
+    again: counts of a few rows are not kept); tests/test_deploy.py checks the rows equal a run
+    of the k samples alone. The float model is taken only whole: a float GEMM's rounding may
+    depend on the batch size. Runs are kept up to `budget` bytes (default an eighth of the
+    memory available), then run as before; `clear()` frees them. `runs`, `reused`, `seconds`:
+    batches run, batches taken from a kept run, time spent running."""
+
+    def __init__(self, budget: int | None = None):
+        from .sim.limits import available_memory
+
+        self.budget = available_memory() // 8 if budget is None else int(budget)
+        self.runs, self.reused, self.seconds = 0, 0, 0.0
+        self._kept: list[_Kept] = []
+        self._bytes = 0
+
+    def clear(self) -> None:
+        self._kept.clear()
+        self._bytes = 0
+
+    @staticmethod
+    def key(plan: _Plan) -> tuple:
+        if plan.backend.reference == "emulator":
+            return ("emulator", plan.inp, None)
+        if plan.reference is not None:
+            return ("model", plan.reference, plan.reference_dtype)
+        return ("simulation", plan.graph, torch.float64)
+
+    def get(self, plan: _Plan, samples: torch.Tensor, xb: torch.Tensor, stats) -> SimResult:
+        """The reference's result on `xb` (the batch `samples` as the run takes it), kept or
+        run now; the emulator's saturation counts of it added to `stats`."""
+        key = self.key(plan)
+        emulator = key[0] == "emulator"
+        n = len(samples)
+        for kept in self._kept:
+            if (kept.key[0] != key[0] or kept.key[1] is not key[1] or kept.key[2] != key[2]
+                    or kept.samples.dtype != samples.dtype
+                    or kept.samples.shape[1:] != samples.shape[1:]):
+                continue
+            whole = len(kept.samples) == n
+            if not whole and not (emulator and n < len(kept.samples) and not any(
+                    v for c in kept.counters.values() for v in c.values())):
+                continue
+            if not torch.equal(kept.samples[:n], samples):
+                continue
+            self.reused += 1
+            if emulator:
+                if whole:
+                    for name, per_layer in kept.counters.items():
+                        counts = getattr(stats, name)
+                        for layer, c in per_layer.items():
+                            counts[layer] = counts.get(layer, 0) + c
+                stats.saturated.clear()
+                stats.saturated.update({k: v if whole else v[:, :n]
+                                        for k, v in kept.saturated.items()})
+            return kept.result if whole else _first_rows(kept.result, n)
+        import time
+
+        start = time.perf_counter()
+        if emulator:
+            from .quant.emulator import emulate
+
+            before = {name: dict(getattr(stats, name)) for name in COUNTERS}
+            ref = emulate(plan.inp, xb, stats)
+            counters = {name: {layer: c - before[name].get(layer, 0)
+                               for layer, c in getattr(stats, name).items()}
+                        for name in COUNTERS}
+            saturated = dict(stats.saturated)
+        else:
+            counters = saturated = None
+            if plan.reference is not None:
+                ref = plan.reference(xb, plan.reference_dtype)
+            else:
+                ref = simulate(plan.graph, xb, dtype=torch.float64, record_membrane=True)
+        self.seconds += time.perf_counter() - start
+        self.runs += 1
+        nbytes = _nbytes(samples, ref.outputs, ref.scores, *ref.spikes.values(),
+                         *ref.membrane.values(), *(saturated or {}).values())
+        if self._bytes + nbytes <= self.budget:
+            self._kept.append(_Kept(key, samples.clone(), ref, counters, saturated, nbytes))
+            self._bytes += nbytes
+        return ref
+
+
+def _nbytes(*tensors) -> int:
+    return sum(t.nelement() * t.element_size() for t in tensors if t is not None)
+
+
+def _first_rows(res: SimResult, n: int) -> SimResult:
+    """The first n samples of a result: outputs, spikes and H are [T, B, ...], scores [B, ...]."""
+    return SimResult(res.outputs[:, :n], res.scores[:n],
+                     {k: v[:, :n] for k, v in res.spikes.items()},
+                     {k: v[:, :n] for k, v in res.membrane.items()})
 
 
 @dataclass

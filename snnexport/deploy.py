@@ -129,7 +129,7 @@ def _deploy(loaded, out: Path, outdir: str, data, targets, samples, lava_samples
             expect_accuracy=None) -> dict:
     from tqdm import tqdm
 
-    from .check import check
+    from .check import ReferenceRuns, check
     from .data import load_dataset
     from .lint import as_dicts, from_reports, lint
 
@@ -165,12 +165,17 @@ def _deploy(loaded, out: Path, outdir: str, data, targets, samples, lava_samples
     ds = load_dataset(data, loaded.graph.metadata.get("time_steps"))
     calib_x = ds.x_train[:calib_samples]
     counts = []  # the operation counts, made on the first energy step not done yet
+    # each reference (the model, the emulator of the fixed-point net) runs once on its samples:
+    # every check that compares with it takes the batches kept here (dropped after the checks)
+    reference_runs = ReferenceRuns()
     steps = ["lint", "fold", "exports"] + [f"check:{t}" for t in chosen] + \
         [f"energy:{p}" for p in available_profiles()] + ["report"]
     bar = tqdm(steps, desc="deploy", unit="step", disable=not progress, file=sys.stderr)
     done = []
     for step in bar:
         bar.set_postfix_str(step)
+        if not step.startswith("check:"):
+            reference_runs.clear()
         if step == "lint":
             path = out / "lint.json"
             if not path.exists():
@@ -193,7 +198,8 @@ def _deploy(loaded, out: Path, outdir: str, data, targets, samples, lava_samples
             try:
                 report = check(loaded, target, data, n, calib_samples=calib_samples,
                                decays=decays if backend.fixed_point else None,
-                               lowered=lowered, workers=workers, ray_address=ray_address)
+                               lowered=lowered, workers=workers, ray_address=ray_address,
+                               reference_runs=reference_runs)
                 result = report.to_dict()
             except refusals() as exc:  # the target cannot express this model: not a failure
                 result = {"target": target, "refused": str(exc),

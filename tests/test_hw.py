@@ -160,13 +160,16 @@ def test_a_spike_merge_before_a_synapse_is_expressed_and_lava_times_it(merge, op
     assert (syn.name, syn.source, syn.origin) == ("c3", "m", "m")
     assert isinstance(m, SpikeMerge)
     # Lava (lava.lowering.lower_residual): an ADD is c3 on both summands, the shorter path
-    # (n, one hop less than n2) one step late; an AND / IAND a merge neuron one hop behind
+    # (n, one hop less than n2) one step late: a conv, so it reads a relay of n's spikes one
+    # step later (n@+1); an AND / IAND a merge neuron one hop behind (its identity synapse
+    # from n one step late)
     _, _, stages, _ = lava_lower(sew_graph(merge))
     links = {st.key: [(lk.source, lk.delay) for lk in st.links] for st in stages}
     depth = {st.key: st.depth for st in stages}
     if op == "add":
-        assert links == {"n": [], "n2": [("n", 0)], "n3": [("n2", 0), ("n", 1)]}
-        assert depth == {"n": 0, "n2": 1, "n3": 2}
+        assert links == {"n": [], "n2": [("n", 0)], "n@+1": [("n", 0)],
+                         "n3": [("n2", 0), ("n@+1", 0)]}
+        assert depth == {"n": 0, "n2": 1, "n@+1": 1, "n3": 2}
     else:
         assert links == {"n": [], "n2": [("n", 0)], "m": [("n2", 0), ("n", 1)],
                          "n3": [("m", 0)]}

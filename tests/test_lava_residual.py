@@ -214,3 +214,16 @@ def test_the_merge_neurons_compute_and_and_iand_exactly():
         v = [(w_a * a + w_b * b) << 6 for a, b in pairs]
         assert [int(x > vth << 6) for x in v] == expected
         assert all(int(np.sign(x) * (abs(x) * 1 >> 12)) == 0 for x in v)  # residue: 0
+
+
+def test_the_relay_neurons_repeat_a_spike_train_exactly():
+    """A relay (lowering.relay_stage: a delayed conv reads the spikes it repeats) fires on one
+    input spike and not on none: float weight 1 over threshold 0.5; fixed weight 2, a_in << 6
+    = 128 over vth_mant 1 << 6, and what stays in v decays to 0 in one step (dv = 4095)."""
+    from snnexport.lava.lowering import RELAY_FIXED, RELAY_FLOAT
+
+    w, thr = RELAY_FLOAT
+    assert [int(w * s > thr) for s in (0, 1)] == [0, 1]
+    w, vth = RELAY_FIXED
+    assert [int((w * s) << 6 > vth << 6) for s in (0, 1)] == [0, 1]
+    assert w % 2 == 0 and ((w << 6) >> 12) == 0  # kept by 8-bit truncation; no residue

@@ -27,9 +27,10 @@ from snnexport.sim.reference import simulate
 
 MODELS = Path(__file__).resolve().parent.parent / "examples" / "models"
 BUNDLED = sorted(p.name for p in MODELS.glob("*.pt"))
+CHAINS = [n for n in BUNDLED if "sew" not in n]
 
 
-@pytest.mark.parametrize("name", BUNDLED)
+@pytest.mark.parametrize("name", CHAINS)
 def test_onnx_matches_the_trained_model_on_200_samples(name):
     report = check(load_model(MODELS / name), target="onnx", samples=200)
     d = report.to_dict()
@@ -40,6 +41,25 @@ def test_onnx_matches_the_trained_model_on_200_samples(name):
     assert [r["layer"] for r in rows] == ["layers.conv2", "layers.fc1", "layers.fc_out"]
     for r in rows:
         assert r["inputs_binary"] and r["and_equals_multiply"] and r["input_spikes"] > 0
+
+
+@pytest.mark.parametrize("name", [n for n in BUNDLED if "sew" in n])
+def test_onnx_matches_the_bundled_sew_resnet_up_to_threshold_ties(name):
+    """The SEW-ResNet: no unexplained mismatch in 200 samples. Its one threshold tie (a
+    reference H of 0.999999881 at a threshold of 1, which onnxruntime's float Conv sums to 1.0;
+    the Scan-per-layer artifact before the unrolling gave the same) and what it feeds downstream
+    are float rounding, not an error; the layers fed by a SEW ADD take graded values 0..2."""
+    report = check(load_model(MODELS / name), target="onnx", samples=200)
+    d = report.to_dict()
+    assert d["samples"] == 200 and d["unexplained"] == 0 and d["agreement"] == 1.0, \
+        report.text()
+    assert all(layer["mismatches"] == layer["ties"] + layer["downstream"]
+               for layer in d["layers"])
+    assert sum(layer["ties"] for layer in d["layers"]) <= 1
+    for r in d["binary_spike_check"]:
+        assert r["and_equals_multiply"] and r["input_spikes"] > 0
+        assert r["inputs_binary"] == (r["input"] == "binary")
+        assert r["input"] == "binary" or r["max_input"] == 2
 
 
 def test_the_artifact_is_what_the_issue_asks_for():

@@ -14,7 +14,8 @@ moved one float64 step down (np.nextafter), so the two agree for every float64 v
 
 What NIR 1.0.8 cannot say goes into node metadata, read back by snnexport only (export warns):
   snnexport.v_init    the initial membrane potential (IMP), as an array
-  snnexport.reset     "soft" for subtract reset (NIR has hard reset only)
+  snnexport.reset     "soft" for subtract reset (NIR has hard reset only); a soft reset by
+                      another amount than the threshold (Neuron.reset_by) is refused
   snnexport.readout   on the output Linear: the readout mode (rate / last / membrane) and
                       snnexport.population, the voting group size M
   snnexport.name      the IR node name (NIR names have '.' replaced by '_')
@@ -64,6 +65,11 @@ def neuron_to_nir(name: str, n: ir.Neuron, dt: float) -> nir.NIRNode:
     v_init = np.asarray(n.v_init, dtype=np.float64)
     if np.any(v_init != 0):
         meta["snnexport.v_init"] = _full(v_init, shape)
+    if n.reset_by is not None:  # snnTorch's subtract reset with beta < 1 (ir.Neuron)
+        raise NIRExportError(
+            f"node {name!r}: its soft reset subtracts reset_by (not the threshold), which NIR "
+            "cannot state (its LIF has no reset amount); export to onnx, or retrain with a "
+            "zero reset (snnTorch reset_mechanism='zero')")
     if n.reset == "soft":
         meta["snnexport.reset"] = "soft"
     threshold = _full(np.nextafter(float(n.threshold), -np.inf), shape)

@@ -81,8 +81,9 @@ def _neuron_step(g: GraphBuilder, node, v: str | None, i: str,
     if node.reset == "hard":  # V = H (1 - S), with 1 - S = [H < threshold]
         v_new = g.op("Mul", [h, g.op("Cast", [g.op("Less", [h, thr])], "keep", to=F32)], "v")
     else:
-        s = g.op("Cast", [fired], "s", to=F32)
-        v_new = g.op("Sub", [h, g.op("Mul", [thr, s], "sub")], "v")
+        s = g.op("Cast", [fired], "s", to=F32)  # V = H - reset_by S (reset_by None: threshold)
+        amount = thr if node.reset_by is None else const("reset_by", node.reset_by)
+        v_new = g.op("Sub", [h, g.op("Mul", [amount, s], "sub")], "v")
     return h, g.op("Cast", [fired], "spike", to=U8), v_new
 
 
@@ -100,6 +101,9 @@ def _unrolled(g: GraphBuilder, name: str, node: ir.Neuron, x_seq: str, t_steps: 
     per = {k: np.broadcast_to(np.asarray(v, np.float32), shape).reshape(-1)
            for k, v in (("decay", node.decay), ("threshold", node.threshold),
                         ("gain", node.gain if node.gain is not None else 1.0))}
+    if node.reset_by is not None:
+        per["reset_by"] = np.broadcast_to(np.asarray(node.reset_by, np.float32),
+                                          shape).reshape(-1)
     # decay * V_-1: float32, one rounding, as Mul
     v0 = per["decay"] * np.broadcast_to(np.asarray(node.v_init, np.float32), shape).reshape(-1)
     seq = g.op("Reshape", [x_seq, g.const("tbnm", [t_steps, -1, n, m], np.int64)], "by_chunk")
@@ -139,7 +143,7 @@ class _ChunkNode:
     def __init__(self, node: ir.Neuron, consts: dict):
         self.spiking, self.reset = node.spiking, node.reset
         self.decay, self.threshold = consts["decay"], consts["threshold"]
-        self.gain = consts.get("gain")
+        self.gain, self.reset_by = consts.get("gain"), consts.get("reset_by")
 
 
 def _as_float(g: GraphBuilder, x: str, is_u8: bool) -> str:
@@ -287,8 +291,8 @@ def to_onnx(graph: Graph, debug: bool = True, time_steps: int | None = None) -> 
     graph = _prepare(graph)
     t_steps = time_steps or graph.metadata.get("time_steps")
     if not t_steps:
-        raise ONNXExportError("the sequence artifact unrolls its time steps: give time_steps "
-                              "(the graph's metadata has none)")
+        raise ONNXExportError("the sequence artifact unrolls its time steps: give the number "
+                              "(--time-steps T; the model file does not say it)")
     t_steps = int(t_steps)
     shapes = graph.shapes()
     in_shape = graph.nodes[graph.order()[0]].shape

@@ -17,18 +17,24 @@ at 0 for a new batch):
     reset_delay=False: after S_t, U_t -= (S_t - R_t) thr (subtract) or (S_t - R_t) U_t (zero)
 
 Mapping onto the IR's Neuron (H_t = decay V_{t-1} + I_t, S_t = [H_t >= threshold]; reset to 0
-'hard' or by the threshold 'soft', V_-1 = 0), exact term by term, with decay = clamp(beta,
-0, 1) (scalar, per channel or per neuron) and threshold = nextafter(thr, +inf) (snnTorch fires
-on U > thr, the IR on H >= threshold: equal for every float64 value):
+'hard', or 'soft' by reset_by (None: the threshold), V_-1 = 0), term by term, with
+decay = clamp(beta, 0, 1) (scalar, per channel or per neuron) and threshold =
+nextafter(thr, +inf) (snnTorch fires on U > thr, the IR on H >= threshold: equal for every
+float64 value):
   * zero, reset_delay=True: U_t = beta V_{t-1} + I_t with V = U (1 - S): the IR's hard reset.
   * zero, reset_delay=False: U_{t-1} is already reset, so R_t = [U_{t-1} > thr] is always 0
     (thr > 0) and the same hard reset results.
   * subtract, reset_delay=True, beta = 1: U_t = (U_{t-1} - thr S_{t-1}) + I_t: the IR's soft
     reset with decay 1.
+  * subtract, reset_delay=True, 0 < beta < 1 (scalar, per channel or per neuron): snnTorch
+    takes the threshold off *after* the decay, U_t = beta U_{t-1} + I_t - thr S_{t-1}
+    = beta (U_{t-1} - (thr / beta) S_{t-1}) + I_t: the IR's soft reset by reset_by = thr / beta
+    (V_t = U_t - (thr / beta) S_t, H_t = beta V_{t-1} + I_t = U_t). Exact in real arithmetic;
+    in float the two orders round differently (by a few ulp of U), which can only flip a spike
+    whose U lies within that of the threshold: a threshold tie, as the parity report counts.
 Refused, each with a one-line error naming the module path and the fix:
-  * subtract with beta != 1: snnTorch subtracts the threshold *after* the decay,
-    U_t = beta U_{t-1} - thr S_{t-1} + I_t, the IR's soft reset before it (beta (U - thr S)):
-    no IR neuron decays the state but not the reset;
+  * subtract with beta = 0 (U_t = I_t - thr S_{t-1}: no reset amount before a zero decay
+    states it);
   * subtract with reset_delay=False: when U after the reset is still above thr, R_t = 1 moves
     that step's firing level to 2 thr, which the IR cannot state;
   * reset_mechanism='none' (the IR's neurons always reset), per-neuron thresholds (the IR keeps
@@ -134,16 +140,21 @@ def neuron_node(path: str, m: nn.Module, shape) -> ir.Neuron:
         if not m.reset_delay:
             raise _no(path, m, "with reset_mechanism='subtract' and reset_delay=False is not "
                                "supported (a membrane still above thr after its reset fires "
-                               "at 2 thr next step); use reset_delay=True with beta=1, or "
+                               "at 2 thr next step); use reset_delay=True, or "
                                "reset_mechanism='zero'")
-        if not np.all(beta == 1):
-            raise _no(path, m, "with reset_mechanism='subtract' and beta != 1 is not supported "
-                               "(snnTorch subtracts the threshold after the decay, U = beta U "
-                               "+ I - S thr, the IR's soft reset before it); use "
-                               "reset_mechanism='zero' (exact for any beta) or beta=1")
+        if not np.all(beta > 0):
+            raise _no(path, m, "with reset_mechanism='subtract' and beta = 0 is not supported "
+                               "(U = I - S thr: the threshold comes off after a zero decay, "
+                               "which no soft reset amount states); use beta > 0 or "
+                               "reset_mechanism='zero'")
     decay = per_neuron(beta, shape, path, "beta")
+    # subtract with beta < 1: the soft reset takes thr / beta (module docstring); beta = 1
+    # everywhere keeps the plain soft reset (reset_by None), as before
+    reset_by = None
+    if mechanism == 0 and not np.all(decay == 1):
+        reset_by = thr / np.asarray(decay, np.float64)
     return ir.Neuron(tuple(shape), decay, None, float(np.nextafter(thr, np.inf)),
-                     "soft" if mechanism == 0 else "hard")
+                     "soft" if mechanism == 0 else "hard", reset_by=reset_by)
 
 
 def np_(t) -> np.ndarray:

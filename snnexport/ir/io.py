@@ -10,7 +10,10 @@
 Version 2 (this one) holds graphs: nodes in topological order, `edges` [src, dst] in each
 node's argument order (merge nodes take two), and `sha256`, the hex digest of the header
 written without that key followed by the array bytes, so a changed byte anywhere is caught.
-Version 1 files (chains, no checksum) are still read.
+Version 1 files (chains, no checksum) are still read. A field added since (Neuron.reset_by,
+the soft reset's amount) is written only when set: a file without it reads as unset, a graph
+that does not use it is written byte for byte as before, and a file that has it is checked
+against the node's schema like every other field.
 
 Our own format because the IR holds what NIR cannot (IMP, OR-pooling, readout modes, the
 source-level nodes before folding); NIR export is a separate backend. Writing goes to a
@@ -61,6 +64,8 @@ def to_bytes(g: Graph) -> bytes:
         fields, arrays = {}, {}
         for f in dataclasses.fields(node):
             v = getattr(node, f.name)
+            if v is None and f.metadata.get("omit_if_none"):
+                continue  # a field added later (Neuron.reset_by): unset, the file is as before
             if isinstance(v, np.ndarray):
                 a = np.ascontiguousarray(v)
                 a = a.astype(a.dtype.newbyteorder("<"), copy=False)

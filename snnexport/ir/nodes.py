@@ -190,11 +190,17 @@ class Neuron(NeuronLayer):
     """A hardware-native neuron layer (reset level 0, the form Loihi and NIR-LIF take):
         H_t = decay * V_{t-1} + gain * I_t
         S_t = [H_t >= threshold]
-        V_t = H_t (1 - S_t)  (reset='hard')  |  V_t = H_t - threshold S_t  (reset='soft')
+        V_t = H_t (1 - S_t)  (reset='hard')  |  V_t = H_t - reset_by S_t  (reset='soft')
         V_-1 = v_init
     decay: scalar, per channel ([C, 1, 1] for maps) or per neuron (`shape`); gain: None when the
     input gain is folded into the synapse before it, else an array (per neuron). A non-spiking
-    layer (spiking=False) outputs V_t and never fires."""
+    layer (spiking=False) outputs V_t and never fires.
+    reset_by: the amount a soft reset subtracts, > 0, scalar / per channel / per neuron like
+    decay; None = the threshold (the usual soft reset). Only with reset='soft'. It states
+    snnTorch's subtract reset with beta < 1 (U_t = beta U_{t-1} + I_t - thr S_{t-1}, the
+    threshold taken off after the decay): with V = U - (thr / beta) S, U_t = beta V_{t-1} + I_t
+    is H_t, so reset_by = thr / beta. A reset_by equal to the threshold everywhere is stored as
+    None, so that graph is the default one (the same files, exports and results)."""
 
     shape: Shape
     decay: np.ndarray
@@ -203,6 +209,17 @@ class Neuron(NeuronLayer):
     reset: str = "hard"
     v_init: np.ndarray = field(default_factory=lambda: np.zeros(()))
     spiking: bool = True
+    # written to .snnir only when set (files without it read as None)
+    reset_by: np.ndarray | None = field(default=None, metadata={"omit_if_none": True})
+
+    def __post_init__(self):
+        if self.reset_by is not None:
+            r = np.asarray(self.reset_by, dtype=np.float64)
+            self.reset_by = None if r.size and np.all(r == float(self.threshold)) else r
+
+    def reset_amount(self):
+        """What a soft reset subtracts: reset_by, or the threshold (a float) when None."""
+        return self.threshold if self.reset_by is None else self.reset_by
 
 
 @dataclass(eq=False)

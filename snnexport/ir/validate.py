@@ -2,11 +2,13 @@
 
 Checked per node, each failure an IRError naming the source (file or model), the layer (the
 user's module path) and the fix:
-  * every parameter array finite (weights, biases, BatchNorm statistics, k, decay, gain, v_init);
+  * every parameter array finite (weights, biases, BatchNorm statistics, k, decay, gain, v_init,
+    reset_by);
   * BatchNorm: var + eps > 0;
   * LIFNeuron: k = 1/tau in (0, 1] (tau >= 1 at dt = 1), threshold above the reset level;
   * Neuron: decay in [0, 1] (1 = no leak, 0 = memoryless), threshold > 0 for a spiking layer
-    (a threshold at or below the reset level fires every step, or never resets);
+    (a threshold at or below the reset level fires every step, or never resets); reset_by
+    (the soft reset's amount) only with reset 'soft', and > 0;
   * per-neuron parameters broadcast to the layer's shape;
   * enumerations: Input.kind, Neuron.reset, SpikePool.mode, Readout.mode;
   * conv / pool geometry: stride and kernel >= 1, padding >= 0, groups dividing the channels;
@@ -108,9 +110,15 @@ def validate(g: Graph, where: str = "<model>") -> Graph:
             if np.any(decay < 0) or np.any(decay > 1):
                 raise ir.IRError(f"{where}: layer {name!r}: decay {_range(decay)} lies outside "
                                  "[0, 1] (decay = 1 - dt/tau); check tau and dt")
-            for field in ("decay", "gain", "v_init"):
+            for field in ("decay", "gain", "v_init", "reset_by"):
                 _broadcasts(where, name, field, getattr(node, field), node.shape)
             _one_of(where, name, "reset", node.reset, RESETS)
+            if node.reset_by is not None:
+                r = np.asarray(node.reset_by, np.float64)
+                if node.reset != "soft" or not np.all(r > 0):
+                    raise ir.IRError(f"{where}: layer {name!r}: reset_by {_range(r)} needs "
+                                     f"reset 'soft' (got {node.reset!r}) and values > 0: it is "
+                                     "the amount a soft reset subtracts")
             if node.spiking and not float(node.threshold) > 0:
                 raise ir.IRError(f"{where}: layer {name!r}: threshold {node.threshold:g} must be "
                                  "> 0 (reset level 0): a layer at or below it fires every step")

@@ -268,9 +268,10 @@ def lower_residual(cores: CoreGraph) -> tuple[np.ndarray, np.ndarray, list[Stage
       maps of 32 / 64 channels (SEW-ResNet's downsample block) is 6272 x 3136 = 19.7 M entries
       dense. Its alternative, a DelaySparse of the conv's nonzero connections (3 x 3 x 32 per
       output, 0.9 M), is exact too but slower in Lava's CPU simulator: DelaySparse rebuilds
-      its per-delay matrices on every step, so the relay plus the ordinary Conv took 102
-      (float) / 76 (fixed) ms a step against 235 / 167 ms for the 3 x 3 and 1 x 1 strided
-      convs of that block, and 1.4 s to build against 5.6 s (bench/lava_delay_speed.py).
+      its per-delay matrices on every step: for the 3 x 3 and 1 x 1 strided convs of that
+      block, the relay plus the ordinary Conv took 93-102 ms a step (float) / 76-79 (fixed)
+      against 130-235 / 167-219 ms, and 0.5-1.4 s to build against 3-6 s, over two runs on a
+      shared 2-core CPU (bench/lava_delay_speed.py; both give the same currents).
       netx holds a chain of blocks and still refuses a residual net (exporters/netx_export.py)."""
     stages: list[Stage] = []
     shapes: dict[str, tuple] = {}

@@ -15,7 +15,9 @@ node is all it feeds (a BatchNorm or gain on one branch cannot change the other 
                      (decay_input) or 1; IF: decay 1. The IMP / V_-1 is carried as v_init.
   fold_input_gain    synapse + Neuron(gain g): W'' = g W', b'' = g b' when g is constant per
                      output channel (always for Dense); a per-neuron g that varies over space
-                     stays an explicit per-neuron gain
+                     stays an explicit per-neuron gain; the threshold and a soft reset's
+                     amount (reset_by) are in the membrane's units, which this leaves as they
+                     are: both are carried unchanged
   maxpool_to_or      MaxPool2d fed by spikes (a spiking layer, an OR-pool, a SEW AND/IAND of
                      spikes) -> SpikePool('or')
   avgpool_to_sum     AvgPool2d fed by spikes (or by integer sums of them, as SEW ADD makes) ->
@@ -172,7 +174,7 @@ class FoldInputGain(Pass):
         return g.with_nodes({
             prev_name: _scaled(prev, per_c),
             name: ir.Neuron(node.shape, node.decay, None, node.threshold, node.reset,
-                            node.v_init, node.spiking)})
+                            node.v_init, node.spiking, node.reset_by)})
 
 
 def emits_spikes(g: Graph, name: str) -> bool:

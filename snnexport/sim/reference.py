@@ -79,16 +79,18 @@ STATELESS = {
 # --- neuron layers over [T, B, *shape] ------------------------------------------------------
 
 def run_layer(x_seq, v, charge, threshold: float, soft_reset: bool, reset_level: float,
-              spiking: bool):
+              spiking: bool, reset_by=None):
     """The shared fire-and-reset loop: H_t = charge(V_{t-1}, X_t); S_t = [H_t >= threshold];
-    V_t = H_t - threshold S_t (soft) or H_t (1 - S_t) + reset_level S_t (hard); a non-spiking
-    layer keeps V_t = H_t and outputs it. Returns (H, S, out), each [T, B, *shape]."""
+    V_t = H_t - threshold S_t (soft; H_t - reset_by S_t when reset_by, a tensor, is given) or
+    H_t (1 - S_t) + reset_level S_t (hard); a non-spiking layer keeps V_t = H_t and outputs it.
+    Returns (H, S, out), each [T, B, *shape]."""
+    amount = threshold if reset_by is None else reset_by
     hs, ss, outs = [], [], []
     for x in x_seq:
         h = charge(v, x)
         if spiking:
             s = (h >= threshold).to(h.dtype)
-            v = h - threshold * s if soft_reset else h * (1 - s) + reset_level * s
+            v = h - amount * s if soft_reset else h * (1 - s) + reset_level * s
         else:
             s, v = torch.zeros_like(h), h
         hs.append(h)
@@ -122,7 +124,8 @@ def run_neuron(n: ir.Neuron, x_seq, dtype):
         return decay * v + (x if gain is None else gain * x)
 
     v0 = _t(n.v_init, dtype).expand_as(x_seq[0])
-    return run_layer(x_seq, v0, charge, n.threshold, n.reset == "soft", 0.0, n.spiking)
+    return run_layer(x_seq, v0, charge, n.threshold, n.reset == "soft", 0.0, n.spiking,
+                     _t(n.reset_by, dtype))
 
 
 NEURONS = {ir.LIFNeuron: run_lif, ir.Neuron: run_neuron}
