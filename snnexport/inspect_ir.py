@@ -53,6 +53,8 @@ def describe(g: Graph) -> str:
                                          f"hard to {node.v_reset:g}")
             else:
                 details += f", reset {node.reset}"
+                if node.reset_by is not None:
+                    details += f" by {_stats(node.reset_by)}"
                 if node.gain is not None:
                     details += f", input gain {_stats(node.gain)}"
             v0 = np.asarray(node.v_init)

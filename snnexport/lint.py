@@ -55,7 +55,13 @@ def lint(folded: Graph, max_decays: int = DEFAULT_MAX_DECAYS,
                 "is only in NIR node metadata; snnTorch, SpikingJelly, Norse start from 0",
                 "deploy through snnexport's NIR import, ONNX or Lava (which carry it), or "
                 "retrain without IMP"))
-        if node.reset == "soft":
+        if node.reset == "soft" and node.reset_by is not None:  # snnTorch subtract, beta < 1
+            out.append(Finding(
+                "error", "soft-reset", name, _targets("resets_to_zero") + ["nir"],
+                "soft reset by an amount other than the threshold (snnTorch's subtract reset "
+                "with beta < 1): Loihi's LIF resets to 0, NIR's LIF has no reset amount",
+                "retrain with a zero reset (snnTorch reset_mechanism='zero'); ONNX keeps it"))
+        elif node.reset == "soft":
             out.append(Finding(
                 "error", "soft-reset", name, _targets("resets_to_zero"),
                 "soft reset (subtract threshold): Loihi's LIF resets to 0",

@@ -114,10 +114,11 @@ def test_snntorch_net_matches_snntorch(mnist):
     assert_matches_framework(loaded, x, y, snntorch_counts(net, x))
 
 
-def test_snntorch_subtract_reset_is_not_the_irs_soft_reset():
-    """Why subtract with beta != 1 is refused: snnTorch subtracts the threshold after the
-    decay. Constant input 0.6, beta 0.5, threshold 1: U = 0.6, 0.9, 1.05 (spike), then
-    0.5 * 1.05 + 0.6 - 1 = 0.125, where the IR's soft reset gives 0.5 * 0.05 + 0.6 = 0.625."""
+def test_snntorch_subtract_reset_is_a_soft_reset_by_thr_over_beta():
+    """snnTorch subtracts the threshold after the decay. Constant input 0.6, beta 0.5,
+    threshold 1: U = 0.6, 0.9, 1.05 (spike), then 0.5 * 1.05 + 0.6 - 1 = 0.125, where the plain
+    soft reset (the threshold off before the decay) gives 0.5 * 0.05 + 0.6 = 0.625: imported
+    as the soft reset by thr / beta = 2 (tests/test_snntorch_subtract.py runs it on MNIST)."""
     leaky = snn.Leaky(beta=0.5)
     mem, i = torch.zeros(1), torch.full((1,), 0.6)
     trace = []
@@ -126,15 +127,8 @@ def test_snntorch_subtract_reset_is_not_the_irs_soft_reset():
         trace.append(round(float(mem), 6))
     assert trace == [0.6, 0.9, 1.05, 0.125]
     net = nn.Sequential(nn.Linear(4, 3), snn.Leaky(beta=0.5, init_hidden=True))
-    with pytest.raises(UnsupportedModuleError) as e:
-        import_snntorch(net, (4,), T)
-    assert str(e.value) == (
-        "1: snntorch._neurons.leaky.Leaky with reset_mechanism='subtract' and beta != 1 is "
-        "not supported (snnTorch subtracts the threshold after the decay, U = beta U + I - S "
-        "thr, the IR's soft reset before it); use reset_mechanism='zero' (exact for any beta) "
-        "or beta=1; the snnTorch importer takes snntorch.Leaky (init_hidden=True), "
-        "torch.nn.Conv2d, Linear, BatchNorm1d, BatchNorm2d, MaxPool2d, AvgPool2d, Flatten, "
-        "Dropout, in nn.Sequential")
+    node = import_snntorch(net, (4,), T).nodes["1"]
+    assert node.reset == "soft" and float(node.reset_by) == 2.0 and float(node.decay) == 0.5
 
 
 @pytest.mark.parametrize("make, frm", [(lambda: snntorch_net(), from_snntorch),

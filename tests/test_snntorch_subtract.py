@@ -20,9 +20,8 @@ from snnexport.exporters.onnx_export import initial_states, to_onnx_step
 from snnexport.hw.cores import HardwareLoweringError, lower
 from snnexport.importers.snntorch import import_snntorch
 from snnexport.importers.spikingjelly import UnsupportedModuleError
-from snnexport.ir import IRError, IRFileError, load_ir, save_ir
+from snnexport.ir import IRError, IRFileError, io, load_ir, save_ir
 from snnexport.ir import nodes as ir
-from snnexport.ir import io
 from snnexport.ir.io import from_bytes, to_bytes
 from snnexport.ir.validate import validate
 from snnexport.onnx_run import session
@@ -253,6 +252,24 @@ def test_targets_that_cannot_take_it_refuse_in_one_line(tmp_path, model, capsys)
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and err.startswith("error: "), err
         assert re.search(message, err), err
+    capsys.readouterr()
+    assert main(["check", str(path), "--target", "nir", "--data", "mnist5k", "--samples",
+                 "10"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "node '2': its soft reset subtracts reset_by" in err, err
     with pytest.raises(HardwareLoweringError, match="node '2': Loihi's and Lava's LIF reset"):
         lower(fold(model[1].graph))
     assert main(["export", str(path), "--to", "onnx", "-o", str(tmp_path / "m.onnx")]) == 0
+
+
+def test_lint_and_inspect_show_it(model, capsys):
+    from snnexport.lint import lint
+
+    findings = [f for f in lint(fold(model[1].graph)) if f.rule == "soft-reset"]
+    assert [f.layer for f in findings] == ["2", "5", "9", "11"]
+    assert "nir" in findings[0].targets and "netx" in findings[0].targets
+    assert "snnTorch's subtract reset with beta < 1" in findings[0].message
+    from snnexport.inspect_ir import describe
+
+    text = describe(model[1].graph)
+    assert "reset soft by 1.25" in text, text

@@ -52,15 +52,18 @@ def per_step(g: GraphBuilder, y: str, tb: str, shape) -> str:
 # Neurons per sample in one chunk of an unrolled neuron layer: both exporters unroll the T steps
 # of a layer and run them chunk by chunk (each chunk's state and temporaries stay in the core's
 # cache through all T steps, instead of every step streaming the whole layer through memory);
-# measured in onnxruntime 1.32 (bench/integer_speed.py's net, 1 thread, CPU time): 85 ms at
-# 8192 per sample, 87 at 4096, 86 at 16384, 94 unchunked.
+# measured in onnxruntime 1.32 (the integer artifact of bench/integer_speed.py's net, 1 thread,
+# fastest CPU time of 7 runs on a loaded machine): 85 ms at 8192 per sample, 87 at 4096, 86 at
+# 16384, 94 unchunked; with the host layer's pool in its neurons (onnx_fixed 'pool2') 75, 81,
+# 75, 74: the chunk size matters less than the nodes it adds (bench/integer_speed.py
+# --candidates times the neuron loop alone).
 CHUNK = 8192
 
 
-def chunks(p: int, group: int = 1) -> int:
+def chunks(p: int) -> int:
     """How many chunks the p neurons of a sample are cut into: the divisor of p nearest to
-    p / CHUNK, or to p group / CHUNK for chunks that run `group` at a time."""
-    target = max(1, round(p * group / CHUNK))
+    p / CHUNK."""
+    target = max(1, round(p / CHUNK))
     return min((n for n in range(1, p + 1) if p % n == 0), key=lambda n: (abs(n - target), n))
 
 

@@ -85,6 +85,10 @@ from .onnx_common import (
 I64, U8, F32, I32 = TensorProto.INT64, TensorProto.UINT8, TensorProto.FLOAT, TensorProto.INT32
 I16 = TensorProto.INT16
 WRAP = 1 << 23
+# switches for bench/integer_speed.py --candidates (the alternatives measured): the host layer's
+# 2x2 OR-pool computed with its neurons ('pool2'), the float32 form of u's wrap where exact
+POOL2 = True
+FLOAT_WRAP = True
 
 
 def _i64(g: GraphBuilder, hint, value):
@@ -154,7 +158,9 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
     is the Max of their uint8 spikes, in cache (no MaxPool over the whole layer afterwards)."""
     p = layer.n
     if layout == "pool2":
-        n_p = chunks(p // 4, group=POOL2_GROUP)  # chunks per plane
+        # chunks per plane, each about CHUNK per sample as elsewhere (four of CHUNK / 4, so
+        # that a group holds CHUNK, measured slower: four times the nodes)
+        n_p = chunks(p // 4)
         n = 4 * n_p
         groups = [[q * n_p + j for q in range(4)] for j in range(n_p)]
     else:
@@ -422,11 +428,6 @@ def _wrap(g: GraphBuilder, x: str, bits: int, dtype) -> str:
     return g.op("Sub", [g.op("Mod", [g.op("Add", [x, g.const("half", half, dtype)]),
                                      g.const("range", 2 * half, dtype)], fmod=0),
                         g.const("half", half, dtype)], f"wrap{bits}")
-
-
-POOL2_GROUP = 1
-POOL2 = True  # the host layer's 2x2 OR-pool with its neurons (bench/integer_speed.py --candidates)
-FLOAT_WRAP = True  # the float32 form of u's wrap where exact (bench/integer_speed.py --candidates)
 
 
 def _drive(g: GraphBuilder, layer: FixedLayer, x: str, in_shape, peak: int, extra):
