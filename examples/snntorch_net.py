@@ -3,8 +3,9 @@ against snnTorch's own forward pass on real MNIST digits, exported to ONNX.
 
     python examples/snntorch_net.py [OUTDIR]
 
-snnTorch's Leaky maps exactly with reset_mechanism="zero" (any beta) or "subtract" with
-beta = 1; the importer refuses the rest naming the module. Weights seeded, not trained.
+snnTorch's Leaky maps exactly with reset_mechanism="zero" (any beta) or "subtract" (beta in
+(0, 1]: a soft reset by thr / beta, which NIR and the Loihi targets refuse; ONNX keeps it);
+the importer refuses the rest naming the module. Weights seeded, not trained.
 """
 
 import sys

@@ -367,9 +367,9 @@ def test_netx_refuses_a_merge_in_one_line_naming_it_and_lava_takes_it(kind):
 @pytest.mark.parametrize("target", ["lava-float", "lava-fixed"])
 def test_lava_runs_a_spiking_resnet_block_with_a_downsample_exactly(target):
     """The Spiking ResNet block whose shortcut is a strided 1x1 conv (delayed one step behind
-    conv1-conv2: Lava's synaptic delay, lava/lowering.py), on the grid (module docstring), 4 digits: every spike of every
-    layer equals the float model (lava-float; the SpikingJelly module's own counts too) or the
-    emulator (lava-fixed)."""
+    conv1-conv2: Lava's synaptic delay, lava/lowering.py), on the grid (module docstring), 4
+    digits: every spike of every layer equals the float model (lava-float; the SpikingJelly
+    module's own counts too) or the emulator (lava-fixed)."""
     kind = "spiking_resnet_down"
     model, lowered = loaded(kind)
     report = check(model, target, data="mnist5k", inputs=(X[:4], Y[:4]), samples=4,

@@ -252,11 +252,14 @@ def test_targets_that_cannot_take_it_refuse_in_one_line(tmp_path, model, capsys)
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and err.startswith("error: "), err
         assert re.search(message, err), err
-    capsys.readouterr()
-    assert main(["check", str(path), "--target", "nir", "--data", "mnist5k", "--samples",
-                 "10"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "node '2': its soft reset subtracts reset_by" in err, err
+    for target in ("nir", "fixed", "onnx-fixed", "lava-float", "lava-fixed"):
+        capsys.readouterr()
+        assert main(["check", str(path), "--target", target, "--data", "mnist5k", "--samples",
+                     "10", "--calib-samples", "20"]) == 2, target
+        err = capsys.readouterr().err
+        why = ("its soft reset subtracts reset_by" if target == "nir" else
+               "Loihi's and Lava's LIF reset to 0")
+        assert err.count("\n") == 1 and f"node '2': {why}" in err, (target, err)
     with pytest.raises(HardwareLoweringError, match="node '2': Loihi's and Lava's LIF reset"):
         lower(fold(model[1].graph))
     assert main(["export", str(path), "--to", "onnx", "-o", str(tmp_path / "m.onnx")]) == 0
@@ -273,3 +276,23 @@ def test_lint_and_inspect_show_it(model, capsys):
 
     text = describe(model[1].graph)
     assert "reset soft by 1.25" in text, text
+
+
+def test_fold_carries_reset_by_through_the_gain_fold(mnist):
+    """fold_input_gain moves a neuron's input gain into the synapse; the threshold and the
+    soft reset's amount are in the membrane's units and stay: the spikes do not change."""
+    from snnexport.ir import Graph
+
+    rng = np.random.default_rng(0)
+    g = Graph.chain([("in", ir.Input((784,))), ("fc", ir.Dense(rng.normal(0, 0.1, (32, 784)))),
+                     ("sn", ir.Neuron((32,), np.full(32, 0.8), np.linspace(0.5, 1.5, 32),
+                                      threshold=0.5, reset="soft",
+                                      reset_by=np.linspace(0.6, 2.0, 32))),
+                     ("fc2", ir.Dense(np.ones((10, 32)))), ("vote", ir.Voting(1))],
+                    {"time_steps": T, "readout": "rate"})
+    folded = fold(g)
+    sn = folded.nodes["sn"]
+    assert sn.gain is None and np.array_equal(sn.reset_by, np.linspace(0.6, 2.0, 32))
+    x = mnist[0][:50].reshape(50, -1).double()
+    a, b = simulate(g, x), simulate(folded, x)
+    assert a.spikes["sn"].sum() > 0 and torch.equal(a.spikes["sn"], b.spikes["sn"])

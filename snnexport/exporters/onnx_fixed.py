@@ -51,7 +51,14 @@ division: on int64 10x a Cast); + u (+ bias << 6); the clip only where it can ac
 (|v_init| + T max|u + bias << 6| > 2^23 - 1: a decay never grows |v|, a reset zeroes it);
 keep = clip(vth + 1 - h, 0, 1) (= [h <= vth] on integers; cheaper in onnxruntime than a
 comparison + Cast, or Where), s = 1 - keep, v = h keep. Measured (bench/integer_speed.py
---candidates, the 128x28x28 layer of the bench net, T=8, B=16): CANDIDATES.
+--candidates, the 128x28x28 layer of the bench net, T=8, B=16, 2 threads, medians of 5
+interleaved rounds on a machine loaded 5-7 on its 2 cores): k = 2048, the Scan before 319 ms,
+unrolled int32 with the float32 decay 121 ms unchunked, 166 ms in chunks; dv = 1000, the Scan
+338 ms, unrolled with the float64 decay 219 ms unchunked, 182 ms in chunks; the whole
+deployment artifact 2.9x the direct mapping with its int64 Scans. The chunking and the host
+layer's pool in its neurons ('pool2') are worth 10-20 % in CPU time (1 thread: 94 -> 85 -> 75
+ms for the whole artifact) and within the noise of the loaded 2-thread runs; kept for the
+former. The u wrap's float32 form and Mod: equal there (144 ms with conv2's GEMM).
 
 Residual nets: a SEW merge of spike trains is computed on the uint8 values (ADD `Add`: graded
 0, 1, 2, ... up to the merge's peak, at most 255; AND `Mul`; IAND `Mul(1 - a, b)` on binary a),
