@@ -11,14 +11,18 @@ once, and each ratio is the median of the per-round ratios, with their min-max.
    conv2, fc1, fc_out scaled x3, x3, x8, x8 so that every layer spikes, which the exactness
    check needs; fixed point calibrated on 64 MNIST-5k training digits, run on 16 test digits):
      torch eager     snnexport's PLIFNet forward, float32, no gradients
-     int ONNX        the fixed-point net's artifact (exporters/onnx_fixed.py) in onnxruntime
-                     (graph optimisations off, as the parity check runs it), plus the host
-                     current mantissas it takes as input (torch, float64)
-     int ONNX plain  the same artifact with every synapse as ConvInteger / MatMulInteger on
-                     uint8 weights and a Scan per OR-pool (`to_onnx_fixed(net, plain=True)`,
-                     the direct mapping; its neuron Scans are the artifact's own)
+     int ONNX        the fixed-point net's deployment graph (exporters/onnx_fixed.py,
+                     `to_onnx_fixed(net, debug=False)`: outputs only) in onnxruntime (graph
+                     optimisations off, as the parity check runs it), plus the host current
+                     mantissas it takes as input (torch, float64; int16, one row for all T)
+     int ONNX debug  the artifact with every layer's spikes and membranes as outputs (the one
+                     the parity check runs)
+     int ONNX plain  the direct mapping (`to_onnx_fixed(net, plain=True)`): every synapse as
+                     ConvInteger / MatMulInteger on uint8 weights, an int64 Scan per layer and
+                     per OR-pool (the neuron loop of the artifact before this benchmark's work)
    Bit-exactness, checked in the run: every layer's spikes and integer membranes from the
-   artifact equal the emulator's, and the fast emulator equals the plain one.
+   debug artifact and the plain one equal the emulator's, the deployment graph's outputs the
+   debug one's, and the fast emulator equals the plain one.
 2. The emulator on the bundled MNIST-5k model (examples/models/mnist5k_plif.pt; 200 test digits,
    T=8): sample-steps/s of `emulate` (the fast path) and `emulate(reference=True)` (the plain
    one, Lava's rules as written), their results checked equal.
@@ -27,8 +31,10 @@ once, and each ratio is the median of the per-round ratios, with their min-max.
    of its whole run, as a fraction of a plain GEMM of its kernel kind, timed in the same round,
    the size of the net's largest synapse: float32 torch.mm for torch eager, MatMulInteger
    uint8 x int8 in onnxruntime for the integer ONNX, torch._int_mm for the emulator.
---candidates: the conv / depthwise / dense formulations the integer exporter chose between,
-timed the same way (the numbers its comments cite).
+--candidates: the conv / depthwise / dense formulations and the neuron loops (Scan or
+unrolled, chunked or not, float32 or float64 decay), the u wrap and the OR-pool forms the
+integer exporter chose between, timed the same way (the numbers its comments cite).
+--clock cpu: CPU time instead of wall time (see `clock`).
 """
 
 from __future__ import annotations
@@ -323,12 +329,8 @@ def neuron_candidates(threads, rounds, fx=None, seq=None):
         whole = {}
         for label, flag in (("neurons, then Cast + float MaxPool + Cast", False),
                             ("pool as Max of the window corners' chunks (chosen)", True)):
-            old, onnx_fixed.POOL2 = onnx_fixed.POOL2, flag
-            try:
-                whole[label] = session(onnx_fixed.to_onnx_fixed(fx, debug=False),
-                                       threads=threads)
-            finally:
-                onnx_fixed.POOL2 = old
+            whole[label] = session(onnx_fixed.to_onnx_fixed(fx, debug=False, pool2=flag),
+                                   threads=threads)
         run_cases("the bench net's deployment artifact, its host layer and OR-pool", whole,
                   {"bias0": seq}, rounds)
 

@@ -194,8 +194,22 @@ def run(fn: Callable, common: Any, parts: Sequence[tuple], workers: int,
                 raise value.error
             out.append(value)
     except BaseException:  # a refusal, Ctrl-C: stop the shards still running
-        for ref in refs:
-            with contextlib.suppress(Exception):  # one already finished
-                ray.cancel(ref, force=True)
+        _stop(ray, refs)
         raise
     return out
+
+
+def _stop(ray, refs: list, settle: float = 30.0) -> None:
+    """Cancel the tasks not finished yet and wait (up to `settle` s) until they have ended, so
+    no reply is in flight when the caller goes on. Not force=True on every ref: killing the
+    worker of a task whose reply is already on its way makes Ray 2.58's driver abort the
+    whole process later ("Check failed: ... Tried to complete task that was not pending",
+    task_manager.cc); a plain cancel interrupts a running Python task (KeyboardInterrupt in
+    its worker) and drops a queued one."""
+    _, pending = ray.wait(refs, num_returns=len(refs), timeout=0)
+    for ref in pending:
+        with contextlib.suppress(Exception):  # finished in the meantime
+            ray.cancel(ref, force=False)
+    if pending:
+        with contextlib.suppress(Exception):
+            ray.wait(pending, num_returns=len(pending), timeout=settle)

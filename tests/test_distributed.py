@@ -28,11 +28,26 @@ MODELS = ROOT / "examples" / "models"
 SAMPLES = 45  # uneven: shards of 23 and 22 samples, batches of 10 cut across them
 
 
+def start_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start_ray()
     yield
     ray.shutdown()
+
+
+@pytest.fixture
+def fresh_ray():
+    """A test that kills Ray workers leaves the cluster to itself: Ray 2.58's driver can abort
+    the whole process later ("Check failed: ... Tried to complete task that was not pending",
+    task_manager.cc) when a retried task of a killed worker completes late, so the next test
+    gets a new cluster."""
+    yield
+    ray.shutdown()
+    start_ray()
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +112,7 @@ def _reference_backend(name, on_batch):
     return register(Backend(name, "folded IR, fault-injected", make_runner))
 
 
-def test_a_worker_killed_mid_shard_is_retried(tmp_path, lts):
+def test_a_worker_killed_mid_shard_is_retried(tmp_path, lts, fresh_ray):
     marker = tmp_path / "killed"
 
     def die_once(call, xb):
@@ -120,7 +135,7 @@ def test_a_worker_killed_mid_shard_is_retried(tmp_path, lts):
 
 
 @pytest.mark.parametrize("how", ["raises", "dies"])
-def test_a_shard_failing_on_every_try_is_reported(tmp_path, lts, how):
+def test_a_shard_failing_on_every_try_is_reported(tmp_path, lts, how, fresh_ray):
     ds = load_dataset("digits")
     x, y = ds.x_test[:SAMPLES].clone(), ds.y_test[:SAMPLES]
     x[30] = 1234.5  # sample 30 is in the second shard (23-44)

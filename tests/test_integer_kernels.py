@@ -250,9 +250,13 @@ def test_integer_onnx_runs_its_synapses_on_the_int8_gemm_and_equals_the_emulator
     mm = [n for n in model.graph.node if n.op_type == "MatMulInteger"]
     assert len(mm) == 3 and all(inits[n.input[1]].data_type == TensorProto.INT8 for n in mm)
     ops = [n.op_type for n in model.graph.node]
-    # the OR-pools: the first with the host layer's neurons (Max of each window's corners),
-    # the second a MaxPool
-    assert "ConvInteger" not in ops and ops.count("MaxPool") == 1 and "Max" in ops
+    assert "ConvInteger" not in ops and ops.count("MaxPool") == 2  # the two OR-pools
+    # the deployment graph: the first OR-pool with the host layer's neurons (Max of each
+    # window's corners), the second a MaxPool; the same in the debug graph where asked
+    pooled = to_onnx_fixed(net, pool2=True)
+    for m in (pooled, to_onnx_fixed(net, debug=False)):
+        ops = [n.op_type for n in m.graph.node]
+        assert ops.count("MaxPool") == 1 and "Max" in ops
     assert "Scan" not in ops and "Loop" not in ops  # the T steps unrolled
     plain = to_onnx_fixed(net, plain=True)
     ops = [n.op_type for n in plain.graph.node]
@@ -262,7 +266,8 @@ def test_integer_onnx_runs_its_synapses_on_the_int8_gemm_and_equals_the_emulator
     seq = mant.expand(net.time_steps, *mant.shape[1:]).to(torch.int16).contiguous().numpy()
     emu = emulate(net, x, ir_units=False)
     # one row per step, or one row for all steps (a static image) where the steps are unrolled
-    for m, feed in ((model, seq), (model, seq[:1]), (plain, seq)):
+    for m, feed in ((model, seq), (model, seq[:1]), (pooled, seq), (pooled, seq[:1]),
+                    (plain, seq)):
         sess = session(m)
         out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"bias0": feed}),
                        strict=True))
@@ -270,6 +275,8 @@ def test_integer_onnx_runs_its_synapses_on_the_int8_gemm_and_equals_the_emulator
             assert np.array_equal(out[f"spikes:{k}"], s.numpy().astype(np.uint8)), k
         for k, h in emu.membrane.items():
             assert np.array_equal(out[f"h:{k}"], h.numpy().astype(np.int64)), k
+    deploy = session(to_onnx_fixed(net, debug=False)).run(None, {"bias0": seq[:1]})
+    assert np.array_equal(deploy[0], out["outputs"])
 
 
 def _onnx_sum(layer, x: np.ndarray, peak: int) -> np.ndarray:

@@ -92,9 +92,8 @@ from .onnx_common import (
 I64, U8, F32, I32 = TensorProto.INT64, TensorProto.UINT8, TensorProto.FLOAT, TensorProto.INT32
 I16 = TensorProto.INT16
 WRAP = 1 << 23
-# switches for bench/integer_speed.py --candidates (the alternatives measured): the host layer's
-# 2x2 OR-pool computed with its neurons ('pool2'), the float32 form of u's wrap where exact
-POOL2 = True
+# switch for bench/integer_speed.py --candidates (the alternative measured): the float32 form of
+# u's wrap where exact
 FLOAT_WRAP = True
 
 
@@ -546,12 +545,16 @@ def _output(g: GraphBuilder, outputs: list, value: str, name: str, dtype, shape)
 
 
 def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None = None,
-                  debug: bool = True) -> onnx.ModelProto:
+                  debug: bool = True, pool2: bool | None = None) -> onnx.ModelProto:
     """The integer ONNX model of `net` (module docstring) for `time_steps` steps (default
     net.time_steps; the steps are unrolled); `debug` False: only `outputs` (no per-layer
-    spikes and membranes: the deployment graph, the same arithmetic). `plain`: the direct
-    mapping, the benchmark's baseline: every synapse as ConvInteger / MatMulInteger with uint8
-    weights, every layer (OR-pools too) an int64 Scan over a dynamic T."""
+    spikes and membranes: the deployment graph, the same arithmetic). `pool2`: a host layer's
+    2x2 OR-pool computed with its neurons (`_neuron_layer`) where it applies; default in the
+    deployment graph only (the per-layer outputs of the debug graph would need the corner
+    layout transposed back: slower). `plain`: the direct mapping, the benchmark's baseline:
+    every synapse as ConvInteger / MatMulInteger with uint8 weights, every layer (OR-pools too)
+    an int64 Scan over a dynamic T."""
+    pool2 = not debug if pool2 is None else pool2
     t_steps = int(time_steps or net.time_steps)
     g = GraphBuilder()
     host = net.layers[0]
@@ -580,7 +583,7 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
         if plain:
             return _neuron_scan(g, layer, drive, layer.bias_mant, batch, named(layer))
         need_h = debug or (not layer.spiking and layer is net.layers[last])
-        pool = _pool2_after(net, layer) if layer is host and POOL2 else None
+        pool = _pool2_after(net, layer) if layer is host and pool2 else None
         s, h, p = _neuron_layer(g, layer, drive, t_steps, "pool2" if pool else layout, bound,
                                 layer is host, need_h, with_spikes=debug or not pool)
         if pool:
