@@ -272,9 +272,11 @@ def test_deploy_locks_its_folder_twenty_tries(work, capsys):
             ran, lost = sorted((a, b), key=lambda r: "another snnexport deploy" in r["stderr"])
             assert resumed(ran, i), (a, b)
             assert lost["code"] == 2, (a, b)
+            # refused before any work: its stderr (where the progress bar and every warning
+            # would go) is the one lock line; no time bound (a process's first checkpoint load
+            # imports torch._dynamo for the meta device: 1.7 s on a loaded machine)
             assert len(lost["stderr"].splitlines()) == 1, lost["stderr"]
             assert_lock_refusal(lost["stderr"].strip(), out)
-            assert lost["span"][1] - lost["span"][0] < 1.0  # refused at once, no work done
     finally:
         (work / "stop").touch()
         for w in workers:
@@ -298,10 +300,8 @@ def test_deploy_locks_its_folder_twenty_tries(work, capsys):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             before = listing(folder)
-            started = time.monotonic()
             line = refused(["deploy", work / "m.pt", *DEPLOY, "-o", folder], capsys, folder)
             assert_lock_refusal(line, folder)
-            assert time.monotonic() - started < 1.0
-            assert listing(folder) == before
+            assert listing(folder) == before  # nothing written: no work done
         finally:
             os.close(fd)
