@@ -252,11 +252,17 @@ def test_integer_onnx_runs_its_synapses_on_the_int8_gemm_and_equals_the_emulator
     ops = [n.op_type for n in model.graph.node]
     assert "ConvInteger" not in ops and ops.count("MaxPool") == 2  # the two OR-pools
     # the deployment graph: the first OR-pool with the host layer's neurons (Max of each
-    # window's corners), the second a MaxPool; the same in the debug graph where asked
+    # window's corners), the second a MaxPool; the same in the debug graph where asked; the
+    # deployment graph's host layer an If: a static image's trains looked up (test_host_table)
+    # or the unrolled steps
     pooled = to_onnx_fixed(net, pool2=True)
-    for m in (pooled, to_onnx_fixed(net, debug=False)):
+    for m in (pooled, to_onnx_fixed(net, debug=False), to_onnx_fixed(net, debug=False,
+                                                                      tables=False)):
         ops = [n.op_type for n in m.graph.node]
-        assert ops.count("MaxPool") == 1 and "Max" in ops
+        branches = [[n.op_type for n in a.g.node] for n in m.graph.node if n.op_type == "If"
+                    for a in n.attribute]
+        assert ops.count("MaxPool") == 1 and ("Max" in ops or all(
+            "Max" in b for b in branches) and len(branches) == 2)
     assert "Scan" not in ops and "Loop" not in ops  # the T steps unrolled
     plain = to_onnx_fixed(net, plain=True)
     ops = [n.op_type for n in plain.graph.node]

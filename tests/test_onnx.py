@@ -70,9 +70,16 @@ def test_the_artifact_is_what_the_issue_asks_for():
     ops = [n.op_type for n in model.graph.node]
     assert "Scan" not in ops and "Loop" not in ops  # the T steps of every layer unrolled
     x = model.graph.input[0].type.tensor_type.shape.dim
-    assert x[0].dim_value == graph.metadata["time_steps"] and x[1].dim_param == "B"
-    x6 = to_onnx(graph, time_steps=6).graph.input[0].type.tensor_type.shape.dim
-    assert x6[0].dim_value == 6
+    assert x[0].dim_param == "T_in" and x[1].dim_param == "B"
+    # T is the artifact's (unrolled); x holds T rows (frames) or one (a static image, which
+    # every step reads: what depends on x alone is computed once): the same outputs
+    images = load_dataset("digits").x_test[:5].numpy()
+    for t_steps in (graph.metadata["time_steps"], 6):
+        sess = session(to_onnx(graph, time_steps=t_steps))
+        once = sess.run(None, {"x": images[None]})
+        rows = sess.run(None, {"x": np.repeat(images[None], t_steps, axis=0)})
+        assert all(np.array_equal(a, b) for a, b in zip(once, rows, strict=True))
+        assert sess.run(["outputs"], {"x": images[None]})[0].shape[:2] == (t_steps, 5)
     outputs = {o.name: o.type.tensor_type.elem_type for o in model.graph.output}
     assert outputs["spikes:layers.sn1"] == onnx.TensorProto.UINT8
     # the OR-pool is a MaxPool on the uint8 spikes

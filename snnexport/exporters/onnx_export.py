@@ -88,12 +88,14 @@ def _neuron_step(g: GraphBuilder, node, v: str | None, i: str,
 
 
 def _unrolled(g: GraphBuilder, name: str, node: ir.Neuron, x_seq: str, t_steps: int,
-              with_h: bool) -> tuple[str, str | None, str | None]:
+              with_h: bool, rows: list | None = None) -> tuple[str, str | None, str | None]:
     """Neuron layer over x_seq float32 [T, B, *shape], its T steps unrolled, chunk by chunk
     (onnx_common.CHUNK): every step is `_neuron_step`'s ops on one chunk of neurons, so the
     arithmetic is the same op for op. Returns (out_seq, spikes_u8, h_seq): spikes (uint8) for
     a spiking layer, V_t for a non-spiking one; H_t only if with_h. Chosen over one Scan per
-    layer (T dynamic) by measurement (bench/onnx_speed.py; module docstring)."""
+    layer (T dynamic) by measurement (bench/onnx_speed.py; module docstring).
+    rows: x_seq is [T_in, B, *shape] (computed from the graph's input, T_in = T or 1), and
+    step t reads row rows[t] (= min(t, T_in - 1), int64 [1])."""
     shape = list(node.shape)
     p = int(np.prod(shape))
     n = chunks(p)
@@ -106,16 +108,25 @@ def _unrolled(g: GraphBuilder, name: str, node: ir.Neuron, x_seq: str, t_steps: 
                                           shape).reshape(-1)
     # decay * V_-1: float32, one rounding, as Mul
     v0 = per["decay"] * np.broadcast_to(np.asarray(node.v_init, np.float32), shape).reshape(-1)
-    seq = g.op("Reshape", [x_seq, g.const("tbnm", [t_steps, -1, n, m], np.int64)], "by_chunk")
+    seq = g.op("Reshape", [x_seq, g.const("tbnm", [0 if rows else t_steps, -1, n, m],
+                                          np.int64)], "by_chunk")
     outs = [[[None] * n for _ in range(t_steps)] for _ in range(2)]  # out, h
     for i in range(n):
         sub = _ChunkNode(node, {k: chunk_const(g, k, v, n, i, np.float32)
                                 for k, v in per.items() if k != "gain" or node.gain is not None})
+        if rows:  # the chunk's T_in rows, once
+            chunk = g.op("Slice", [seq, g.const("st", [i], np.int64),
+                                   g.const("en", [i + 1], np.int64),
+                                   g.const("ax", [2], np.int64)], "chunk")  # [T_in, B, 1, m]
         v = None
         for t in range(t_steps):
-            x_t = g.op("Slice", [seq, g.const("st", [t, i], np.int64),
-                                 g.const("en", [t + 1, i + 1], np.int64),
-                                 g.const("ax", [0, 2], np.int64)], "x_t")  # [1, B, 1, m]
+            if rows:
+                x_t = g.op("Slice", [chunk, rows[t], g.op("Add", [rows[t], g.const(
+                    "one", [1], np.int64)], "row_end"), g.const("ax", [0], np.int64)], "x_t")
+            else:
+                x_t = g.op("Slice", [seq, g.const("st", [t, i], np.int64),
+                                     g.const("en", [t + 1, i + 1], np.int64),
+                                     g.const("ax", [0, 2], np.int64)], "x_t")  # [1, B, 1, m]
             if t == 0 and not v0.any():  # decay * 0 + drive: the drive (0 + d = d)
                 h, s, v = _neuron_step(g, sub, None, x_t)
             elif t == 0:
@@ -182,11 +193,15 @@ def _merge(g: GraphBuilder, node: ir.Merge, a, b) -> tuple[str, bool, bool]:
 
 
 def _layers(g: GraphBuilder, graph: Graph, x: str, tb: str, batch: str, shapes, step_state=None,
-            debug: bool = True, t_steps: int = 1):
+            debug: bool = True, t_steps: int = 1, tb_in: str | None = None, rows=None):
     """Emit every layer. step_state: None for the sequence model (Scan), else a dict that
     collects (state input, state output) names for the one-step model. Returns the output,
     spikes and H per neuron layer, the uint8 inputs of synapses (name -> (value, shape,
-    binary)) and the readout node."""
+    binary)) and the readout node. tb: the int64 [T, B] of values behind a neuron layer;
+    tb_in and rows: x's [T_in, B] and, per step, the row of x a first neuron layer reads
+    (`_unrolled`): what is computed from x alone has T_in rows (a static image: one)."""
+    tb_in = tb_in or tb
+    fresh = set()  # nodes whose values are computed from x alone: T_in rows
     spikes, hs, spike_inputs, readout = {}, {}, {}, None
     # every node's output: (value, is_u8, binary); uint8 values are spikes (binary) or the
     # integer sums of a SEW ADD (graded)
@@ -196,8 +211,12 @@ def _layers(g: GraphBuilder, graph: Graph, x: str, tb: str, batch: str, shapes, 
         shape_in = None
         if isinstance(node, ir.Input):
             values[name] = (x, False, False)
+            fresh.add(name)
             continue
         ins = graph.inputs(name)
+        if all(i in fresh for i in ins) and not isinstance(node, ir.Neuron):
+            fresh.add(name)
+        rows_of = tb_in if name in fresh else tb  # (a merge of both broadcasts to T rows)
         if isinstance(node, ir.Merge):
             values[name] = _merge(g, node, values[ins[0]], values[ins[1]])
             cur, is_u8, binary = values[name]
@@ -217,10 +236,11 @@ def _layers(g: GraphBuilder, graph: Graph, x: str, tb: str, batch: str, shapes, 
                 y = g.op("MatMul", [flat, g.const("wt", np.asarray(node.weight).T)], "matmul")
                 if node.bias is not None:
                     y = g.op("Add", [y, g.const("b", node.bias)], "bias")
-            cur, is_u8, binary = per_step(g, y, tb, shapes[name]), False, False
+            cur, is_u8, binary = per_step(g, y, rows_of, shapes[name]), False, False
         elif isinstance(node, ir.Neuron):
             if step_state is None:
-                cur, s, h = _unrolled(g, name, node, _as_float(g, cur, is_u8), t_steps, debug)
+                cur, s, h = _unrolled(g, name, node, _as_float(g, cur, is_u8), t_steps, debug,
+                                      rows if ins[0] in fresh else None)
             else:
                 v_in, ax0 = f"v:{name}", g.const("ax0", [0], np.int64)
                 i_t = g.op("Squeeze", [_as_float(g, cur, is_u8), ax0], "i_t")  # [B, *shape]
@@ -249,13 +269,13 @@ def _layers(g: GraphBuilder, graph: Graph, x: str, tb: str, batch: str, shapes, 
                 if isinstance(node, ir.SpikePool):  # sum = k*k * mean, exact for counts
                     y = g.op("Mul", [y, g.const("area", node.kernel[0] * node.kernel[1])])
                 is_u8 = binary = False
-            cur = per_step(g, y, tb, shapes[name])
+            cur = per_step(g, y, rows_of, shapes[name])
         elif isinstance(node, ir.Flatten):
-            cur = per_step(g, cur, tb, shapes[name])
+            cur = per_step(g, cur, rows_of, shapes[name])
         elif isinstance(node, ir.Readout):
             readout = node
             classes = shapes[name][0]
-            grouped = per_step(g, _as_float(g, cur, is_u8), tb, (classes, node.population))
+            grouped = per_step(g, _as_float(g, cur, is_u8), rows_of, (classes, node.population))
             cur, is_u8 = g.op("ReduceMean", [grouped], "vote", axes=[-1], keepdims=0), False
             binary = False
         values[name] = (cur, is_u8, binary)
@@ -268,7 +288,7 @@ def _prev_shape(graph: Graph, name: str, shapes) -> tuple[int, ...]:
     return shapes[graph.inputs(name)[0]]
 
 
-def _scores(g: GraphBuilder, o: str, readout: ir.Readout | None, t_len: str,
+def _scores(g: GraphBuilder, o: str, readout: ir.Readout | None, t_len,
             default_mode: str = "rate") -> str:
     """readout.readout_scores in ONNX; without a Readout node the graph's own readout mode
     (metadata 'readout', as the reference simulator takes it) over the last layer's output."""
@@ -281,6 +301,7 @@ def _scores(g: GraphBuilder, o: str, readout: ir.Readout | None, t_len: str,
     counts = g.op("ReduceSum", [g.op("Round", [g.op("Mul", [o, m])]), g.const("ax", [0],
                                                                            np.int64)],
                   "counts", keepdims=0)
+    t_len = t_len if isinstance(t_len, str) else g.const("t", float(t_len))
     return g.op("Div", [counts, g.op("Mul", [m, t_len])], "scores")
 
 
@@ -298,14 +319,20 @@ def to_onnx(graph: Graph, debug: bool = True, time_steps: int | None = None) -> 
     in_shape = graph.nodes[graph.order()[0]].shape
     g = GraphBuilder()
     shp = g.op("Shape", ["x"], "xshape")
-    tb = g.op("Slice", [shp, g.const("z", [0], np.int64), g.const("two", [2], np.int64)], "tb")
+    tb_in = g.op("Slice", [shp, g.const("z", [0], np.int64), g.const("two", [2], np.int64)],
+                 "tb_in")
     batch = g.op("Slice", [shp, g.const("one", [1], np.int64), g.const("two", [2], np.int64)],
                  "batch")
-    t_len = g.op("Cast", [g.op("Slice", [shp, g.const("z", [0], np.int64),
-                                         g.const("one", [1], np.int64)])], "t", to=F32)
+    tb = g.op("Concat", [g.const("t", [t_steps], np.int64), batch], "tb", axis=0)
+    # step t reads row min(t, T_in - 1) of what is computed from x (T_in = T or 1)
+    last_row = g.op("Sub", [g.op("Slice", [shp, g.const("z", [0], np.int64), g.const(
+        "one", [1], np.int64)], "t_in"), g.const("one", [1], np.int64)], "last_row")
+    rows = [g.const("row0", [0], np.int64)] + [
+        g.op("Min", [g.const("t", [t], np.int64), last_row], "row") for t in range(1, t_steps)]
     o, spikes, hs, spike_inputs, readout = _layers(g, graph, "x", tb, batch, shapes,
-                                                   debug=debug, t_steps=t_steps)
-    scores = _scores(g, o, readout, t_len, graph.metadata.get("readout", "rate"))
+                                                   debug=debug, t_steps=t_steps, tb_in=tb_in,
+                                                   rows=rows)
+    scores = _scores(g, o, readout, t_steps, graph.metadata.get("readout", "rate"))
     g.nodes.append(helper.make_node("Identity", [scores], ["scores"]))
     g.nodes.append(helper.make_node("Identity", [o], ["outputs"]))
     value_infos = [helper.make_tensor_value_info("scores", F32, ["B", None]),
@@ -323,7 +350,7 @@ def to_onnx(graph: Graph, debug: bool = True, time_steps: int | None = None) -> 
                                                          ["T", "B", *shapes[name]]))
     model = helper.make_model(
         helper.make_graph(g.nodes, "snnexport", [helper.make_tensor_value_info(
-            "x", F32, [t_steps, "B", *in_shape])], value_infos, initializer=g.inits),
+            "x", F32, ["T_in", "B", *in_shape])], value_infos, initializer=g.inits),
         opset_imports=[helper.make_opsetid("", OPSET)], producer_name="snnexport")
     model.metadata_props.append(onnx.StringStringEntryProto(
         key="snnexport.readout", value=readout.mode if readout else "rate"))

@@ -189,15 +189,18 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
     decay = ("none" if (k == 4096).all() else
              "f32" if ((k & (k - 1)) == 0).all() else "f64")
     fdt, ftype = (np.float32, F32) if decay == "f32" else (np.float64, TensorProto.DOUBLE)
-    if layout == "pool2":  # [T_in, B, C, H, W] -> [T_in, B, 2, 2, C, H/2, W/2] (int16: cheap)
+    if layout == "pool2":  # [T_in, B, C, H, W] -> four planes [T_in, B, C, H/2, W/2], corner
+        # (a, b) = rows a::2, columns b::2 (strided Slices: measured 8.5 ms -> 1 ms against a
+        # 7-d Transpose of the int16 bias0 on bench/integer_speed.py's net), plane q = 2a + b
         c_, h_, w_ = layer.shape
-        drive = g.op("Transpose", [g.op("Reshape", [drive, _i64(
-            g, "win", [0, 0, c_, h_ // 2, 2, w_ // 2, 2])], "windows")], "corners",
-            perm=[0, 1, 4, 6, 2, 3, 5])
-    seq = g.op("Reshape", [drive, _i64(g, "tbnm", [-1 if host else t_steps, 0 if host else -1,
-                                                   n, m])], "by_chunk")
+        planes = [g.op("Reshape", [g.op("Slice", [drive, _i64(g, "ab", [a, b]), _i64(
+            g, "hw", [h_, w_]), _i64(g, "ax", [3, 4]), _i64(g, "st", [2, 2])], "corner"),
+            _i64(g, "tbnm", [-1, 0, n_p, m])], "plane") for a in (0, 1) for b in (0, 1)]
+    else:
+        seq = g.op("Reshape", [drive, _i64(g, "tbnm", [-1 if host else t_steps,
+                                                       0 if host else -1, n, m])], "by_chunk")
     if host:  # bias0 [T_in, B, ...], T_in = T or 1: step t reads row min(t, T_in - 1)
-        last_row = g.op("Sub", [g.op("Slice", [g.op("Shape", [seq], "rows"), _i64(g, "z", [0]),
+        last_row = g.op("Sub", [g.op("Slice", [g.op("Shape", [drive], "rows"), _i64(g, "z", [0]),
                                                _i64(g, "o", [1])], "t_in"), _i64(g, "o", [1])],
                         "last_row")
         rows = [g.op("Min", [_i64(g, "t", [t]), last_row], "row") for t in range(t_steps)]
@@ -218,7 +221,8 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
                 None)
             if host:  # the chunk's 13-bit bias mantissas (host_bias_mant's range) << 6, int32
                 # [T_in, B, 1, m]: converted once per chunk (once for all steps when T_in = 1)
-                chunk = g.op("Slice", [seq, _i64(g, "st", [i]), _i64(g, "en", [i + 1]),
+                src, j = (planes[i // n_p], i % n_p) if layout == "pool2" else (seq, i)
+                chunk = g.op("Slice", [src, _i64(g, "st", [j]), _i64(g, "en", [j + 1]),
                                        _i64(g, "ax", [2])], "chunk")
                 chunk = g.op("Mul", [g.op("Clip", [g.op("Cast", [chunk], "b32", to=I32),
                                                    g.const("lo", -BIAS_MANT_MAX - 1, np.int32),
@@ -275,6 +279,94 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
         pool = assemble(pooled, "pooled", (c_, h_ // 2, w_ // 2), "nchw")
     return (assemble(spikes, "spikes") if with_spikes else None,
             assemble(hs, "h") if with_h else None, pool)
+
+
+# the largest spike table `host_table` writes into a deployment graph (bytes), and the fewest
+# neurons per table group on average (a group per neuron, IMP: the loop is the better form)
+TABLE_BYTES = 4 << 20
+TABLE_SHARE = 64
+
+
+def host_table(layer: FixedLayer, t_steps: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The host layer's spike trains for a static input, tabulated: (table uint8 [G * E, T],
+    offset int32 per neuron [*shape]), or None where it would exceed TABLE_BYTES (or the layer
+    does not spike).
+
+    With one image for every step, a host neuron's drive is the same 13-bit mantissa m at every
+    step, so its T spikes are a function of m and its own (dv, v_init, bias_mant): G groups of
+    neurons sharing those, E = 2^13 values of m. Row offset + m of the table is that neuron's
+    spike train. The rows are computed by the emulator's own neuron loop
+    (quant.emulator.neuron_loop), so they hold its arithmetic by construction. One Gather then
+    replaces the layer's T unrolled steps (`_host_switch`): on bench/integer_speed.py's net
+    the host layer was half of the deployment graph's time. One group (a per-layer tau, no
+    IMP: the PLIF of Fang et al.) takes E * T bytes, per-channel parameters C E T; per-neuron
+    tau or IMP make a group per distinct neuron: those keep the loop."""
+    import types
+
+    import torch
+
+    from ..quant.emulator import neuron_loop
+
+    if not layer.spiking:
+        return None
+    shape = tuple(layer.shape)
+    bias = 0 if layer.bias_mant is None else layer.bias_mant
+    cols = np.stack([np.broadcast_to(np.asarray(a, np.int64), shape).reshape(-1)
+                     for a in (layer.dv, layer.v_init, bias)], 1)
+    keys, group = np.unique(cols, axis=0, return_inverse=True)
+    e = 2 * (BIAS_MANT_MAX + 1)
+    if len(keys) * e * t_steps > TABLE_BYTES or len(keys) * TABLE_SHARE > len(cols):
+        return None
+    view = types.SimpleNamespace(name=layer.name, shape=(len(keys), e), dv=keys[:, :1],
+                                 v_init=keys[:, 1:2], vth_mant=layer.vth_mant)
+    m = np.arange(-BIAS_MANT_MAX - 1, BIAS_MANT_MAX + 1, dtype=np.int64)
+    drive = torch.from_numpy((m[None, :] + keys[:, 2:]) << 6)  # [G, E]: (m + bias_mant) << 6
+    _, spikes = neuron_loop(view, None, drive.expand(t_steps, 1, *drive.shape))
+    table = spikes[:, 0].permute(1, 2, 0).reshape(-1, t_steps).numpy().astype(np.uint8)
+    offset = (group.reshape(shape) * e + BIAS_MANT_MAX + 1).astype(np.int32)
+    return table, offset
+
+
+def _host_switch(g: GraphBuilder, layer: FixedLayer, table, drive: str, t_steps: int,
+                 pooled: bool, loop) -> str:
+    """The host layer's spikes uint8 [T, B, *shape] (`pooled`: their 2x2 OR-pool [T, B, C,
+    H/2, W/2]) from bias0 [T_in, B, *shape]: an If on T_in = 1 (a static image) that looks the
+    trains up in `host_table`'s table, else runs `loop(builder)` (the unrolled steps; it returns
+    the same tensor)."""
+    table, offset = table
+    t_in = g.op("Slice", [g.op("Shape", [drive], "bias_shape"), _i64(g, "z", [0]),
+                          _i64(g, "o", [1])], "t_in")
+    static = g.op("Equal", [t_in, _i64(g, "one", [1])], "static")
+    lookup = GraphBuilder(prefix=f"{g.prefix}lut_")
+    row0 = lookup.op("Gather", [drive, lookup.const("row", 0, np.int64)], "row0", axis=0)
+    parts = [(row0, offset)]  # (mantissas int16 [B, *shape], their neurons' table offsets)
+    if pooled:  # the four corners of every 2x2 window, before the lookup (strided Slices of
+        # the int16 mantissas: cheaper than of the looked-up [..., T] trains)
+        h_, w_ = layer.shape[1:]
+        parts = [(lookup.op("Slice", [row0, lookup.const("ab", [a, b], np.int64), lookup.const(
+            "hw", [h_, w_], np.int64), lookup.const("ax", [2, 3], np.int64), lookup.const(
+            "st", [2, 2], np.int64)], "corner"), offset[:, a::2, b::2])
+            for a in (0, 1) for b in (0, 1)]
+    trains, rows = [], lookup.const("trains", table, np.uint8)
+    for part, off in parts:
+        m = lookup.op("Clip", [lookup.op("Cast", [part], "m32", to=I32),
+                               lookup.const("lo", -BIAS_MANT_MAX - 1, np.int32),
+                               lookup.const("hi", BIAS_MANT_MAX, np.int32)], "m")
+        off = off.reshape(-1)[0] if (off == off.flat[0]).all() else off
+        trains.append(lookup.op("Gather", [rows, lookup.op(
+            "Add", [m, lookup.const("offset", off, np.int32)], "row")], "trains", axis=0))
+    # [B, *shape, T]; a pool's spike is the OR of its window's four: their Max (values 0 / 1)
+    trains = trains[0] if len(trains) == 1 else lookup.op("Max", trains, "or_pool")
+    rank = len(layer.shape) + 1
+    out = lookup.op("Transpose", [trains], "by_step", perm=[rank] + list(range(rank)))
+    steps = GraphBuilder(prefix=f"{g.prefix}steps_")
+    looped = loop(steps)
+    branch = {}
+    for key, sub, y in (("then_branch", lookup, out), ("else_branch", steps, looped)):
+        branch[key] = helper.make_graph(sub.nodes, f"{layer.name}_{key}", [],
+                                        [helper.make_tensor_value_info(y, U8, None)],
+                                        initializer=sub.inits)
+    return g.op("If", [static], "host_spikes", **branch)
 
 
 def _synapse(g: GraphBuilder, layer: FixedLayer, s_seq: str, tb: str, in_shape, peak: int = 1,
@@ -545,7 +637,8 @@ def _output(g: GraphBuilder, outputs: list, value: str, name: str, dtype, shape)
 
 
 def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None = None,
-                  debug: bool = True, pool2: bool | None = None) -> onnx.ModelProto:
+                  debug: bool = True, pool2: bool | None = None,
+                  tables: bool = True) -> onnx.ModelProto:
     """The integer ONNX model of `net` (module docstring) for `time_steps` steps (default
     net.time_steps; the steps are unrolled); `debug` False: only `outputs` (no per-layer
     spikes and membranes: the deployment graph, the same arithmetic). `pool2`: a host layer's
@@ -553,7 +646,8 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
     deployment graph only (the per-layer outputs of the debug graph would need the corner
     layout transposed back: slower). `plain`: the direct mapping, the benchmark's baseline:
     every synapse as ConvInteger / MatMulInteger with uint8 weights, every layer (OR-pools too)
-    an int64 Scan over a dynamic T."""
+    an int64 Scan over a dynamic T. `tables`: in the deployment graph, a static image's host
+    spikes looked up (`host_table`) where the table is small enough."""
     pool2 = not debug if pool2 is None else pool2
     t_steps = int(time_steps or net.time_steps)
     g = GraphBuilder()
@@ -584,6 +678,16 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
             return _neuron_scan(g, layer, drive, layer.bias_mant, batch, named(layer))
         need_h = debug or (not layer.spiking and layer is net.layers[last])
         pool = _pool2_after(net, layer) if layer is host and pool2 else None
+        table = host_table(layer, t_steps) if layer is host and not need_h and tables else None
+        if table is not None:
+            def loop(b):
+                return _neuron_layer(b, layer, drive, t_steps, "pool2" if pool else layout,
+                                     bound, True, False, with_spikes=not pool)[2 if pool else 0]
+
+            y = _host_switch(g, layer, table, drive, t_steps, pool is not None, loop)
+            if pool:
+                pooled[pool.name] = y
+            return (None if pool else y), None
         s, h, p = _neuron_layer(g, layer, drive, t_steps, "pool2" if pool else layout, bound,
                                 layer is host, need_h, with_spikes=debug or not pool)
         if pool:
