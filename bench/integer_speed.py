@@ -68,7 +68,15 @@ clock = time.perf_counter  # --clock cpu: the process's CPU time (every thread),
 # which counts the threads' spin-waiting; wall time is the measure, cpu time a cross-check
 
 
+# pause before each timed run: onnxruntime's pool threads and torch's OpenMP threads spin for
+# a while after their work, and, engines interleaved, the last one's spinning threads took the
+# 2 cores from the next (float ONNX / torch eager measured 2.58x with no pause, 3.46x with the
+# engines apart, in runs minutes apart on a quiet machine)
+PAUSE = 0.2
+
+
 def timed(fn):
+    time.sleep(PAUSE)
     t0 = clock()
     fn()
     return clock() - t0

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
 
 import integer_speed
 import numpy as np
@@ -52,6 +53,7 @@ T, B = 8, 16
 
 
 def timed(fn):
+    time.sleep(integer_speed.PAUSE)  # (integer_speed.py: spinning threads of the engine before)
     t0 = integer_speed.clock()
     fn()
     return integer_speed.clock() - t0

@@ -71,7 +71,8 @@ def export(model, target: str, path, data: str | None = None, calib_samples: int
     `path`. Fixed-point targets calibrate on the first `calib_samples` of `data`'s training
     split (default: the data the model was trained on) and group per-neuron decays into
     `decays` values per layer if asked. `options`: the target's own (onnx: step=True for the
-    one-step streaming artifact; nir: dt)."""
+    one-step streaming artifact; onnx, onnx-fixed: lean=True for the deployment graph, outputs
+    only; nir: dt)."""
     loaded = load(model)
     backend = get_backend(target)
     if backend.exports is None:

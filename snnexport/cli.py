@@ -383,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--to", required=True, choices=exportable)
     x.add_argument("--step", action="store_true",
                    help="ONNX: the streaming artifact (one time step, explicit state)")
+    x.add_argument("--lean", action="store_true",
+                   help="ONNX, integer ONNX: the deployment graph, outputs only (no per-layer "
+                        "spikes and membranes; the same arithmetic, faster)")
     x.add_argument("-o", "--output", required=True)
     x.add_argument("--dt", type=float, default=1e-4,
                    help="NIR time step in seconds (default 1e-4, as snnTorch / SpikingJelly)")

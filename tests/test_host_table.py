@@ -122,3 +122,36 @@ def test_dense_host_with_and_without_table(imp):
     assert any(n.op_type == "If" for n in model.graph.node) == (not imp)
     assert static.spikes["h"].any() and static.spikes["o"].any()
     onnx.checker.check_model(model, full_check=True)
+
+
+def test_lean_exports_are_the_deployment_graphs(tmp_path, capsys):
+    """`snnexport export --lean`: the ONNX and integer ONNX files hold the deployment graphs
+    (outputs only); their outputs equal the full artifacts' on 24 digits, static images fed as
+    one row; --lean with --step is refused in one line."""
+    from snnexport.cli import main
+    from snnexport.quant import quantize
+
+    model = "examples/models/digits_plif_layer.pt"
+    x = load_dataset("digits").x_test[:24].numpy()
+    for target, suffix in (("onnx", ".onnx"), ("onnx-fixed", ".fixed.onnx")):
+        for lean in (False, True):
+            argv = ["export", model, "--to", target, "-o", str(tmp_path / f"{lean}{suffix}")]
+            assert main(argv + (["--lean"] if lean else [])) == 0
+    full, lean = (onnx.load(tmp_path / f"{v}.onnx") for v in (False, True))
+    assert [o.name for o in lean.graph.output] == ["scores", "outputs"]
+    assert any(o.name.startswith("spikes:") for o in full.graph.output)
+    a, b = (session(m).run(["scores", "outputs"], {"x": x[None]}) for m in (full, lean))
+    assert all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
+    full_i, lean_i = (onnx.load(tmp_path / f"{v}.fixed.onnx") for v in (False, True))
+    assert [o.name for o in lean_i.graph.output] == ["outputs"]
+    net = quantize(fold(load_model(model).graph), load_dataset("digits").x_train[:200])
+    mant, _ = host_bias_mant(net.layers[0], torch.from_numpy(x)[None], net.input_shape)
+    feed = {"bias0": mant.to(torch.int16).numpy()}
+    assert np.array_equal(session(full_i).run(["outputs"], feed)[0],
+                          session(lean_i).run(None, feed)[0])
+    assert session(full_i).run(["outputs"], feed)[0].any()
+    capsys.readouterr()
+    assert main(["export", model, "--to", "onnx", "--step", "--lean", "-o",
+                 str(tmp_path / "s.onnx")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--lean" in err[0]

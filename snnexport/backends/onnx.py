@@ -8,17 +8,22 @@ import torch
 from .base import Backend, Export, register
 
 
-def write(folded, path, step: bool = False):
+def write(folded, path, step: bool = False, lean: bool = False):
+    from ..errors import UsageError
     from ..exporters.onnx_export import write_onnx
 
-    return write_onnx(folded, path, step=step)
+    if step and lean:
+        raise UsageError("export --to onnx: --lean is the sequence artifact's deployment form; "
+                         "the streaming one (--step) has no per-layer outputs to leave out")
+    return write_onnx(folded, path, step=step, lean=lean)
 
 
 def note(options: dict) -> str:
     from ..exporters.onnx_export import OPSET
 
     form = ("one time step, state as inputs/outputs" if options.get("step")
-            else "x [T, B, ...] -> scores, outputs, spikes:<layer>")
+            else "x [T or 1, B, ...] -> scores, outputs" + (
+                "" if options.get("lean") else ", spikes:<layer>, h:<layer>"))
     return f"ONNX opset {OPSET}, {form}"
 
 
@@ -35,5 +40,5 @@ def finish(report, runner, folded) -> None:
 
 
 register(Backend("onnx", "onnxruntime, optimisations off", make_runner,
-                 exports=Export(".onnx", write, options=("step",), note=note),
+                 exports=Export(".onnx", write, options=("step", "lean"), note=note),
                  dtype=torch.float32, finish=finish))

@@ -7,17 +7,18 @@ import torch
 from .base import Backend, Export, register
 
 
-def write(net, path):
+def write(net, path, lean: bool = False):
     from ..exporters.onnx_fixed import write_onnx_fixed
 
-    return write_onnx_fixed(net, path)
+    return write_onnx_fixed(net, path, lean=lean)
 
 
 def note(options: dict) -> str:
     from ..exporters.onnx_export import OPSET
 
     return (f"ONNX opset {OPSET}: bias0 int16 [T or 1, B, *first layer] (host current "
-            "mantissas) -> spikes:<layer> uint8, h:<layer> int64, outputs")
+            "mantissas) -> " + ("outputs" if options.get("lean") else
+                                "spikes:<layer> uint8, h:<layer> int64, outputs"))
 
 
 def make_runner(net, dtype, stats):
@@ -27,5 +28,6 @@ def make_runner(net, dtype, stats):
 
 
 register(Backend("onnx-fixed", "integer ONNX in onnxruntime vs the emulator", make_runner,
-                 exports=Export(".fixed.onnx", write, note=note), reference="emulator",
+                 exports=Export(".fixed.onnx", write, options=("lean",), note=note),
+                 reference="emulator",
                  fixed_point=True, dtype=torch.int64))

@@ -427,8 +427,11 @@ def initial_states(graph: Graph, batch: int) -> dict[str, np.ndarray]:
             for n, node in graph.ordered() if isinstance(node, ir.Neuron)}
 
 
-def write_onnx(graph: Graph, path, step: bool = False) -> Path:
-    model = to_onnx_step(graph) if step else to_onnx(graph)
+def write_onnx(graph: Graph, path, step: bool = False, lean: bool = False) -> Path:
+    """The sequence artifact (per-layer spikes, H and spike-fed inputs as outputs: what the
+    parity check runs; `lean`: scores and outputs only, the deployment form), or with `step`
+    the streaming one."""
+    model = to_onnx_step(graph) if step else to_onnx(graph, debug=not lean)
     data = model.SerializeToString()
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 

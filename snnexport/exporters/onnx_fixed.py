@@ -758,8 +758,11 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
     return model
 
 
-def write_onnx_fixed(net: FixedNet, path) -> Path:
-    model = to_onnx_fixed(net)
+def write_onnx_fixed(net: FixedNet, path, lean: bool = False) -> Path:
+    """The artifact with every layer's spikes and membranes as outputs (what the parity check
+    runs), or `lean`: the deployment graph (`outputs` only, the same arithmetic; a static
+    image's host spikes looked up, `host_table`)."""
+    model = to_onnx_fixed(net, debug=not lean)
     return atomic_write(path, lambda tmp: onnx.save(model, tmp))
 
 
