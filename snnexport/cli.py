@@ -162,10 +162,16 @@ def _fold(args) -> int:
 
 def _export(args) -> int:
     from .api import export
+    from .backends import backends
     from .backends import get as get_backend
 
     backend = get_backend(args.to)
     options = {o: getattr(args, o) for o in backend.exports.options}
+    for flag in ("step", "lean"):  # a switch the target does not take: said, not ignored
+        if getattr(args, flag) and flag not in backend.exports.options:
+            takers = [b.name for b in backends() if b.exports and flag in b.exports.options]
+            raise UsageError(f"export --to {args.to}: --{flag} applies to {', '.join(takers)} "
+                             "only")
     out = export(load_model_of(args), args.to, args.output, args.data, args.calib_samples,
                  args.decays, **options)
     if backend.exports.note is not None:

@@ -155,3 +155,8 @@ def test_lean_exports_are_the_deployment_graphs(tmp_path, capsys):
                  str(tmp_path / "s.onnx")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--lean" in err[0]
+    # a switch the target does not take is refused, not ignored
+    assert main(["export", model, "--to", "nir", "--lean", "-o", str(tmp_path / "m.nir")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--lean applies to onnx, onnx-fixed only" in err[0]
+    assert not (tmp_path / "m.nir").exists()

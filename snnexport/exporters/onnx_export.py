@@ -8,16 +8,21 @@ of the spikes (on float32: onnxruntime's uint8 MaxPool is slower).
 
 Two artifacts:
   sequence (to_onnx)         x float32 [T, B, *input] (T = the graph's time_steps, or
-                             `time_steps`) -> scores [B, classes], outputs [T, B, classes],
-                             and per neuron layer `spikes:<name>` uint8 [T, B, *shape] and
-                             `h:<name>` float32 (H_t, for telling threshold ties), and per
-                             spike-fed synapse `in:<name>`, its uint8 input
+                             `time_steps`; the steps are unrolled), or [1, B, *input] for a
+                             static image that every step reads (what depends on x alone,
+                             the first conv, is then computed once) -> scores [B, classes],
+                             outputs [T, B, classes], and per neuron layer `spikes:<name>`
+                             uint8 [T, B, *shape] and `h:<name>` float32 (H_t, for telling
+                             threshold ties), and per spike-fed synapse `in:<name>`, its
+                             uint8 input (`debug=False`, `export --lean`: scores and outputs
+                             only, the deployment form)
   streaming (to_onnx_step)   one time step: x_t [B, *input] and `v:<name>` states in, outputs
                              o_t, spikes and the new states out
 
 Arithmetic is float32 with the IR's weights. The neuron step (each step of each chunk, and the
 streaming artifact's one step) is the IR's Neuron docstring, op for op: H = decay*V + gain*I;
-S = H >= threshold; V = H*(1-S) | H - threshold*S.
+S = H >= threshold; V = H*(1-S) | H - reset_by*S (reset_by = threshold unless the Neuron says
+otherwise: snnTorch's subtract reset with beta < 1 removes threshold / beta).
 Where the time goes (bench/onnx_speed.py --profile: onnxruntime's profiler, the 000 MNIST net
 at width 128, T=8, B=16, 1 thread, per node its fastest of 5 runs, a loaded machine): before,
 with a Scan per layer and the uint8 MaxPool, Conv 37 %, Scan 21 %, MatMul 20 %, MaxPool 18 %;
