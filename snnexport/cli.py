@@ -116,6 +116,7 @@ def _evaluate(args) -> int:
     from .evaluate import evaluate
     from .models import load_checkpoint
 
+    expect = _expect(args)
     model, meta = load_checkpoint(args.model)
     data = args.data or meta.get("data")
     if data is None:
@@ -136,6 +137,11 @@ def _evaluate(args) -> int:
     print(result.text())
     if args.json:
         _write_text(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
+    if expect is not None and result.accuracy < expect:
+        print(f"warning: {args.model} reaches {100 * result.accuracy:.2f} % on {data}, below "
+              f"the {100 * expect:.2f} % expected (--expect-accuracy): the data do not match "
+              "the model (preprocessing, labels or split)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -351,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", metavar="DATA", help=DATA_HELP)
     e.add_argument("--samples", type=int, help="first N test samples only")
     e.add_argument("--json", help="also write the result as JSON here")
+    e.add_argument("--expect-accuracy", type=float, metavar="PCT",
+                   help="the accuracy (%%) the model reaches on these data: below it, a warning "
+                        "that the data do not match the model, exit status 1")
     e.set_defaults(func=_evaluate, reads=("model",), writes={"json": ".json"})
 
     i = sub.add_parser("inspect", help="layers, shapes, tau, IMP and readout of a model")
