@@ -68,15 +68,18 @@ clock = time.perf_counter  # --clock cpu: the process's CPU time (every thread),
 # which counts the threads' spin-waiting; wall time is the measure, cpu time a cross-check
 
 
-# pause before each timed run: onnxruntime's pool threads and torch's OpenMP threads spin for
-# a while after their work, and, engines interleaved, the last one's spinning threads took the
-# 2 cores from the next (float ONNX / torch eager measured 2.58x with no pause, 3.46x with the
-# engines apart, in runs minutes apart on a quiet machine)
+# before each timed run a pause and one untimed run: onnxruntime's pool threads and torch's
+# OpenMP threads spin for a while after their work, and, engines interleaved, the last one's
+# spinning threads took the 2 cores from the next (float ONNX / torch eager measured 2.58x
+# with no pause, 3.46x with the engines apart, in runs minutes apart on a quiet machine); after
+# the pause an engine's own threads are parked, so one run wakes them (each engine is timed
+# warm, as a deployment running batch after batch is)
 PAUSE = 0.2
 
 
 def timed(fn):
     time.sleep(PAUSE)
+    fn()
     t0 = clock()
     fn()
     return clock() - t0
