@@ -39,9 +39,9 @@ def run_sample(path: str, x: np.ndarray, mode: str, shapes: list, record: bool,
                num_layers: int | None = None) -> dict:
     from lava.lib.dl.netx import hdf5
     from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
+
+    from .runner import SpikeTap
 
     t_steps = x.shape[0]
     start = time.perf_counter()
@@ -62,12 +62,8 @@ def run_sample(path: str, x: np.ndarray, mode: str, shapes: list, record: bool,
         source.s_out.connect(net.in_layer.neuron.a_in)
     else:
         net.in_layer.neuron.bias_mant.init = _lava(x[0], in_shape).astype(np.int32)
-    sinks = []
-    for block in net.layers:
-        sink = Sink(shape=block.neuron.s_out.shape, buffer=t_steps)
-        block.neuron.s_out.connect(sink.a_in)
-        sinks.append(sink)
-    cfg = Loihi2SimCfg(select_tag="fixed_pt")
+    sinks = [SpikeTap(block.neuron.s_out, t_steps) for block in net.layers]
+    cfg = SpikeTap.run_cfg("fixed_pt")
     out = {}
     n = [int(np.prod(s)) for s in shapes]
     if record:
@@ -89,7 +85,7 @@ def run_sample(path: str, x: np.ndarray, mode: str, shapes: list, record: bool,
             net.run(condition=RunSteps(num_steps=t_steps), run_cfg=cfg)
         run_s = time.perf_counter() - stepping
         for k, sink in enumerate(sinks):
-            d = sink.data.get()  # [*W x H x C, T]
+            d = sink.data()  # [*W x H x C, T]
             out[f"spikes:{k}"] = np.stack([_ours(d[..., t]) for t in range(t_steps)])
     finally:
         net.stop()
