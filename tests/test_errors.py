@@ -95,7 +95,7 @@ def _modules():
 
 def test_every_exception_class_derives_from_snnexport_error():
     modules, skipped = _modules()
-    assert set(skipped) <= {"snnexport.lava.runner"}, skipped
+    assert set(skipped) <= {"snnexport.lava.runner", "snnexport.lava.var_writer"}, skipped
     assert len(modules) > 20
     seen, outside = [], []
     for module in modules:

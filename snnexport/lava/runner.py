@@ -9,7 +9,7 @@ static images or [N, T, *input] frames, and input_shape (the first synapse is co
 the host). fixed / netx: the fixed-point IR as LIF + Dense/Conv processes, or the netx HDF5 as
 lava-dl builds it, in `fixed_pt`; INPUTS bias0 [N, n_1] or [N, T, n_1] holds the host layer's
 current mantissas (computed by the core, so that the host arithmetic is the emulator's). With
-frames the first layer's bias is set through the runtime before every step. OUT: for every
+frames the first layer's bias is set before every step. OUT: for every
 layer `spikes:<name>` [T, N, n] (spiking) or `v:<name>` [T, N, n], aligned to the reference time
 axis, in the IR's C-major order.
 
@@ -19,8 +19,8 @@ Method (checked against Lava itself, see tests/test_lava.py):
 * each later synapse is a Lava Dense/Conv and delays its output by one step: layer k, behind k
   hops, answers at Lava step t + k (+1 for netx, below) for reference step t;
 * constant biases and the IMP would act during those k waiting steps: every LIF behind hops
-  starts at step k with v = v_init (set through the runtime right before that step; in the
-  process paths its bias is also 0 until then). u needs no care: du = 1 (float) / 4095
+  starts at step k with v = v_init (set right before that step; in the process paths its bias
+  is also 0 until then). u needs no care: du = 1 (float) / 4095
   (fixed) keeps no current, so u at step k is the input of step k - 1 alone;
 * the samples run back to back in one Lava run (class Schedule): layer k starts sample s at
   step s T + k with its v set to v_init, while the layers behind it still finish sample s - 1;
@@ -28,6 +28,10 @@ Method (checked against Lava itself, see tests/test_lava.py):
 * netx builds its processes from the file, with the biases in it and no way to give the input
   layer a per-sample bias before the runtime exists: one warm-up step runs first (everything
   at rest), then the input bias and every v are set; netx layers start one step later;
+* every such value is written inside the runtime by a VarWriter (lava/var_writer.py: Lava's
+  `Var.set` sends one element per message), and the spikes come out through Extractors
+  (`SpikeTap`), so the whole run is one run call unless a non-spiking layer's v is read
+  between steps (`_run_steps`);
 * float: Lava fires on v > vth, the IR on H >= threshold: vth = nextafter(threshold, -inf);
 * a residual graph (lowering.lower_residual: merges, delays) runs the same way (`run_graph`),
   each stage starting and aligned at its hop depth instead of its index.
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,8 +76,40 @@ class SpikeTap:
         from lava.magma.core.run_configs import Loihi2SimCfg
         from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
 
-        return Loihi2SimCfg(select_tag=tag,
-                            exception_proc_model_map={Extractor: PyLoihiExtractorModel})
+        from .var_writer import MODELS, VarWriter
+
+        return Loihi2SimCfg(select_tag=tag, exception_proc_model_map={
+            Extractor: PyLoihiExtractorModel, VarWriter: MODELS[tag]})
+
+
+def _run_steps(proc, cfg, steps: int, every_step: bool, host_sets=None):
+    """Runs the network of `proc` for `steps` Lava steps: when `every_step` (a Var read between
+    steps), one step per run call, yielding each step g after it ran, with host_sets[g]
+    ([(Var, value)]) set through the runtime before it; else in one run call (nothing set or
+    read from the host in between: the VarWriters set inside the runtime), yielding nothing.
+    A layer whose v is read must have its v_init set from the host: a VarWriter writes in the
+    post-management of the step before, which a read after that step would see."""
+    from lava.magma.core.run_conditions import RunSteps
+
+    if not every_step:
+        proc.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
+        return
+    for g in range(steps):
+        for var, value in (host_sets or {}).get(g, ()):
+            var.set(value)
+        proc.run(condition=RunSteps(num_steps=1), run_cfg=cfg)
+        yield g
+
+
+def _host_sets(writes: dict, read: dict, var_of) -> dict:
+    """The v writes of the layers whose v is read (`read`'s keys), taken out of `writes` and
+    returned as {step: [(Var, value)]} for `_run_steps` to set from the host (`_run_steps`
+    says why)."""
+    out = defaultdict(list)
+    for k in read:
+        for g, value in writes.pop((k, "v"), ()):
+            out[g].append((var_of(k), value))
+    return out
 
 
 @dataclass
@@ -305,10 +342,11 @@ def run_processes(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
     """All samples in one run of LIF + Dense/Conv processes (see Schedule); returns each
     layer's aligned outputs [T, N, n] (C-major). first_bias: the host currents [N, n] (static
     images) or [N, T, n] (frames)."""
-    from lava.magma.core.run_conditions import RunSteps
     from lava.proc.conv.process import Conv
     from lava.proc.dense.process import Dense
     from lava.proc.lif.process import LIF
+
+    from .var_writer import writers  # (imports Lava)
 
     plan = Schedule(len(first_bias), t_steps, len(stages))
     lifs, sinks = [], []
@@ -331,21 +369,22 @@ def run_processes(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
         sink = SpikeTap(lif.s_out, plan.steps) if st.spiking else None
         lifs.append(lif)
         sinks.append(sink)
-    cfg = SpikeTap.run_cfg(tag)
+    writes = defaultdict(list)  # (layer, Var) -> [(step, value)], written in the runtime
+    for g in range(1, plan.steps):  # step 0's values are built in (layer 0's first bias, v_init)
+        bias = plan.host_bias(first_bias, g)
+        if bias is not None:
+            writes[0, "bias_mant"].append((g, stages[0].lava(bias)))
+        for k in plan.starting(g):
+            if g == k:  # a layer's own bias starts with its first sample (0 before)
+                writes[k, "bias_mant"].append((g, stages[k].lava(stages[k].bias)))
+            writes[k, "v"].append((g, stages[k].lava(stages[k].v_init)))
     v_trace = {k: np.zeros((plan.steps, st.n)) for k, st in enumerate(stages) if not st.spiking}
+    host_sets = _host_sets(writes, v_trace, lambda k: lifs[k].v)
+    writers(writes, dict(enumerate(lifs)))
+    cfg = SpikeTap.run_cfg(tag)
     start = time.perf_counter()
     try:
-        for g in range(plan.steps):
-            bias = plan.host_bias(first_bias, g)
-            if g > 0 and bias is not None:  # step 0's is built in
-                lifs[0].bias_mant.set(stages[0].lava(bias))
-            for k in plan.starting(g):
-                if g == 0:
-                    continue  # built at rest with layer 0's first bias and v_init
-                if g == k:  # a layer's own bias starts with its first sample (0 before)
-                    lifs[k].bias_mant.set(stages[k].lava(stages[k].bias))
-                lifs[k].v.set(stages[k].lava(stages[k].v_init))
-            lifs[0].run(condition=RunSteps(num_steps=1), run_cfg=cfg)
+        for g in _run_steps(lifs[0], cfg, plan.steps, bool(v_trace), host_sets):
             for k in v_trace:
                 v_trace[k][g] = stages[k].ir_order(lifs[k].v.get())
         out = {}
@@ -370,12 +409,13 @@ def run_graph(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
     every link's Dense / Conv / DelayDense / Sparse / DelaySparse on its a_in (Lava adds them),
     and starts each sample at its own depth (Schedule). Stage 0 is the host layer. Pool, merge
     and relay helpers (no name) are memoryless: nothing is set on them."""
-    from lava.magma.core.run_conditions import RunSteps
     from lava.proc.conv.process import Conv
     from lava.proc.dense.process import DelayDense, Dense
     from lava.proc.lif.process import LIF
     from lava.proc.sparse.process import DelaySparse, Sparse
     from scipy.sparse import identity
+
+    from .var_writer import writers  # (imports Lava)
 
     plan = Schedule(len(first_bias), t_steps, len(stages), depths=[st.depth for st in stages])
     lifs, sinks = [], []
@@ -411,22 +451,25 @@ def run_graph(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
         sink = SpikeTap(lif.s_out, plan.steps) if st.spiking and st.name else None
         lifs.append(lif)
         sinks.append(sink)
-    cfg = SpikeTap.run_cfg(tag)
+    writes = defaultdict(list)  # as in run_processes
+    for g in range(1, plan.steps):
+        bias = plan.host_bias(first_bias, g)
+        if bias is not None:
+            writes[0, "bias_mant"].append((g, stages[0].lava(bias)))
+        for k in plan.starting(g):
+            if not stages[k].name:
+                continue  # helpers are memoryless
+            if g == stages[k].depth:  # a layer's own bias starts with its first sample
+                writes[k, "bias_mant"].append((g, stages[k].lava(stages[k].bias)))
+            writes[k, "v"].append((g, stages[k].lava(stages[k].v_init)))
     v_trace = {k: np.zeros((plan.steps, st.n)) for k, st in enumerate(stages)
                if not st.spiking and st.name}
+    host_sets = _host_sets(writes, v_trace, lambda k: lifs[k].v)
+    writers(writes, dict(enumerate(lifs)))
+    cfg = SpikeTap.run_cfg(tag)
     start = time.perf_counter()
     try:
-        for g in range(plan.steps):
-            bias = plan.host_bias(first_bias, g)
-            if g > 0 and bias is not None:
-                lifs[0].bias_mant.set(stages[0].lava(bias))
-            for k in plan.starting(g):
-                if g == 0 or not stages[k].name:
-                    continue  # built at rest; helpers are memoryless
-                if g == stages[k].depth:  # a layer's own bias starts with its first sample
-                    lifs[k].bias_mant.set(stages[k].lava(stages[k].bias))
-                lifs[k].v.set(stages[k].lava(stages[k].v_init))
-            lifs[0].run(condition=RunSteps(num_steps=1), run_cfg=cfg)
+        for g in _run_steps(lifs[0], cfg, plan.steps, bool(v_trace), host_sets):
             for k in v_trace:
                 v_trace[k][g] = stages[k].ir_order(lifs[k].v.get())
         out = {}
@@ -449,9 +492,9 @@ def run_netx(path: str, first_bias: np.ndarray, t_steps: int) -> dict:
     """All samples in one run of lava-dl's netx Network built from the HDF5 file (see
     Schedule; one warm-up step first). first_bias: [N, n] (static images) or [N, T, n]."""
     from lava.lib.dl.netx import hdf5
-    from lava.magma.core.run_conditions import RunSteps
 
     from ..exporters.netx_export import read_netx_meta
+    from .var_writer import writers  # (imports Lava)
 
     meta = read_netx_meta(path)
     net = hdf5.Network(net_config=path)
@@ -467,19 +510,23 @@ def run_netx(path: str, first_bias: np.ndarray, t_steps: int) -> dict:
     sinks = []
     for block, info in zip(net.layers, meta["layers"], strict=True):
         sinks.append(SpikeTap(block.neuron.s_out, plan.steps) if info["spiking"] else None)
-    cfg = SpikeTap.run_cfg("fixed_pt")
     shapes = [tuple(info["shape"]) for info in meta["layers"]]
+    writes = defaultdict(list)  # as in run_processes; step 0 is the warm-up, at rest
+    for g in range(1, plan.steps):
+        bias = plan.host_bias(first_bias, g)
+        if bias is not None:
+            writes["in", "bias_mant"].append((g, whc(bias.reshape(shapes[0]), shapes[0])))
+        for k in plan.starting(g):
+            writes[k, "v"].append((g, v_inits[k]))
     v_trace = {k: np.zeros((plan.steps, int(np.prod(s)))) for k, s in enumerate(shapes)
                if not meta["layers"][k]["spiking"]}
+    host_sets = _host_sets(writes, v_trace, lambda k: net.layers[k].neuron.v)
+    writers(writes, {"in": net.in_layer.neuron,
+                     **{k: block.neuron for k, block in enumerate(net.layers)}})
+    cfg = SpikeTap.run_cfg("fixed_pt")
     start = time.perf_counter()
     try:
-        for g in range(plan.steps):
-            bias = plan.host_bias(first_bias, g)
-            if bias is not None:
-                net.in_layer.neuron.bias_mant.set(whc(bias.reshape(shapes[0]), shapes[0]))
-            for k in plan.starting(g):
-                net.layers[k].neuron.v.set(v_inits[k])
-            net.run(condition=RunSteps(num_steps=1), run_cfg=cfg)
+        for g in _run_steps(net, cfg, plan.steps, bool(v_trace), host_sets):
             for k in v_trace:
                 v_trace[k][g] = to_chw(net.layers[k].neuron.v.get(), shapes[k]).reshape(-1)
         out = {}
