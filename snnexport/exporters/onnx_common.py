@@ -49,6 +49,21 @@ def per_step(g: GraphBuilder, y: str, tb: str, shape) -> str:
     return g.op("Reshape", [y, full], "split")
 
 
+def step_rows(g: GraphBuilder, x: str, t_steps: int) -> tuple[str, list[tuple[str, str]]]:
+    """For an input x [T_in, B, ...] whose T_in is T (a row per step) or 1 (one row for every
+    step, a static image): T_in as int64 [1], and per step t the Slice bounds (start, end) of
+    the row it reads, min(t, T_in - 1) and that + 1 (int64 [1] each), computed once for all
+    the chunks and layers that read x."""
+    t_in = g.op("Slice", [g.op("Shape", [x], "x_shape"), g.const("z", [0], np.int64),
+                          g.const("o", [1], np.int64)], "t_in")
+    if not t_steps:
+        return t_in, []
+    last = g.op("Sub", [t_in, g.const("o", [1], np.int64)], "last_row")
+    one = g.const("o", [1], np.int64)
+    rows = [g.op("Min", [g.const("t", [t], np.int64), last], "row") for t in range(t_steps)]
+    return t_in, [(r, g.op("Add", [r, one], "row_end")) for r in rows]
+
+
 # Neurons per sample in one chunk of an unrolled neuron layer: both exporters unroll the T steps
 # of a layer and run them chunk by chunk (each chunk's state and temporaries stay in the core's
 # cache through all T steps, instead of every step streaming the whole layer through memory);

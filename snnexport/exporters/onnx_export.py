@@ -60,6 +60,7 @@ from .onnx_common import (
     chunks,
     per_sample,
     per_step,
+    step_rows,
 )
 
 F32, U8, I64 = TensorProto.FLOAT, TensorProto.UINT8, TensorProto.INT64
@@ -100,7 +101,7 @@ def _unrolled(g: GraphBuilder, name: str, node: ir.Neuron, x_seq: str, t_steps: 
     a spiking layer, V_t for a non-spiking one; H_t only if with_h. Chosen over one Scan per
     layer (T dynamic) by measurement (bench/onnx_speed.py; module docstring).
     rows: x_seq is [T_in, B, *shape] (computed from the graph's input, T_in = T or 1), and
-    step t reads row rows[t] (= min(t, T_in - 1), int64 [1])."""
+    step t reads the row between the bounds rows[t] (onnx_common.step_rows)."""
     shape = list(node.shape)
     p = int(np.prod(shape))
     n = chunks(p)
@@ -126,8 +127,7 @@ def _unrolled(g: GraphBuilder, name: str, node: ir.Neuron, x_seq: str, t_steps: 
         v = None
         for t in range(t_steps):
             if rows:
-                x_t = g.op("Slice", [chunk, rows[t], g.op("Add", [rows[t], g.const(
-                    "one", [1], np.int64)], "row_end"), g.const("ax", [0], np.int64)], "x_t")
+                x_t = g.op("Slice", [chunk, *rows[t], g.const("ax", [0], np.int64)], "x_t")
             else:
                 x_t = g.op("Slice", [seq, g.const("st", [t, i], np.int64),
                                      g.const("en", [t + 1, i + 1], np.int64),
@@ -293,7 +293,7 @@ def _prev_shape(graph: Graph, name: str, shapes) -> tuple[int, ...]:
     return shapes[graph.inputs(name)[0]]
 
 
-def _scores(g: GraphBuilder, o: str, readout: ir.Readout | None, t_len,
+def _scores(g: GraphBuilder, o: str, readout: ir.Readout | None, t_steps: int,
             default_mode: str = "rate") -> str:
     """readout.readout_scores in ONNX; without a Readout node the graph's own readout mode
     (metadata 'readout', as the reference simulator takes it) over the last layer's output."""
@@ -306,8 +306,7 @@ def _scores(g: GraphBuilder, o: str, readout: ir.Readout | None, t_len,
     counts = g.op("ReduceSum", [g.op("Round", [g.op("Mul", [o, m])]), g.const("ax", [0],
                                                                            np.int64)],
                   "counts", keepdims=0)
-    t_len = t_len if isinstance(t_len, str) else g.const("t", float(t_len))
-    return g.op("Div", [counts, g.op("Mul", [m, t_len])], "scores")
+    return g.op("Div", [counts, g.op("Mul", [m, g.const("t", float(t_steps))])], "scores")
 
 
 def to_onnx(graph: Graph, debug: bool = True, time_steps: int | None = None) -> onnx.ModelProto:
@@ -330,10 +329,7 @@ def to_onnx(graph: Graph, debug: bool = True, time_steps: int | None = None) -> 
                  "batch")
     tb = g.op("Concat", [g.const("t", [t_steps], np.int64), batch], "tb", axis=0)
     # step t reads row min(t, T_in - 1) of what is computed from x (T_in = T or 1)
-    last_row = g.op("Sub", [g.op("Slice", [shp, g.const("z", [0], np.int64), g.const(
-        "one", [1], np.int64)], "t_in"), g.const("one", [1], np.int64)], "last_row")
-    rows = [g.const("row0", [0], np.int64)] + [
-        g.op("Min", [g.const("t", [t], np.int64), last_row], "row") for t in range(1, t_steps)]
+    _, rows = step_rows(g, "x", t_steps)
     o, spikes, hs, spike_inputs, readout = _layers(g, graph, "x", tb, batch, shapes,
                                                    debug=debug, t_steps=t_steps, tb_in=tb_in,
                                                    rows=rows)

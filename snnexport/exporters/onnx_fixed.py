@@ -96,6 +96,7 @@ from .onnx_common import (
     per_sample,
     per_step,
     session,
+    step_rows,
 )
 
 I64, U8, F32, I32 = TensorProto.INT64, TensorProto.UINT8, TensorProto.FLOAT, TensorProto.INT32
@@ -209,11 +210,7 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
         seq = g.op("Reshape", [drive, _i64(g, "tbnm", [-1 if host else t_steps,
                                                        0 if host else -1, n, m])], "by_chunk")
     if host:  # bias0 [T_in, B, ...], T_in = T or 1: step t reads row min(t, T_in - 1)
-        last_row = g.op("Sub", [g.op("Slice", [g.op("Shape", [drive], "rows"), _i64(g, "z", [0]),
-                                               _i64(g, "o", [1])], "t_in"), _i64(g, "o", [1])],
-                        "last_row")
-        rows = [g.op("Min", [_i64(g, "t", [t]), last_row], "row") for t in range(t_steps)]
-        rows_end = [g.op("Add", [r, _i64(g, "o", [1])], "row_end") for r in rows]
+        _, rows = step_rows(g, drive, t_steps)
     vth1 = g.const("vth1", (int(layer.vth_mant) << 6) + 1, np.int32)
     one = g.const("one", 1, np.int32)
     zero = g.const("zero", 0, np.int32)
@@ -245,7 +242,7 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
                     d = g.op("Slice", [seq, _i64(g, "st", [t, i]), _i64(g, "en", [t + 1, i + 1]),
                                        _i64(g, "ax", [0, 2])], "d")  # [1, B, 1, m]
                 else:
-                    d = g.op("Slice", [chunk, rows[t], rows_end[t], _i64(g, "ax", [0])], "d")
+                    d = g.op("Slice", [chunk, *rows[t], _i64(g, "ax", [0])], "d")
                 if t == 0:
                     h = g.op("Add", [d, d0], "h") if d0 is not None else d
                 else:
@@ -336,15 +333,14 @@ def host_table(layer: FixedLayer, t_steps: int) -> tuple[np.ndarray, np.ndarray]
     return table, offset
 
 
-def _host_switch(g: GraphBuilder, layer: FixedLayer, table, drive: str, t_steps: int,
-                 pooled: bool, loop) -> str:
+def _host_switch(g: GraphBuilder, layer: FixedLayer, table, drive: str, pooled: bool,
+                 loop) -> str:
     """The host layer's spikes uint8 [T, B, *shape] (`pooled`: their 2x2 OR-pool [T, B, C,
     H/2, W/2]) from bias0 [T_in, B, *shape]: an If on T_in = 1 (a static image) that looks the
     trains up in `host_table`'s table, else runs `loop(builder)` (the unrolled steps; it returns
     the same tensor)."""
     table, offset = table
-    t_in = g.op("Slice", [g.op("Shape", [drive], "bias_shape"), _i64(g, "z", [0]),
-                          _i64(g, "o", [1])], "t_in")
+    t_in, _ = step_rows(g, drive, 0)
     static = g.op("Equal", [t_in, _i64(g, "one", [1])], "static")
     lookup = GraphBuilder(prefix=f"{g.prefix}lut_")
     row0 = lookup.op("Gather", [drive, lookup.const("row", 0, np.int64)], "row0", axis=0)
@@ -687,18 +683,18 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
             return _neuron_scan(g, layer, drive, layer.bias_mant, batch, named(layer))
         need_h = debug or (not layer.spiking and layer is net.layers[last])
         pool = _pool2_after(net, layer) if layer is host and pool2 else None
-        table = host_table(layer, t_steps) if layer is host and not need_h and tables else None
-        if table is not None:
-            def loop(b):
-                return _neuron_layer(b, layer, drive, t_steps, "pool2" if pool else layout,
-                                     bound, True, False, with_spikes=not pool)[2 if pool else 0]
+        def steps(b: GraphBuilder):  # the T steps unrolled, into builder b
+            return _neuron_layer(b, layer, drive, t_steps, "pool2" if pool else layout, bound,
+                                 layer is host, need_h, with_spikes=debug or not pool)
 
-            y = _host_switch(g, layer, table, drive, t_steps, pool is not None, loop)
+        table = host_table(layer, t_steps) if layer is host and not need_h and tables else None
+        if table is not None:  # (need_h False: the loop branch gives the spikes or the pool)
+            y = _host_switch(g, layer, table, drive, pool is not None,
+                             lambda b: steps(b)[2 if pool else 0])
             if pool:
                 pooled[pool.name] = y
             return (None if pool else y), None
-        s, h, p = _neuron_layer(g, layer, drive, t_steps, "pool2" if pool else layout, bound,
-                                layer is host, need_h, with_spikes=debug or not pool)
+        s, h, p = steps(g)
         if pool:
             pooled[pool.name] = p
         if debug:
