@@ -33,12 +33,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import integer_speed
 import numpy as np
 import torch
-from integer_speed import CLOCK, bench_net, fmt, paired, pct
+from integer_speed import CLOCK, bench_net, fmt, paired, pct, timed
 
 from snnexport.check import LoadedModel, check
 from snnexport.data import load_dataset
@@ -50,14 +49,6 @@ from snnexport.onnx_run import session
 from snnexport.passes.fold import fold
 
 T, B = 8, 16
-
-
-def timed(fn):
-    time.sleep(integer_speed.PAUSE)  # then one untimed run (integer_speed.py says why)
-    fn()
-    t0 = integer_speed.clock()
-    fn()
-    return integer_speed.clock() - t0
 
 
 def synapse_macs(graph) -> tuple[int, tuple[int, int, int]]:

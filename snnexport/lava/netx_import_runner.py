@@ -41,7 +41,7 @@ def run_sample(path: str, x: np.ndarray, mode: str, shapes: list, record: bool,
     from lava.magma.core.run_conditions import RunSteps
     from lava.proc.io.source import RingBuffer as Source
 
-    from .runner import SpikeTap
+    from .runner import SpikeTap, run_cfg
 
     t_steps = x.shape[0]
     start = time.perf_counter()
@@ -63,7 +63,7 @@ def run_sample(path: str, x: np.ndarray, mode: str, shapes: list, record: bool,
     else:
         net.in_layer.neuron.bias_mant.init = _lava(x[0], in_shape).astype(np.int32)
     sinks = [SpikeTap(block.neuron.s_out, t_steps) for block in net.layers]
-    cfg = SpikeTap.run_cfg("fixed_pt")
+    cfg = run_cfg("fixed_pt")
     out = {}
     n = [int(np.prod(s)) for s in shapes]
     if record:

@@ -69,17 +69,17 @@ class SpikeTap:
         """Every step's values, [*shape, steps] (a RingBuffer's data layout)."""
         return np.stack([self.extractor.receive() for _ in range(self.steps)], -1)
 
-    @staticmethod
-    def run_cfg(tag: str):
-        """Loihi2SimCfg selecting `tag` ('floating_pt' / 'fixed_pt'), the Extractor's own
-        model (it has no tag) named as the exception."""
-        from lava.magma.core.run_configs import Loihi2SimCfg
-        from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
 
-        from .var_writer import MODELS, VarWriter
+def run_cfg(tag: str):
+    """Loihi2SimCfg selecting `tag` ('floating_pt' / 'fixed_pt'), with the models of the
+    runners' own helpers named: the Extractor's (SpikeTap; it has no tag) and the VarWriter's."""
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
 
-        return Loihi2SimCfg(select_tag=tag, exception_proc_model_map={
-            Extractor: PyLoihiExtractorModel, VarWriter: MODELS[tag]})
+    from .var_writer import MODELS, VarWriter
+
+    return Loihi2SimCfg(select_tag=tag, exception_proc_model_map={
+        Extractor: PyLoihiExtractorModel, VarWriter: MODELS[tag]})
 
 
 def _run_steps(proc, cfg, steps: int, every_step: bool, host_sets=None):
@@ -99,6 +99,25 @@ def _run_steps(proc, cfg, steps: int, every_step: bool, host_sets=None):
             var.set(value)
         proc.run(condition=RunSteps(num_steps=1), run_cfg=cfg)
         yield g
+
+
+def _stage_writes(plan: Schedule, stages: list, first_bias: np.ndarray, helpers: bool) -> dict:
+    """What the process paths write before Lava steps 1, 2, ... (step 0's values are built in:
+    layer 0's first bias, every v_init), as {(stage, Var name): [(step, value)]}: each sample's
+    host bias on stage 0; at every stage's start of a sample its v_init, and at its first its
+    own bias (0 before). `helpers`: the unnamed stages (pool / merge / relay neurons) too."""
+    writes = defaultdict(list)
+    for g in range(1, plan.steps):
+        bias = plan.host_bias(first_bias, g)
+        if bias is not None:
+            writes[0, "bias_mant"].append((g, stages[0].lava(bias)))
+        for k in plan.starting(g):
+            if not helpers and not stages[k].name:
+                continue
+            if g == plan.depths[k]:  # a layer's own bias starts with its first sample
+                writes[k, "bias_mant"].append((g, stages[k].lava(stages[k].bias)))
+            writes[k, "v"].append((g, stages[k].lava(stages[k].v_init)))
+    return writes
 
 
 def _host_sets(writes: dict, read: dict, var_of) -> dict:
@@ -369,19 +388,11 @@ def run_processes(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
         sink = SpikeTap(lif.s_out, plan.steps) if st.spiking else None
         lifs.append(lif)
         sinks.append(sink)
-    writes = defaultdict(list)  # (layer, Var) -> [(step, value)], written in the runtime
-    for g in range(1, plan.steps):  # step 0's values are built in (layer 0's first bias, v_init)
-        bias = plan.host_bias(first_bias, g)
-        if bias is not None:
-            writes[0, "bias_mant"].append((g, stages[0].lava(bias)))
-        for k in plan.starting(g):
-            if g == k:  # a layer's own bias starts with its first sample (0 before)
-                writes[k, "bias_mant"].append((g, stages[k].lava(stages[k].bias)))
-            writes[k, "v"].append((g, stages[k].lava(stages[k].v_init)))
+    writes = _stage_writes(plan, stages, first_bias, helpers=True)
     v_trace = {k: np.zeros((plan.steps, st.n)) for k, st in enumerate(stages) if not st.spiking}
     host_sets = _host_sets(writes, v_trace, lambda k: lifs[k].v)
     writers(writes, dict(enumerate(lifs)))
-    cfg = SpikeTap.run_cfg(tag)
+    cfg = run_cfg(tag)
     start = time.perf_counter()
     try:
         for g in _run_steps(lifs[0], cfg, plan.steps, bool(v_trace), host_sets):
@@ -451,22 +462,12 @@ def run_graph(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
         sink = SpikeTap(lif.s_out, plan.steps) if st.spiking and st.name else None
         lifs.append(lif)
         sinks.append(sink)
-    writes = defaultdict(list)  # as in run_processes
-    for g in range(1, plan.steps):
-        bias = plan.host_bias(first_bias, g)
-        if bias is not None:
-            writes[0, "bias_mant"].append((g, stages[0].lava(bias)))
-        for k in plan.starting(g):
-            if not stages[k].name:
-                continue  # helpers are memoryless
-            if g == stages[k].depth:  # a layer's own bias starts with its first sample
-                writes[k, "bias_mant"].append((g, stages[k].lava(stages[k].bias)))
-            writes[k, "v"].append((g, stages[k].lava(stages[k].v_init)))
+    writes = _stage_writes(plan, stages, first_bias, helpers=False)  # helpers: memoryless
     v_trace = {k: np.zeros((plan.steps, st.n)) for k, st in enumerate(stages)
                if not st.spiking and st.name}
     host_sets = _host_sets(writes, v_trace, lambda k: lifs[k].v)
     writers(writes, dict(enumerate(lifs)))
-    cfg = SpikeTap.run_cfg(tag)
+    cfg = run_cfg(tag)
     start = time.perf_counter()
     try:
         for g in _run_steps(lifs[0], cfg, plan.steps, bool(v_trace), host_sets):
@@ -523,7 +524,7 @@ def run_netx(path: str, first_bias: np.ndarray, t_steps: int) -> dict:
     host_sets = _host_sets(writes, v_trace, lambda k: net.layers[k].neuron.v)
     writers(writes, {"in": net.in_layer.neuron,
                      **{k: block.neuron for k, block in enumerate(net.layers)}})
-    cfg = SpikeTap.run_cfg("fixed_pt")
+    cfg = run_cfg("fixed_pt")
     start = time.perf_counter()
     try:
         for g in _run_steps(net, cfg, plan.steps, bool(v_trace), host_sets):
