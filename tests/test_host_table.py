@@ -15,7 +15,12 @@ from snnexport.backends import fixed_point
 from snnexport.check import load_model
 from snnexport.data import load_dataset
 from snnexport.exporters.onnx_common import session
-from snnexport.exporters.onnx_fixed import TABLE_BYTES, host_table, to_onnx_fixed
+from snnexport.exporters.onnx_fixed import (
+    TABLE_BYTES,
+    host_table,
+    packed_trains,
+    to_onnx_fixed,
+)
 from snnexport.passes.fold import fold
 from snnexport.quant import emulate
 from snnexport.quant.emulator import host_bias_mant
@@ -61,6 +66,20 @@ def test_table_rows_are_lava_spike_trains():
     assert table.any() and not table.all()  # mantissas below threshold and above it
 
 
+@pytest.mark.parametrize("t_steps,dtype,n_words", [(6, np.uint8, 1), (8, np.uint8, 1),
+                                                   (20, np.uint32, 1), (64, np.uint64, 1),
+                                                   (70, np.uint64, 2)])
+def test_packed_trains_hold_every_step_as_a_bit(t_steps, dtype, n_words):
+    """Bit j of word w is the spike at step 64 w + j (8 or 32 steps a word where T fits)."""
+    table = np.random.default_rng(t_steps).integers(0, 2, (50, t_steps)).astype(np.uint8)
+    words = packed_trains(table)
+    assert len(words) == n_words and all(w.dtype == dtype for w in words)
+    width = np.dtype(dtype).itemsize * 8
+    for t in range(t_steps):
+        word = words[t // width]
+        assert np.array_equal((word >> dtype(t % width)) & dtype(1), table[:, t]), t
+
+
 def test_table_refused_beyond_its_size_or_per_neuron():
     """Per-channel initial potentials on 8x8 maps: a table up to TABLE_BYTES, none beyond;
     per-neuron ones (IMP: a group per neuron) keep the loop whatever the size."""
@@ -100,14 +119,17 @@ def test_bundled_model_deployment_graph_looks_up_its_host_spikes():
     model, static = _deployment_equals_emulator(net, x, frames)
     (switch,) = [n for n in model.graph.node if n.op_type == "If"]
     then = next(a.g for a in switch.attribute if a.name == "then_branch")
-    assert [n.op_type for n in then.node].count("Gather") == 5  # row 0, four corners' trains
+    ops = [n.op_type for n in then.node]  # row 0; the four corners' packed trains, OR-ed
+    assert ops.count("Gather") == 1 and ops.count("GatherElements") == 4 and ops.count(
+        "BitwiseOr") == 3
     assert static.spikes[net.layers[0].name].sum() > 0
 
 
-@pytest.mark.parametrize("imp", [False, True])
-def test_dense_host_with_and_without_table(imp):
+@pytest.mark.parametrize("imp,t_steps", [(False, 5), (True, 5), (False, 40), (False, 70)])
+def test_dense_host_with_and_without_table(imp, t_steps):
     """A dense host layer (no pool) into a dense readout: with one group the table is used,
-    with per-neuron initial potentials (IMP) the loop; both equal the emulator."""
+    with per-neuron initial potentials (IMP) the loop; both equal the emulator, with the
+    trains packed in one uint8 (T = 5), uint64 (T = 40) or two uint64 words (T = 70)."""
     rng = np.random.default_rng(0)
     n_in, n = 20, 200
     v_init = rng.integers(-2000, 2000, n) if imp else np.zeros(n, np.int64)
@@ -115,9 +137,9 @@ def test_dense_host_with_and_without_table(imp):
                       v_init, 64.0, host_kind="dense", bias=np.zeros(n))
     out = FixedLayer("o", "dense", (4,), 2 * rng.integers(-60, 60, (4, n)), np.full(4, 500),
                      30, np.zeros(4, np.int64), 1.0)
-    net = FixedNet([host, out], (n_in,), 5, "rate", 1)
+    net = FixedNet([host, out], (n_in,), t_steps, "rate", 1)
     x = torch.from_numpy(rng.normal(0, 1, (32, n_in)))
-    frames = torch.from_numpy(rng.normal(0, 1, (5, 32, n_in)))
+    frames = torch.from_numpy(rng.normal(0, 1, (t_steps, 32, n_in)))
     model, static = _deployment_equals_emulator(net, x, frames)
     assert any(n.op_type == "If" for n in model.graph.node) == (not imp)
     assert static.spikes["h"].any() and static.spikes["o"].any()

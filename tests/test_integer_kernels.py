@@ -251,18 +251,21 @@ def test_integer_onnx_runs_its_synapses_on_the_int8_gemm_and_equals_the_emulator
     assert len(mm) == 3 and all(inits[n.input[1]].data_type == TensorProto.INT8 for n in mm)
     ops = [n.op_type for n in model.graph.node]
     assert "ConvInteger" not in ops and ops.count("MaxPool") == 2  # the two OR-pools
-    # the deployment graph: the first OR-pool with the host layer's neurons (Max of each
-    # window's corners), the second a MaxPool; the same in the debug graph where asked; the
-    # deployment graph's host layer an If: a static image's trains looked up (test_host_table)
-    # or the unrolled steps
+    # the deployment graph: both OR-pools with their layer's neurons (Max of each window's
+    # corners; the second conv's GEMM rows corner by corner), no MaxPool; the same in the
+    # debug graph where asked; the deployment graph's host layer an If: a static image's
+    # trains looked up (test_host_table; the corners' packed trains OR-ed) or the unrolled
+    # steps
     pooled = to_onnx_fixed(net, pool2=True)
     for m in (pooled, to_onnx_fixed(net, debug=False), to_onnx_fixed(net, debug=False,
                                                                       tables=False)):
         ops = [n.op_type for n in m.graph.node]
         branches = [[n.op_type for n in a.g.node] for n in m.graph.node if n.op_type == "If"
                     for a in n.attribute]
-        assert ops.count("MaxPool") == 1 and ("Max" in ops or all(
-            "Max" in b for b in branches) and len(branches) == 2)
+        assert ops.count("MaxPool") == 0 and "Max" in ops and (
+            not branches or len(branches) == 2 and sorted(
+                ("BitwiseOr" in b, "Max" in b) for b in branches) == [(False, True),
+                                                                     (True, False)])
     assert "Scan" not in ops and "Loop" not in ops  # the T steps unrolled
     plain = to_onnx_fixed(net, plain=True)
     ops = [n.op_type for n in plain.graph.node]

@@ -14,7 +14,7 @@ def write(net, path, lean: bool = False):
 
 
 def note(options: dict) -> str:
-    from ..exporters.onnx_export import OPSET
+    from ..exporters.onnx_fixed import OPSET_FIXED as OPSET
 
     return (f"ONNX opset {OPSET}: bias0 int16 [T or 1, B, *first layer] (host current "
             "mantissas) -> " + ("outputs" if options.get("lean") else

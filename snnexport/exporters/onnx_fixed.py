@@ -1,4 +1,4 @@
-"""Fixed-point IR -> ONNX (opset 17): Loihi 2's integer arithmetic on an ordinary runtime.
+"""Fixed-point IR -> ONNX (opset 18): Loihi 2's integer arithmetic on an ordinary runtime.
 
     bias0 int16 [T or 1, B, *shape_1]  the host layer's current as 13-bit bias mantissas, one
                                   row per step, or one row for every step (a static image);
@@ -88,7 +88,6 @@ from onnx import TensorProto, helper
 from ..files import atomic_write
 from ..quant.fixed import BIAS_MANT_MAX, STATE_MAX, FixedLayer, FixedMerge, FixedNet, FixedSynapse
 from .onnx_common import (
-    OPSET,
     GraphBuilder,
     ONNXExportError,
     chunk_const,
@@ -101,6 +100,8 @@ from .onnx_common import (
 
 I64, U8, F32, I32 = TensorProto.INT64, TensorProto.UINT8, TensorProto.FLOAT, TensorProto.INT32
 I16 = TensorProto.INT16
+# the integer artifact's opset: 18 for BitwiseOr / BitwiseAnd (`_host_switch`'s packed trains)
+OPSET_FIXED = 18
 WRAP = 1 << 23
 # switch for bench/integer_speed.py --candidates (the alternative measured): the float32 form of
 # u's wrap where exact
@@ -146,34 +147,43 @@ def _neuron_scan(g: GraphBuilder, layer: FixedLayer, drive_seq: str, bias: np.nd
     return outs[1], outs[2]
 
 
+# the layouts of a layer computed with the 2x2 OR-pool of its spikes (`_neuron_layer`)
+POOL2 = ("pool2", "pool2_nhwc")
+
+
 def _per_neuron(layer: FixedLayer, value, layout: str, dtype) -> np.ndarray:
     """A per-neuron array (or scalar) of `layer` as a flat [P] array in the layout's order:
-    'nchw', 'nhwc', or 'pool2' ([2, 2, C, H/2, W/2]: the four corners of every 2x2 window in
-    four planes, `_neuron_layer`)."""
+    'nchw', 'nhwc', 'pool2' ([2, 2, C, H/2, W/2]: the four corners of every 2x2 window in
+    four planes, `_neuron_layer`) or 'pool2_nhwc' (the same planes channels last, [2, 2, H/2,
+    W/2, C])."""
     a = np.broadcast_to(np.asarray(value), layer.shape)
     if layout == "nhwc":
         a = a.transpose(1, 2, 0)
-    elif layout == "pool2":
+    elif layout in POOL2:
         c, h, w = layer.shape
-        a = a.reshape(c, h // 2, 2, w // 2, 2).transpose(2, 4, 0, 1, 3)
+        a = a.reshape(c, h // 2, 2, w // 2, 2).transpose(
+            (2, 4, 0, 1, 3) if layout == "pool2" else (2, 4, 1, 3, 0))
     return np.ascontiguousarray(a, dtype).reshape(-1)
 
 
 def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, layout: str,
-                  drive_bound: int, host: bool, with_h: bool, with_spikes: bool = True
-                  ) -> tuple[str | None, str | None, str | None]:
+                  drive_bound: int, host: bool, with_h: bool, with_spikes: bool = True,
+                  to_u=None) -> tuple[str | None, str | None, str | None]:
     """The layer's neurons over the T steps, unrolled, in int32, chunk by chunk (module
-    docstring, "Neurons"). drive: int32 u [T*B, ...] in `layout` order (|u| <= drive_bound),
-    or, for the host layer, bias0 (int16 [T_in, B, *shape]). Returns (spikes uint8
+    docstring, "Neurons"). drive: int32 [T*B, ...] in `layout` order, from which `to_u` builds
+    each chunk's u (`_drive`; |u| <= drive_bound), or, for the host layer, bias0 (int16
+    [T_in, B, *shape]). Returns (spikes uint8
     [T, B, *shape] if with_spikes, h int32 [T, B, *shape] if with_h, the spikes' 2x2 OR-pool
-    uint8 [T, B, C, H/2, W/2] for layout 'pool2', else None).
+    uint8 [T, B, C, H/2, W/2] for the POOL2 layouts, else None).
 
-    Layout 'pool2' (a host layer whose spikes go only to a 2x2 stride-2 OR-pool, the 000 net's
-    c-BN-PLIF-MP): the neurons in four planes, one per corner of the pool windows, each plane
-    cut into chunks; the four chunks of the same windows run their steps together and the pool
-    is the Max of their uint8 spikes, in cache (no MaxPool over the whole layer afterwards)."""
+    Layouts 'pool2' (a host layer) and 'pool2_nhwc' (an im2col conv whose GEMM rows come
+    corner by corner, `_im2col`), for a layer whose spikes go only to a 2x2 stride-2 OR-pool
+    (the 000 net's c-BN-PLIF-MP): the neurons in four planes, one per corner of the pool
+    windows, each plane cut into chunks; the four chunks of the same windows run their steps
+    together and the pool is the Max of their uint8 spikes, in cache (no MaxPool over the
+    whole layer afterwards, no spikes of the whole layer assembled)."""
     p = layer.n
-    if layout == "pool2":
+    if layout in POOL2:
         # chunks per plane, each about CHUNK per sample as elsewhere (four of CHUNK / 4, so
         # that a group holds CHUNK, measured slower: four times the nodes)
         n_p = chunks(p // 4)
@@ -239,8 +249,8 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
             for i in group:
                 c, b, d0, chunk = consts[i]
                 if not host:
-                    d = g.op("Slice", [seq, _i64(g, "st", [t, i]), _i64(g, "en", [t + 1, i + 1]),
-                                       _i64(g, "ax", [0, 2])], "d")  # [1, B, 1, m]
+                    d = to_u(g, g.op("Slice", [seq, _i64(g, "st", [t, i]), _i64(
+                        g, "en", [t + 1, i + 1]), _i64(g, "ax", [0, 2])], "d"))  # [1, B, 1, m]
                 else:
                     d = g.op("Slice", [chunk, *rows[t], _i64(g, "ax", [0])], "d")
                 if t == 0:
@@ -263,7 +273,7 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
                 hs[t][i] = h
                 if t < t_steps - 1:
                     v[i] = g.op("Mul", [h, keep], "v")
-            if layout == "pool2":
+            if layout in POOL2:
                 pooled[t][gi] = g.op("Max", [spikes[t][i] for i in group], "or_pool")
 
     def assemble(parts, hint, shape=layer.shape, lay=layout):
@@ -277,12 +287,17 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
             out = g.op("Transpose", [g.op("Reshape", [out, _i64(
                 g, "s", [t_steps, -1, 2, 2, c_, h_ // 2, w_ // 2])], hint)], hint,
                 perm=[0, 1, 4, 5, 2, 6, 3])
+        elif lay == "pool2_nhwc":
+            out = g.op("Transpose", [g.op("Reshape", [out, _i64(
+                g, "s", [t_steps, -1, 2, 2, h_ // 2, w_ // 2, c_])], hint)], hint,
+                perm=[0, 1, 6, 4, 2, 5, 3])
         return g.op("Reshape", [out, _i64(g, "s", [t_steps, -1, *shape])], hint)
 
     pool = None
-    if layout == "pool2":
+    if layout in POOL2:  # [T, B, n_p, m]: the windows in the planes' order
         c_, h_, w_ = layer.shape
-        pool = assemble(pooled, "pooled", (c_, h_ // 2, w_ // 2), "nchw")
+        pool = assemble(pooled, "pooled", (c_, h_ // 2, w_ // 2),
+                        "nchw" if layout == "pool2" else "nhwc")
     return (assemble(spikes, "spikes") if with_spikes else None,
             assemble(hs, "h") if with_h else None, pool)
 
@@ -333,37 +348,73 @@ def host_table(layer: FixedLayer, t_steps: int) -> tuple[np.ndarray, np.ndarray]
     return table, offset
 
 
+def packed_trains(table: np.ndarray) -> list[np.ndarray]:
+    """`host_table`'s trains [rows, T] (0 / 1) as words: bit j of word w of a row is its spike
+    at step 64 w + j (uint8 words where T <= 8, uint32 where T <= 32, else uint64; one word
+    per 64 steps)."""
+    t_steps = table.shape[1]
+    bits, dtype = (8, np.uint8) if t_steps <= 8 else (32, np.uint32) if t_steps <= 32 else (
+        64, np.uint64)
+    return [np.bitwise_or.reduce(table[:, w:w + bits].astype(dtype) << np.arange(
+        min(bits, t_steps - w), dtype=dtype), axis=1) for w in range(0, t_steps, bits)]
+
+
 def _host_switch(g: GraphBuilder, layer: FixedLayer, table, drive: str, pooled: bool,
                  loop) -> str:
     """The host layer's spikes uint8 [T, B, *shape] (`pooled`: their 2x2 OR-pool [T, B, C,
     H/2, W/2]) from bias0 [T_in, B, *shape]: an If on T_in = 1 (a static image) that looks the
     trains up in `host_table`'s table, else runs `loop(builder)` (the unrolled steps; it returns
-    the same tensor)."""
+    the same tensor).
+
+    The trains are looked up packed (`packed_trains`: T bits in a word) by GatherElements on
+    the flat table, a pool's four corners OR-ed as words (BitwiseOr), and the bits unpacked
+    once (BitwiseAnd with 1 << t, then min 1): on bench/integer_speed.py's shapes (401,408
+    lookups, 2 threads) Gather of [T]-byte rows took 1.8-2.2 ms per corner, GatherElements of
+    one byte 0.33-0.55 ms, whatever the row's width (onnxruntime's Gather copies every row by
+    memcpy)."""
     table, offset = table
+    words = packed_trains(table)
     t_in, _ = step_rows(g, drive, 0)
     static = g.op("Equal", [t_in, _i64(g, "one", [1])], "static")
     lookup = GraphBuilder(prefix=f"{g.prefix}lut_")
     row0 = lookup.op("Gather", [drive, lookup.const("row", 0, np.int64)], "row0", axis=0)
     parts = [(row0, offset)]  # (mantissas int16 [B, *shape], their neurons' table offsets)
     if pooled:  # the four corners of every 2x2 window, before the lookup (strided Slices of
-        # the int16 mantissas: cheaper than of the looked-up [..., T] trains)
+        # the int16 mantissas)
         h_, w_ = layer.shape[1:]
         parts = [(lookup.op("Slice", [row0, lookup.const("ab", [a, b], np.int64), lookup.const(
             "hw", [h_, w_], np.int64), lookup.const("ax", [2, 3], np.int64), lookup.const(
             "st", [2, 2], np.int64)], "corner"), offset[:, a::2, b::2])
             for a in (0, 1) for b in (0, 1)]
-    trains, rows = [], lookup.const("trains", table, np.uint8)
+    rows = []  # per part: the flat table row of each neuron, int32 [N]
     for part, off in parts:
         m = lookup.op("Clip", [lookup.op("Cast", [part], "m32", to=I32),
                                lookup.const("lo", -BIAS_MANT_MAX - 1, np.int32),
                                lookup.const("hi", BIAS_MANT_MAX, np.int32)], "m")
         off = off.reshape(-1)[0] if (off == off.flat[0]).all() else off
-        trains.append(lookup.op("Gather", [rows, lookup.op(
-            "Add", [m, lookup.const("offset", off, np.int32)], "row")], "trains", axis=0))
-    # [B, *shape, T]; a pool's spike is the OR of its window's four: their Max (values 0 / 1)
-    trains = trains[0] if len(trains) == 1 else lookup.op("Max", trains, "or_pool")
-    rank = len(layer.shape) + 1
-    out = lookup.op("Transpose", [trains], "by_step", perm=[rank] + list(range(rank)))
+        rows.append(lookup.op("Reshape", [lookup.op("Add", [m, lookup.const(
+            "offset", off, np.int32)], "row"), lookup.const("flat", [1, -1], np.int64)], "rows"))
+    out_shape = (layer.shape[0], *(n // 2 for n in layer.shape[1:])) if pooled else layer.shape
+    steps_out, t0 = [], 0
+    for word in words:
+        width = word.dtype.itemsize * 8
+        w_const = lookup.const("words", word.reshape(1, -1), word.dtype)
+        found = [lookup.op("GatherElements", [w_const, r], "train", axis=1) for r in rows]
+        train = found[0]
+        for other in found[1:]:  # a pool's spike: the OR of its window's four
+            train = lookup.op("BitwiseOr", [train, other], "or_pool")
+        n_t = min(width, len(table[0]) - t0)
+        bit = lookup.op("BitwiseAnd", [train, lookup.const(  # [n_t, N]: spike t's bit
+            "bit", (np.uint64(1) << np.arange(n_t, dtype=np.uint64)).reshape(-1, 1), word.dtype)],
+                        "bit")
+        spike = lookup.op("Clip", [bit, "", lookup.const("one", 1, word.dtype)], "spike")
+        steps_out.append(spike if word.dtype == np.uint8 else lookup.op("Cast", [spike], "s8",
+                                                                        to=U8))
+        t0 += n_t
+    out = (steps_out[0] if len(steps_out) == 1 else
+           lookup.op("Concat", steps_out, "trains", axis=0))
+    out = lookup.op("Reshape", [out, lookup.const("shape", [len(table[0]), -1, *out_shape],
+                                                  np.int64)], "by_step")
     steps = GraphBuilder(prefix=f"{g.prefix}steps_")
     looped = loop(steps)
     branch = {}
@@ -436,10 +487,13 @@ def _as_i64(g: GraphBuilder, acc: str, factor: int) -> str:
     return g.op("Mul", [g.op("Cast", [acc], "acc64", to=I64), _i64(g, "two", factor)], "a")
 
 
-def _im2col(g: GraphBuilder, x: str, in_shape, kh: int, kw: int, stride, padding):
+def _im2col(g: GraphBuilder, x: str, in_shape, kh: int, kw: int, stride, padding,
+            corners: bool = False):
     """uint8 [N, C, H, W] -> [N, Ho*Wo, kh*kw, C] (each output pixel's window, channels last) by
     one Gather of pixels: an index table [Ho*Wo, kh*kw] into the H*W pixels, padding pointing at
-    one zero pixel appended after them. Returns (cols, Ho, Wo)."""
+    one zero pixel appended after them. Returns (cols, Ho, Wo). `corners`: the output pixels
+    ordered corner by corner of the 2x2 windows (a, b, Ho/2, Wo/2), pixel (2i + a, 2j + b)
+    (layout 'pool2_nhwc'), else row by row."""
     c, h, w = in_shape
     (sh, sw), (ph, pw) = stride, padding
     ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
@@ -448,6 +502,9 @@ def _im2col(g: GraphBuilder, x: str, in_shape, kh: int, kw: int, stride, padding
     ii, jj = oi * sh + di - ph, oj * sw + dj - pw
     inside = (ii >= 0) & (ii < h) & (jj >= 0) & (jj < w)
     idx = np.where(inside, ii * w + jj, h * w).reshape(ho * wo, kh * kw)
+    if corners:
+        idx = idx.reshape(ho // 2, 2, wo // 2, 2, -1).transpose(1, 3, 0, 2, 4).reshape(
+            ho * wo, -1)
     pixels = g.op("Reshape", [g.op("Transpose", [x], "nhwc", perm=[0, 2, 3, 1]),
                               _i64(g, "pix", [-1, h * w, c])], "pixels")
     if not inside.all():
@@ -456,12 +513,14 @@ def _im2col(g: GraphBuilder, x: str, in_shape, kh: int, kw: int, stride, padding
 
 
 def _raw_sum(g: GraphBuilder, layer: FixedLayer | FixedSynapse, s_seq: str, in_shape,
-             peak: int = 1, plain: bool = False, nhwc: bool = False):
+             peak: int = 1, plain: bool = False, nhwc: bool = False, corners: bool = False):
     """The GEMM part of a = W s from uint8 [T, B, *in_shape] values 0..peak: (acc, factor,
     bound, layout) with a = factor * acc (acc int32 from the integer GEMMs, factor 2; int64
     from the int64 fallback, factor 1), unwrapped, |a| <= bound; acc is [T*B, *out] in
     `layout` 'nchw' (a dense layer's [T*B, out] too), or 'nhwc' [T*B, Ho, Wo, C_out] for an
-    im2col conv when `nhwc` (its neurons need no NCHW order: no transpose of the sums)."""
+    im2col conv when `nhwc` (its neurons need no NCHW order: no transpose of the sums), or
+    'pool2_nhwc' [T*B, 2, 2, Ho/2, Wo/2, C_out] for an im2col conv when `corners` (and
+    `nhwc`; `_im2col`)."""
     if getattr(layer, "weight_exp", 0) != 0:
         raise ONNXExportError(f"layer {layer.name!r}: weight_exp {layer.weight_exp} (the "
                               "fixed-point IR keeps 0)")
@@ -489,7 +548,8 @@ def _raw_sum(g: GraphBuilder, layer: FixedLayer | FixedSynapse, s_seq: str, in_s
     # im2col (one Gather) + MatMulInteger: onnxruntime's ConvInteger has no optimised
     # kernel for int8 weights and a slower one for uint8 (bench/integer_speed.py
     # --candidates); the integer GEMM is the fast one
-    cols, ho, wo = _im2col(g, x, in_shape, kh, kw, layer.stride, layer.padding)
+    cols, ho, wo = _im2col(g, x, in_shape, kh, kw, layer.stride, layer.padding,
+                           corners and nhwc)
     g_out = c_out // groups
     wg = w.reshape(groups, g_out, c_in_g, kh, kw).transpose(0, 3, 4, 2, 1).reshape(
         groups, kh * kw * c_in_g, g_out)  # rows ordered (i, j, c) as the windows
@@ -505,7 +565,7 @@ def _raw_sum(g: GraphBuilder, layer: FixedLayer | FixedSynapse, s_seq: str, in_s
                                _i64(g, "nl", [-1, c_out])], "acc_nl")
     acc = g.op("Reshape", [acc, _i64(g, "nhwc", [-1, ho, wo, c_out])], "acc_nhwc")
     if nhwc:
-        return acc, factor, bound, "nhwc"
+        return acc, factor, bound, "pool2_nhwc" if corners else "nhwc"
     return g.op("Transpose", [acc], "acc_nchw", perm=[0, 3, 1, 2]), factor, bound, "nchw"
 
 
@@ -533,15 +593,19 @@ def _wrap(g: GraphBuilder, x: str, bits: int, dtype) -> str:
                         g.const("half", half, dtype)], f"wrap{bits}")
 
 
-def _drive(g: GraphBuilder, layer: FixedLayer, x: str, in_shape, peak: int, extra):
-    """u = wrap24(a << 6), int32 [T*B, ...] in the layout the sums come in, with a bound on
-    |u| and the layout ('nchw' or 'nhwc').
+def _drive(g: GraphBuilder, layer: FixedLayer, x: str, in_shape, peak: int, extra,
+           corners: bool = False):
+    """The layer's synaptic sums, int32 [T*B, ...] in the layout they come in, and `to_u`, which
+    builds u = wrap24(a << 6) (int32) from any slice of them; with a bound on |u| and the
+    layout ('nchw', 'nhwc', or 'pool2_nhwc' where `corners` is asked and the synapse is an
+    im2col conv: `_raw_sum`). The neuron loop applies `to_u` chunk by chunk (in cache:
+    bench/integer_speed.py's net, the wrap over the whole [T*B, ...] sums was memory-bound).
 
     Lava wraps each conv's sum to 24 bits, then u = a << 6 to 24 bits. Both wraps keep a's
     value modulo 2^24, so u = wrap24(64 a) = 64 wrap18(a) of the raw (unwrapped) sum of every
     synapse: one wrap, on the GEMMs' int32 sums (a = 2 acc: u = 128 wrap17(acc)), and only
     where 64 * sum_bound >= 2^23 (else every wrap is the identity)."""
-    terms = [_raw_sum(g, layer, x, in_shape, peak, nhwc=not extra)]
+    terms = [_raw_sum(g, layer, x, in_shape, peak, nhwc=not extra, corners=corners)]
     terms += [_raw_sum(g, syn, xs, shape, p) for syn, xs, shape, p in extra]
     layout = terms[0][3]
     bound = sum(t[2] for t in terms)
@@ -551,26 +615,31 @@ def _drive(g: GraphBuilder, layer: FixedLayer, x: str, in_shape, peak: int, extr
         for t in terms[1:]:
             acc = g.op("Add", [acc, t[0]], "acc_sum")
         if wraps and FLOAT_WRAP and bound // 2 + (1 << 16) < 1 << 24:
-            # u = 128 acc - 2^24 floor((acc + 2^16) / 2^17) in float32: every value an
-            # integer below 2^24 times a power of two, so exact (bench/integer_speed.py
-            # --candidates: cheaper than Mod on int32)
-            af = g.op("Cast", [acc], "acc_f", to=F32)
-            q = g.op("Floor", [g.op("Mul", [g.op("Add", [af, g.const("h", 1 << 16)], "acc_h"),
-                                            g.const("r", 2.0 ** -17)], "acc_q")], "q")
-            u = g.op("Sub", [g.op("Mul", [af, g.const("act", 128.0)], "u128"),
-                             g.op("Mul", [q, g.const("m", float(1 << 24))], "q24")], "u_f")
-            return g.op("Cast", [u], "u", to=I32), WRAP, layout
-        if wraps:
-            acc = _wrap(g, acc, 17, np.int32)
-        return g.op("Mul", [acc, g.const("act", 128, np.int32)], "u"), min(64 * bound, WRAP), \
-            layout
+            def to_u(b: GraphBuilder, a: str) -> str:
+                # u = 128 acc - 2^24 floor((acc + 2^16) / 2^17) in float32: every value an
+                # integer below 2^24 times a power of two, so exact (bench/integer_speed.py
+                # --candidates: cheaper than Mod on int32)
+                af = b.op("Cast", [a], "acc_f", to=F32)
+                q = b.op("Floor", [b.op("Mul", [b.op("Add", [af, b.const("h", 1 << 16)],
+                                                     "acc_h"), b.const("r", 2.0 ** -17)],
+                                        "acc_q")], "q")
+                u = b.op("Sub", [b.op("Mul", [af, b.const("act", 128.0)], "u128"),
+                                 b.op("Mul", [q, b.const("m", float(1 << 24))], "q24")], "u_f")
+                return b.op("Cast", [u], "u", to=I32)
+            return acc, to_u, WRAP, layout
+
+        def to_u(b: GraphBuilder, a: str) -> str:
+            if wraps:
+                a = _wrap(b, a, 17, np.int32)
+            return b.op("Mul", [a, b.const("act", 128, np.int32)], "u")
+        return acc, to_u, min(64 * bound, WRAP), layout
     a = _as_i64(g, terms[0][0], terms[0][1])
     for t in terms[1:]:
         a = g.op("Add", [a, _as_i64(g, t[0], t[1])], "a_sum")
     if wraps:
         a = _wrap(g, a, 18, np.int64)
     u = g.op("Mul", [a, _i64(g, "act", 64)], "u64")
-    return g.op("Cast", [u], "u", to=I32), min(64 * bound, WRAP), layout
+    return g.op("Cast", [u], "u", to=I32), lambda b, u: u, min(64 * bound, WRAP), layout
 
 
 def or_pool(layer: FixedLayer, peak: int) -> bool:
@@ -646,12 +715,12 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
                   tables: bool = True) -> onnx.ModelProto:
     """The integer ONNX model of `net` (module docstring) for `time_steps` steps (default
     net.time_steps; the steps are unrolled); `debug` False: only `outputs` (no per-layer
-    spikes and membranes: the deployment graph, the same arithmetic). `pool2`: a host layer's
-    2x2 OR-pool computed with its neurons (`_neuron_layer`) where it applies; default in the
-    deployment graph only (the per-layer outputs of the debug graph would need the corner
-    layout transposed back: slower). `plain`: the direct mapping, the benchmark's baseline:
-    every synapse as ConvInteger / MatMulInteger with uint8 weights, every layer (OR-pools too)
-    an int64 Scan over a dynamic T. `tables`: in the deployment graph, a static image's host
+    spikes and membranes: the deployment graph, the same arithmetic). `pool2`: the 2x2
+    OR-pool of the host layer or an im2col conv computed with its neurons (`_neuron_layer`,
+    layouts 'pool2' and 'pool2_nhwc') where it applies; default in the deployment graph only
+    (the per-layer outputs of the debug graph would need the corner layout transposed back:
+    slower). `plain`: the direct mapping, the benchmark's baseline: every synapse as
+    ConvInteger / MatMulInteger with uint8 weights, every layer (OR-pools too) an int64 Scan over a dynamic T. `tables`: in the deployment graph, a static image's host
     spikes looked up (`host_table`) where the table is small enough."""
     pool2 = not debug if pool2 is None else pool2
     t_steps = int(time_steps or net.time_steps)
@@ -675,17 +744,20 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
                                                      ["T", "B", *layer.shape]))
         return s_name, f"h:{layer.name}"
 
-    pooled = {}  # an OR-pool computed with the host layer's neurons ('pool2')
+    pooled = {}  # an OR-pool computed with its layer's neurons (the POOL2 layouts)
 
-    def neurons(layer: FixedLayer, drive: str, layout: str = "nchw", bound: int = 0):
+    def neurons(layer: FixedLayer, drive: str, layout: str = "nchw", bound: int = 0,
+                to_u=None):
         """(spikes, h) of a layer; the graph's outputs when debug."""
         if plain:
             return _neuron_scan(g, layer, drive, layer.bias_mant, batch, named(layer))
         need_h = debug or (not layer.spiking and layer is net.layers[last])
-        pool = _pool2_after(net, layer) if layer is host and pool2 else None
+        if layer is host and pool2 and _pool2_after(net, layer):
+            layout = "pool2"
+        pool = _pool2_after(net, layer) if layout in POOL2 else None
         def steps(b: GraphBuilder):  # the T steps unrolled, into builder b
-            return _neuron_layer(b, layer, drive, t_steps, "pool2" if pool else layout, bound,
-                                 layer is host, need_h, with_spikes=debug or not pool)
+            return _neuron_layer(b, layer, drive, t_steps, layout, bound, layer is host, need_h,
+                                 with_spikes=debug or not pool, to_u=to_u)
 
         table = host_table(layer, t_steps) if layer is host and not need_h and tables else None
         if table is not None:  # (need_h False: the loop branch gives the spikes or the pool)
@@ -738,8 +810,10 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
                 u = _synapse(g, layer, x_in, tb, in_shape, peak, extra, plain)
                 s_seq, h_seq = neurons(layer, u)
             else:
-                u, bound, layout = _drive(g, layer, x_in, in_shape, peak, extra)
-                s_seq, h_seq = neurons(layer, u, layout, bound)
+                corners = pool2 and _pool2_after(net, layer) is not None
+                sums, to_u, bound, layout = _drive(g, layer, x_in, in_shape, peak, extra,
+                                                   corners)
+                s_seq, h_seq = neurons(layer, sums, layout, bound, to_u)
             values[layer.name] = s_seq
             prev = layer
         if not layer.pool:
@@ -751,14 +825,15 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
                                g.const("scale", net.layers[last].scale)], "v_over_s")
     votes = g.op("Reshape", [out_seq, g.op("Concat", [tb, _i64(g, "v", [-1, net.population])],
                                            "vote_shape", axis=0)], "groups")
-    _output(g, outputs, g.op("ReduceMean", [votes], "voted", axes=[-1], keepdims=0), "outputs",
+    _output(g, outputs, g.op("ReduceMean", [votes, _i64(g, "axes", [-1])], "voted", keepdims=0),
+            "outputs",
             F32, [None])
     model = helper.make_model(
         helper.make_graph(g.nodes, "snnexport_fixed_point",
                           [helper.make_tensor_value_info("bias0", I16,
                                                          ["T_in", "B", *host.shape])], outputs,
                           initializer=g.inits),
-        opset_imports=[helper.make_opsetid("", OPSET)], producer_name="snnexport")
+        opset_imports=[helper.make_opsetid("", OPSET_FIXED)], producer_name="snnexport")
     onnx.checker.check_model(model, full_check=True)
     return model
 
