@@ -720,8 +720,9 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
     layouts 'pool2' and 'pool2_nhwc') where it applies; default in the deployment graph only
     (the per-layer outputs of the debug graph would need the corner layout transposed back:
     slower). `plain`: the direct mapping, the benchmark's baseline: every synapse as
-    ConvInteger / MatMulInteger with uint8 weights, every layer (OR-pools too) an int64 Scan over a dynamic T. `tables`: in the deployment graph, a static image's host
-    spikes looked up (`host_table`) where the table is small enough."""
+    ConvInteger / MatMulInteger with uint8 weights, every layer (OR-pools too) an int64
+    Scan over a dynamic T. `tables`: in the deployment graph, a static image's host spikes
+    looked up (`host_table`) where the table is small enough."""
     pool2 = not debug if pool2 is None else pool2
     t_steps = int(time_steps or net.time_steps)
     g = GraphBuilder()
