@@ -144,11 +144,18 @@ def test_fast_emulator_wraps_currents_and_conv_sums_like_the_plain_one():
 
 def _onnx_equals_emulator(net, x, debug_too=True):
     """The integer ONNX artifact (bias0 one row for all steps, and one row per step) against
-    the emulator: every spike and membrane; the deployment graph's outputs against both."""
+    the emulator: every spike and membrane; the deployment graph's outputs against both.
+    Returns the emulator's result and, per layer whose loop is chosen by its sums (the If of
+    `to_onnx_fixed`'s `neurons`), whether the loop without wrap and clip ran."""
     emu = emulate(net, x, ir_units=False)
     mant, _ = host_bias_mant(net.layers[0], x.unsqueeze(0), net.input_shape)
     seq = mant.to(torch.int16).numpy()
-    sess = session(to_onnx_fixed(net))
+    model = to_onnx_fixed(net)
+    picks = [n.input[0] for n in model.graph.node if n.op_type == "If"
+             and n.output[0].startswith("neurons")]
+    model.graph.output.extend(helper.make_tensor_value_info(c, TensorProto.BOOL, [])
+                              for c in picks)
+    sess = session(model)
     for feed in (seq, np.ascontiguousarray(np.broadcast_to(seq, (net.time_steps,
                                                                  *seq.shape[1:])))):
         out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"bias0": feed}),
@@ -160,7 +167,7 @@ def _onnx_equals_emulator(net, x, debug_too=True):
     deploy = to_onnx_fixed(net, debug=False)
     assert [o.name for o in deploy.graph.output] == ["outputs"]
     assert np.array_equal(session(deploy).run(None, {"bias0": seq})[0], out["outputs"])
-    return emu
+    return emu, [bool(out[c]) for c in picks]
 
 
 def test_integer_onnx_wraps_currents_and_clips_membranes_like_the_emulator():
@@ -177,7 +184,7 @@ def test_integer_onnx_wraps_currents_and_clips_membranes_like_the_emulator():
     stats = EmulatorStats()
     emulate(_driven(dense, (600,)), torch.zeros(2, 1), stats, ir_units=False)
     assert stats.u_wrapped["n"] > 0 and stats.v_clipped["n"] > 0
-    _onnx_equals_emulator(_driven(dense, (600,)), torch.zeros(2, 1))
+    assert _onnx_equals_emulator(_driven(dense, (600,)), torch.zeros(2, 1))[1] == [False]
     cw = np.full((2, 64, 3, 3), 254)
     cw[1] = -256
     conv = FixedLayer("c", "conv", (2, 4, 4), cw, np.full((2, 4, 4), 1000), 131071,
@@ -187,7 +194,34 @@ def test_integer_onnx_wraps_currents_and_clips_membranes_like_the_emulator():
     stats = EmulatorStats()
     emulate(net, torch.zeros(2, 1, 4, 4), stats, ir_units=False)
     assert stats.u_wrapped["c"] > 0 and stats.v_clipped["c"] > 0
-    _onnx_equals_emulator(net, torch.zeros(2, 1, 4, 4))
+    assert _onnx_equals_emulator(net, torch.zeros(2, 1, 4, 4))[1] == [False]
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_integer_onnx_leaves_wrap_and_clip_out_where_the_sums_stay_small(kind):
+    """Weights whose bound lets u wrap and v clip (600 or 576 inputs at +-|254|), but rows that
+    cancel (+254 on half the inputs, -254 on the rest, six inputs flipped: sums 0, -+12 * 254
+    where every input spikes): the loop
+    without wrap and clip runs (`to_onnx_fixed`'s If, limit min(2^16 - 1, unclipped_drive /
+    128)) and equals the emulator; one row of +254 everywhere (sum 600 * 127 past 2^16) takes
+    the full loop (the wrap test above)."""
+    n_in = 600 if kind == "dense" else 64
+    w = np.full((3, n_in) if kind == "dense" else (3, 64, 3, 3), 254)
+    flat = w.reshape(3, -1)
+    flat[:, flat.shape[1] // 2:] = -254
+    flat[1, :6] = -254  # row 1 down by 12 * 254, row 2 up (it fires)
+    flat[2, -6:] = 254
+    dv = np.array([0, 1000, 4095])
+    if kind == "dense":
+        layer = FixedLayer("n", "dense", (3,), w, dv, 200, np.zeros(3, np.int64), 1.0)
+        net, x = _driven(layer, (600,)), torch.zeros(2, 1)
+    else:
+        layer = FixedLayer("c", "conv", (3, 4, 4), w, np.broadcast_to(dv.reshape(3, 1, 1), (
+            3, 4, 4)).copy(), 200, np.zeros((3, 4, 4), np.int64), 1.0, padding=(1, 1))
+        net, x = _driven(layer, (64, 4, 4)), torch.zeros(2, 1, 4, 4)
+    assert sum_bound(w, 1) * 64 >= 1 << 23  # the wrap could act: the If is built
+    emu, fast = _onnx_equals_emulator(net, x)
+    assert fast == [True] and emu.spikes[layer.name].any()
 
 
 SYNAPSES = {
@@ -257,15 +291,11 @@ def test_integer_onnx_runs_its_synapses_on_the_int8_gemm_and_equals_the_emulator
     # trains looked up (test_host_table; the corners' packed trains OR-ed) or the unrolled
     # steps
     pooled = to_onnx_fixed(net, pool2=True)
-    for m in (pooled, to_onnx_fixed(net, debug=False), to_onnx_fixed(net, debug=False,
-                                                                      tables=False)):
-        ops = [n.op_type for n in m.graph.node]
-        branches = [[n.op_type for n in a.g.node] for n in m.graph.node if n.op_type == "If"
-                    for a in n.attribute]
-        assert ops.count("MaxPool") == 0 and "Max" in ops and (
-            not branches or len(branches) == 2 and sorted(
-                ("BitwiseOr" in b, "Max" in b) for b in branches) == [(False, True),
-                                                                     (True, False)])
+    for m, lookup in ((pooled, False), (to_onnx_fixed(net, debug=False), True),
+                      (to_onnx_fixed(net, debug=False, tables=False), False)):
+        ops = all_ops(m.graph)
+        assert "MaxPool" not in ops and ops.count("Max") >= 2 * net.time_steps
+        assert ("BitwiseOr" in ops) == lookup and ("GatherElements" in ops) == lookup
     assert "Scan" not in ops and "Loop" not in ops  # the T steps unrolled
     plain = to_onnx_fixed(net, plain=True)
     ops = [n.op_type for n in plain.graph.node]
@@ -286,6 +316,17 @@ def test_integer_onnx_runs_its_synapses_on_the_int8_gemm_and_equals_the_emulator
             assert np.array_equal(out[f"h:{k}"], h.numpy().astype(np.int64)), k
     deploy = session(to_onnx_fixed(net, debug=False)).run(None, {"bias0": seq[:1]})
     assert np.array_equal(deploy[0], out["outputs"])
+
+
+def all_ops(graph) -> list[str]:
+    """The op types of a graph's nodes and of every node in its subgraphs (If branches)."""
+    ops = []
+    for n in graph.node:
+        ops.append(n.op_type)
+        for a in n.attribute:
+            if a.type == a.GRAPH:
+                ops += all_ops(a.g)
+    return ops
 
 
 def _onnx_sum(layer, x: np.ndarray, peak: int) -> np.ndarray:

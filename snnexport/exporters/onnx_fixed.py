@@ -166,6 +166,14 @@ def _per_neuron(layer: FixedLayer, value, layout: str, dtype) -> np.ndarray:
     return np.ascontiguousarray(a, dtype).reshape(-1)
 
 
+def unclipped_drive(layer: FixedLayer, t_steps: int) -> int:
+    """The largest bound D on |u| under which the layer's v never reaches +-STATE_MAX in
+    `t_steps` steps (its clip never acts): |h_t| <= max|v_init| + (t+1) (D + max|bias << 6|),
+    a decay never growing |v| and a reset setting it to 0. Negative where no D is."""
+    bias = 0 if layer.bias_mant is None else int(np.abs(np.asarray(layer.bias_mant)).max()) << 6
+    return (STATE_MAX - int(np.abs(np.asarray(layer.v_init)).max(initial=0))) // t_steps - bias
+
+
 def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, layout: str,
                   drive_bound: int, host: bool, with_h: bool, with_spikes: bool = True,
                   to_u=None) -> tuple[str | None, str | None, str | None]:
@@ -198,11 +206,7 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
     dec0 = np.sign(v_init) * ((np.abs(v_init) * k) >> 12)  # the decayed initial state
     bias = (None if layer.bias_mant is None or not np.asarray(layer.bias_mant).any() else
             _per_neuron(layer, layer.bias_mant, layout, np.int64) << 6)
-    # Clip to +-STATE_MAX only where it can act: |h_t| <= max|v_init| + (t+1) D, D the largest
-    # |u + bias << 6| (a decay never grows |v|, a reset sets it to 0)
-    d_max = (64 * (BIAS_MANT_MAX + 1) if host else drive_bound) + (
-        int(np.abs(bias).max()) if bias is not None else 0)
-    clip = int(np.abs(v_init).max(initial=0)) + t_steps * d_max > STATE_MAX
+    clip = unclipped_drive(layer, t_steps) < (64 * (BIAS_MANT_MAX + 1) if host else drive_bound)
     # trunc(k v / 4096) as v * (k / 4096) in floating point, truncated by the cast to int32:
     # exact in float32 when every k is a power of two (the product is v shifted), else in
     # float64 (|k v| < 2^35 < 2^53); k = 4096 everywhere: no decay at all
@@ -596,10 +600,10 @@ def _wrap(g: GraphBuilder, x: str, bits: int, dtype) -> str:
 def _drive(g: GraphBuilder, layer: FixedLayer, x: str, in_shape, peak: int, extra,
            corners: bool = False):
     """The layer's synaptic sums, int32 [T*B, ...] in the layout they come in, and `to_u`, which
-    builds u = wrap24(a << 6) (int32) from any slice of them; with a bound on |u| and the
-    layout ('nchw', 'nhwc', or 'pool2_nhwc' where `corners` is asked and the synapse is an
-    im2col conv: `_raw_sum`). The neuron loop applies `to_u` chunk by chunk (in cache:
-    bench/integer_speed.py's net, the wrap over the whole [T*B, ...] sums was memory-bound).
+    builds u = wrap24(a << 6) (int32) from any slice of them; with a bound on |u|, the layout
+    ('nchw', 'nhwc', or 'pool2_nhwc' where `corners` is asked and the synapse is an im2col
+    conv: `_raw_sum`), and `unwrapped`, u's form where every sum is within +-(2^16 - 1) (no
+    wrap can act; None on the int64 path). The neuron loop applies `to_u` chunk by chunk.
 
     Lava wraps each conv's sum to 24 bits, then u = a << 6 to 24 bits. Both wraps keep a's
     value modulo 2^24, so u = wrap24(64 a) = 64 wrap18(a) of the raw (unwrapped) sum of every
@@ -610,6 +614,9 @@ def _drive(g: GraphBuilder, layer: FixedLayer, x: str, in_shape, peak: int, extr
     layout = terms[0][3]
     bound = sum(t[2] for t in terms)
     wraps = 64 * bound >= WRAP
+    def unwrapped(b: GraphBuilder, a: str) -> str:  # u = 128 acc where |acc| < 2^16
+        return b.op("Mul", [a, b.const("act", 128, np.int32)], "u")
+
     if all(t[1] == 2 for t in terms) and bound < I32_MAX:  # int32 throughout
         acc = terms[0][0]
         for t in terms[1:]:
@@ -626,20 +633,20 @@ def _drive(g: GraphBuilder, layer: FixedLayer, x: str, in_shape, peak: int, extr
                 u = b.op("Sub", [b.op("Mul", [af, b.const("act", 128.0)], "u128"),
                                  b.op("Mul", [q, b.const("m", float(1 << 24))], "q24")], "u_f")
                 return b.op("Cast", [u], "u", to=I32)
-            return acc, to_u, WRAP, layout
+            return acc, to_u, WRAP, layout, unwrapped
 
         def to_u(b: GraphBuilder, a: str) -> str:
             if wraps:
                 a = _wrap(b, a, 17, np.int32)
-            return b.op("Mul", [a, b.const("act", 128, np.int32)], "u")
-        return acc, to_u, min(64 * bound, WRAP), layout
+            return unwrapped(b, a)
+        return acc, to_u, min(64 * bound, WRAP), layout, unwrapped
     a = _as_i64(g, terms[0][0], terms[0][1])
     for t in terms[1:]:
         a = g.op("Add", [a, _as_i64(g, t[0], t[1])], "a_sum")
     if wraps:
         a = _wrap(g, a, 18, np.int64)
     u = g.op("Mul", [a, _i64(g, "act", 64)], "u64")
-    return g.op("Cast", [u], "u", to=I32), lambda b, u: u, min(64 * bound, WRAP), layout
+    return g.op("Cast", [u], "u", to=I32), lambda b, u: u, min(64 * bound, WRAP), layout, None
 
 
 def or_pool(layer: FixedLayer, peak: int) -> bool:
@@ -748,7 +755,7 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
     pooled = {}  # an OR-pool computed with its layer's neurons (the POOL2 layouts)
 
     def neurons(layer: FixedLayer, drive: str, layout: str = "nchw", bound: int = 0,
-                to_u=None):
+                to_u=None, unwrapped=None):
         """(spikes, h) of a layer; the graph's outputs when debug."""
         if plain:
             return _neuron_scan(g, layer, drive, layer.bias_mant, batch, named(layer))
@@ -756,7 +763,7 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
         if layer is host and pool2 and _pool2_after(net, layer):
             layout = "pool2"
         pool = _pool2_after(net, layer) if layout in POOL2 else None
-        def steps(b: GraphBuilder):  # the T steps unrolled, into builder b
+        def steps(b: GraphBuilder, to_u=to_u, bound=bound):  # the T steps unrolled, into b
             return _neuron_layer(b, layer, drive, t_steps, layout, bound, layer is host, need_h,
                                  with_spikes=debug or not pool, to_u=to_u)
 
@@ -767,7 +774,33 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
             if pool:
                 pooled[pool.name] = y
             return (None if pool else y), None
-        s, h, p = steps(g)
+        # where u's wrap or v's clip could act, they run only when this batch's sums reach
+        # them: below +-limit neither can (`unclipped_drive`), and the loop is built without
+        # them (bench/integer_speed.py's net: the wrap and clip were a third of its conv
+        # layer's neuron loop); the If picks the loop by the sums' extremes
+        limit = min((1 << 16) - 1, unclipped_drive(layer, t_steps) // 128)
+        if unwrapped is not None and limit > 0 and (
+                bound >= WRAP or unclipped_drive(layer, t_steps) < bound):
+            fast, full = (GraphBuilder(prefix=g.name(key) + "_") for key in ("fast", "full"))
+            ys = [steps(fast, unwrapped, 128 * limit), steps(full)]
+            lim = g.const("limit", limit, np.int32)
+            within = g.op("And", [
+                g.op("LessOrEqual", [g.op("ReduceMax", [drive], "sum_max", keepdims=0), lim]),
+                g.op("GreaterOrEqual", [g.op("ReduceMin", [drive], "sum_min", keepdims=0),
+                                        g.op("Neg", [lim])])], "within")
+            kinds = [U8, I32, U8]  # (spikes, h, pool), those the loop gives
+            have = [k for k, y in enumerate(ys[0]) if y is not None]
+            branch = {key: helper.make_graph(
+                sub.nodes, f"{layer.name}_{key}", [],
+                [helper.make_tensor_value_info(y[k], kinds[k], None) for k in have],
+                initializer=sub.inits) for key, sub, y in (("then_branch", fast, ys[0]),
+                                                          ("else_branch", full, ys[1]))}
+            got = g.op("If", [within], "neurons", outputs=len(have), **branch)
+            got = [got] if len(have) == 1 else got
+            s, h, p = (got[have.index(k)] if k in have else None for k in range(3))
+        else:
+            s, h, p = steps(g)
+
         if pool:
             pooled[pool.name] = p
         if debug:
@@ -812,9 +845,9 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
                 s_seq, h_seq = neurons(layer, u)
             else:
                 corners = pool2 and _pool2_after(net, layer) is not None
-                sums, to_u, bound, layout = _drive(g, layer, x_in, in_shape, peak, extra,
-                                                   corners)
-                s_seq, h_seq = neurons(layer, sums, layout, bound, to_u)
+                sums, to_u, bound, layout, unwrapped = _drive(g, layer, x_in, in_shape, peak,
+                                                              extra, corners)
+                s_seq, h_seq = neurons(layer, sums, layout, bound, to_u, unwrapped)
             values[layer.name] = s_seq
             prev = layer
         if not layer.pool:
