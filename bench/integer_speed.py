@@ -14,7 +14,8 @@ once, and each ratio is the median of the per-round ratios, with their min-max.
      int ONNX        the fixed-point net's deployment graph (exporters/onnx_fixed.py,
                      `to_onnx_fixed(net, debug=False)`: outputs only) in onnxruntime (graph
                      optimisations off, as the parity check runs it), plus the host current
-                     mantissas it takes as input (torch, float64; int16, one row for all T)
+                     mantissas it takes as input (`artifact_input`: torch, float64, in one
+                     thread; int16, one row for all T)
      int ONNX debug  the artifact with every layer's spikes and membranes as outputs (the one
                      the parity check runs)
      int ONNX plain  the direct mapping (`to_onnx_fixed(net, plain=True)`): every synapse as
@@ -50,7 +51,7 @@ from snnexport.backends import fixed_point
 from snnexport.check import load_model
 from snnexport.data import load_dataset
 from snnexport.exporters.onnx_common import GraphBuilder, session
-from snnexport.exporters.onnx_fixed import _synaptic_sum, to_onnx_fixed
+from snnexport.exporters.onnx_fixed import _synaptic_sum, artifact_input, to_onnx_fixed
 from snnexport.importers.plifnet import import_plifnet
 from snnexport.models import NetConfig, build_network
 from snnexport.passes.fold import fold
@@ -400,8 +401,7 @@ def main():
     plain = session(to_onnx_fixed(fx, plain=True), threads=args.threads)
 
     def host_seq():  # int16 [1, B, ...]: a static image's current, the same at every step
-        mant, _ = host_bias_mant(fx.layers[0], x.unsqueeze(0).double(), fx.input_shape)
-        return mant.to(torch.int16).numpy()
+        return artifact_input(fx, x)
 
     def host_seq_t():  # the plain mapping's Scan takes one row per step
         return np.ascontiguousarray(np.broadcast_to(host_seq(), (T, *host_seq().shape[1:])))

@@ -183,3 +183,24 @@ def test_lean_exports_are_the_deployment_graphs(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--lean applies to onnx, onnx-fixed only" in err[0]
     assert not (tmp_path / "m.nir").exists()
+
+
+def test_artifact_input_is_the_host_mantissas_and_leaves_torch_threads_alone():
+    """`artifact_input` (bias0 as a deployment computes it, in one torch thread): the emulator's
+    host mantissas as int16, one row for static images, a row per step for frames; torch's
+    thread count as it was."""
+    from snnexport.exporters.onnx_fixed import artifact_input
+
+    layer = _host((3, 8, 8), 1000, 0)
+    net = FixedNet([layer], (1, 8, 8), 4, "rate", 1)
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(rng.normal(0, 8000, (5, 1, 8, 8)))
+    frames = torch.from_numpy(rng.normal(0, 8000, (4, 5, 1, 8, 8)))
+    threads = torch.get_num_threads()
+    for given, lead in ((x, x.unsqueeze(0)), (frames, frames)):
+        got = artifact_input(net, given)
+        mant, raw = host_bias_mant(layer, lead, net.input_shape)
+        assert got.dtype == np.int16 and np.array_equal(got, mant.numpy())
+        assert got.shape == (len(lead), 5, 3, 8, 8)
+        assert (raw.abs() > BIAS_MANT_MAX).any()  # some clipped to 13 bits, as the emulator
+    assert torch.get_num_threads() == threads

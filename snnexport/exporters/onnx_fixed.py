@@ -880,6 +880,31 @@ def write_onnx_fixed(net: FixedNet, path, lean: bool = False) -> Path:
     return atomic_write(path, lambda tmp: onnx.save(model, tmp))
 
 
+def artifact_input(net: FixedNet, x) -> np.ndarray:
+    """bias0 for the artifact: the host layer's current mantissas (`host_bias_mant`), int16
+    [1, B, *shape] for static images x [B, *input] (one row for every step), [T, B, *shape]
+    for frames x [T, B, *input].
+
+    Computed in one torch thread: after a parallel op torch's OpenMP workers spin for some
+    milliseconds, and onnxruntime's pool, running the artifact right after on the same cores,
+    lost them (bench/integer_speed.py's net, 2 cores: host part and deployment graph 57 -> 49
+    ms median, the host part alone 2.5 -> 4.5 ms)."""
+    import torch
+
+    from ..quant.emulator import host_bias_mant
+
+    x = torch.as_tensor(x)
+    static = x.dim() == len(net.input_shape) + 1
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        mant, _ = host_bias_mant(net.layers[0], x.unsqueeze(0) if static else x,
+                                 net.input_shape, torch.int16)
+    finally:
+        torch.set_num_threads(threads)
+    return mant.numpy()
+
+
 class ONNXFixedTarget:
     """Runs the fixed-point ONNX artifact in onnxruntime (optimisations off) on static images
     or frame sequences; the host layer's mantissas come from the emulator's own code."""
@@ -896,17 +921,14 @@ class ONNXFixedTarget:
     def __call__(self, x, dtype=None):
         import torch
 
-        from ..quant.emulator import host_bias_mant
         from ..readout import readout_scores
         from ..sim.reference import SimResult
 
         net = self.net
         x = torch.as_tensor(x, dtype=torch.float64)
         static = x.dim() == len(net.input_shape) + 1
-        mant, _ = host_bias_mant(net.layers[0], x.unsqueeze(0) if static else x,
-                                 net.input_shape)
         t_steps = net.time_steps if static else x.shape[0]
-        seq = mant.to(torch.int16).numpy()  # [1, B, ...] for a static image: every step
+        seq = artifact_input(net, x)  # [1, B, ...] for a static image: every step
         sess = self._session(t_steps)
         out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"bias0": seq}),
                        strict=True))

@@ -79,13 +79,17 @@ class EmulatorStats:
         self.saturated[name] = where if old is None else old | where
 
 
-def host_bias_mant(layer: FixedLayer, x_seq: torch.Tensor, input_shape) -> torch.Tensor:
-    """The host layer's current as a 13-bit bias mantissa (int64), same shape as the current."""
+def host_bias_mant(layer: FixedLayer, x_seq: torch.Tensor, input_shape,
+                   dtype=torch.int64) -> tuple[torch.Tensor, torch.Tensor]:
+    """The host layer's current as a 13-bit bias mantissa (`dtype`: int16 holds every one),
+    same shape as the current, and the rounded current before the clip (float64)."""
     gain = layer.gain
     syn = _host_synapse(layer)
     current = host_current_float(syn, gain, x_seq, input_shape)
-    raw = torch.round(current * (layer.scale / 64))
-    return raw.clamp(-BIAS_MANT_MAX - 1, BIAS_MANT_MAX).to(torch.int64), raw
+    # in place: the current is this call's own (two fewer passes over a float64 layer, which
+    # a deployment pays per batch: onnx_fixed.ONNXFixedTarget, bench/integer_speed.py)
+    raw = current.mul_(layer.scale / 64).round_()
+    return raw.clamp(-BIAS_MANT_MAX - 1, BIAS_MANT_MAX).to(dtype), raw
 
 
 def _host_synapse(layer: FixedLayer):
