@@ -133,3 +133,23 @@ def test_export_command_and_errors(tmp_path, capsys):
                       {"folded": True})
     with pytest.raises(ONNXExportError, match="node 'bn': BatchNorm has no ONNX form"):
         to_onnx(bad)
+
+
+def test_deployment_graph_pools_with_its_neurons_and_equals_the_checked_graph():
+    """The float deployment graph (`to_onnx(debug=False)`) computes each 2x2 OR-pool behind a
+    PLIF layer with that layer's neurons (corner planes, Max of their spikes: no MaxPool); its
+    scores and outputs equal the checked graph's on 16 MNIST-5k digits, static (one row) and
+    as frames whose brightness changes per step."""
+    loaded = load_model("examples/models/mnist5k_plif.pt")
+    graph = fold(loaded.graph)
+    t = graph.metadata["time_steps"]
+    x = load_dataset("mnist5k").x_test[:16]
+    frames = torch.stack([x * (0.5 + 0.1 * k) for k in range(t)]).float()
+    lean, full = to_onnx(graph, debug=False), to_onnx(graph)
+    ops = [n.op_type for n in lean.graph.node]
+    assert "MaxPool" not in ops and ops.count("Max") > 0
+    assert [n.op_type for n in full.graph.node].count("MaxPool") == 2
+    for feed in (x[None].float().numpy(), frames.numpy()):
+        a, b = (session(m).run(["scores", "outputs"], {"x": feed}) for m in (lean, full))
+        assert all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
+        assert a[1].any()

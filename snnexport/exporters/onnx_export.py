@@ -84,8 +84,9 @@ def _neuron_step(g: GraphBuilder, node, v: str | None, i: str,
         return h, None, h
     thr = const("threshold", node.threshold)
     fired = g.op("GreaterOrEqual", [h, thr], "fired")
-    if node.reset == "hard":  # V = H (1 - S), with 1 - S = [H < threshold]
-        v_new = g.op("Mul", [h, g.op("Cast", [g.op("Less", [h, thr])], "keep", to=F32)], "v")
+    if node.reset == "hard":  # V = H (1 - S), with 1 - S = not S (a bool Not: cheaper than a
+        # second float comparison; a NaN H gives V = NaN either way)
+        v_new = g.op("Mul", [h, g.op("Cast", [g.op("Not", [fired])], "keep", to=F32)], "v")
     else:
         s = g.op("Cast", [fired], "s", to=F32)  # V = H - reset_by S (reset_by None: threshold)
         amount = thr if node.reset_by is None else const("reset_by", node.reset_by)
@@ -94,62 +95,115 @@ def _neuron_step(g: GraphBuilder, node, v: str | None, i: str,
 
 
 def _unrolled(g: GraphBuilder, name: str, node: ir.Neuron, x_seq: str, t_steps: int,
-              with_h: bool, rows: list | None = None) -> tuple[str, str | None, str | None]:
+              with_h: bool, rows: list | None = None, pool2: bool = False
+              ) -> tuple[str, str | None, str | None]:
     """Neuron layer over x_seq float32 [T, B, *shape], its T steps unrolled, chunk by chunk
     (onnx_common.CHUNK): every step is `_neuron_step`'s ops on one chunk of neurons, so the
     arithmetic is the same op for op. Returns (out_seq, spikes_u8, h_seq): spikes (uint8) for
     a spiking layer, V_t for a non-spiking one; H_t only if with_h. Chosen over one Scan per
     layer (T dynamic) by measurement (bench/onnx_speed.py; module docstring).
     rows: x_seq is [T_in, B, *shape] (computed from the graph's input, T_in = T or 1), and
-    step t reads the row between the bounds rows[t] (onnx_common.step_rows)."""
+    step t reads the row between the bounds rows[t] (onnx_common.step_rows).
+    pool2 (a spiking layer whose spikes go only to a 2x2 stride-2 OR-pool, `_pool2_of`): the
+    neurons in four planes, one per corner of the pool windows ([2, 2, C, H/2, W/2] order,
+    strided Slices of x_seq), the four chunks of the same windows stepped together and the
+    pool the Max of their uint8 spikes: out_seq is the pool's uint8 [T, B, C, H/2, W/2], no
+    layer-wide spikes (no Cast + MaxPool + Cast of them), h_seq None."""
     shape = list(node.shape)
     p = int(np.prod(shape))
-    n = chunks(p)
+    if pool2:  # as onnx_fixed._neuron_layer's 'pool2': chunks per plane, plane-major
+        n_p = chunks(p // 4)
+        n = 4 * n_p
+        groups = [[q * n_p + j for q in range(4)] for j in range(n_p)]
+    else:
+        n = chunks(p)
+        groups = [[i] for i in range(n)]
     m = p // n
-    per = {k: np.broadcast_to(np.asarray(v, np.float32), shape).reshape(-1)
-           for k, v in (("decay", node.decay), ("threshold", node.threshold),
-                        ("gain", node.gain if node.gain is not None else 1.0))}
+
+    def flat(value):  # per-neuron constants in the chunks' order
+        a = np.broadcast_to(np.asarray(value, np.float32), shape)
+        if pool2:
+            c, h, w = shape
+            a = a.reshape(c, h // 2, 2, w // 2, 2).transpose(2, 4, 0, 1, 3)
+        return np.ascontiguousarray(a).reshape(-1)
+
+    per = {k: flat(v) for k, v in (("decay", node.decay), ("threshold", node.threshold),
+                                   ("gain", node.gain if node.gain is not None else 1.0))}
     if node.reset_by is not None:
-        per["reset_by"] = np.broadcast_to(np.asarray(node.reset_by, np.float32),
-                                          shape).reshape(-1)
+        per["reset_by"] = flat(node.reset_by)
     # decay * V_-1: float32, one rounding, as Mul
-    v0 = per["decay"] * np.broadcast_to(np.asarray(node.v_init, np.float32), shape).reshape(-1)
-    seq = g.op("Reshape", [x_seq, g.const("tbnm", [0 if rows else t_steps, -1, n, m],
-                                          np.int64)], "by_chunk")
+    v0 = per["decay"] * flat(node.v_init)
+    lead = [0 if rows else t_steps, -1]
+    if pool2:  # corner (a, b): rows a::2, columns b::2, plane q = 2a + b
+        _, h_, w_ = shape
+        planes = [g.op("Reshape", [g.op("Slice", [x_seq, g.const("ab", [a, b], np.int64),
+                                                  g.const("hw", [h_, w_], np.int64),
+                                                  g.const("ax", [3, 4], np.int64),
+                                                  g.const("st", [2, 2], np.int64)], "corner"),
+                                   g.const("tbnm", [*lead, n_p, m], np.int64)], "plane")
+                  for a in (0, 1) for b in (0, 1)]
+    else:
+        seq = g.op("Reshape", [x_seq, g.const("tbnm", [*lead, n, m], np.int64)], "by_chunk")
     outs = [[[None] * n for _ in range(t_steps)] for _ in range(2)]  # out, h
-    for i in range(n):
-        sub = _ChunkNode(node, {k: chunk_const(g, k, v, n, i, np.float32)
-                                for k, v in per.items() if k != "gain" or node.gain is not None})
-        if rows:  # the chunk's T_in rows, once
-            chunk = g.op("Slice", [seq, g.const("st", [i], np.int64),
-                                   g.const("en", [i + 1], np.int64),
-                                   g.const("ax", [2], np.int64)], "chunk")  # [T_in, B, 1, m]
-        v = None
+    pooled = [[None] * len(groups) for _ in range(t_steps)]
+    for gi, group in enumerate(groups):
+        subs, srcs, v = {}, {}, {}
+        for i in group:
+            subs[i] = _ChunkNode(node, {k: chunk_const(g, k, val, n, i, np.float32)
+                                        for k, val in per.items()
+                                        if k != "gain" or node.gain is not None})
+            src, j = (planes[i // n_p], i % n_p) if pool2 else (seq, i)
+            srcs[i] = (src, j)
+            if rows:  # the chunk's T_in rows, once
+                srcs[i] = (g.op("Slice", [src, g.const("st", [j], np.int64),
+                                          g.const("en", [j + 1], np.int64),
+                                          g.const("ax", [2], np.int64)], "chunk"), None)
         for t in range(t_steps):
-            if rows:
-                x_t = g.op("Slice", [chunk, *rows[t], g.const("ax", [0], np.int64)], "x_t")
-            else:
-                x_t = g.op("Slice", [seq, g.const("st", [t, i], np.int64),
-                                     g.const("en", [t + 1, i + 1], np.int64),
-                                     g.const("ax", [0, 2], np.int64)], "x_t")  # [1, B, 1, m]
-            if t == 0 and not v0.any():  # decay * 0 + drive: the drive (0 + d = d)
-                h, s, v = _neuron_step(g, sub, None, x_t)
-            elif t == 0:
-                h, s, v = _neuron_step(g, sub, chunk_const(g, "dv0", v0, n, i, np.float32),
-                                       x_t, decayed=True)
-            else:
-                h, s, v = _neuron_step(g, sub, v, x_t)
-            outs[0][t][i] = s if s is not None else v
-            outs[1][t][i] = h
+            for i in group:
+                src, j = srcs[i]
+                if rows:
+                    x_t = g.op("Slice", [src, *rows[t], g.const("ax", [0], np.int64)], "x_t")
+                else:
+                    x_t = g.op("Slice", [src, g.const("st", [t, j], np.int64),
+                                         g.const("en", [t + 1, j + 1], np.int64),
+                                         g.const("ax", [0, 2], np.int64)], "x_t")  # [1,B,1,m]
+                if t == 0 and not v0.any():  # decay * 0 + drive: the drive (0 + d = d)
+                    h, s, v[i] = _neuron_step(g, subs[i], None, x_t)
+                elif t == 0:
+                    h, s, v[i] = _neuron_step(g, subs[i], chunk_const(g, "dv0", v0, n, i,
+                                                                        np.float32),
+                                              x_t, decayed=True)
+                else:
+                    h, s, v[i] = _neuron_step(g, subs[i], v[i], x_t)
+                outs[0][t][i] = s if s is not None else v[i]
+                outs[1][t][i] = h
+            if pool2:
+                pooled[t][gi] = g.op("Max", [outs[0][t][i] for i in group], "or_pool")
 
-    def assemble(parts, hint):
-        steps = [ps[0] if n == 1 else g.op("Concat", ps, hint, axis=2) for ps in parts]
+    def assemble(parts, hint, out_shape=shape):
+        steps = [ps[0] if len(ps) == 1 else g.op("Concat", ps, hint, axis=2) for ps in parts]
         out = g.op("Concat", steps, hint, axis=0) if t_steps > 1 else steps[0]
-        return g.op("Reshape", [out, g.const("s", [t_steps, -1, *shape], np.int64)], hint)
+        return g.op("Reshape", [out, g.const("s", [t_steps, -1, *out_shape], np.int64)], hint)
 
+    if pool2:
+        c, h_, w_ = shape
+        return assemble(pooled, "pooled", [c, h_ // 2, w_ // 2]), None, None
     seq_out = assemble(outs[0], "seq")
     h_seq = assemble(outs[1], "h_seq") if with_h else None
     return seq_out, (seq_out if node.spiking else None), h_seq
+
+
+def _pool2_of(graph: Graph, name: str, node) -> str | None:
+    """The OR-pool `_unrolled` can compute with neuron layer `name` (pool2): its one consumer,
+    a 2x2 stride-2 OR SpikePool without padding, on an even map of spikes."""
+    after = graph.consumers(name)
+    if not (isinstance(node, ir.Neuron) and node.spiking and len(after) == 1
+            and len(node.shape) == 3 and node.shape[1] % 2 == 0 and node.shape[2] % 2 == 0):
+        return None
+    pool = graph.nodes[after[0]]
+    ok = (isinstance(pool, ir.SpikePool) and pool.mode == "or" and tuple(pool.kernel) == (2, 2)
+          and tuple(pool.stride) == (2, 2) and tuple(pool.padding) == (0, 0))
+    return after[0] if ok else None
 
 
 class _ChunkNode:
@@ -208,6 +262,7 @@ def _layers(g: GraphBuilder, graph: Graph, x: str, tb: str, batch: str, shapes, 
     tb_in = tb_in or tb
     fresh = set()  # nodes whose values are computed from x alone: T_in rows
     spikes, hs, spike_inputs, readout = {}, {}, {}, None
+    pooled = {}  # an OR-pool computed with its neuron layer (`_unrolled` pool2): its spikes
     # every node's output: (value, is_u8, binary); uint8 values are spikes (binary) or the
     # integer sums of a SEW ADD (graded)
     values: dict[str, tuple[str, bool, bool]] = {}
@@ -243,6 +298,13 @@ def _layers(g: GraphBuilder, graph: Graph, x: str, tb: str, batch: str, shapes, 
                     y = g.op("Add", [y, g.const("b", node.bias)], "bias")
             cur, is_u8, binary = per_step(g, y, rows_of, shapes[name]), False, False
         elif isinstance(node, ir.Neuron):
+            pool = None if debug or step_state is not None else _pool2_of(graph, name, node)
+            if pool:  # the pool's spikes computed with the neurons' (`_unrolled` pool2)
+                y, _, _ = _unrolled(g, name, node, _as_float(g, cur, is_u8), t_steps, False,
+                                    rows if ins[0] in fresh else None, pool2=True)
+                pooled[pool] = y
+                values[name] = (None, True, True)  # (no layer-wide spikes: nothing reads them)
+                continue
             if step_state is None:
                 cur, s, h = _unrolled(g, name, node, _as_float(g, cur, is_u8), t_steps, debug,
                                       rows if ins[0] in fresh else None)
@@ -257,6 +319,8 @@ def _layers(g: GraphBuilder, graph: Graph, x: str, tb: str, batch: str, shapes, 
                 spikes[name] = s
             if h is not None:
                 hs[name] = h
+        elif name in pooled:
+            cur, is_u8, binary = pooled[name], True, True
         elif isinstance(node, (ir.SpikePool, ir.AvgPool2d)):
             shape_in = _prev_shape(graph, name, shapes)
             pool = dict(kernel_shape=list(node.kernel), strides=list(node.stride),
