@@ -95,7 +95,7 @@ def _neuron_step(g: GraphBuilder, node, v: str | None, i: str,
 
 
 def _unrolled(g: GraphBuilder, name: str, node: ir.Neuron, x_seq: str, t_steps: int,
-              with_h: bool, rows: list | None = None, pool2: bool = False
+              with_h: bool, rows: list | str | None = None, pool2: bool = False
               ) -> tuple[str, str | None, str | None]:
     """Neuron layer over x_seq float32 [T, B, *shape], its T steps unrolled, chunk by chunk
     (onnx_common.CHUNK): every step is `_neuron_step`'s ops on one chunk of neurons, so the
@@ -103,7 +103,8 @@ def _unrolled(g: GraphBuilder, name: str, node: ir.Neuron, x_seq: str, t_steps: 
     a spiking layer, V_t for a non-spiking one; H_t only if with_h. Chosen over one Scan per
     layer (T dynamic) by measurement (bench/onnx_speed.py; module docstring).
     rows: x_seq is [T_in, B, *shape] (computed from the graph's input, T_in = T or 1), and
-    step t reads the row between the bounds rows[t] (onnx_common.step_rows).
+    step t reads the row between the bounds rows[t] (onnx_common.step_rows); "static": x_seq
+    is one row [1, B, *shape] that every step reads (no per-step Slice).
     pool2 (a spiking layer whose spikes go only to a 2x2 stride-2 OR-pool, `_pool2_of`): the
     neurons in four planes, one per corner of the pool windows ([2, 2, C, H/2, W/2] order,
     strided Slices of x_seq), the four chunks of the same windows stepped together and the
@@ -161,7 +162,9 @@ def _unrolled(g: GraphBuilder, name: str, node: ir.Neuron, x_seq: str, t_steps: 
         for t in range(t_steps):
             for i in group:
                 src, j = srcs[i]
-                if rows:
+                if rows == "static":
+                    x_t = src
+                elif rows:
                     x_t = g.op("Slice", [src, *rows[t], g.const("ax", [0], np.int64)], "x_t")
                 else:
                     x_t = g.op("Slice", [src, g.const("st", [t, j], np.int64),
@@ -191,6 +194,19 @@ def _unrolled(g: GraphBuilder, name: str, node: ir.Neuron, x_seq: str, t_steps: 
     seq_out = assemble(outs[0], "seq")
     h_seq = assemble(outs[1], "h_seq") if with_h else None
     return seq_out, (seq_out if node.spiking else None), h_seq
+
+
+def _rows_switch(g: GraphBuilder, name: str, t_in: str, branch, rows, dtype) -> str:
+    """An If on T_in = 1: branch(builder, "static") for one row of x every step reads, else
+    branch(builder, rows) (a row per step); both give the same tensor of type dtype."""
+    static = g.op("Equal", [t_in, g.const("one", [1], np.int64)], "static")
+    subs = {key: GraphBuilder(prefix=g.name(key) + "_") for key in ("one_row", "per_step")}
+    ys = {key: branch(sub, "static" if key == "one_row" else rows) for key, sub in subs.items()}
+    graphs = {f"{k}_branch": helper.make_graph(
+        subs[key].nodes, f"{name}_{key}", [], [helper.make_tensor_value_info(ys[key], dtype,
+                                                                             None)],
+        initializer=subs[key].inits) for k, key in (("then", "one_row"), ("else", "per_step"))}
+    return g.op("If", [static], "neurons", **graphs)
 
 
 def _pool2_of(graph: Graph, name: str, node) -> str | None:
@@ -252,13 +268,15 @@ def _merge(g: GraphBuilder, node: ir.Merge, a, b) -> tuple[str, bool, bool]:
 
 
 def _layers(g: GraphBuilder, graph: Graph, x: str, tb: str, batch: str, shapes, step_state=None,
-            debug: bool = True, t_steps: int = 1, tb_in: str | None = None, rows=None):
+            debug: bool = True, t_steps: int = 1, tb_in: str | None = None, rows=None,
+            t_in: str | None = None):
     """Emit every layer. step_state: None for the sequence model (Scan), else a dict that
     collects (state input, state output) names for the one-step model. Returns the output,
     spikes and H per neuron layer, the uint8 inputs of synapses (name -> (value, shape,
     binary)) and the readout node. tb: the int64 [T, B] of values behind a neuron layer;
     tb_in and rows: x's [T_in, B] and, per step, the row of x a first neuron layer reads
-    (`_unrolled`): what is computed from x alone has T_in rows (a static image: one)."""
+    (`_unrolled`): what is computed from x alone has T_in rows (a static image: one); t_in:
+    T_in as int64 [1] (the deployment graph's `_rows_switch`)."""
     tb_in = tb_in or tb
     fresh = set()  # nodes whose values are computed from x alone: T_in rows
     spikes, hs, spike_inputs, readout = {}, {}, {}, None
@@ -299,21 +317,29 @@ def _layers(g: GraphBuilder, graph: Graph, x: str, tb: str, batch: str, shapes, 
             cur, is_u8, binary = per_step(g, y, rows_of, shapes[name]), False, False
         elif isinstance(node, ir.Neuron):
             pool = None if debug or step_state is not None else _pool2_of(graph, name, node)
-            if pool:  # the pool's spikes computed with the neurons' (`_unrolled` pool2)
-                y, _, _ = _unrolled(g, name, node, _as_float(g, cur, is_u8), t_steps, False,
-                                    rows if ins[0] in fresh else None, pool2=True)
-                pooled[pool] = y
-                values[name] = (None, True, True)  # (no layer-wide spikes: nothing reads them)
-                continue
-            if step_state is None:
-                cur, s, h = _unrolled(g, name, node, _as_float(g, cur, is_u8), t_steps, debug,
-                                      rows if ins[0] in fresh else None)
-            else:
+            x_seq = _as_float(g, cur, is_u8)
+            r = rows if ins[0] in fresh else None
+            if step_state is not None:
                 v_in, ax0 = f"v:{name}", g.const("ax0", [0], np.int64)
-                i_t = g.op("Squeeze", [_as_float(g, cur, is_u8), ax0], "i_t")  # [B, *shape]
+                i_t = g.op("Squeeze", [x_seq, ax0], "i_t")  # [B, *shape]
                 h, s, v_new = _neuron_step(g, node, v_in, i_t)
                 step_state[name] = (v_in, v_new, node.shape)
                 cur = g.op("Unsqueeze", [s if s is not None else h, ax0], "out_t")
+            elif r and not debug and t_in:
+                # a drive from x alone in the deployment graph: an If on T_in = 1 (a static
+                # image) runs the steps on its one row, no per-step Slice of it (bench/
+                # onnx_speed.py's net: most of the graph's Slices were the first layer's)
+                def branch(b: GraphBuilder, r_, x_seq=x_seq, node=node, name=name, pool=pool):
+                    return _unrolled(b, name, node, x_seq, t_steps, False, r_,
+                                     pool2=bool(pool))[0]
+                cur = _rows_switch(g, name, t_in, branch, r, U8 if node.spiking else F32)
+                s, h = (cur if node.spiking and not pool else None), None
+            else:
+                cur, s, h = _unrolled(g, name, node, x_seq, t_steps, debug, r, pool2=bool(pool))
+            if pool:  # the pool's spikes computed with the neurons' (`_unrolled` pool2)
+                pooled[pool] = cur
+                values[name] = (None, True, True)  # (no layer-wide spikes: nothing reads them)
+                continue
             is_u8 = binary = s is not None
             if s is not None:
                 spikes[name] = s
@@ -393,10 +419,10 @@ def to_onnx(graph: Graph, debug: bool = True, time_steps: int | None = None) -> 
                  "batch")
     tb = g.op("Concat", [g.const("t", [t_steps], np.int64), batch], "tb", axis=0)
     # step t reads row min(t, T_in - 1) of what is computed from x (T_in = T or 1)
-    _, rows = step_rows(g, "x", t_steps)
+    t_in, rows = step_rows(g, "x", t_steps)
     o, spikes, hs, spike_inputs, readout = _layers(g, graph, "x", tb, batch, shapes,
                                                    debug=debug, t_steps=t_steps, tb_in=tb_in,
-                                                   rows=rows)
+                                                   rows=rows, t_in=t_in)
     scores = _scores(g, o, readout, t_steps, graph.metadata.get("readout", "rate"))
     g.nodes.append(helper.make_node("Identity", [scores], ["scores"]))
     g.nodes.append(helper.make_node("Identity", [o], ["outputs"]))
