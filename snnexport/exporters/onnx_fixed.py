@@ -4,7 +4,8 @@
                                   row per step, or one row for every step (a static image);
                                   the host synapse stays on the host, as on the chip:
                                   snnexport.quant.emulator.host_bias_mant computes them (values
-                                  beyond 13 bits are clipped to them, as it does)
+                                  beyond 13 bits are clipped to them, as it does;
+                                  `artifact_input` as a deployment does)
     -> `spikes:<name>` uint8 [T, B, *shape], `h:<name>` int64 (v before reset) per layer,
        `outputs` float32 [T, B, classes] (voted spikes, or v / S of a non-spiking readout)
 T is fixed in the artifact (`to_onnx_fixed(net, time_steps=T)`, default the net's): the steps
@@ -21,7 +22,10 @@ is exactly an int8 in [-128, 127] and a = 2 (x @ (w / 2)):
   * depthwise conv: ConvInteger, whose depthwise kernel takes uint8 weights w / 2 + 128 with
     zero point 128; an OR-pool layer (its sum of 128s into memoryless neurons at threshold 0)
     needs neither: it fires iff its window holds a spike (`or_pool` states why), so it is a
-    MaxPool of the spikes (on float32: the uint8 MaxPool is slower), no synapse, no neurons.
+    MaxPool of the spikes (on float32: the uint8 MaxPool is slower), no synapse, no neurons;
+    in the deployment graph a 2x2 OR-pool behind the host layer or an im2col conv is the Max
+    of its window's four spikes, computed with that layer's neurons ('pool2' layouts,
+    `_neuron_layer`; the conv's GEMM rows then come corner by corner, `_im2col`).
 Chosen by measurement (bench/integer_speed.py --candidates: onnxruntime 1.32, 2 threads, the
 000 MNIST net at width 128, T*B = 128, interleaved, medians of 7 rounds): conv 128->128 3x3 on
 14x14: im2col + MatMulInteger 32 ms, ConvInteger with uint8 weights 65 ms, with int8 weights
@@ -36,9 +40,11 @@ point 128 (16-bit products, no saturation) where fan_in * 255 * peak < 2^31; els
 int64 MatMul. Lava wraps a conv's sum to 24 bits and u = a << 6 to 24 bits; both keep a modulo
 2^24, so u = 64 wrap18(a) of the raw sum (`_drive`), computed only where `sum_bound` (peak times
 the largest row sum of |w|) lets u leave 24 bits, as a float32 Floor where that is exact, else
-with Mod. `to_onnx_fixed(net, plain=True)` keeps the direct mapping (ConvInteger /
-MatMulInteger with uint8 weights for every synapse, an int64 Scan per layer), the benchmark's
-baseline.
+with Mod, per chunk in the neuron loop; and where it or v's clip could act, an If on the
+batch's sums (their max and min, two reductions) runs a loop without either when the sums stay
+below both (`unclipped_drive`): bench/integer_speed.py's net never comes near the wrap.
+`to_onnx_fixed(net, plain=True)` keeps the direct mapping (ConvInteger / MatMulInteger with
+uint8 weights for every synapse, an int64 Scan per layer), the benchmark's baseline.
 
 Neurons: the rules of snnexport/quant/emulator.py, u = wrap24(a << 6); v = trunc((4096 - dv)
 v / 4096) + u + (bias_mant << 6), clipped to +-(2^23 - 1); s = v > vth_mant << 6; v = 0 where
@@ -64,10 +70,12 @@ Static images in the deployment graph (`debug=False`, `export --lean`): a host n
 drive is the same mantissa at every step has a spike train that is a function of that
 mantissa and its (dv, v_init, bias_mant); `host_table` tabulates it (rows from the emulator's
 own neuron loop) where the groups of equal parameters are few (a per-layer or per-channel tau,
-no IMP), and an If on T_in = 1 looks the trains up (one Gather per pool corner, their Max the
-OR-pool) instead of running the T steps; frames (T_in = T) take the other branch, the loop.
-Measured (bench/integer_speed.py's net, 2 threads, quiet machine): the deployment graph 100 ->
-55 ms per batch, the host layer having been half of it.
+no IMP), and an If on T_in = 1 looks the trains up, packed T bits a word (`_host_switch`:
+GatherElements per pool corner, BitwiseOr, one unpacking) instead of running the T steps;
+frames (T_in = T) take the other branch, the loop. Measured (bench/integer_speed.py's net, 2
+threads): the deployment graph 100 -> 55 ms per batch with Gathers of byte rows (the host layer
+had been half of it); the packed lookup 11.4 -> 5.3 ms, the conv's pool with its neurons and
+the wrap / clip If 43.6 -> 31.9 ms for the whole graph (fastest of 25 runs, 2026-12-03).
 
 Residual nets: a SEW merge of spike trains is computed on the uint8 values (ADD `Add`: graded
 0, 1, 2, ... up to the merge's peak, at most 255; AND `Mul`; IAND `Mul(1 - a, b)` on binary a),
