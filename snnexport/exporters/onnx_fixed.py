@@ -187,8 +187,8 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
                   to_u=None) -> tuple[str | None, str | None, str | None]:
     """The layer's neurons over the T steps, unrolled, in int32, chunk by chunk (module
     docstring, "Neurons"). drive: int32 [T*B, ...] in `layout` order, from which `to_u` builds
-    each chunk's u (`_drive`; |u| <= drive_bound), or, for the host layer, bias0 (int16
-    [T_in, B, *shape]). Returns (spikes uint8
+    each chunk's u (`_drive`; None: drive is u; |u| <= drive_bound), or, for the host layer,
+    bias0 (int16 [T_in, B, *shape]). Returns (spikes uint8
     [T, B, *shape] if with_spikes, h int32 [T, B, *shape] if with_h, the spikes' 2x2 OR-pool
     uint8 [T, B, C, H/2, W/2] for the POOL2 layouts, else None).
 
@@ -199,6 +199,7 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
     together and the pool is the Max of their uint8 spikes, in cache (no MaxPool over the
     whole layer afterwards, no spikes of the whole layer assembled)."""
     p = layer.n
+    to_u = to_u or (lambda b, u: u)
     if layout in POOL2:
         # chunks per plane, each about CHUNK per sample as elsewhere (four of CHUNK / 4, so
         # that a group holds CHUNK, measured slower: four times the nodes)
