@@ -82,6 +82,36 @@ def chunks(p: int) -> int:
     return min((n for n in range(1, p + 1) if p % n == 0), key=lambda n: (abs(n - target), n))
 
 
+def chunk_groups(p: int, pool2: bool) -> tuple[int, int, list[list[int]]]:
+    """How the p neurons of a sample are cut: (n chunks, m neurons each, the groups of chunks
+    stepped together). pool2 (a layer computed with the 2x2 OR-pool of its spikes): the
+    neurons in four planes, one per corner of the pool windows (`pool2_order`), each plane cut
+    into chunks, chunk j of every plane in group j (the four corners of the same windows);
+    chunks per plane of about CHUNK per sample as elsewhere (four of CHUNK / 4, so that a
+    group holds CHUNK, measured slower: four times the nodes). Else one chunk a group."""
+    if pool2:
+        n_p = chunks(p // 4)
+        return 4 * n_p, p // (4 * n_p), [[q * n_p + j for q in range(4)] for j in range(n_p)]
+    n = chunks(p)
+    return n, p // n, [[i] for i in range(n)]
+
+
+def pool2_order(a: np.ndarray, channels_last: bool = False) -> np.ndarray:
+    """A per-neuron array [C, H, W] in the four planes of `chunk_groups`' pool2: [2, 2, C, H/2,
+    W/2] (plane 2a + b holds pixels (2i + a, 2j + b)), or [2, 2, H/2, W/2, C] channels_last."""
+    c, h, w = a.shape
+    return a.reshape(c, h // 2, 2, w // 2, 2).transpose(
+        (2, 4, 1, 3, 0) if channels_last else (2, 4, 0, 1, 3))
+
+
+def corner(g: GraphBuilder, x: str, a: int, b: int, hw, axes) -> str:
+    """Corner (a, b) of every 2x2 window of x: rows a::2 and columns b::2 of its `axes` (the
+    two spatial axes, of sizes hw), by one strided Slice."""
+    return g.op("Slice", [x, g.const("ab", [a, b], np.int64), g.const("hw", list(hw), np.int64),
+                          g.const("ax", list(axes), np.int64), g.const("st", [2, 2], np.int64)],
+                "corner")
+
+
 def chunk_const(g: GraphBuilder, hint, flat: np.ndarray, n: int, i: int, dtype):
     """Chunk i of n of a flat per-neuron array, broadcastable over [1, B, 1, m]; one scalar
     where the whole layer holds one value."""

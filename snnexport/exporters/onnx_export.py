@@ -61,9 +61,11 @@ from .onnx_common import (
     GraphBuilder,
     ONNXExportError,
     chunk_const,
-    chunks,
+    chunk_groups,
+    corner,
     per_sample,
     per_step,
+    pool2_order,
     step_rows,
 )
 
@@ -115,22 +117,12 @@ def _unrolled(g: GraphBuilder, name: str, node: ir.Neuron, x_seq: str, t_steps: 
     pool the Max of their uint8 spikes: out_seq is the pool's uint8 [T, B, C, H/2, W/2], no
     layer-wide spikes (no Cast + MaxPool + Cast of them), h_seq None."""
     shape = list(node.shape)
-    p = int(np.prod(shape))
-    if pool2:  # as onnx_fixed._neuron_layer's 'pool2': chunks per plane, plane-major
-        n_p = chunks(p // 4)
-        n = 4 * n_p
-        groups = [[q * n_p + j for q in range(4)] for j in range(n_p)]
-    else:
-        n = chunks(p)
-        groups = [[i] for i in range(n)]
-    m = p // n
+    n, m, groups = chunk_groups(int(np.prod(shape)), pool2)
+    n_p = n // 4
 
     def flat(value):  # per-neuron constants in the chunks' order
         a = np.broadcast_to(np.asarray(value, np.float32), shape)
-        if pool2:
-            c, h, w = shape
-            a = a.reshape(c, h // 2, 2, w // 2, 2).transpose(2, 4, 0, 1, 3)
-        return np.ascontiguousarray(a).reshape(-1)
+        return np.ascontiguousarray(pool2_order(a) if pool2 else a).reshape(-1)
 
     per = {k: flat(v) for k, v in (("decay", node.decay), ("threshold", node.threshold),
                                    ("gain", node.gain if node.gain is not None else 1.0))}
@@ -139,14 +131,9 @@ def _unrolled(g: GraphBuilder, name: str, node: ir.Neuron, x_seq: str, t_steps: 
     # decay * V_-1: float32, one rounding, as Mul
     v0 = per["decay"] * flat(node.v_init)
     lead = [0 if rows else t_steps, -1]
-    if pool2:  # corner (a, b): rows a::2, columns b::2, plane q = 2a + b
-        _, h_, w_ = shape
-        planes = [g.op("Reshape", [g.op("Slice", [x_seq, g.const("ab", [a, b], np.int64),
-                                                  g.const("hw", [h_, w_], np.int64),
-                                                  g.const("ax", [3, 4], np.int64),
-                                                  g.const("st", [2, 2], np.int64)], "corner"),
-                                   g.const("tbnm", [*lead, n_p, m], np.int64)], "plane")
-                  for a in (0, 1) for b in (0, 1)]
+    if pool2:  # plane q = 2a + b: corner (a, b) of the windows
+        planes = [g.op("Reshape", [corner(g, x_seq, a, b, shape[1:], (3, 4)), g.const(
+            "tbnm", [*lead, n_p, m], np.int64)], "plane") for a in (0, 1) for b in (0, 1)]
     else:
         seq = g.op("Reshape", [x_seq, g.const("tbnm", [*lead, n, m], np.int64)], "by_chunk")
     outs = [[[None] * n for _ in range(t_steps)] for _ in range(2)]  # out, h

@@ -99,9 +99,11 @@ from .onnx_common import (
     GraphBuilder,
     ONNXExportError,
     chunk_const,
-    chunks,
+    chunk_groups,
+    corner,
     per_sample,
     per_step,
+    pool2_order,
     session,
     step_rows,
 )
@@ -168,9 +170,7 @@ def _per_neuron(layer: FixedLayer, value, layout: str, dtype) -> np.ndarray:
     if layout == "nhwc":
         a = a.transpose(1, 2, 0)
     elif layout in POOL2:
-        c, h, w = layer.shape
-        a = a.reshape(c, h // 2, 2, w // 2, 2).transpose(
-            (2, 4, 0, 1, 3) if layout == "pool2" else (2, 4, 1, 3, 0))
+        a = pool2_order(a, channels_last=layout == "pool2_nhwc")
     return np.ascontiguousarray(a, dtype).reshape(-1)
 
 
@@ -198,18 +198,9 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
     windows, each plane cut into chunks; the four chunks of the same windows run their steps
     together and the pool is the Max of their uint8 spikes, in cache (no MaxPool over the
     whole layer afterwards, no spikes of the whole layer assembled)."""
-    p = layer.n
     to_u = to_u or (lambda b, u: u)
-    if layout in POOL2:
-        # chunks per plane, each about CHUNK per sample as elsewhere (four of CHUNK / 4, so
-        # that a group holds CHUNK, measured slower: four times the nodes)
-        n_p = chunks(p // 4)
-        n = 4 * n_p
-        groups = [[q * n_p + j for q in range(4)] for j in range(n_p)]
-    else:
-        n = chunks(p)
-        groups = [[i] for i in range(n)]
-    m = p // n
+    n, m, groups = chunk_groups(layer.n, layout in POOL2)
+    n_p = n // 4
     k = _per_neuron(layer, 4096 - np.asarray(layer.dv, np.int64), layout, np.int64)
     v_init = _per_neuron(layer, layer.v_init, layout, np.int64)
     dec0 = np.sign(v_init) * ((np.abs(v_init) * k) >> 12)  # the decayed initial state
@@ -225,10 +216,8 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
     if layout == "pool2":  # [T_in, B, C, H, W] -> four planes [T_in, B, C, H/2, W/2], corner
         # (a, b) = rows a::2, columns b::2 (strided Slices: measured 8.5 ms -> 1 ms against a
         # 7-d Transpose of the int16 bias0 on bench/integer_speed.py's net), plane q = 2a + b
-        c_, h_, w_ = layer.shape
-        planes = [g.op("Reshape", [g.op("Slice", [drive, _i64(g, "ab", [a, b]), _i64(
-            g, "hw", [h_, w_]), _i64(g, "ax", [3, 4]), _i64(g, "st", [2, 2])], "corner"),
-            _i64(g, "tbnm", [-1, 0, n_p, m])], "plane") for a in (0, 1) for b in (0, 1)]
+        planes = [g.op("Reshape", [corner(g, drive, a, b, layer.shape[1:], (3, 4)), _i64(
+            g, "tbnm", [-1, 0, n_p, m])], "plane") for a in (0, 1) for b in (0, 1)]
     else:
         seq = g.op("Reshape", [drive, _i64(g, "tbnm", [-1 if host else t_steps,
                                                        0 if host else -1, n, m])], "by_chunk")
@@ -394,11 +383,8 @@ def _host_switch(g: GraphBuilder, layer: FixedLayer, table, drive: str, pooled: 
     parts = [(row0, offset)]  # (mantissas int16 [B, *shape], their neurons' table offsets)
     if pooled:  # the four corners of every 2x2 window, before the lookup (strided Slices of
         # the int16 mantissas)
-        h_, w_ = layer.shape[1:]
-        parts = [(lookup.op("Slice", [row0, lookup.const("ab", [a, b], np.int64), lookup.const(
-            "hw", [h_, w_], np.int64), lookup.const("ax", [2, 3], np.int64), lookup.const(
-            "st", [2, 2], np.int64)], "corner"), offset[:, a::2, b::2])
-            for a in (0, 1) for b in (0, 1)]
+        parts = [(corner(lookup, row0, a, b, layer.shape[1:], (2, 3)), offset[:, a::2, b::2])
+                 for a in (0, 1) for b in (0, 1)]
     rows = []  # per part: the flat table row of each neuron, int32 [N]
     for part, off in parts:
         m = lookup.op("Clip", [lookup.op("Cast", [part], "m32", to=I32),
