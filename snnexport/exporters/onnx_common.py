@@ -38,6 +38,19 @@ class GraphBuilder:
         return outs[0] if outputs == 1 else outs
 
 
+def if_else(g: GraphBuilder, cond: str, hint: str, name: str, then: tuple, other: tuple,
+            types: list) -> list[str]:
+    """An If on the bool `cond`: `then` and `other` are (GraphBuilder, [its outputs]) of the
+    two branches, outputs pairwise the same tensors, of the given element types; the
+    branches' graphs are named `name`_then / `name`_else. Returns the If's outputs."""
+    graphs = {f"{key}_branch": helper.make_graph(
+        sub.nodes, f"{name}_{key}", [],
+        [helper.make_tensor_value_info(y, t, None) for y, t in zip(ys, types, strict=True)],
+        initializer=sub.inits) for key, (sub, ys) in (("then", then), ("else", other))}
+    out = g.op("If", [cond], hint, outputs=len(types), **graphs)
+    return [out] if len(types) == 1 else out
+
+
 def per_sample(g: GraphBuilder, x: str, shape) -> str:
     """[T, B, ...] -> [T*B, *shape]: every step of every sample at once."""
     return g.op("Reshape", [x, g.const("flat", [-1, *shape], np.int64)], "merged")

@@ -63,6 +63,7 @@ from .onnx_common import (
     chunk_const,
     chunk_groups,
     corner,
+    if_else,
     per_sample,
     per_step,
     pool2_order,
@@ -191,13 +192,10 @@ def _rows_switch(g: GraphBuilder, name: str, t_in: str, branch, rows, dtype) -> 
     """An If on T_in = 1: branch(builder, "static") for one row of x every step reads, else
     branch(builder, rows) (a row per step); both give the same tensor of type dtype."""
     static = g.op("Equal", [t_in, g.const("one", [1], np.int64)], "static")
-    subs = {key: GraphBuilder(prefix=g.name(key) + "_") for key in ("one_row", "per_step")}
-    ys = {key: branch(sub, "static" if key == "one_row" else rows) for key, sub in subs.items()}
-    graphs = {f"{k}_branch": helper.make_graph(
-        subs[key].nodes, f"{name}_{key}", [], [helper.make_tensor_value_info(ys[key], dtype,
-                                                                             None)],
-        initializer=subs[key].inits) for k, key in (("then", "one_row"), ("else", "per_step"))}
-    return g.op("If", [static], "neurons", **graphs)
+    one_row, per_step_ = (GraphBuilder(prefix=g.name(key) + "_") for key in ("one_row",
+                                                                              "per_step"))
+    return if_else(g, static, "neurons", name, (one_row, [branch(one_row, "static")]),
+                   (per_step_, [branch(per_step_, rows)]), [dtype])[0]
 
 
 def _pool2_of(graph: Graph, name: str, node) -> str | None:

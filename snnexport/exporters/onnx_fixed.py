@@ -101,6 +101,7 @@ from .onnx_common import (
     chunk_const,
     chunk_groups,
     corner,
+    if_else,
     per_sample,
     per_step,
     pool2_order,
@@ -415,13 +416,8 @@ def _host_switch(g: GraphBuilder, layer: FixedLayer, table, drive: str, pooled: 
     out = lookup.op("Reshape", [out, lookup.const("shape", [len(table[0]), -1, *out_shape],
                                                   np.int64)], "by_step")
     steps = GraphBuilder(prefix=f"{g.prefix}steps_")
-    looped = loop(steps)
-    branch = {}
-    for key, sub, y in (("then_branch", lookup, out), ("else_branch", steps, looped)):
-        branch[key] = helper.make_graph(sub.nodes, f"{layer.name}_{key}", [],
-                                        [helper.make_tensor_value_info(y, U8, None)],
-                                        initializer=sub.inits)
-    return g.op("If", [static], "host_spikes", **branch)
+    return if_else(g, static, "host_spikes", layer.name, (lookup, [out]),
+                   (steps, [loop(steps)]), [U8])[0]
 
 
 def _synapse(g: GraphBuilder, layer: FixedLayer, s_seq: str, tb: str, in_shape, peak: int = 1,
@@ -773,9 +769,9 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
         # them: below +-limit neither can (`unclipped_drive`), and the loop is built without
         # them (bench/integer_speed.py's net: the wrap and clip were a third of its conv
         # layer's neuron loop); the If picks the loop by the sums' extremes
-        limit = min((1 << 16) - 1, unclipped_drive(layer, t_steps) // 128)
-        if unwrapped is not None and limit > 0 and (
-                bound >= WRAP or unclipped_drive(layer, t_steps) < bound):
+        unclipped = unclipped_drive(layer, t_steps)
+        limit = min((1 << 16) - 1, unclipped // 128)
+        if unwrapped is not None and limit > 0 and (bound >= WRAP or unclipped < bound):
             fast, full = (GraphBuilder(prefix=g.name(key) + "_") for key in ("fast", "full"))
             ys = [steps(fast, unwrapped, 128 * limit), steps(full)]
             lim = g.const("limit", limit, np.int32)
@@ -783,15 +779,9 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
                 g.op("LessOrEqual", [g.op("ReduceMax", [drive], "sum_max", keepdims=0), lim]),
                 g.op("GreaterOrEqual", [g.op("ReduceMin", [drive], "sum_min", keepdims=0),
                                         g.op("Neg", [lim])])], "within")
-            kinds = [U8, I32, U8]  # (spikes, h, pool), those the loop gives
-            have = [k for k, y in enumerate(ys[0]) if y is not None]
-            branch = {key: helper.make_graph(
-                sub.nodes, f"{layer.name}_{key}", [],
-                [helper.make_tensor_value_info(y[k], kinds[k], None) for k in have],
-                initializer=sub.inits) for key, sub, y in (("then_branch", fast, ys[0]),
-                                                          ("else_branch", full, ys[1]))}
-            got = g.op("If", [within], "neurons", outputs=len(have), **branch)
-            got = [got] if len(have) == 1 else got
+            have = [k for k, y in enumerate(ys[0]) if y is not None]  # of (spikes, h, pool)
+            got = if_else(g, within, "neurons", layer.name, (fast, [ys[0][k] for k in have]),
+                          (full, [ys[1][k] for k in have]), [(U8, I32, U8)[k] for k in have])
             s, h, p = (got[have.index(k)] if k in have else None for k in range(3))
         else:
             s, h, p = steps(g)
@@ -855,8 +845,7 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
     votes = g.op("Reshape", [out_seq, g.op("Concat", [tb, _i64(g, "v", [-1, net.population])],
                                            "vote_shape", axis=0)], "groups")
     _output(g, outputs, g.op("ReduceMean", [votes, _i64(g, "axes", [-1])], "voted", keepdims=0),
-            "outputs",
-            F32, [None])
+            "outputs", F32, [None])
     model = helper.make_model(
         helper.make_graph(g.nodes, "snnexport_fixed_point",
                           [helper.make_tensor_value_info("bias0", I16,
