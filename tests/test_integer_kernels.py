@@ -202,8 +202,8 @@ def test_integer_onnx_leaves_wrap_and_clip_out_where_the_sums_stay_small(kind):
     """Weights whose bound lets u wrap and v clip (600 or 576 inputs at +-|254|), but rows that
     cancel (+254 on half the inputs, -254 on the rest, six inputs flipped: sums 0, -+12 * 254
     where every input spikes): the loop without wrap and clip runs (`to_onnx_fixed`'s If,
-    limit min(2^16 - 1, unclipped_drive / 128)) and equals the emulator; one row of +254 everywhere (sum 600 * 127 past 2^16) takes
-    the full loop (the wrap test above)."""
+    limit min(2^16 - 1, unclipped_drive / 128)) and equals the emulator; one row of +254
+    everywhere (sum 600 * 127 past 2^16) takes the full loop (the wrap test above)."""
     n_in = 600 if kind == "dense" else 64
     w = np.full((3, n_in) if kind == "dense" else (3, 64, 3, 3), 254)
     flat = w.reshape(3, -1)
