@@ -27,7 +27,17 @@ from ..errors import SnnexportError
 from ..files import atomic_write
 from .counts import LayerCounts
 
-TARGETS_DIR = Path(__file__).resolve().parents[1] / "targets"  # package data
+
+def targets_dir() -> Path:
+    """The target files (energy profiles, chip descriptions in chips/): the repository's
+    top-level targets/ in a checkout; an installed wheel carries them as snnexport/targets/
+    (setup.py copies them in at build time)."""
+    package = Path(__file__).resolve().parents[1]
+    inside = package / "targets"
+    return inside if inside.is_dir() else package.parent / "targets"
+
+
+TARGETS_DIR = targets_dir()
 GRADES = ("measured", "pre-silicon simulated", "all-in", "derived")
 
 
