@@ -22,21 +22,52 @@ FILE.npz or module:function (snnexport.data.user).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from .backends import Lowered
 from .backends import get as get_backend
 from .check import LoadedModel, load_source
 from .check import check as check_model
 from .data import load_dataset
-from .deploy import deploy as deploy_to
+from .data.user import data_for, given_inputs
+from .deploy import deploy
 from .energy import energy_of
 from .errors import UsageError
+from .files import check_output
 from .ir.graph import Graph
 from .sim.limits import first
 
 __all__ = ["Exported", "deploy_to", "estimate_energy", "export", "fold", "load", "verify"]
+
+PATH = (str, os.PathLike)
+SOURCE = "a model file's path, a torch module, 'pkg.mod:function' or a loaded model"
+
+
+def _arg(call: str, name: str, value, types: tuple, takes: str, none: bool = False):
+    """The API's one check of an argument's type: a UsageError naming the call, the argument,
+    the type given and what it takes (the command line's argparse does this for the CLI)."""
+    if value is None and none:
+        return value
+    if isinstance(value, bool) and bool not in types or not isinstance(value, types) or (
+            isinstance(value, str) and not value.strip()):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise UsageError(f"{call}: {name} = {shown} ({type(value).__name__}): give {takes}")
+    return value
+
+
+def _source(call: str, source) -> None:
+    _arg(call, "model", source, (*PATH, torch.nn.Module, LoadedModel), SOURCE)
+
+
+def _files_of(source) -> dict:
+    """The input files a source names (refused as an output)."""
+    files = list(source.files) if isinstance(source, LoadedModel) else \
+        [source] if isinstance(source, PATH) else []
+    return {f"input {'model' if i == 0 else i}": f for i, f in enumerate(files)}
 
 
 def load(source, input_shape=None, time_steps: int | None = None,
@@ -46,6 +77,20 @@ def load(source, input_shape=None, time_steps: int | None = None,
     last two `input_shape` per sample, e.g. (1, 28, 28), and `time_steps` are needed; its
     reference is the framework's own forward pass). `weights`: a state_dict file (read with
     torch.load(weights_only=True)) loaded into the module, every key and shape matching."""
+    _source("load", source)
+    _arg("load", "weights", weights, PATH, "a state_dict file's path", none=True)
+    _arg("load", "time_steps", time_steps, (int,), "a whole number >= 1", none=True)
+    if time_steps is not None and time_steps < 1:
+        raise UsageError(f"load: time_steps = {time_steps}: give a whole number >= 1")
+    if readout is not None and readout not in ("rate", "last", "membrane"):
+        raise UsageError(f"load: readout = {readout!r}: give 'rate', 'last' or 'membrane'")
+    if input_shape is not None:
+        _arg("load", "input_shape", input_shape, (tuple, list, torch.Size),
+             "one sample's shape, e.g. (1, 28, 28)")
+        if not input_shape or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                                      for v in input_shape):
+            raise UsageError(f"load: input_shape = {tuple(input_shape)!r}: give one sample's "
+                             "shape as whole numbers >= 1, e.g. (1, 28, 28)")
     return load_source(source, weights, input_shape, time_steps, readout)
 
 
@@ -73,8 +118,15 @@ def export(model, target: str, path, data: str | None = None, calib_samples: int
     `decays` values per layer if asked. `options`: the target's own (onnx: step=True for the
     one-step streaming artifact; onnx, onnx-fixed: lean=True for the deployment graph, outputs
     only; nir: dt)."""
-    loaded = load(model)
+    _source("export", model)
+    _arg("export", "target", target, (str,), f"one of {', '.join(_exporting())}")
+    _arg("export", "path", path, PATH, "the artifact's file path")
+    _arg("export", "data", data, PATH, "digits, mnist5k, a FILE.npz or 'module:function'",
+         none=True)
     backend = get_backend(target)
+    if backend.exports is not None:  # an input (its own model file included) is never written
+        check_output(path, _files_of(model), command="export", suffix=backend.exports.suffix)
+    loaded = load(model)
     if backend.exports is None:
         raise UsageError(f"target {target!r} writes no artifact; these do: "
                          f"{', '.join(b for b in _exporting())}")
@@ -85,7 +137,7 @@ def export(model, target: str, path, data: str | None = None, calib_samples: int
     lowered = Lowered(loaded.graph)
     calib, what = None, None
     if backend.fixed_point:
-        data = data or (loaded.meta or {}).get("data") or loaded.graph.metadata.get("data")
+        data = data_for(data, loaded)  # a file names only a built-in set: never code
         if data is None:
             raise UsageError(f"{loaded.path}: say which data to calibrate on with --data")
         ds = load_dataset(data, loaded.graph.metadata.get("time_steps"))
@@ -106,6 +158,10 @@ def verify(model, target: str = "reference", data: str | None = None, samples: i
     .to_dict(): accuracy, per-layer spike counts, first divergence). `workers` N > 1: the
     samples in N shards on Ray (a local Ray, or the cluster at `ray_address`), the same
     report."""
+    _source("verify", model)
+    _arg("verify", "target", target, (str,), "a target's name, e.g. 'fixed'")
+    _arg("verify", "data", data, PATH, "digits, mnist5k, a FILE.npz or 'module:function'",
+         none=True)
     return check_model(load(model), target, data, samples, inputs=inputs, workers=workers,
                        ray_address=ray_address, **options)
 
@@ -121,8 +177,27 @@ def estimate_energy(model, profile: str, data: str | None = None, samples: int =
     """Energy per inference on `profile` (e.g. 'loihi2', 'cmos45', or a TOML path) from the
     operation counts of the folded model on real inputs: `data`'s test split, or
     `inputs` = (x, labels). `workers` N > 1: counted in N shards on Ray, the same counts."""
+    _source("estimate_energy", model)
+    _arg("estimate_energy", "profile", profile, PATH, "a profile's name (e.g. 'loihi2') or a "
+         "TOML file's path")
+    _arg("estimate_energy", "data", data, PATH, "digits, mnist5k, a FILE.npz or "
+         "'module:function'", none=True)
     if inputs is not None:
-        import torch
-
-        inputs = (torch.as_tensor(inputs[0]), torch.as_tensor(inputs[1]))
+        inputs = given_inputs(inputs, "estimate_energy(inputs=)")
     return energy_of(load(model), profile, data, samples, inputs, workers, ray_address)
+
+
+def deploy_to(model, outdir, data=None, targets="all", *args, **options) -> dict:
+    """snnexport.deploy.deploy (every option of it): fold, quantise, export every target's
+    artifact into `outdir`, check each artifact file, energy and the HTML report; resumable.
+    `targets`: 'all', a comma list or a list of names."""
+    _source("deploy_to", model)
+    _arg("deploy_to", "outdir", outdir, PATH, "the output folder's path")
+    _arg("deploy_to", "data", data, PATH, "digits, mnist5k, a FILE.npz or 'module:function'",
+         none=True)
+    if isinstance(targets, list | tuple):
+        for t in targets:
+            _arg("deploy_to", "a target", t, (str,), "a target's name")
+        targets = ",".join(targets)
+    _arg("deploy_to", "targets", targets, (str,), "'all', a comma list or a list of names")
+    return deploy(model, outdir, data, targets, *args, **options)

@@ -14,6 +14,7 @@ import torch
 from .backends import Backend, Lowered
 from .backends import get as get_backend
 from .data import load_dataset
+from .data.user import data_for, given_inputs
 from .errors import SnnexportError, UsageError
 from .importers.plifnet import import_plifnet
 from .ir import nodes as ir
@@ -332,6 +333,13 @@ def data_verdict(loaded: LoadedModel, accuracy: float, samples: int, what: str,
     return out
 
 
+def classes_of(graph: Graph) -> int:
+    """How many classes the model scores: its output's size per sample."""
+    import math
+
+    return math.prod(graph.shapes()[graph.outputs()[-1]])
+
+
 def thresholds_of(graph: Graph) -> dict[str, float]:
     out = {}
     for name, node in graph.ordered():
@@ -385,7 +393,7 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
     calib_x, what = None, "the given inputs"
     own = (loaded.meta or {}).get("data") or loaded.graph.metadata.get("data")
     if inputs is None or backend.fixed_point:
-        data = data or own
+        data = data_for(data, loaded)  # a file names only a built-in set: never code
         if data is None and inputs is None:
             raise UsageError(f"{loaded.path}: say which data to check on with --data")
         if data is not None:
@@ -398,8 +406,8 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
                                 f"the {data} training split")
             if inputs is None:
                 inputs, what = (ds.x_test, ds.y_test), f"the {data} test split"
-    x = first(torch.as_tensor(inputs[0]), samples, "--samples", what)  # numpy or torch
-    y = torch.as_tensor(inputs[1])[:samples]
+    x, y = given_inputs(inputs, f"{loaded.path}: {what}", classes_of(loaded.graph))
+    x, y = first(x, samples, "--samples", what), y[:samples]
     fit_input(loaded.graph, x, loaded.path, what)
     if calib_x is None:
         calib_x = x

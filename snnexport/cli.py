@@ -94,7 +94,13 @@ def load_model_of(args):
                        getattr(args, "time_steps", None), getattr(args, "readout", "rate"))
 
 
+STDOUT = "-"  # --json - / --csv -: written to standard output, not to a file
+
+
 def _write_text(path, text: str) -> None:
+    if str(path) == STDOUT:
+        sys.stdout.write(text)
+        return
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
@@ -113,12 +119,13 @@ def _train(args) -> int:
 
 def _evaluate(args) -> int:
     from .data import load_dataset
+    from .data.user import data_for
     from .evaluate import evaluate
     from .models import load_checkpoint
 
     expect = _expect(args)
     model, meta = load_checkpoint(args.model)
-    data = args.data or meta.get("data")
+    data = data_for(args.data, dict(meta, path=args.model))  # a file: a built-in set only
     if data is None:
         raise UsageError(f"{args.model}: say which data to use with --data "
                          f"({', '.join(DATASETS)}, FILE.npz or module:function)")
@@ -211,13 +218,14 @@ def _check(args) -> int:
     import torch
 
     from .check import check, data_verdict, sweep_decays
+    from .data.user import data_for
 
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.reference_dtype]
     decays = decays_list(args.decays)
     workers, address = getattr(args, "workers", 1), getattr(args, "ray_address", None)
     expect = _expect(args)
     loaded = load_model_of(args)
-    data = args.data or (loaded.meta or {}).get("data") or loaded.graph.metadata.get("data")
+    data = data_for(args.data, loaded)  # a file names only a built-in set: never code
 
     def data_warning(report):  # the last line, where it is seen
         verdict = data_verdict(loaded, report.correct_reference / max(1, report.samples),
@@ -356,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model")
     e.add_argument("--data", metavar="DATA", help=DATA_HELP)
     e.add_argument("--samples", type=int, help="first N test samples only")
-    e.add_argument("--json", help="also write the result as JSON here")
+    e.add_argument("--json", help="also write the result as JSON here (- : to standard "
+                   "output)")
     e.add_argument("--expect-accuracy", type=float, metavar="PCT",
                    help="the accuracy (%%) the model reaches on these data: below it, a warning "
                         "that the data do not match the model, exit status 1")
@@ -419,7 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--samples", type=int, default=200)
     c.add_argument("--reference-dtype", default="float32", choices=["float32", "float64"],
                    help="precision of the torch reference run (a checkpoint only)")
-    c.add_argument("--json", help="also write the parity report as JSON here")
+    c.add_argument("--json", help="also write the parity report as JSON here (- : to "
+                   "standard output)")
     c.add_argument("--expect-accuracy", type=float, metavar="PCT", help=EXPECT_HELP)
     fixed_point_args(c, sweep=True)
     distributed_args(c)
@@ -448,8 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--profile", required=True, choices=available_profiles())
     en.add_argument("--data", metavar="DATA", help=DATA_HELP)
     en.add_argument("--samples", type=int, default=200)
-    en.add_argument("--json")
-    en.add_argument("--csv")
+    en.add_argument("--json", help="the report as JSON here (- : to standard output)")
+    en.add_argument("--csv", help="the per-layer table as CSV here (- : to standard output)")
     en.add_argument("--plot", help="PNG: per-layer energy split and firing rates")
     distributed_args(en)
     en.set_defaults(func=_energy, reads=MODEL_FILES,
@@ -471,7 +481,7 @@ def refuse_unsafe_outputs(args) -> None:
         inputs["input data"] = data
     for dest, suffix in getattr(args, "writes", {}).items():
         path = getattr(args, dest)
-        if path is None:
+        if path is None or (path == STDOUT and dest in ("json", "csv")):
             continue
         option = "-o" if dest == "output" else f"--{dest}"
         if isinstance(suffix, dict):

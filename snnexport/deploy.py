@@ -131,10 +131,11 @@ def _deploy(loaded, out: Path, outdir: str, data, targets, samples, lava_samples
 
     from .check import ReferenceRuns, check
     from .data import load_dataset
+    from .data.user import data_for
     from .lint import as_dicts, from_reports, lint
 
     model = loaded.path
-    data = data or (loaded.meta or {}).get("data") or loaded.graph.metadata.get("data")
+    data = data_for(data, loaded)  # a file names only a built-in set: never code
     if data is None:
         raise DeployError(f"{model}: say which data to deploy on with --data")
     chosen = parse_targets(targets)

@@ -1,23 +1,66 @@
 """File writing shared by every artifact: never leave a half-written file behind, never
-overwrite an input (check_output, called before any work)."""
+overwrite an input (check_output, called before any work), and replace only a regular file:
+a device (/dev/null), a FIFO, a socket or a symbolic link to one is refused (an output written
+by rename would replace the node itself), by check_output before any work and by atomic_write
+again at the moment of writing (the Python API's writes go through it too)."""
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 from .errors import UsageError
 
+TMP_SUFFIX = ".tmp"  # atomic_write's temporary files: .NAME.XXXXXXXX.tmp in the same folder
+_NAME_BYTES = 200  # of NAME in the temp name: with the rest, within NAME_MAX (255) bytes
+
+
+def not_regular(path: str | os.PathLike) -> str | None:
+    """What an existing `path` is when an output may not replace it (a character device, a
+    FIFO, ...; a symbolic link is followed), else None (absent, a regular file, a dangling
+    link, or a folder, which the callers say themselves)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    for test, what in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what + (" (through a symbolic link)" if os.path.islink(path) else "")
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        return "not a regular file"
+    return None
+
+
+def _refuse_special(path, where: str = "", fix: str = "") -> None:
+    what = not_regular(path)
+    if what is not None:
+        raise UsageError(f"{where}output {path} is {what}; snnexport replaces only regular "
+                         f"files (written to a temporary file and renamed); write to a file "
+                         f"({fix or 'another path'})")
+
+
+def temp_prefix(name: str) -> str:
+    """The temp file's prefix for output NAME: `.NAME.`, NAME cut to _NAME_BYTES bytes so that
+    a legal 255-byte output name still gives a legal temp name."""
+    raw = name.encode(errors="surrogateescape")[:_NAME_BYTES]
+    return "." + raw.decode(errors="ignore") + "."
+
 
 def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call write(tmp_path), then rename tmp_path to path (same folder, so rename is atomic)."""
+    """Call write(tmp_path), then rename tmp_path to path (same folder, so rename is atomic).
+    A path that is a device, FIFO or socket (or a link to one) is refused (UsageError)."""
     path = Path(path)
+    _refuse_special(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=TMP_SUFFIX,
+                               dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        _refuse_special(path)  # made one while writing: still not replaced
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
@@ -60,6 +103,8 @@ def check_output(path: str | os.PathLike, inputs: dict | None = None, *, command
                 raise UsageError(f"{where}output folder {path} holds the {role} {inp} (as "
                                  f"{held[0]}); deploy into another folder ({fix})")
     if os.path.lexists(p):
+        if not folder:
+            _refuse_special(path, where, fix)
         if folder and not p.is_dir():
             raise UsageError(f"{where}output folder {path} is not a folder; give a folder "
                              f"({fix})")

@@ -31,8 +31,41 @@ from .events import events_to_frames
 from .static import ImageDataset
 
 
+def data_for(given, loaded, option: str = "--data") -> str | None:
+    """The data a command runs on: `given` (the user's --data or Python argument: a built-in
+    set, FILE.npz or module:function), else the data the model file records, which may name
+    only a built-in set (DATASETS): a file never makes snnexport read another file or import
+    and call code (a downloaded checkpoint naming `evilmod:run`). None when neither says.
+    `loaded`: a LoadedModel, or a checkpoint's meta dict (with its "path" added)."""
+    from .static import DATASETS
+
+    if given is not None:
+        if not isinstance(given, str | Path) or not str(given).strip():
+            raise UsageError(f"{option} {given!r}: give {', '.join(DATASETS)}, a FILE.npz or "
+                             "module:function")
+        return str(given)
+    if isinstance(loaded, dict):
+        recorded, source = loaded.get("data"), str(loaded.get("path", "the checkpoint"))
+    else:
+        recorded = (loaded.meta or {}).get("data") or loaded.graph.metadata.get("data")
+        source = str(loaded.path)
+    if recorded is None:
+        return None
+    if isinstance(recorded, str) and recorded in DATASETS:
+        return recorded
+    shown = repr(recorded) if len(repr(recorded)) <= 80 else repr(recorded)[:77] + "..."
+    raise UsageError(f"{source} names its data as {shown}; a model file may name only a "
+                     f"built-in data set ({', '.join(DATASETS)}), never a file or code to run: "
+                     f"give the data yourself ({option} ...), only if you trust it")
+
+
 def _tensor(value, what: str, source: str) -> torch.Tensor:
-    a = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    try:
+        a = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else \
+            np.asarray(value)
+    except (TypeError, ValueError, RuntimeError, NotImplementedError) as exc:  # ragged, meta
+        raise UsageError(f"{source}: {what} is not an array of numbers ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:160]})") from None
     if a.dtype.kind not in "biuf":
         raise UsageError(f"{source}: {what} must be numbers, got dtype {a.dtype}")
     return torch.from_numpy(np.ascontiguousarray(a))
@@ -60,6 +93,23 @@ def _labels(value, n: int, what: str, source: str) -> torch.Tensor:
     if len(y) and int(y.min()) < 0:
         raise UsageError(f"{source}: {what} holds a negative class label ({int(y.min())})")
     return y
+
+
+def given_inputs(inputs, source: str, classes: int | None = None):
+    """(x, y) as a check runs them: `inputs` = (x [N, ...], labels [N]) from a Python call or
+    a data set, numpy or torch; one UsageError naming what is wrong (not a pair, not numbers,
+    NaN / Inf, labels of another length, not whole, negative or not below `classes`, the
+    number of the model's classes)."""
+    if not isinstance(inputs, tuple | list) or len(inputs) != 2:
+        raise UsageError(f"inputs: give (x, labels), x [N, ...] and labels [N] (numpy or "
+                         f"torch), got {type(inputs).__name__}")
+    x = _inputs(inputs[0], "x", source)
+    y = _labels(inputs[1], len(x), "labels", source)
+    if classes is not None and len(y) and int(y.max()) >= classes:
+        raise UsageError(f"{source}: labels hold class {int(y.max())}, but the model scores "
+                         f"{classes} classes (0 to {classes - 1}); give the labels of its "
+                         "classes")
+    return x, y
 
 
 def _event_frames(arrays: dict, source: str, time_steps: int | None) -> torch.Tensor:
@@ -138,9 +188,71 @@ def import_function(spec: str, what: str):
     return fn
 
 
+# a data function that has not returned after this many seconds is stopped (SIGALRM, the main
+# thread of a POSIX process only): SNNEXPORT_DATA_TIMEOUT sets it, 0 turns the limit off
+DATA_TIMEOUT = 600.0
+
+
+def _timeout() -> float:
+    import os
+
+    text = os.environ.get("SNNEXPORT_DATA_TIMEOUT", "")
+    try:
+        value = float(text) if text.strip() else DATA_TIMEOUT
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise UsageError(f"SNNEXPORT_DATA_TIMEOUT={text!r}: give seconds >= 0 (0: no limit)")
+    return value
+
+
+def call_user_function(fn, spec: str, what: str):
+    """fn() (a user's data function or model factory), its failure one line naming it: an
+    exception, a sys.exit() inside it, or no return within SNNEXPORT_DATA_TIMEOUT seconds
+    (default DATA_TIMEOUT). Ctrl-C still stops the command."""
+    import signal
+    import threading
+
+    class Expired(BaseException):  # raised by SIGALRM inside fn: not an Exception, so fn's
+        pass                        # own `except Exception` does not swallow it
+
+    limit = _timeout()
+    alarm = (limit > 0 and hasattr(signal, "SIGALRM")
+             and threading.current_thread() is threading.main_thread()
+             and signal.getitimer(signal.ITIMER_REAL)[0] == 0)
+
+    def expire(_signum, _frame):
+        raise Expired
+
+    previous = signal.signal(signal.SIGALRM, expire) if alarm else None
+    if alarm:
+        signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        return fn()
+    except Expired:
+        raise UsageError(f"{spec}: the {what} did not return within {limit:g} s; make it "
+                         "faster or set SNNEXPORT_DATA_TIMEOUT (seconds, 0: no limit)") from None
+    except UsageError:
+        raise
+    except SystemExit as exc:
+        raise UsageError(f"{spec}: the {what} called sys.exit({exc.code!r}) instead of "
+                         "returning; make it return its result") from None
+    except Exception as exc:
+        raise UsageError(f"{spec}: the {what} raised {type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:200]}") from exc
+    finally:
+        if alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
 def _from_function(spec: str) -> dict:
-    out = import_function(spec, "data function")()
+    out = call_user_function(import_function(spec, "data function"), spec, "data function")
     if isinstance(out, dict):
+        missing = [k for k in ("x", "y") if k not in out]
+        if missing:
+            raise UsageError(f"{spec}: the data function's dict has no {' or '.join(missing)} "
+                             f"(has: {', '.join(map(str, out)) or 'nothing'}); return x and y")
         return out
     if isinstance(out, tuple) and len(out) == 2:
         return {"x": out[0], "y": out[1]}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from ..data import load_dataset
+from ..data.user import data_for
 from ..errors import SnnexportError, UsageError
 from ..passes.fold import fold
 from ..sim.limits import count, first, fit_input
@@ -43,7 +44,7 @@ def energy_of(loaded, profile: str, data: str | None = None, samples: int = 200,
     what = "the given inputs"
     if inputs is None:
         own = (loaded.meta or {}).get("data") or loaded.graph.metadata.get("data")
-        data = data or own
+        data = data_for(data, loaded)  # a file names only a built-in set: never code
         if data is None:
             raise UsageError(f"{loaded.path}: say which data to count on with --data")
         ds = load_dataset(data, loaded.graph.metadata.get("time_steps"))
