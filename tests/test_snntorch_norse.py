@@ -145,9 +145,10 @@ def test_snnexports_own_nir_export_matches_the_framework(mnist, make, frm):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: nn.Sequential(nn.Linear(4, 3), snn.Synaptic(alpha=0.5, beta=0.9,
-                                                         init_hidden=True)),
-     r"1: snntorch\._neurons\.synaptic\.Synaptic is not supported: its synaptic current "),
+    (lambda: nn.Sequential(nn.Linear(4, 3), snn.RLeaky(beta=0.9, linear_features=3,
+                                                       init_hidden=True)),
+     r"1: snntorch\._neurons\.rleaky\.RLeaky is not supported \(only snntorch\.Leaky and "
+     r"Synaptic map exactly"),
     (lambda: nn.Sequential(nn.Linear(4, 3), snn.Leaky(beta=0.9, reset_mechanism="zero")),
      r"1: .*Leaky with init_hidden=False returns \(spk, mem\).*set init_hidden=True"),
     (lambda: nn.Sequential(nn.Linear(4, 3), snn.Leaky(beta=1.0, init_hidden=True,
@@ -259,9 +260,10 @@ def test_norse_net_matches_norse(mnist, make):
 
 
 @pytest.mark.parametrize("make, shape, message", [
-    (lambda: nt.SequentialState(nn.Linear(4, 3), nt.LIFCell()), (4,),  # Norse's defaults
-     r"1: norse\.torch\.module\.lif\.LIFCell has a synaptic current that lasts beyond its "
-     r"step \(dt \* tau_syn_inv = 0\.2, not 1\).*set tau_syn_inv = 1/dt or use LIFBoxCell"),
+    (lambda: nt.SequentialState(nn.Linear(4, 3), nt.LIFCell(nt.LIFParameters(
+        tau_syn_inv=torch.as_tensor(1200.0)))), (4,),  # a current decay below 0
+     r"1: norse\.torch\.module\.lif\.LIFCell with dt \* tau_syn_inv = 1\.2 \.\. 1\.2 outside "
+     r"\[0, 1\] is not supported.*lower dt or tau_syn_inv"),
     (lambda: nt.SequentialState(nn.Linear(4, 3), nt.LIFBoxCell(nt.LIFBoxParameters(
         v_leak=torch.as_tensor(0.1)))), (4,),
      r"1: .*LIFBoxCell with v_leak=0\.1, v_reset=0, v_th=1 is not supported.*use v_leak = "

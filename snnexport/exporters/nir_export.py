@@ -98,6 +98,7 @@ def to_nir(graph: Graph, dt: float = DEFAULT_DT) -> nir.NIRGraph:
     if not graph.metadata.get("folded"):  # exporters never fold: the caller folds once
         raise NIRExportError("export the folded IR: fold(graph, fold_gain=False) keeps the "
                              "input gain in the neuron as NIR's LIF does (snnexport fold)")
+    ir.refuse_current(graph, "NIR", NIRExportError)
     g = graph
     shapes = g.shapes()
     nodes: dict[str, nir.NIRNode] = {}

@@ -226,6 +226,7 @@ def _as_float(g: GraphBuilder, x: str, is_u8: bool) -> str:
 
 
 def _prepare(graph: Graph) -> Graph:
+    ir.refuse_current(graph, "ONNX", ONNXExportError)
     if not graph.metadata.get("folded"):  # exporters never fold: the caller folds once
         raise ONNXExportError("export the folded IR (snnexport fold, or passes.fold.fold)")
     g = graph

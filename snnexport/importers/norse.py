@@ -24,15 +24,15 @@ threshold], V_-1 = v_init), exact term by term, with k = dt * tau_mem_inv as Nor
 v_th, the IR on H >= threshold: equal for every float64 value), V_reset = v_reset = v_leak,
 v_init = v_leak:
   * LIFBoxCell: no current, H = v + k (x - (v - v_leak)) (bit for bit when v_leak = 0);
-  * LIF / LIFCell with dt * tau_syn_inv == 1 exactly: i = i' - i' = 0 after every step, so
-    i' = x_t and the neuron is the box neuron above (bit for bit: (v_leak - v) + x and
-    x - (v - v_leak) round alike);
+  * LIF / LIFCell: the current-based LIFNeuron, k_syn = dt * tau_syn_inv as Norse computes it
+    (J_t = C_{t-1} + x_t is i', C_t = J_t + (-k_syn) J_t is the new i, term by term), X_t = J_t
+    in the box neuron's equation (bit for bit: (v_leak - v) + i' and i' - (v - v_leak) round
+    alike); with dt * tau_syn_inv == 1 exactly, i = i' - i' = 0 after every step, i' = x_t,
+    and the layer is stored without a current (k_syn None: the box neuron, as before);
   * reset_subtract (LIFBoxCell, v_leak = 0): the IR's soft reset, which subtracts the IR's
     threshold (one float64 step above v_th: 2^-52 v_th, invisible in float32).
 Refused, each with a one-line error naming the module path and the fix:
-  * LIF / LIFCell with dt * tau_syn_inv != 1: the synaptic current is a second state (it
-    decays by 1 - dt tau_syn_inv per step and feeds v over several steps) that the IR's neuron
-    does not have;
+  * LIF / LIFCell with dt * tau_syn_inv outside [0, 1] (a current decay outside [0, 1]);
   * v_leak != v_reset (the IR's neuron leaks toward its reset level), per-neuron v_th, v_leak
     or v_reset (the IR keeps one per layer), dt tau_mem_inv outside (0, 1] (a decay 1 - k
     outside [0, 1)), another reset method or threshold method;
@@ -136,13 +136,15 @@ def neuron_node(path: str, m: nn.Module, shape) -> ir.LIFNeuron:
     if p.method not in methods:
         raise _no(path, m, f"with method {p.method!r} is not supported; use one of "
                            f"{', '.join(methods)}")
+    k_syn = None
     if not box:
-        syn = _values(-dt * p.tau_syn_inv)  # what Norse multiplies the current by
-        if not np.all(syn == -1):
-            raise _no(path, m, f"has a synaptic current that lasts beyond its step (dt * "
-                               f"tau_syn_inv = {-float(np.max(syn)):g}, not 1): a second "
-                               "state the IR's neuron does not have; set tau_syn_inv = 1/dt "
-                               "or use LIFBoxCell")
+        # what Norse multiplies the current by, -dt * tau_syn_inv, computed as Norse does
+        k_syn = -per_neuron(_values(-dt * p.tau_syn_inv), shape, path, "dt * tau_syn_inv")
+        if not np.all((k_syn >= 0) & (k_syn <= 1)):
+            raise _no(path, m, f"with dt * tau_syn_inv = {float(np.min(k_syn)):g} .. "
+                               f"{float(np.max(k_syn)):g} outside [0, 1] is not supported (the "
+                               "Euler step's current decay 1 - dt tau_syn_inv leaves [0, 1]); "
+                               "lower dt or tau_syn_inv")
     k = per_neuron(_values(dt * p.tau_mem_inv), shape, path, "dt * tau_mem_inv")
     if not np.all((k > 0) & (k <= 1)):
         raise _no(path, m, f"with dt * tau_mem_inv = {float(np.min(k)):g} .. "
@@ -160,7 +162,8 @@ def neuron_node(path: str, m: nn.Module, shape) -> ir.LIFNeuron:
             raise _no(path, m, f"with reset_subtract, v_leak={v_leak:g} and v_th={v_th:g} is "
                                "not supported (the IR's soft reset leaks toward 0); use "
                                "v_leak=0 and v_th > 0")
-        return ir.LIFNeuron(tuple(shape), k, threshold, None, True, np.asarray(0.0))
+        return ir.LIFNeuron(tuple(shape), k, threshold, None, True, np.asarray(0.0),
+                            k_syn=k_syn)
     if reset is not reset_value:
         raise _no(path, m, f"with reset_method {getattr(reset, '__name__', reset)!r} is not "
                            "supported; use reset_value or reset_subtract")
@@ -168,7 +171,8 @@ def neuron_node(path: str, m: nn.Module, shape) -> ir.LIFNeuron:
         raise _no(path, m, f"with v_leak={v_leak:g}, v_reset={v_reset:g}, v_th={v_th:g} is "
                            "not supported (the IR's neuron leaks toward its reset level and "
                            "fires above it); use v_leak = v_reset < v_th")
-    return ir.LIFNeuron(tuple(shape), k, threshold, v_reset, True, np.asarray(v_leak))
+    return ir.LIFNeuron(tuple(shape), k, threshold, v_reset, True, np.asarray(v_leak),
+                        k_syn=k_syn)
 
 
 def import_norse(net: nn.Module, input_shape, time_steps: int, readout: str = "rate",

@@ -40,9 +40,17 @@ Refused, each with a one-line error naming the module path and the fix:
   * reset_mechanism='none' (the IR's neurons always reset), per-neuron thresholds (the IR keeps
     one per layer), thr <= 0, graded_spikes_factor != 1, inhibition, state_quant, a spike
     function whose forward is not U - thr > 0;
-  * Synaptic: syn_t = alpha syn_{t-1} + I_t is a second state (a synaptic current) that the IR's
-    neuron does not have; its zero reset also clears the whole new U_t (input included), a
-    refractory step. Every other snnTorch neuron (RLeaky, Alpha, Lapicque, ...) likewise.
+  * Synaptic with reset_mechanism='zero' and reset_delay=True: the step after a spike clears
+    the whole new U_t (input included), a refractory step. Every other snnTorch neuron
+    (RLeaky, Alpha, Lapicque, ...) likewise.
+
+snnTorch's Synaptic (snntorch/_neurons/synaptic.py) is Leaky with a synaptic current in front:
+    syn_t = clamp(alpha, 0, 1) syn_{t-1} + I_t;   U_t = clamp(beta, 0, 1) U_{t-1} + syn_t ...
+with the same reset terms on U (syn is never reset: its zero reset subtracts 0 from it). It is
+the IR's current-based Neuron with current_decay = clamp(alpha, 0, 1) (J_t = current_decay
+J_{t-1} + I_t, H_t = decay V_{t-1} + J_t: the same products and sums, bit for bit), and every
+case above maps as for Leaky, except zero reset with reset_delay=True (refused, above); with
+reset_delay=False the reset U is 0, so R_t is 0 and U_t = beta 0 + syn_t: the hard reset.
 """
 
 from __future__ import annotations
@@ -68,7 +76,7 @@ from .torch_layers import (
     uniform,
 )
 
-SUPPORTED = ("snntorch.Leaky (init_hidden=True)",) + LAYERS + ("in nn.Sequential",)
+SUPPORTED = ("snntorch.Leaky / Synaptic (init_hidden=True)",) + LAYERS + ("in nn.Sequential",)
 FRAMEWORK = "snnTorch"
 
 
@@ -103,15 +111,18 @@ def _no(path, m, why):
 
 
 def neuron_node(path: str, m: nn.Module, shape) -> ir.Neuron:
-    """snntorch.Leaky -> ir.Neuron exactly (module docstring), or an error naming the fix."""
+    """snntorch.Leaky / Synaptic -> ir.Neuron exactly (module docstring), or an error naming
+    the fix."""
     snn = _snn()
-    if isinstance(m, snn.Synaptic):
-        raise _no(path, m, "is not supported: its synaptic current (syn = alpha syn + I) is a "
-                           "second state the IR's neuron does not have, and its zero reset "
-                           "also clears the step's input; use snntorch.Leaky")
-    if type(m) is not snn.Leaky:
-        raise _no(path, m, "is not supported (only snntorch.Leaky maps exactly onto the IR's "
-                           "neuron); use snntorch.Leaky")
+    synaptic = type(m) is snn.Synaptic
+    if type(m) is not snn.Leaky and not synaptic:
+        raise _no(path, m, "is not supported (only snntorch.Leaky and Synaptic map exactly "
+                           "onto the IR's neuron); use snntorch.Leaky or snntorch.Synaptic")
+    if synaptic and int(m.reset_mechanism_val) == 1 and m.reset_delay:
+        raise _no(path, m, "with reset_mechanism='zero' and reset_delay=True is not supported "
+                           "(the step after a spike clears the whole new membrane, input "
+                           "included: a refractory step the IR cannot state); use "
+                           "reset_delay=False or reset_mechanism='subtract'")
     if not m.init_hidden:
         raise _no(path, m, "with init_hidden=False returns (spk, mem) and cannot sit in an "
                            "nn.Sequential; set init_hidden=True")
@@ -153,8 +164,11 @@ def neuron_node(path: str, m: nn.Module, shape) -> ir.Neuron:
     reset_by = None
     if mechanism == 0 and not np.all(decay == 1):
         reset_by = thr / np.asarray(decay, np.float64)
+    current_decay = per_neuron(np_(m.alpha.clamp(0, 1)), shape, path, "alpha") \
+        if synaptic else None
     return ir.Neuron(tuple(shape), decay, None, float(np.nextafter(thr, np.inf)),
-                     "soft" if mechanism == 0 else "hard", reset_by=reset_by)
+                     "soft" if mechanism == 0 else "hard", reset_by=reset_by,
+                     current_decay=current_decay)
 
 
 def np_(t) -> np.ndarray:

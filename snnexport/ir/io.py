@@ -14,6 +14,9 @@ Version 1 files (chains, no checksum) are still read. A field added since (Neuro
 the soft reset's amount) is written only when set: a file without it reads as unset, a graph
 that does not use it is written byte for byte as before, and a file that has it is checked
 against the node's schema like every other field.
+Version 3 adds the current-based neuron (Neuron.current_decay, LIFNeuron.k_syn); it is written
+only by a graph that has one, so any other graph's file stays version 2 byte for byte, and a
+reader of version 2 refuses a current-based file rather than drop its current.
 
 Our own format because the IR holds what NIR cannot (IMP, OR-pooling, readout modes, the
 source-level nodes before folding); NIR export is a separate backend. Writing goes to a
@@ -38,8 +41,9 @@ from .validate import validate
 
 MAGIC = b"SNNEXPORT-IR\n"
 FORMAT = "snnexport-ir"
-VERSION = 2
-READABLE = (1, 2)
+VERSION = 3  # 3: current-based neurons (Neuron.current_decay, LIFNeuron.k_syn)
+READABLE = (1, 2, 3)
+CUBA_FIELDS = ("current_decay", "k_syn")  # a graph without them is written as version 2
 
 
 class IRFileError(SnnexportError, ValueError):
@@ -81,7 +85,8 @@ def to_bytes(g: Graph) -> bytes:
                       "arrays": arrays})
     order = {n: i for i, n in enumerate(g.order())}
     edges = sorted(g.edges, key=lambda e: order[e[1]])  # stable: argument order kept
-    header = {"format": FORMAT, "version": VERSION, "metadata": g.metadata,
+    cuba = any(getattr(node, f, None) is not None for _, node in g.ordered() for f in CUBA_FIELDS)
+    header = {"format": FORMAT, "version": VERSION if cuba else 2, "metadata": g.metadata,
               "edges": [list(e) for e in edges], "nodes": nodes}
     body = b"".join(blobs)
     header["sha256"] = _digest(header, body)

@@ -174,7 +174,13 @@ class LIFNeuron(NeuronLayer):
         V_t = H_t (1 - S_t) + V_reset S_t  (hard)  |  V_t = H_t - v_threshold S_t  (v_reset None)
         V_-1 = v_init
     k and v_init broadcast against `shape` (a scalar, or one value per neuron). A non-spiking
-    layer (spiking=False) only integrates: S_t = 0, V_t = H_t; its output is V_t."""
+    layer (spiking=False) only integrates: S_t = 0, V_t = H_t; its output is V_t.
+    k_syn (current-based LIF, Norse's LIFCell; None = no current): a synaptic current that the
+    input jumps into and that decays by the Euler step k_syn after feeding the membrane,
+    term by term as Norse writes it (norse/torch/functional/lif.py lif_feed_forward_step):
+        J_t = C_{t-1} + X_t,   C_t = J_t + (-k_syn) J_t,   C_-1 = 0
+    with J_t in place of X_t in the membrane equations above. k_syn = 1 everywhere is J_t = X_t
+    (C_t = 0 exactly): stored as None. Folding makes it the Neuron's current_decay 1 - k_syn."""
 
     shape: Shape
     k: np.ndarray | None
@@ -183,12 +189,20 @@ class LIFNeuron(NeuronLayer):
     decay_input: bool = True
     v_init: np.ndarray = field(default_factory=lambda: np.zeros(()))
     spiking: bool = True
+    # written to .snnir only when set (files without it read as None)
+    k_syn: np.ndarray | None = field(default=None, metadata={"omit_if_none": True})
+
+    def __post_init__(self):
+        if self.k_syn is not None:
+            k = np.asarray(self.k_syn, dtype=np.float64)
+            self.k_syn = None if k.size and np.all(k == 1) else k
 
 
 @dataclass(eq=False)
 class Neuron(NeuronLayer):
     """A hardware-native neuron layer (reset level 0, the form Loihi and NIR-LIF take):
-        H_t = decay * V_{t-1} + gain * I_t
+        J_t = current_decay * J_{t-1} + I_t   (J_-1 = 0; J_t = I_t when current_decay is None)
+        H_t = decay * V_{t-1} + gain * J_t
         S_t = [H_t >= threshold]
         V_t = H_t (1 - S_t)  (reset='hard')  |  V_t = H_t - reset_by S_t  (reset='soft')
         V_-1 = v_init
@@ -200,7 +214,16 @@ class Neuron(NeuronLayer):
     snnTorch's subtract reset with beta < 1 (U_t = beta U_{t-1} + I_t - thr S_{t-1}, the
     threshold taken off after the decay): with V = U - (thr / beta) S, U_t = beta V_{t-1} + I_t
     is H_t, so reset_by = thr / beta. A reset_by equal to the threshold everywhere is stored as
-    None, so that graph is the default one (the same files, exports and results)."""
+    None, so that graph is the default one (the same files, exports and results).
+    current_decay (current-based LIF, "CUBA"; None = no current state, the default): the
+    synaptic current J decays by current_decay in [0, 1] per step (scalar / per channel / per
+    neuron like decay) and this step's input is added before the membrane takes it, the order
+    of Loihi / Lava's LIF (u = u (1 - du) + a_in; v = v (1 - dv) + u), lava-dl's CUBA neuron,
+    snnTorch's Synaptic (syn = alpha syn + I; mem = beta mem + syn) and Norse's LIFCell. NIR's
+    CubaLIF (tau_syn dI/dt = -I + w_in S, tau_mem dv/dt = v_leak - v + r I) is it at
+    current_decay = 1 - dt/tau_syn (Euler) with the input gain dt/tau_syn w_in dt/tau_mem r
+    taken into `gain`. current_decay = 0 everywhere is J_t = I_t: stored as None, so that graph
+    is the default one."""
 
     shape: Shape
     decay: np.ndarray
@@ -211,11 +234,20 @@ class Neuron(NeuronLayer):
     spiking: bool = True
     # written to .snnir only when set (files without it read as None)
     reset_by: np.ndarray | None = field(default=None, metadata={"omit_if_none": True})
+    current_decay: np.ndarray | None = field(default=None, metadata={"omit_if_none": True})
 
     def __post_init__(self):
         if self.reset_by is not None:
             r = np.asarray(self.reset_by, dtype=np.float64)
             self.reset_by = None if r.size and np.all(r == float(self.threshold)) else r
+        if self.current_decay is not None:
+            c = np.asarray(self.current_decay, dtype=np.float64)
+            self.current_decay = None if c.size and np.all(c == 0) else c
+
+    @property
+    def cuba(self) -> bool:
+        """Has a synaptic current state (current-based LIF)."""
+        return self.current_decay is not None
 
     def reset_amount(self):
         """What a soft reset subtracts: reset_by, or the threshold (a float) when None."""
@@ -276,3 +308,18 @@ class SEWIAnd(Merge):
 NODE_TYPES: dict[str, type[Node]] = {cls.__name__: cls for cls in (
     Input, Conv2d, Dense, BatchNorm, Dropout, MaxPool2d, AvgPool2d, SpikePool, Flatten,
     LIFNeuron, Neuron, Voting, Readout, Add, SEWAnd, SEWIAnd)}
+
+
+CUBA_TARGETS = "reference"  # the targets that take current-based neurons (their refusals say)
+
+
+def refuse_current(graph, target: str, error: type[Exception] = IRError) -> None:
+    """For a target that does not lower current-based neurons (yet): raises `error` naming
+    the first layer with a synaptic current (Neuron.current_decay, LIFNeuron.k_syn), so that
+    no target ever drops the current silently."""
+    for name, node in graph.ordered():
+        if getattr(node, "current_decay", None) is not None or \
+                getattr(node, "k_syn", None) is not None:
+            raise error(f"layer {name!r}: a current-based neuron (a synaptic current that "
+                        f"decays, CUBA) is not lowered to {target} yet; check it with --target "
+                        f"{CUBA_TARGETS}")

@@ -99,6 +99,13 @@ def validate(g: Graph, where: str = "<model>") -> Graph:
                     raise ir.IRError(f"{where}: layer {name!r}: 1/tau = {_range(k)} lies outside "
                                      "(0, 1]: tau must be >= 1 time step")
             _broadcasts(where, name, "k (1/tau)", node.k, node.shape)
+            if node.k_syn is not None:
+                ks = np.asarray(node.k_syn, np.float64)
+                if np.any(ks < 0) or np.any(ks > 1):
+                    raise ir.IRError(f"{where}: layer {name!r}: current step k_syn "
+                                     f"{_range(ks)} lies outside [0, 1]: the current's decay "
+                                     "1 - k_syn must lie in [0, 1]")
+                _broadcasts(where, name, "k_syn", node.k_syn, node.shape)
             _broadcasts(where, name, "v_init", node.v_init, node.shape)
             level = 0.0 if node.v_reset is None else float(node.v_reset)
             if node.spiking and not float(node.v_threshold) > level:
@@ -110,7 +117,12 @@ def validate(g: Graph, where: str = "<model>") -> Graph:
             if np.any(decay < 0) or np.any(decay > 1):
                 raise ir.IRError(f"{where}: layer {name!r}: decay {_range(decay)} lies outside "
                                  "[0, 1] (decay = 1 - dt/tau); check tau and dt")
-            for field in ("decay", "gain", "v_init", "reset_by"):
+            if node.current_decay is not None:
+                cd = np.asarray(node.current_decay, np.float64)
+                if np.any(cd < 0) or np.any(cd > 1):
+                    raise ir.IRError(f"{where}: layer {name!r}: current_decay {_range(cd)} lies "
+                                     "outside [0, 1] (1 - dt/tau_syn); check tau_syn and dt")
+            for field in ("decay", "gain", "v_init", "reset_by", "current_decay"):
                 _broadcasts(where, name, field, getattr(node, field), node.shape)
             _one_of(where, name, "reset", node.reset, RESETS)
             if node.reset_by is not None:

@@ -31,6 +31,7 @@ from ..hw.cores import (
     pool_matrix,
 )
 from ..hw.cores import lower as lower_cores
+from ..ir import nodes as ir
 from ..ir.graph import Graph
 
 # the lowering errors are the hardware lowering's (hw.cores), under their old name too
@@ -83,6 +84,7 @@ def lower(graph: Graph) -> tuple[np.ndarray, np.ndarray, list[Stage], int]:
     Lava stages (one per core of `hw.cores.lower`), and the readout's voting group size."""
     if not graph.metadata.get("folded"):
         raise LavaLoweringError("lower the folded IR (snnexport fold)")
+    ir.refuse_current(graph, "Lava", LavaLoweringError)
     cores = lower_cores(graph)
     if is_residual(cores):
         return lower_residual(cores)

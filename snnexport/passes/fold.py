@@ -126,7 +126,7 @@ class ShiftReset(Pass):
         r = float(node.v_reset)
         return g.with_nodes({name: ir.LIFNeuron(
             node.shape, node.k, node.v_threshold - r, 0.0, node.decay_input,
-            _f64(node.v_init) - r, node.spiking)})
+            _f64(node.v_init) - r, node.spiking, node.k_syn)})
 
 
 class TauToDecay(Pass):
@@ -142,7 +142,8 @@ class TauToDecay(Pass):
         gain = k if (k is not None and node.decay_input) else None
         return g.with_nodes({name: ir.Neuron(
             node.shape, decay, gain, float(node.v_threshold),
-            "soft" if node.v_reset is None else "hard", _f64(node.v_init), node.spiking)})
+            "soft" if node.v_reset is None else "hard", _f64(node.v_init), node.spiking,
+            current_decay=None if node.k_syn is None else 1.0 - _f64(node.k_syn))})
 
 
 def _per_channel(gain: np.ndarray, channels: int, shape) -> np.ndarray | None:
@@ -174,7 +175,7 @@ class FoldInputGain(Pass):
         return g.with_nodes({
             prev_name: _scaled(prev, per_c),
             name: ir.Neuron(node.shape, node.decay, None, node.threshold, node.reset,
-                            node.v_init, node.spiking, node.reset_by)})
+                            node.v_init, node.spiking, node.reset_by, node.current_decay)})
 
 
 def emits_spikes(g: Graph, name: str) -> bool:

@@ -216,6 +216,7 @@ def quantize(graph: Graph, calib_x: torch.Tensor) -> FixedNet:
     layer per core of `snnexport.hw.cores.lower`."""
     if not graph.metadata.get("folded"):
         raise QuantError("quantise the folded IR (snnexport fold)")
+    ir.refuse_current(graph, "fixed point", QuantError)
     _positive_thresholds(graph)
     try:
         cores = lower(graph)

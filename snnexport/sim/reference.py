@@ -99,8 +99,30 @@ def run_layer(x_seq, v, charge, threshold: float, soft_reset: bool, reset_level:
     return torch.stack(hs), torch.stack(ss), torch.stack(outs)
 
 
+def synaptic_current(x_seq, current_decay=None, k_syn=None):
+    """The synaptic current of a current-based neuron over [T, B, *shape], a linear filter of
+    the input that the spikes never touch (so it runs before the membrane loop):
+        Neuron:     J_t = current_decay J_{t-1} + I_t                  (J_-1 = 0)
+        LIFNeuron:  J_t = C_{t-1} + X_t,  C_t = J_t + (-k_syn) J_t      (C_-1 = 0, Norse's order)
+    Both tensors (or None: no current, J = the input itself)."""
+    if current_decay is None and k_syn is None:
+        return x_seq
+    out = torch.empty_like(x_seq)
+    carry = torch.zeros_like(x_seq[0])
+    for t, x in enumerate(x_seq):
+        if current_decay is not None:
+            carry = current_decay * carry + x
+            out[t] = carry
+        else:
+            j = carry + x
+            out[t] = j
+            carry = j + (-k_syn) * j
+    return out
+
+
 def run_lif(n: ir.LIFNeuron, x_seq, dtype):
     """LIFNeuron, as its docstring states it."""
+    x_seq = synaptic_current(x_seq, k_syn=_t(n.k_syn, dtype))
     k = _t(n.k, dtype)
     level = 0.0 if n.v_reset is None else n.v_reset
     if k is None:
@@ -119,6 +141,7 @@ def run_lif(n: ir.LIFNeuron, x_seq, dtype):
 def run_neuron(n: ir.Neuron, x_seq, dtype):
     """Neuron (hardware-native), as its docstring states it."""
     decay, gain = _t(n.decay, dtype), _t(n.gain, dtype)
+    x_seq = synaptic_current(x_seq, _t(n.current_decay, dtype))
 
     def charge(v, x):
         return decay * v + (x if gain is None else gain * x)
