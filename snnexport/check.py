@@ -59,7 +59,7 @@ class LoadedModel:
         return self.digest
 
 
-def from_spikingjelly(model, input_shape, time_steps: int, readout: str = "rate",
+def from_spikingjelly(model, input_shape, time_steps: int, readout: str | None = None,
                       name: str = "<spikingjelly model>") -> LoadedModel:
     from .importers.spikingjelly import import_spikingjelly, run_spikingjelly_reference
 
@@ -68,24 +68,24 @@ def from_spikingjelly(model, input_shape, time_steps: int, readout: str = "rate"
         model, graph, x, dtype), kind="a SpikingJelly module", digest=_tensors_sha256(model))
 
 
-def from_snntorch(net, input_shape, time_steps: int, readout: str = "rate",
+def from_snntorch(net, input_shape, time_steps: int, readout: str | None = None,
                   name: str = "<snntorch model>") -> LoadedModel:
     """An nn.Sequential of torch layers and snntorch.Leaky(init_hidden=True); its reference is
     snnTorch's own forward, one call per step (snnexport.importers.snntorch)."""
     from .importers.snntorch import import_snntorch, run_snntorch_reference
 
-    graph = import_snntorch(net, input_shape, time_steps, readout)
+    graph = import_snntorch(net, input_shape, time_steps, readout or "rate")
     return LoadedModel(name, graph, reference=lambda x, dtype: run_snntorch_reference(
         net, graph, x, dtype), kind="an snnTorch module", digest=_tensors_sha256(net))
 
 
-def from_norse(net, input_shape, time_steps: int, readout: str = "rate",
+def from_norse(net, input_shape, time_steps: int, readout: str | None = None,
                name: str = "<norse model>") -> LoadedModel:
     """A norse.torch.SequentialState of torch layers and LIFCell / LIFBoxCell / LIF; its
     reference is Norse's own forward (snnexport.importers.norse)."""
     from .importers.norse import import_norse, run_norse_reference
 
-    graph = import_norse(net, input_shape, time_steps, readout)
+    graph = import_norse(net, input_shape, time_steps, readout or "rate")
     return LoadedModel(name, graph, reference=lambda x, dtype: run_norse_reference(
         net, graph, x, dtype), kind="a Norse module", digest=_tensors_sha256(net))
 
@@ -105,7 +105,7 @@ FRAMEWORKS = {"spikingjelly": from_spikingjelly, "snntorch": from_snntorch,
 
 
 def load_module(module, input_shape=None, time_steps: int | None = None,
-                readout: str = "rate", name: str | None = None) -> LoadedModel:
+                readout: str | None = None, name: str | None = None) -> LoadedModel:
     """A torch module: a SpikingJelly, snnTorch or Norse network (its reference is the
     framework's own forward pass; `input_shape` per sample and `time_steps` needed), or
     snnexport's own PLIFNet (plain torch; it knows its shape and T)."""
@@ -195,7 +195,7 @@ def load_weights(net, state: dict, weights, where: str) -> None:
 
 
 def load_factory(spec: str, weights=None, input_shape=None, time_steps: int | None = None,
-                 readout: str = "rate") -> LoadedModel:
+                 readout: str | None = None) -> LoadedModel:
     """`pkg.mod:fn` builds the network (called with no arguments: a SpikingJelly, snnTorch,
     Norse module or snnexport's PLIFNet); `weights` is its state_dict file. The reference is
     the framework's own forward pass of the module so built."""
@@ -229,7 +229,7 @@ def load_factory(spec: str, weights=None, input_shape=None, time_steps: int | No
 
 
 def load_source(source, weights=None, input_shape=None, time_steps: int | None = None,
-                readout: str = "rate") -> LoadedModel:
+                readout: str | None = None) -> LoadedModel:
     """Any model: a LoadedModel as it is; a file (checkpoint, .snnir, NIR: by content); a
     factory `pkg.mod:fn` with its `weights`; a torch module (its `weights` loaded into it).
     The one loader the command line's check, export, energy, deploy and inspect use."""
@@ -359,7 +359,7 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
           calib_samples: int = 200, decays: int | None = None,
           lowered: Lowered | None = None, workers: int = 1,
           ray_address: str | None = None,
-          reference_runs: ReferenceRuns | None = None) -> ParityReport:
+          reference_runs: ReferenceRuns | None = None, artifact=None) -> ParityReport:
     """Reference: the original model in reference_dtype, or an IR file simulated in float64
     (for targets checked against the emulator: the emulator of the fixed-point IR). Target
     'reference': the folded IR (or `target_graph`) in target_dtype. Inputs: the first `samples`
@@ -376,7 +376,9 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
     fails on every try is listed in `failed_shards` (the report is then not exact).
     `reference_runs`: reference runs kept across checks (ReferenceRuns; deploy hands one to
     every check): a batch the same reference already ran is taken from it, not run again (one
-    process only: Ray shards run their own)."""
+    process only: Ray shards run their own).
+    `artifact`: the file the target's export wrote; the target runs that file as read back
+    from disk (its backend's run_file), so the file checked is the file shipped (deploy)."""
     if isinstance(loaded.graph, NetxNet):  # an imported netx file: snnexport/netx_check.py
         from .netx_check import check_model
 
@@ -433,9 +435,11 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
                       for lay in inp.layers if not lay.pool}
         tol = 0.0
     dtype = backend.dtype or target_dtype
+    if artifact is not None and backend.run_file is None:
+        raise UsageError(f"{artifact}: target {target!r} does not run an artifact file")
     plan = _Plan(backend, inp, dtype, loaded.graph, loaded.reference, reference_dtype,
                  thresholds, tol, batch_size,
-                 f"{target} ({backend.description}, {str(dtype).split('.')[-1]})")
+                 f"{target} ({backend.description}, {str(dtype).split('.')[-1]})", artifact)
     if not use_ray:
         report, counters = _check_shard(plan, x, y, 0, reference_runs)
     else:  # what every shard shares is shipped once; each shard gets its own inputs
@@ -491,6 +495,7 @@ class _Plan:
     tol: float
     batch_size: int
     target: str  # the report's name of the target
+    artifact: object = None  # the written file the target runs (Backend.run_file), if any
 
 
 def _check_shard(plan: _Plan, x: torch.Tensor, y: torch.Tensor, offset: int,
@@ -505,7 +510,8 @@ def _check_shard(plan: _Plan, x: torch.Tensor, y: torch.Tensor, offset: int,
         from .quant.emulator import EmulatorStats
 
         stats = EmulatorStats()
-    run_target = backend.make_runner(plan.inp, plan.dtype, stats)
+    run_target = (backend.make_runner(plan.inp, plan.dtype, stats) if plan.artifact is None
+                  else backend.run_file(plan.artifact, plan.inp, plan.dtype, stats))
     reference = plan.reference
     if backend.reference == "emulator":
         from .quant.emulator import emulate

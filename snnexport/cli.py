@@ -47,9 +47,11 @@ def model_argument(p: argparse.ArgumentParser) -> None:
                         "shape matching the network built")
     p.add_argument("--input-shape", metavar="C,H,W",
                    help="with --model: one sample's input shape, e.g. 2,128,128 or 1,28,28")
-    p.add_argument("--readout", default="rate", choices=["rate", "last", "membrane"],
+    p.add_argument("--readout", default=None, choices=["rate", "last", "membrane"],
                    help="with --model: how the output layer is read (spike count over T, the "
-                        "last step's spikes, or the membrane potential)")
+                        "last step, or the mean over T of a membrane or current); default: "
+                        "from the network (rate for spikes, membrane for a head with no "
+                        "neuron or a mean over time in forward)")
     p.add_argument("--time-steps", type=int, metavar="T",
                    help="time steps per sample, where the model does not say (NIR, --model); "
                         "overrides the file's")
@@ -91,7 +93,7 @@ def load_model_of(args):
 
     return load_source(model_of(args), getattr(args, "weights", None),
                        _input_shape(getattr(args, "input_shape", None)),
-                       getattr(args, "time_steps", None), getattr(args, "readout", "rate"))
+                       getattr(args, "time_steps", None), getattr(args, "readout", None))
 
 
 STDOUT = "-"  # --json - / --csv -: written to standard output, not to a file
@@ -249,9 +251,17 @@ def _check(args) -> int:
                    reference_dtype=dtype, calib_samples=args.calib_samples,
                    decays=decays, workers=workers, ray_address=address)
     print(report.text())
+    from .deploy import TRUST_SAMPLES
+
+    too_few = report.samples < TRUST_SAMPLES
+    if too_few and report.unexplained == 0:  # as deploy says it
+        print(f"* exact on {report.samples} samples: too few to trust (no divergence in n "
+              f"samples bounds the share that diverge only below 3/n; give --samples "
+              f"{TRUST_SAMPLES} or more)")
     verdict = data_warning(report)
     if args.json:
         out = report.to_dict()
+        out["too_few_samples"] = too_few
         if verdict is not None:
             out["data_mismatch"] = verdict
         _write_text(args.json, json.dumps(out, indent=2) + "\n")
@@ -527,6 +537,10 @@ def main(argv=None) -> int:
     except SnnexportError as e:
         print(f"error: {_one_line(str(e)) or type(e).__name__}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: every file is written whole or not at all
+        again = " (run the same command again to resume)" if args.command == "deploy" else ""
+        print(f"error: {args.command}: interrupted{again}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -3,13 +3,20 @@
 OUTDIR/report.html with the JSON of every step. The targets are the registered backends
 (snnexport.backends); each gets the same folded graph / fixed-point net.
 
-Resumable: every step writes its result atomically (a file exists only when complete) and is
-skipped when its file is there and the manifest (model hash, settings, snnexport version, a hash
-of its code and target profiles) is unchanged; a manifest that differs stops the run instead of
-mixing two deployments in one folder. The whole run holds an exclusive lock on the folder
-(flock on OUTDIR/.snnexport.lock): a second deploy into it is refused at once. A folder that is
-not empty and has no manifest is not a deployment folder and is refused; an output folder that
-holds the input model is refused before anything is written (files.check_output).
+Resumable: every step writes its result atomically (a file exists only when complete), and
+the manifest records each finished step's files with their SHA-256, taken after they were
+written (`done`); a resumed deploy skips a step only when every one of its files is there with
+the recorded hash (and a check's artifact is the one it checked), and redoes every step whose
+files are missing, changed or unreadable. Every check runs the artifact file written here, read
+back from disk (Backend.run_file): the file a user takes away is the file that was checked. A
+manifest whose settings (model hash, settings, snnexport version, a hash of its code and
+target profiles) differ stops the run instead of mixing two deployments in one folder; one
+that cannot be read, or a lock path that is no file, is refused in one line. The whole run
+holds an exclusive lock on the folder (flock on OUTDIR/.snnexport.lock): a second deploy into
+it is refused at once; holding it, a deploy removes the temporary files a killed one left. A
+folder that is not empty and has no manifest is not a deployment folder and is refused; an
+output folder that holds the input model is refused before anything is written
+(files.check_output).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from pathlib import Path
 from . import __version__, backends
 from .energy.estimate import TARGETS_DIR, available_profiles
 from .errors import SnnexportError
-from .files import atomic_write, check_output
+from .files import TMP_SUFFIX, atomic_write, check_output
 
 LOCK = ".snnexport.lock"  # held (flock) by the deploy writing into the folder
 
@@ -43,12 +50,85 @@ def parse_targets(spec: str) -> list[str]:
     names = backends.available()
     if spec == "all":
         return list(names)
-    targets = [t.strip() for t in spec.split(",") if t.strip()]
+    targets = [t.strip() for t in str(spec).split(",") if t.strip()]
     bad = [t for t in targets if t not in names]
     if bad:
         raise DeployError(f"unknown target(s) {bad}; available: all or a comma list of "
                           f"{', '.join(names)}")
-    return targets
+    if not targets:
+        raise DeployError(f"--targets {spec!r} names no target: a deployment checks at least "
+                          f"one; give all or a comma list of {', '.join(names)}")
+    return list(dict.fromkeys(targets))  # each once, in the order given
+
+
+def _sha256(path: Path) -> str | None:
+    """The file's SHA-256, None when it is missing or no regular file or cannot be read."""
+    h = hashlib.sha256()
+    if not os.path.isfile(path):  # a FIFO would block the open
+        return None
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+class _Ledger:
+    """The manifest's `done`: file name -> {"sha256": its hash when written, "inputs": {file:
+    hash} it was made from (a check: the artifact it ran)}. Written with the manifest after
+    every finished step."""
+
+    def __init__(self, out: Path, mpath: Path, manifest: dict):
+        self.out, self.mpath, self.manifest = out, mpath, manifest
+        done = manifest.get("done")
+        self.done = done if isinstance(done, dict) else {}
+        manifest["done"] = self.done
+
+    def valid(self, *names: str, inputs: tuple = ()) -> bool:
+        """Every file is there with the hash recorded, made from `inputs` as they are now."""
+        want = {i: self.sha(i) for i in inputs}
+        for name in names:
+            rec = self.done.get(name)
+            if not isinstance(rec, dict) or rec.get("inputs", {}) != want or \
+                    _sha256(self.out / name) != rec.get("sha256"):
+                return False
+        return True
+
+    def sha(self, name: str) -> str | None:
+        rec = self.done.get(name)
+        return rec.get("sha256") if isinstance(rec, dict) else None
+
+    def forget(self, *names: str) -> None:
+        """Before a step is redone: its files and their records go."""
+        for name in names:
+            self.done.pop(name, None)
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                (self.out / name).unlink()
+
+    def record(self, *names: str, inputs: tuple = ()) -> None:
+        made = {i: self.sha(i) for i in inputs}
+        for name in names:
+            self.done[name] = {"sha256": _sha256(self.out / name), "inputs": made}
+        _write_json(self.mpath, self.manifest)
+
+
+def _read_manifest(mpath: Path, outdir: str) -> dict | None:
+    """The manifest of a deployment begun in this folder, None when there is none; one that
+    cannot be read (damaged, not JSON, a folder) is refused in one line."""
+    if not os.path.lexists(mpath):
+        return None
+    try:
+        old = json.loads(mpath.read_text())
+    except (OSError, ValueError) as exc:  # JSON, UTF-8, a folder, no permission
+        old = exc
+    if not isinstance(old, dict):
+        why = type(old).__name__ if isinstance(old, Exception) else f"JSON {type(old).__name__}"
+        raise DeployError(f"{outdir}: its manifest {mpath} cannot be read ({why}): the "
+                          "folder's deployment cannot be resumed; remove the folder or deploy "
+                          "into a new one")
+    return old
 
 
 def code_fingerprint() -> str:
@@ -67,7 +147,7 @@ def deploy(model, outdir: str, data: str | None = None, targets: str = "all",
            decays: int | None = None, progress: bool = True,
            time_steps: int | None = None, workers: int = 1,
            ray_address: str | None = None, expect_accuracy: float | None = None,
-           weights=None, input_shape=None, readout: str = "rate") -> dict:
+           weights=None, input_shape=None, readout: str | None = None) -> dict:
     """Runs every step not already done; returns the summary (also in summary.json).
     `model`: a model file, a LoadedModel, a torch module or "pkg.mod:fn" with its `weights`,
     `input_shape` and `time_steps` (snnexport.check.load_source). `time_steps`: T for a model
@@ -81,12 +161,19 @@ def deploy(model, outdir: str, data: str | None = None, targets: str = "all",
     from .distributed import wanted
 
     wanted(workers, ray_address)  # a bad --workers / --ray-address: refused before any work
+    parse_targets(targets)  # unknown or no targets: refused before the folder is made
+    if expect_accuracy is not None and not 0 <= expect_accuracy <= 1:
+        raise DeployError(f"expect_accuracy {expect_accuracy!r}: give a fraction from 0 to 1 "
+                          "(--expect-accuracy: a percentage)")
     if isinstance(model, str | os.PathLike):  # a file: refused as the output before reading
         check_output(outdir, {"input model": model, "input weights": weights},
                      command="deploy", folder=True)
     loaded = load_source(model, weights, input_shape, time_steps, readout)
     check_output(outdir, {f"input {i}": f for i, f in enumerate(loaded.files)},
                  command="deploy", folder=True)
+    from .data.user import data_for
+
+    data_for(data, loaded)  # data a model file may not name: refused before the folder is made
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     with _locked(out, outdir):
@@ -102,9 +189,14 @@ def _locked(out: Path, outdir: str):
     no manifest.json is not a deployment folder: refused, and a lock file made here removed."""
     lock = out / LOCK
     try:
-        fd, made = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
-    except FileExistsError:
-        fd, made = os.open(lock, os.O_RDWR), False
+        try:
+            fd, made = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+        except FileExistsError:
+            fd, made = os.open(lock, os.O_RDWR | os.O_NOFOLLOW), False
+    except OSError as exc:  # a folder, a dangling or looping link, no permission
+        raise DeployError(f"{outdir}: its lock {lock} cannot be opened as a file "
+                          f"({exc.strerror or type(exc).__name__}); remove it or deploy into "
+                          "another folder") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -113,7 +205,13 @@ def _locked(out: Path, outdir: str):
                               f"now (it holds {lock}); wait for it to end or deploy into "
                               f"another folder") from None
         others = sorted(p.name for p in out.iterdir() if p.name != LOCK)
-        if others and not (out / "manifest.json").exists():
+        stale = [n for n in others if n.startswith(".") and n.endswith(TMP_SUFFIX)]
+        if stale and (os.path.lexists(out / "manifest.json") or stale == others):
+            for name in stale:  # a killed deploy's temporary files: nobody else writes here
+                with contextlib.suppress(OSError):
+                    (out / name).unlink()
+            others = [n for n in others if n not in stale]
+        if others and not os.path.lexists(out / "manifest.json"):
             if made:
                 lock.unlink()
             raise DeployError(f"{outdir}: not a deployment folder (it holds {len(others)} "
@@ -139,9 +237,6 @@ def _deploy(loaded, out: Path, outdir: str, data, targets, samples, lava_samples
     if data is None:
         raise DeployError(f"{model}: say which data to deploy on with --data")
     chosen = parse_targets(targets)
-    if expect_accuracy is not None and not 0 <= expect_accuracy <= 1:
-        raise DeployError(f"expect_accuracy {expect_accuracy!r}: give a fraction from 0 to 1 "
-                          "(--expect-accuracy: a percentage)")
     _check_settings(loaded, model, data, samples, lava_samples, calib_samples, decays)
     manifest = {"model": str(model), "sha256": loaded.sha256(), "data": data,
                 "samples": samples, "lava_samples": lava_samples,
@@ -149,16 +244,18 @@ def _deploy(loaded, out: Path, outdir: str, data, targets, samples, lava_samples
                 "expect_accuracy": expect_accuracy,
                 "snnexport": __version__, "code": code_fingerprint()}
     mpath = out / "manifest.json"
-    if mpath.exists():
-        old = json.loads(mpath.read_text())
-        if old != manifest:
-            differ = sorted(k for k in manifest.keys() | old.keys()
-                            if old.get(k) != manifest.get(k))
+    old = _read_manifest(mpath, outdir)
+    if old is not None:
+        settings = {k: v for k, v in old.items() if k != "done"}
+        if settings != manifest:
+            differ = sorted(k for k in manifest.keys() | settings.keys()
+                            if settings.get(k) != manifest.get(k))
             raise DeployError(f"{outdir}: holds a deployment with other settings, another "
                               f"model or other snnexport code (differs in {differ}; "
                               f"{mpath}); use a new folder or remove it")
-    else:
-        _write_json(mpath, manifest)
+        manifest["done"] = old.get("done")
+    ledger = _Ledger(out, mpath, manifest)
+    _write_json(mpath, manifest)
 
     # fold once (and quantise once): every export, check and the energy counts take these
     lowered = backends.Lowered(loaded.graph)
@@ -178,46 +275,58 @@ def _deploy(loaded, out: Path, outdir: str, data, targets, samples, lava_samples
         if not step.startswith("check:"):
             reference_runs.clear()
         if step == "lint":
-            path = out / "lint.json"
-            if not path.exists():
-                _write_json(path, as_dicts(lint(folded, decays_grouped=decays)))
+            if not ledger.valid("lint.json"):
+                ledger.forget("lint.json")
+                _write_json(out / "lint.json", as_dicts(lint(folded, decays_grouped=decays)))
+                ledger.record("lint.json")
         elif step == "fold":
             from .ir import save_ir
 
-            if not (out / "model.snnir").exists():
+            if not ledger.valid("model.snnir"):
+                ledger.forget("model.snnir")
                 save_ir(folded, out / "model.snnir")
+                ledger.record("model.snnir")
         elif step == "exports":
-            _exports(lowered, calib_x, out, decays)
+            _exports(lowered, calib_x, out, decays, ledger)
         elif step.startswith("check:"):
             target = step.split(":", 1)[1]
-            path = out / f"check_{target}.json"
-            if path.exists():
+            name = f"check_{target}.json"
+            backend = backends.get(target)
+            artifact = _artifact(backend, ledger)
+            made_from = (artifact,) if artifact else ()
+            if ledger.valid(name, inputs=made_from):
                 done.append(step)
                 continue
-            backend = backends.get(target)
+            ledger.forget(name)
             n = lava_samples if backend.slow else samples
             try:
                 report = check(loaded, target, data, n, calib_samples=calib_samples,
                                decays=decays if backend.fixed_point else None,
                                lowered=lowered, workers=workers, ray_address=ray_address,
-                               reference_runs=reference_runs)
+                               reference_runs=reference_runs,
+                               artifact=out / artifact if artifact else None)
                 result = report.to_dict()
+                if artifact:
+                    result["artifact"] = {"file": artifact, "sha256": ledger.sha(artifact)}
             except refusals() as exc:  # the target cannot express this model: not a failure
                 result = {"target": target, "refused": str(exc),
                           "refusal": type(exc).__name__}
             except Exception as exc:  # a real failure (a crash, a runner that died): go on
                 result = {"target": target, "error": f"{type(exc).__name__}: {exc}"}
-            _write_json(path, result)
+            _write_json(out / name, result)
+            ledger.record(name, inputs=made_from)
         elif step.startswith("energy:"):
             profile = step.split(":", 1)[1]
-            path = out / f"energy_{profile}.json"
-            if not path.exists():
+            names = (f"energy_{profile}.json", f"energy_{profile}.png")
+            if not ledger.valid(*names):
                 from .energy import plot
 
+                ledger.forget(*names)
                 rep = _energy(folded, ds.x_test[:samples], profile, counts, workers,
                               ray_address)
-                plot(rep, out / f"energy_{profile}.png")
-                _write_json(path, rep.to_dict())
+                plot(rep, out / names[1])
+                _write_json(out / names[0], rep.to_dict())
+                ledger.record(*names)
         elif step == "report":
             checks = {t: json.loads((out / f"check_{t}.json").read_text()) for t in chosen}
             findings = json.loads((out / "lint.json").read_text()) + as_dicts(
@@ -228,6 +337,7 @@ def _deploy(loaded, out: Path, outdir: str, data, targets, samples, lava_samples
             from .report_html import write_report
 
             write_report(out / "report.html", loaded, folded, summary, checks, findings, out)
+            ledger.record("summary.json", "report.html")
     bar.close()
     return json.loads((out / "summary.json").read_text())
 
@@ -253,21 +363,37 @@ def _check_settings(loaded, model, data, samples, lava_samples, calib_samples, d
                 f"on {len(calib)} samples over T={t}", "give fewer --calib-samples")
 
 
-def _exports(lowered, calib_x, out: Path, decays) -> None:
+def _artifact(backend, ledger: _Ledger) -> str | None:
+    """The artifact file (its name in OUTDIR) the backend's check runs: its export, when
+    written and recorded (not when the export failed) and the backend runs files."""
+    if backend.exports is None or backend.run_file is None:
+        return None
+    name = f"model{backend.exports.suffix}"
+    return name if ledger.sha(name) is not None else None
+
+
+def _exports(lowered, calib_x, out: Path, decays, ledger: _Ledger) -> None:
     """Every registered backend's artifact, OUTDIR/model<suffix>, from the one folded graph or
-    fixed-point net; one a backend cannot write is recorded in <target>_error.json."""
+    fixed-point net; one a backend cannot write is recorded in <target>_error.json. One whose
+    file (or error) is there with its recorded hash is kept."""
     import warnings
 
     for backend in backends.backends():
-        if backend.exports is None or (out / f"model{backend.exports.suffix}").exists():
+        if backend.exports is None:
             continue
+        name, error = f"model{backend.exports.suffix}", f"{backend.name}_error.json"
+        if ledger.valid(name) or ledger.valid(error):
+            continue
+        ledger.forget(name, error)
         try:  # a quantisation out of bounds (QuantError) is this backend's error, not all's
             inp = lowered.input_for(backend, calib_x, decays)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the linter reports what NIR metadata carries
-                backend.exports.write(inp, out / f"model{backend.exports.suffix}")
+                backend.exports.write(inp, out / name)
+            ledger.record(name)
         except ValueError as exc:
-            _write_json(out / f"{backend.name}_error.json", {"error": str(exc)})
+            _write_json(out / error, {"error": str(exc)})
+            ledger.record(error)
 
 
 def _energy(folded, x, profile: str, counts: list, workers: int = 1,

@@ -22,7 +22,7 @@ class UnsupportedModuleError(SnnexportError, TypeError):
 
 
 LAYERS = ("torch.nn.Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "MaxPool2d", "AvgPool2d",
-          "Flatten", "Dropout")
+          "AdaptiveAvgPool2d", "Flatten", "Dropout", "Identity")
 
 
 def np_of(t) -> np.ndarray | None:
@@ -41,8 +41,9 @@ def refuse(path: str, m, why: str, framework: str, supported) -> UnsupportedModu
 
 
 def layer_node(path: str, m: nn.Module, framework: str, supported,
-               flatten_start: int = 1) -> ir.Node | None:
-    """The IR node of a plain torch layer, None if `m` is none of LAYERS."""
+               flatten_start: int = 1, in_shape=None) -> ir.Node | None:
+    """The IR node of a plain torch layer, None if `m` is none of LAYERS. `in_shape` (one
+    sample's) is needed for AdaptiveAvgPool2d, whose window depends on it."""
     def no(why):
         return refuse(path, m, why, framework, supported)
 
@@ -75,9 +76,68 @@ def layer_node(path: str, m: nn.Module, framework: str, supported,
             raise no(f"with start_dim={m.start_dim}, end_dim={m.end_dim} is not supported "
                      f"(flatten one sample: start_dim={flatten_start}, end_dim=-1)")
         return ir.Flatten()
-    if isinstance(m, nn.Dropout):
+    if isinstance(m, nn.AdaptiveAvgPool2d):
+        return adaptive_avgpool(path, m, in_shape, no)
+    if isinstance(m, nn.modules.dropout._DropoutNd):  # Dropout, Dropout1d/2d/3d, AlphaDropout
         return ir.Dropout(float(m.p))
     return None
+
+
+def adaptive_avgpool(path: str, m: nn.AdaptiveAvgPool2d, in_shape, no) -> ir.AvgPool2d:
+    """torch's adaptive average pooling to (oh, ow) averages, for output row i, input rows
+    floor(i H / oh) .. ceil((i + 1) H / oh) - 1 (likewise columns): where oh divides H (and ow
+    W) that is AvgPool2d with kernel = stride = H / oh, no padding (1 x 1: global pooling)."""
+    if in_shape is None or len(in_shape) != 3:
+        raise no(f"needs a (C, H, W) input, got {in_shape}")
+    h, w = int(in_shape[1]), int(in_shape[2])
+    oh, ow = _pair(m.output_size)
+    oh, ow = h if oh is None else int(oh), w if ow is None else int(ow)
+    if h % oh or w % ow:
+        raise no(f"from {h}x{w} to {oh}x{ow} is not a pooling with one window size (the "
+                 f"output size must divide the input's); give an input size that is a "
+                 f"multiple of {oh}x{ow}")
+    k = (h // oh, w // ow)
+    return ir.AvgPool2d(k, k, (0, 0))
+
+
+def _emits_spikes(node: ir.Node) -> bool:
+    return isinstance(node, (ir.LIFNeuron, ir.Neuron)) and node.spiking
+
+
+def choose_readout(where: str, name: str, node: ir.Node, shape, given: str | None,
+                   head: str | None) -> tuple[str, list[tuple[str, ir.Node]]]:
+    """The readout mode of a network whose forward returns `node`'s value (reduced over time
+    by `head`: 'mean' / 'sum', or None), and the nodes to append after it, in order.
+
+    Spikes (or votes of them): 'rate' unless the user says otherwise, nothing appended.
+    Anything else is a current per step (a classifier head with no neuron after it, as the
+    model zoo's `fc`): it ends in a non-spiking, memoryless neuron `<name>.readout` (decay 0,
+    so V_t = I_t exactly: the current itself, which a chip needs a neuron to hold) and the
+    network output `<name>.output`, a Readout of population 1 carrying the mode: the mean
+    over time ('membrane', what a mean or sum over T in forward computes, up to the factor T)
+    or the last step ('last')."""
+    spikes = _emits_spikes(node) or isinstance(node, ir.Voting)
+    if head is not None and given in ("last", "lts"):
+        raise UnsupportedModuleError(
+            f"{where}: forward takes the {head} over time of {name!r}, which readout "
+            f"{given!r} (the last step) contradicts: drop --readout or give membrane")
+    if spikes:
+        return given or "rate", []
+    if given == "rate":
+        raise UnsupportedModuleError(
+            f"{where}: the output {name!r} ({type(node).__name__}) is a current, not spikes: "
+            "it has no spike rate; give --readout membrane (its mean over time) or last")
+    mode = given or "membrane"
+    added: list[tuple[str, ir.Node]] = []
+    if not isinstance(node, (ir.LIFNeuron, ir.Neuron)):  # a non-spiking neuron holds itself
+        added.append((f"{name}.readout", ir.Neuron(tuple(shape), np.zeros(()), None, 1.0,
+                                                   "hard", np.zeros(()), spiking=False)))
+    if len(shape) != 1:
+        raise UnsupportedModuleError(f"{where}: the output {name!r} has shape {tuple(shape)}; "
+                                     "a classifier's output is one value per class (flatten "
+                                     "it)")
+    added.append((f"{name}.output", ir.Readout(1, mode)))
+    return mode, added
 
 
 def out_shape(path: str, node: ir.Node, *in_shapes) -> tuple[int, ...]:
