@@ -6,6 +6,7 @@ forward on the reference simulator and the float ONNX model; the .snnir file of 
 import re
 
 import norse.torch as nt
+import numpy as np
 import pytest
 import snntorch as snn
 import torch
@@ -182,3 +183,163 @@ def test_without_a_current_the_file_stays_version_2():
     assert b'"version":2' in leaky and b"current_decay" not in leaky
     syn0 = ir_io.to_bytes(import_snntorch(net(snn.Synaptic, alpha=0.0), (6,), T))
     assert syn0 == leaky
+
+
+def test_streaming_onnx_carries_the_current(mnist):
+    """The one-step ONNX model takes and returns the current as a second state
+    (v:<layer>:current), looped here for T steps: the reference simulator's spikes."""
+    from snnexport.exporters.onnx_export import initial_states, to_onnx_step
+    from snnexport.onnx_run import session
+
+    x = mnist[0][:32].numpy()
+    graph = fold(import_snntorch(synaptic_net(), (1, 28, 28), T))
+    step = session(to_onnx_step(graph))
+    names = [o.name for o in step.get_outputs()]
+    state, spikes = initial_states(graph, len(x)), {}
+    assert "v:2:current" in state and not state["v:2:current"].any()
+    for _ in range(T):
+        out = dict(zip(names, step.run(None, {"x_t": x, **state}), strict=True))
+        state = {k.replace("v_next:", "v:"): v for k, v in out.items() if k.startswith("v_next")}
+        for k, v in out.items():
+            if k.startswith("spikes:"):
+                spikes.setdefault(k[7:], []).append(v)
+    ref = simulate(graph, torch.from_numpy(x), dtype=torch.float32)
+    assert sorted(spikes) == sorted(ref.spikes) and all(s.sum() > 0 for s in ref.spikes.values())
+    for name, s in ref.spikes.items():
+        assert np.array_equal(np.stack(spikes[name]).astype(np.float32), s.numpy()), name
+
+
+# --- NIR CubaLIF -------------------------------------------------------------------------------
+
+def zero_reset_synaptic_net():
+    """Synaptic layers NIR can state: zero reset at once (reset_delay=False), scalar or
+    per-neuron alpha / beta, thresholds of the full shape (what snnTorch's exporter needs)."""
+    torch.manual_seed(0)
+    shape1, shape2 = (6, 14, 14), (40,)
+    lif = dict(init_hidden=True, reset_mechanism="zero", reset_delay=False)
+    net = nn.Sequential(
+        nn.Conv2d(1, 6, 3, stride=2, padding=1),
+        snn.Synaptic(alpha=torch.full(shape1, 0.6), beta=torch.full(shape1, 0.8),
+                     threshold=torch.full(shape1, 1.0), **lif),
+        nn.Flatten(), nn.Linear(6 * 14 * 14, 40),
+        snn.Synaptic(alpha=0.3 + 0.6 * torch.rand(shape2), beta=torch.full(shape2, 0.6),
+                     threshold=torch.full(shape2, 0.5), **lif))
+    with torch.no_grad():
+        net[0].weight.mul_(1.5)
+        net[3].weight.mul_(2)
+    return net.eval()
+
+
+def test_snnexports_own_nir_cubalif_matches_snntorch(mnist):
+    """check --target nir: the folded IR written as NIR CubaLIF nodes, read back, run, and
+    compared with snnTorch's own forward."""
+    x, y = mnist
+    report = check(from_snntorch(zero_reset_synaptic_net(), (1, 28, 28), T), target="nir",
+                   inputs=(x, y), samples=SAMPLES)
+    assert report.samples == SAMPLES and report.unexplained == 0, report.text()
+    assert all(layer.spikes_target > 0 for layer in report.layers), report.text()
+
+
+def test_snntorch_export_to_nir_of_synaptic_reproduced(mnist):
+    """snnTorch's own export_to_nir of a Synaptic net (CubaLIF, dt 1e-4) imports, and runs as
+    snnTorch runs the net."""
+    import warnings
+
+    from snntorch.export_nir import export_to_nir
+
+    from snnexport.importers.nir_import import from_nir
+    from snnexport.parity import ParityReport, compare
+    from snnexport.readout import readout_scores
+    from snnexport.sim.reference import SimResult
+
+    x, y = mnist
+    net = zero_reset_synaptic_net()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exported = export_to_nir(net, x[:1], ignore_dims=[0])
+    assert {type(n).__name__ for n in exported.nodes.values()} >= {"CubaLIF"}
+    graph = from_nir(exported)
+    assert [n.cuba for n in graph.nodes.values() if isinstance(n, ir.Neuron)] == [True, True]
+    spikes = {"1": [], "4": []}
+    hooks = [net[int(k)].register_forward_hook(lambda _m, _i, o, k=k: spikes[k].append(
+        o.detach())) for k in spikes]
+    snn.utils.reset(net)
+    with torch.no_grad():
+        for _ in range(T):
+            net(x)
+    for h in hooks:
+        h.remove()
+    out = torch.stack(spikes["4"])
+    theirs = SimResult(out, readout_scores(out, "rate", 1),
+                       {k: torch.stack(v) for k, v in spikes.items()})
+    mine = simulate(graph, x, T, record_membrane=True)
+    report = ParityReport("snnexport vs snnTorch")
+    compare(report, mine, theirs, y, {k: graph.nodes[k].threshold for k in spikes}, 1e-5)
+    assert [layer.spikes_reference > 0 for layer in report.layers] == [True, True]
+    assert report.unexplained == 0 and report.agree == len(y), report.text()
+
+
+def nir_equations(x_seq, layers, dt):
+    """NIR's CubaLIF, Euler at dt, written from its docstring (independent of snnexport):
+    I += dt/tau_syn (w_in S - I); v += dt/tau_mem (v_leak - v + r I); z = v > v_th;
+    v = v_reset where z. layers: (weight, bias, CubaLIF)."""
+    s, out = x_seq, []
+    for w, b, n in layers:
+        i = v = np.zeros((s.shape[1], w.shape[0]))
+        zs = []
+        for st in s:
+            i = i + dt / n.tau_syn * (n.w_in * (st @ w.T + b) - i)
+            v = v + dt / n.tau_mem * (n.v_leak - v + n.r * i)
+            z = v > n.v_threshold
+            v = np.where(z, n.v_reset, v)
+            zs.append(z.astype(np.float64))
+        s = np.stack(zs)
+        out.append(s)
+    return out
+
+
+def test_hand_written_nir_cubalif_follows_nir_equations(mnist):
+    import nir
+
+    from snnexport.importers.nir_import import from_nir
+
+    x = mnist[0][:SAMPLES].reshape(SAMPLES, -1).double().numpy()
+    rng = np.random.default_rng(0)
+    dt = 1e-3
+    w1, b1 = rng.normal(0, 0.15, (30, 784)), rng.normal(0, 0.1, 30)
+    w2, b2 = rng.normal(0, 0.6, (10, 30)), np.zeros(10)
+    n1 = nir.CubaLIF(tau_syn=np.full(30, 4e-3), tau_mem=rng.uniform(2e-3, 2e-2, 30),
+                     r=np.full(30, 2.0), v_leak=np.zeros(30), v_threshold=np.full(30, 1.0),
+                     w_in=rng.uniform(0.5, 1.5, 30))
+    n2 = nir.CubaLIF(tau_syn=rng.uniform(1e-3, 1e-2, 10), tau_mem=np.full(10, 5e-3),
+                     r=np.ones(10), v_leak=np.zeros(10), v_threshold=np.full(10, 0.3))
+    g = nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([784])),
+                            "fc1": nir.Affine(weight=w1, bias=b1), "lif1": n1,
+                            "fc2": nir.Affine(weight=w2, bias=b2), "lif2": n2,
+                            "output": nir.Output(output_type=np.array([10]))},
+                     edges=[("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"),
+                            ("fc2", "lif2"), ("lif2", "output")], metadata={"dt": dt})
+    graph = from_nir(g)
+    want = nir_equations(np.repeat(x[None], T, 0), [(w1, b1, n1), (w2, b2, n2)], dt)
+    mine = simulate(graph, torch.from_numpy(x), T, dtype=torch.float64)
+    got = [mine.spikes[k].numpy() for k in ("lif1", "lif2")]
+    assert all(w.sum() > 0 for w in want)
+    for a, b in zip(got, want, strict=True):
+        assert np.array_equal(a, b), int((a != b).sum())
+
+
+def test_nir_cubalif_with_a_leak_level_is_refused():
+    import nir
+
+    from snnexport.importers.nir_import import NIRImportError, from_nir
+
+    g = nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([3])),
+                            "fc": nir.Affine(weight=np.ones((2, 3)), bias=np.zeros(2)),
+                            "lif": nir.CubaLIF(tau_syn=np.full(2, 2e-4), tau_mem=np.full(2, 1e-3),
+                                               r=np.ones(2), v_leak=np.full(2, 0.1),
+                                               v_threshold=np.ones(2)),
+                            "output": nir.Output(output_type=np.array([2]))},
+                     edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")])
+    with pytest.raises(NIRImportError, match=r"node 'lif': a CubaLIF with v_leak or v_reset "
+                                             r"other than 0 is not supported"):
+        from_nir(g)

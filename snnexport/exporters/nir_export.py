@@ -8,6 +8,10 @@ the input gain into the synapse, so that a PLIF layer reads as NIR expects it:
     ->  tau = dt / (1 - decay),  r = gain / (1 - decay)  (= 1 for decay_input PLIF),
         v_leak = v_reset = 0 (the IR has V_reset shifted away)
     IF  (decay 1): nir.IF with r = gain / dt;  non-spiking layer: nir.LI
+    current-based (J = current_decay J + I, H = decay V + gain J): nir.CubaLIF (CubaLI)
+        with tau_mem, r as above, tau_syn = dt / (1 - current_decay), w_in = 1 / (1 -
+        current_decay) (so that NIR's I += dt/tau_syn (w_in S - I) is J), the form snnTorch's
+        import_from_nir reads as Synaptic (r = tau_mem / dt, w_in dt / tau_syn = 1 at gain 1)
 
 NIR fires on v > v_threshold, the IR on H >= threshold: the NIR threshold is the IR threshold
 moved one float64 step down (np.nextafter), so the two agree for every float64 value.
@@ -76,12 +80,26 @@ def neuron_to_nir(name: str, n: ir.Neuron, dt: float) -> nir.NIRNode:
     zeros = np.zeros(shape)
     leak = 1.0 - decay
     if np.all(leak == 0):
+        if n.cuba:
+            raise NIRExportError(f"node {name!r}: a current-based layer without leak (decay 1) "
+                                 "has no NIR form (CubaLIF's membrane leaks); export to onnx")
         if not n.spiking:
             return nir.I(r=gain / dt, metadata=meta)
         return nir.IF(r=gain / dt, v_threshold=threshold, v_reset=zeros, metadata=meta)
     if np.any(leak <= 0) or np.any(leak > 1):
         raise NIRExportError(f"node {name!r}: decay must lie in [0, 1) for NIR's LIF")
     tau, r = dt / leak, gain / leak
+    if n.cuba:  # J = current_decay J + I: tau_syn = dt / k_s, w_in = 1 / k_s (k_s w_in = 1)
+        k_s = 1.0 - _full(n.current_decay, shape)
+        if np.any(k_s <= 0):
+            raise NIRExportError(f"node {name!r}: a current that never decays (current_decay "
+                                 "1) has no tau_syn in NIR's CubaLIF; export to onnx")
+        meta["snnexport.current_decay"] = 1.0 - k_s
+        cuba = dict(tau_syn=dt / k_s, tau_mem=tau, r=r, v_leak=zeros, w_in=1.0 / k_s,
+                    metadata=meta)
+        if not n.spiking:
+            return nir.CubaLI(**cuba)
+        return nir.CubaLIF(v_threshold=threshold, v_reset=zeros, **cuba)
     if not n.spiking:
         return nir.LI(tau=tau, r=r, v_leak=zeros, metadata=meta)
     return nir.LIF(tau=tau, r=r, v_leak=zeros, v_threshold=threshold, v_reset=zeros,
@@ -98,7 +116,6 @@ def to_nir(graph: Graph, dt: float = DEFAULT_DT) -> nir.NIRGraph:
     if not graph.metadata.get("folded"):  # exporters never fold: the caller folds once
         raise NIRExportError("export the folded IR: fold(graph, fold_gain=False) keeps the "
                              "input gain in the neuron as NIR's LIF does (snnexport fold)")
-    ir.refuse_current(graph, "NIR", NIRExportError)
     g = graph
     shapes = g.shapes()
     nodes: dict[str, nir.NIRNode] = {}

@@ -24,7 +24,8 @@ Two artifacts:
                              o_t, spikes and the new states out
 
 Arithmetic is float32 with the IR's weights. The neuron step (each step of each chunk, and the
-streaming artifact's one step) is the IR's Neuron docstring, op for op: H = decay*V + gain*I;
+streaming artifact's one step) is the IR's Neuron docstring, op for op: J = current_decay*J + I
+for a current-based neuron (else J = I), H = decay*V + gain*J;
 S = H >= threshold; V = H*(1-S) | H - reset_by*S (reset_by = threshold unless the Neuron says
 otherwise: snnTorch's subtract reset with beta < 1 removes threshold / beta).
 Where the time goes (bench/onnx_speed.py --profile: onnxruntime's profiler, the 000 MNIST net
@@ -73,11 +74,22 @@ from .onnx_common import (
 F32, U8, I64 = TensorProto.FLOAT, TensorProto.UINT8, TensorProto.INT64
 
 
+def _current_step(g: GraphBuilder, node, j: str | None, i: str) -> str:
+    """J_t = current_decay * J_{t-1} + I_t (the Neuron docstring), the current-based neuron's
+    synaptic current; j None: J_{t-1} = 0, so J_t = I_t. A neuron without a current: I_t."""
+    if node.current_decay is None or j is None:
+        return i
+    cd = node.current_decay
+    cd = cd if isinstance(cd, str) else g.const("current_decay", cd)
+    return g.op("Add", [g.op("Mul", [cd, j], "current_decayed"), i], "current")
+
+
 def _neuron_step(g: GraphBuilder, node, v: str | None, i: str,
                  decayed: bool = False) -> tuple[str, str, str]:
     """(H, S uint8, V_new) for one step, the Neuron docstring line by line. `node`: an
     ir.Neuron, or a `_ChunkNode` whose constants are graph names already; v None: V = 0 (H is
-    the drive); `decayed`: v is decay * V already."""
+    the drive); `decayed`: v is decay * V already. `i`: the current J_t of a current-based
+    neuron (`_current_step`), else the input I_t."""
     def const(hint, value):
         return value if isinstance(value, str) else g.const(hint, value)
 
@@ -129,6 +141,8 @@ def _unrolled(g: GraphBuilder, name: str, node: ir.Neuron, x_seq: str, t_steps: 
                                    ("gain", node.gain if node.gain is not None else 1.0))}
     if node.reset_by is not None:
         per["reset_by"] = flat(node.reset_by)
+    if node.current_decay is not None:
+        per["current_decay"] = flat(node.current_decay)
     # decay * V_-1: float32, one rounding, as Mul
     v0 = per["decay"] * flat(node.v_init)
     lead = [0 if rows else t_steps, -1]
@@ -140,7 +154,7 @@ def _unrolled(g: GraphBuilder, name: str, node: ir.Neuron, x_seq: str, t_steps: 
     outs = [[[None] * n for _ in range(t_steps)] for _ in range(2)]  # out, h
     pooled = [[None] * len(groups) for _ in range(t_steps)]
     for gi, group in enumerate(groups):
-        subs, srcs, v = {}, {}, {}
+        subs, srcs, v, cur = {}, {}, {}, {}
         for i in group:
             subs[i] = _ChunkNode(node, {k: chunk_const(g, k, val, n, i, np.float32)
                                         for k, val in per.items()
@@ -162,6 +176,7 @@ def _unrolled(g: GraphBuilder, name: str, node: ir.Neuron, x_seq: str, t_steps: 
                     x_t = g.op("Slice", [src, g.const("st", [t, j], np.int64),
                                          g.const("en", [t + 1, j + 1], np.int64),
                                          g.const("ax", [0, 2], np.int64)], "x_t")  # [1,B,1,m]
+                x_t = cur[i] = _current_step(g, subs[i], cur.get(i), x_t)
                 if t == 0 and not v0.any():  # decay * 0 + drive: the drive (0 + d = d)
                     h, s, v[i] = _neuron_step(g, subs[i], None, x_t)
                 elif t == 0:
@@ -219,6 +234,7 @@ class _ChunkNode:
         self.spiking, self.reset = node.spiking, node.reset
         self.decay, self.threshold = consts["decay"], consts["threshold"]
         self.gain, self.reset_by = consts.get("gain"), consts.get("reset_by")
+        self.current_decay = consts.get("current_decay")
 
 
 def _as_float(g: GraphBuilder, x: str, is_u8: bool) -> str:
@@ -226,7 +242,6 @@ def _as_float(g: GraphBuilder, x: str, is_u8: bool) -> str:
 
 
 def _prepare(graph: Graph) -> Graph:
-    ir.refuse_current(graph, "ONNX", ONNXExportError)
     if not graph.metadata.get("folded"):  # exporters never fold: the caller folds once
         raise ONNXExportError("export the folded IR (snnexport fold, or passes.fold.fold)")
     g = graph
@@ -312,6 +327,10 @@ def _layers(g: GraphBuilder, graph: Graph, x: str, tb: str, batch: str, shapes, 
             if step_state is not None:
                 v_in, ax0 = f"v:{name}", g.const("ax0", [0], np.int64)
                 i_t = g.op("Squeeze", [x_seq, ax0], "i_t")  # [B, *shape]
+                if node.cuba:  # the current is a second state, v:<name>:current
+                    j_in = f"v:{name}:current"
+                    i_t = _current_step(g, node, j_in, i_t)
+                    step_state[f"{name}:current"] = (j_in, i_t, node.shape)
                 h, s, v_new = _neuron_step(g, node, v_in, i_t)
                 step_state[name] = (v_in, v_new, node.shape)
                 cur = g.op("Unsqueeze", [s if s is not None else h, ax0], "out_t")
@@ -469,7 +488,8 @@ def _pooled(graph: Graph, name: str) -> bool:
 
 def to_onnx_step(graph: Graph) -> onnx.ModelProto:
     """The streaming model: one step, x_t [B, *input] and the states v:<layer> [B, *shape]
-    as inputs; o_t [B, classes], spikes:<layer> and the new states v_next:<layer> as outputs."""
+    as inputs (and v:<layer>:current, the synaptic current of a current-based layer); o_t
+    [B, classes], spikes:<layer> and the new states v_next:<layer>(:current) as outputs."""
     graph = _prepare(graph)
     shapes = graph.shapes()
     in_shape = graph.nodes[graph.order()[0]].shape
@@ -503,9 +523,14 @@ def to_onnx_step(graph: Graph) -> onnx.ModelProto:
 def initial_states(graph: Graph, batch: int) -> dict[str, np.ndarray]:
     """The streaming model's state inputs at t = 0 (V_-1 = v_init, IMP included)."""
     graph = _prepare(graph)
-    return {f"v:{n}": np.broadcast_to(np.asarray(node.v_init, np.float32),
-                                      (batch, *node.shape)).copy()
-            for n, node in graph.ordered() if isinstance(node, ir.Neuron)}
+    states = {}
+    for n, node in graph.ordered():
+        if isinstance(node, ir.Neuron):
+            states[f"v:{n}"] = np.broadcast_to(np.asarray(node.v_init, np.float32),
+                                               (batch, *node.shape)).copy()
+            if node.cuba:
+                states[f"v:{n}:current"] = np.zeros((batch, *node.shape), np.float32)
+    return states
 
 
 def write_onnx(graph: Graph, path, step: bool = False, lean: bool = False) -> Path:

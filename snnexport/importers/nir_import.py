@@ -4,6 +4,11 @@ Discretisation at the graph's dt (metadata 'dt', else the `dt` argument, default
   euler (default, what snnTorch and SpikingJelly simulate):  k = dt / tau
   exact (option, zero-order hold):                           k = 1 - exp(-dt / tau)
 then   LIF  v += k (v_leak - v + r I)  ->  Neuron(decay 1 - k, gain k r)
+       CubaLIF / CubaLI  I += k_s (w_in S - I), then v += k (v_leak - v + r I) with the new I
+            -> Neuron(current_decay 1 - k_s, decay 1 - k, gain k r k_s w_in) (k_s = dt / tau_syn
+            or 1 - exp(-dt / tau_syn); the current first, as snnTorch's Synaptic, Norse's
+            LIFCell and Lava's LIF order it; v_leak = v_reset = 0 only: a constant drive
+            would pass through the current's filter)
        LI   the same, non-spiking;  IF  v += dt r I -> Neuron(decay 1, gain dt r);
        I    (integrator) non-spiking IF;  Threshold alone -> memoryless Neuron(decay 0)
 A constant drive (k v_leak, and -k v_reset after the reset level is shifted to 0) becomes a
@@ -14,8 +19,7 @@ with the metadata snnexport wrote (IMP, soft reset, readout mode) restored.
 
 Graphs: a node with several incoming edges sums them (NIR's rule), which becomes an explicit Add;
 the merges snnexport writes (see exporters/nir_export.py) come back as Add / SEWAnd / SEWIAnd.
-Not representable (clear error naming the node): CubaLIF / CubaLI (a synaptic-current state),
-Delay (other than 0), Conv1d, recurrence (cycles).
+Not representable (clear error naming the node): Delay (other than 0), Conv1d, recurrence (cycles).
 """
 
 from __future__ import annotations
@@ -126,14 +130,35 @@ class _Builder:
                             else ir.Conv2d(syn.weight, bias, syn.stride, syn.padding,
                                            syn.groups))
 
+    def current(self, key, node, shape) -> tuple[np.ndarray, np.ndarray]:
+        """(current_decay, input scale) of a CubaLIF / CubaLI: I += k_s (w_in S - I) is
+        J_t = (1 - k_s) J_{t-1} + S_t, I_t = k_s w_in J_t (the current is linear in S)."""
+        tau_s = np.broadcast_to(_a(node.tau_syn), shape)
+        k_s = np.broadcast_to(self.k_of(node.tau_syn), shape)
+        if not (np.all(np.isfinite(tau_s)) and np.all(tau_s > 0) and np.all(k_s <= 1)):
+            raise NIRImportError(
+                f"{self.where}: node {key!r}: tau_syn {float(np.min(tau_s)):g} with dt "
+                f"{self.dt:g} gives a current decay 1 - dt/tau_syn outside [0, 1); tau_syn "
+                "must be finite and >= dt (seconds); fix tau_syn or give the file's dt")
+        decay = 1.0 - k_s
+        meta = node.metadata or {}
+        if "snnexport.current_decay" in meta and self.mode == "euler":
+            exact = np.broadcast_to(_a(meta["snnexport.current_decay"]), shape)
+            if np.allclose(exact, decay, rtol=1e-9, atol=1e-12):
+                decay = exact
+        return decay, k_s * np.broadcast_to(_a(node.w_in), shape)
+
     def neuron(self, key, prev, node, shape, spiking=True) -> ir.Neuron:
         meta = node.metadata or {}
         r = np.broadcast_to(_a(node.r), shape)
+        cuba = isinstance(node, (nir.CubaLIF, nir.CubaLI))
+        current_decay, in_scale = self.current(key, node, shape) if cuba else (None, 1.0)
         if isinstance(node, (nir.IF, nir.I)):
             decay, gain, leak_drive = np.ones(shape), self.dt * r, np.zeros(shape)
         else:
-            tau = np.broadcast_to(_a(node.tau), shape)
-            k = np.broadcast_to(self.k_of(node.tau), shape)
+            tau = node.tau_mem if cuba else node.tau
+            k = np.broadcast_to(self.k_of(tau), shape)
+            tau = np.broadcast_to(_a(tau), shape)
             if not (np.all(np.isfinite(tau)) and np.all(tau > 0) and np.all(k <= 1)):
                 # an Euler step dt/tau above 1 gives a negative decay (the membrane flips sign
                 # every step): tau in the wrong unit, e.g. Norse 1.1's to_nir (norse #411)
@@ -143,7 +168,7 @@ class _Builder:
                     f"decay 1 - dt/tau outside [0, 1); tau must be finite and >= dt (seconds, "
                     f"as NIR states it; Norse 1.1's to_nir writes it wrongly, norse #411); "
                     f"fix tau or give the file's dt")
-            decay, gain = 1.0 - k, k * r
+            decay, gain = 1.0 - k, k * r * in_scale
             leak_drive = k * np.broadcast_to(_a(node.v_leak), shape)
         # snnexport writes the exact IR decay and gain too: dt / (dt / x) is not always x in
         # floating point. Use them when they agree with tau and r (nobody edited those).
@@ -157,7 +182,13 @@ class _Builder:
         if spiking and getattr(node, "v_reset", None) is not None:
             v_reset = np.broadcast_to(_a(node.v_reset), shape)
         # shift the reset level to 0: v' = v - v_reset; the leak term then adds -(1-decay) v_r
-        self.add_drive(key, prev, leak_drive - (1.0 - decay) * v_reset, gain)
+        drive = leak_drive - (1.0 - decay) * v_reset
+        if cuba and np.any(drive):  # a synapse bias would pass through the current's filter
+            raise NIRImportError(f"{self.where}: node {key!r}: a {type(node).__name__} with "
+                                 "v_leak or v_reset other than 0 is not supported (its constant "
+                                 "drive acts on the membrane, not on the current); use v_leak "
+                                 "= v_reset = 0")
+        self.add_drive(key, prev, drive, gain)
         threshold = 0.0
         if spiking:
             thr = np.unique(_a(node.v_threshold) - v_reset)
@@ -168,7 +199,9 @@ class _Builder:
         v_init = _a(meta.get("snnexport.v_init", 0.0)) - v_reset
         reset = "soft" if meta.get("snnexport.reset") == "soft" else "hard"
         return ir.Neuron(tuple(shape), _simplest(decay), None if np.all(gain == 1) else
-                         _simplest(gain), threshold, reset, _simplest(v_init), spiking)
+                         _simplest(gain), threshold, reset, _simplest(v_init), spiking,
+                         current_decay=None if current_decay is None else
+                         _simplest(current_decay))
 
 
 def _simplest(a: np.ndarray) -> np.ndarray:
@@ -306,9 +339,9 @@ def from_nir(g: nir.NIRGraph, dt: float | None = None, discretisation: str = "eu
                 if thr.size != 1:
                     raise NIRImportError("one threshold per layer is supported")
                 new = ir.Neuron(shape, np.zeros(()), None, float(np.nextafter(thr[0], np.inf)))
-            elif isinstance(node, (nir.LIF, nir.IF)):
+            elif isinstance(node, (nir.LIF, nir.IF, nir.CubaLIF)):
                 new = b.neuron(key, prev, node, shape)
-            elif isinstance(node, (nir.LI, nir.I)):
+            elif isinstance(node, (nir.LI, nir.I, nir.CubaLI)):
                 new = b.neuron(key, prev, node, shape, spiking=False)
             elif isinstance(node, nir.Delay) and np.all(_a(node.delay) == 0):
                 pass
@@ -316,7 +349,7 @@ def from_nir(g: nir.NIRGraph, dt: float | None = None, discretisation: str = "eu
                 raise NIRImportError(f"{type(node).__name__} has no snnexport IR form "
                                      "(supported: Affine, Linear, Scale, Conv2d, Flatten, "
                                      "SumPool2d, AvgPool2d, Threshold, LIF, IF, LI, I, "
-                                     "Delay of 0)")
+                                     "CubaLIF, CubaLI, Delay of 0)")
             if new is None:
                 ir_of[key], shape_of[key] = prev, shape
             else:
