@@ -14,7 +14,7 @@ PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.snnexport-installed
 PIP       := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: demo test lint fuzz env lava-env browser clean
+.PHONY: demo test lint fuzz docs env lava-env browser clean
 
 env: $(STAMP)
 
@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --upgrade pip
 	# the CPU wheel first, so that no dependency pulls a CUDA build of torch
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev,spikingjelly,ray]'
+	$(PIP) install -q -e '.[dev,spikingjelly,ray,docs]'
 	# SpikingJelly declares torchvision/torchaudio, which do not import beside this torch:
 	# install it alone; its light dependency (loguru) comes with the [spikingjelly] extra
 	$(PIP) install -q --no-deps spikingjelly==2.0.0
@@ -59,6 +59,11 @@ browser:
 demo: $(STAMP) $(LAVA_STAMP)
 	$(VENV)/bin/snnexport deploy examples/models/mnist5k_plif.pt --data mnist5k --targets all \
 		--lava-samples 20 -o demo_out
+
+# the documentation site (mkdocs.yml, docs/) into site/, offline; `make test` builds it in strict
+# mode (tests/test_docs.py: a broken link or an undocumented CLI option fails)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -d site
 
 # ruff, then the import layering of pyproject.toml's [tool.importlinter] (imports only downward)
 lint: $(STAMP)
