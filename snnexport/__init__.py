@@ -1,7 +1,7 @@
 """snnexport: get a trained PLIF spiking network onto neuromorphic hardware without surprises.
 
 The Python API (snnexport/api.py says more): load, fold, export, verify, estimate_energy,
-deploy_to, and from_spikingjelly / from_snntorch / from_norse. They load on first use, so
+deploy_to, fit, and from_spikingjelly / from_snntorch / from_norse. They load on first use, so
 that `import snnexport` stays light (the Lava runner imports the package in its own
 environment).
 """
@@ -9,7 +9,7 @@ environment).
 __version__ = "0.1.0"
 
 _API = {"load": "api", "fold": "api", "export": "api", "verify": "api",
-        "estimate_energy": "api", "deploy_to": "api", "Exported": "api",
+        "estimate_energy": "api", "deploy_to": "api", "Exported": "api", "fit": "api",
         "from_spikingjelly": "check", "from_snntorch": "check", "from_norse": "check",
         "SnnexportError": "errors", "UsageError": "errors"}
 __all__ = sorted(_API)

@@ -10,6 +10,7 @@
     report = snnexport.verify(model, inputs=(x, labels))  # on your own inputs
     energy = snnexport.estimate_energy(model, "loihi2", inputs=(x, labels))
     summary = snnexport.deploy_to("net.pt", "out/", data="my_data.npz")
+    report = snnexport.fit(model, "loihi2", decays=4)      # cores, chips, the first limit
 
 (`verify`, `estimate_energy`, `deploy_to` rather than check / energy / deploy: those names are
 the package's modules, snnexport.check and so on.)
@@ -41,7 +42,8 @@ from .files import check_output
 from .ir.graph import Graph
 from .sim.limits import first
 
-__all__ = ["Exported", "deploy_to", "estimate_energy", "export", "fold", "load", "verify"]
+__all__ = ["Exported", "deploy_to", "estimate_energy", "export", "fit", "fold", "load",
+           "verify"]
 
 PATH = (str, os.PathLike)
 SOURCE = "a model file's path, a torch module, 'pkg.mod:function' or a loaded model"
@@ -201,3 +203,23 @@ def deploy_to(model, outdir, data=None, targets="all", *args, **options) -> dict
         targets = ",".join(targets)
     _arg("deploy_to", "targets", targets, (str,), "'all', a comma list or a list of names")
     return deploy(model, outdir, data, targets, *args, **options)
+
+
+def fit(model, chip: str, decays: int | str | None = None, chips: int = 1):
+    """Will the model fit `chip` ('loihi2', 'xylo-audio2', 'xylo-audio3', 'xylo-imu', 'speck',
+    or a chip description's TOML path; targets/chips/): a FitReport (snnexport.hw.fit) with
+    every layer's placement on cores, memory per core, the chips needed (of `chips` there are),
+    the binding limit, and for a network that does not fit the first limit it breaks (.fits,
+    .verdict, .violation, .text(), .to_dict()). `decays` K groups each layer's per-neuron
+    decays into at most K values first ('all' or None: as trained)."""
+    from .hw.fit import fit_graph
+    from .passes.fold import fold as fold_graph
+
+    if decays == "all":
+        decays = None
+    if decays is not None and (isinstance(decays, bool) or not isinstance(decays, int)
+                               or decays < 1):
+        raise UsageError(f"fit: decays = {decays!r}: give a whole number >= 1 or 'all'")
+    graph = model if isinstance(model, Graph) else load(model).graph
+    folded = graph if graph.metadata.get("folded") else fold_graph(graph)
+    return fit_graph(folded, chip, decays, chips)

@@ -1,5 +1,5 @@
 """Command line: `snnexport train | evaluate | inspect | fold | export | check | deploy |
-energy | demo`: get a trained spiking network onto neuromorphic targets and check that it
+energy | fit | demo`: get a trained spiking network onto neuromorphic targets and check that it
 computes what it was trained to. A model is a file (checkpoint, .snnir, NIR) or code and
 weights: --model pkg.mod:function --weights net.pth --input-shape C,H,W --time-steps T."""
 
@@ -297,6 +297,48 @@ def _energy(args) -> int:
     return 0
 
 
+def fit_decays(text) -> list:
+    """fit --decays: K, all, or a comma list of them (one fit each, a table)."""
+    if text is None:
+        return [None]
+    out = []
+    for v in str(text).split(","):
+        v = v.strip()
+        try:
+            out.append(None if v == "all" else int(v))
+        except ValueError:
+            raise UsageError(f"--decays {text}: give K, all, or a comma list of them (e.g. "
+                             "1,4,all), each K a whole number >= 1") from None
+    return out
+
+
+def _fit(args) -> int:
+    """0: the model fits; 1: it does not fit or the chip cannot take it (a verdict, as check's
+    'not exact'); 2: a usage error."""
+    from .api import fit
+
+    loaded = load_model_of(args)
+    reports = [fit(loaded, args.chip, k, args.chips) for k in fit_decays(args.decays)]
+    if len(reports) == 1:
+        print(f"{loaded.path}:")
+        print(reports[0].text())
+    else:
+        print(f"{loaded.path}: fit on {reports[0].chip.title} with per-neuron decays grouped "
+              "into at most K per layer (--decays K)")
+        print(f"  {'decays':>6}{'configs':>9}{'cores':>7}{'chips':>7}  binding limit")
+        for r in reports:
+            row = r.summary_row()
+            print(f"  {row['decays']:>6}{row['configs']:>9}{row['cores']:>7}{row['chips']:>7}"
+                  f"  {row['binding']}")
+        for r in reports:
+            print(f"  decays {r.summary_row()['decays']}: {r.verdict}")
+    if args.json:
+        out = reports[0].to_dict() if len(reports) == 1 else {
+            "sweep": [r.to_dict() for r in reports]}
+        _write_text(args.json, json.dumps(out, indent=2, default=int) + "\n")
+    return 0 if all(r.fits for r in reports) else 1
+
+
 def _deploy(args) -> int:
     from .deploy import deploy
 
@@ -474,6 +516,23 @@ def build_parser() -> argparse.ArgumentParser:
     distributed_args(en)
     en.set_defaults(func=_energy, reads=MODEL_FILES,
                     writes={"json": ".json", "csv": ".csv", "plot": ".png"})
+
+    from .hw.fit import chips_available
+
+    ft = sub.add_parser("fit", help="will it fit a chip: layers placed on cores, memory per "
+                                    "core, chips, the first limit broken")
+    model_argument(ft)
+    ft.add_argument("--chip", required=True, choices=chips_available(),
+                    help="the chip (targets/chips/NAME.toml: every limit with its source and "
+                         "grade); loihi2's per-core budgets are estimates")
+    ft.add_argument("--decays", metavar="K[,K...]",
+                    help="group each layer's per-neuron decays into at most K values first "
+                         "(as check --decays); all: as trained (default); a comma list "
+                         "(1,4,all) fits each and prints one table")
+    ft.add_argument("--chips", type=int, default=1, metavar="N",
+                    help="chips there are (default 1): needing more is the limit broken")
+    ft.add_argument("--json", help="also write the placement as JSON here")
+    ft.set_defaults(func=_fit, reads=MODEL_FILES, writes={"json": ".json"})
 
     d = sub.add_parser("demo", help="evaluate and parity-check every bundled model")
     d.add_argument("--models", default=str(Path("examples") / "models"))

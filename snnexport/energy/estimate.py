@@ -25,19 +25,10 @@ from pathlib import Path
 
 from ..errors import SnnexportError
 from ..files import atomic_write
+from ..hw.fit import targets_dir
 from .counts import LayerCounts
 
-
-def targets_dir() -> Path:
-    """The target files (energy profiles, chip descriptions in chips/): the repository's
-    top-level targets/ in a checkout; an installed wheel carries them as snnexport/targets/
-    (setup.py copies them in at build time)."""
-    package = Path(__file__).resolve().parents[1]
-    inside = package / "targets"
-    return inside if inside.is_dir() else package.parent / "targets"
-
-
-TARGETS_DIR = targets_dir()
+TARGETS_DIR = targets_dir()  # top-level targets/, or the wheel's snnexport/targets/
 GRADES = ("measured", "pre-silicon simulated", "all-in", "derived")
 
 
