@@ -204,11 +204,10 @@ def test_bad_nir_input_is_named(tmp_path):
         read_nir(bad)
     g = nir.NIRGraph(nodes={
         "input": nir.Input(input_type={"input": np.array([3])}),
-        "syn": nir.CubaLIF(tau_syn=np.ones(3), tau_mem=np.ones(3), r=np.ones(3),
-                           v_leak=np.zeros(3), v_threshold=np.ones(3)),
+        "syn": nir.Delay(delay=np.ones(3)),
         "output": nir.Output(output_type={"output": np.array([3])})},
         edges=[("input", "syn"), ("syn", "output")])
-    with pytest.raises(NIRImportError, match="node 'syn' \\(CubaLIF\\): CubaLIF has no"):
+    with pytest.raises(NIRImportError, match="node 'syn' \\(Delay\\): Delay has no"):
         from_nir(g)
 
 

@@ -82,6 +82,7 @@ def write_netx(net: FixedNet, path) -> Path:
 
     try:
         net.chain_only("netx")
+        net.refuse_current("netx")
     except QuantError as e:
         raise NetxExportError(str(e)) from None
 

@@ -8,6 +8,9 @@ lava/proc/{dense,conv}/models.py write them, with du = 4095 (current not kept):
     v  = sign(p) (|p| >> 12), p = v (4096 - dv)          (decay truncated toward zero)
     v  = clip(v + u + (bias_mant << 6), -(2^23 - 1), 2^23 - 1)
     s  = v > (vth_mant << 6);  v[s] = 0
+A current-based layer (FixedLayer.i_decay) keeps its current, Lava's du = i_decay - 1:
+    u  = wrap24(sign(p) (|p| >> 12) + (a << 6)),  p = u_prev (4096 - i_decay)
+(`integer_current`, the netx emulator's too); its host layer's current is run on the host.
 Delays: Lava's layer k answers k steps late (one per hop); the runners start every layer at
 its own step (see lava/runner.py), so the emulator's step t is Lava's step t + k of layer k.
 The synapse of every step is computed at once over T*B (exact: integer sums of 0/1 spikes
@@ -80,12 +83,15 @@ class EmulatorStats:
 
 
 def host_bias_mant(layer: FixedLayer, x_seq: torch.Tensor, input_shape,
-                   dtype=torch.int64) -> tuple[torch.Tensor, torch.Tensor]:
+                   dtype=torch.int64, t_steps: int | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """The host layer's current as a 13-bit bias mantissa (`dtype`: int16 holds every one),
-    same shape as the current, and the rounded current before the clip (float64)."""
+    same shape as the current, and the rounded current before the clip (float64). A
+    current-based host layer's current is run on the host over `t_steps` steps
+    (fixed.host_current_float): [T, B, *shape]."""
     gain = layer.gain
     syn = _host_synapse(layer)
-    current = host_current_float(syn, gain, x_seq, input_shape)
+    current = host_current_float(syn, gain, x_seq, input_shape, layer.i_decay, t_steps)
     # in place: the current is this call's own (two fewer passes over a float64 layer, which
     # a deployment pays per batch: onnx_fixed.ONNXFixedTarget, bench/integer_speed.py)
     raw = current.mul_(layer.scale / 64).round_()
@@ -128,6 +134,41 @@ def merge_values(merge: FixedMerge, a: torch.Tensor, b: torch.Tensor) -> torch.T
     if merge.op == "iand":
         return (1 - a) * b
     raise ValueError(f"merge {merge.name!r}: unknown op {merge.op!r}")
+
+
+def wrap24(u: torch.Tensor) -> torch.Tensor:
+    """Lava's LIF wrap of the current into 24 bits: u - 2^24 if u > 2^23, u + 2^24 if
+    u <= -2^23 (int64, or float64 holding integers)."""
+    w = torch.where(u > WRAP, u - 2 * WRAP, u)
+    return torch.where(w <= -WRAP, u + 2 * WRAP, w)
+
+
+def integer_current(i_decay, a64: torch.Tensor,
+                    fast: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loihi's integer synaptic current (Lava's PyLifModelBitAcc, du = i_decay - 1), over
+    a64 [T, B, *shape], the input already shifted (a << 6):
+        u_t = wrap24(sign(p) (|p| >> 12) + a64_t),  p = u_{t-1} (4096 - i_decay),  u_-1 = 0
+    i_decay: per neuron (broadcast against a step) or a number, 1..4096 (4096: u_t =
+    wrap24(a64_t), the current of one step). Plain int64 (`fast` False), or float64 on
+    integers (exact: |p| < 2^36; trunc(p / 2^12) is sign(p) (|p| >> 12)): the same values,
+    checked against each other in tests. The one integer current step: the fixed-point
+    emulator's current-based layers and the netx emulator take it. Returns (u, where the wrap
+    acted), [T, B, *shape] each."""
+    keep = torch.as_tensor(4096 - np.asarray(i_decay, np.int64),
+                           dtype=torch.float64 if fast else torch.int64)
+    out = torch.empty_like(a64)
+    acted = torch.zeros(a64.shape, dtype=torch.bool)
+    u = torch.zeros_like(a64[0])
+    for t in range(len(a64)):
+        if fast:
+            cur = torch.div(u * keep, 4096.0, rounding_mode="trunc") + a64[t]
+        else:
+            p = u * keep
+            cur = torch.sign(p) * (p.abs() >> 12) + a64[t]
+        u = wrap24(cur)
+        acted[t] = u != cur
+        out[t] = u
+    return out, acted
 
 
 def neuron_loop(layer: FixedLayer, u: torch.Tensor | None, bias: torch.Tensor,
@@ -193,7 +234,7 @@ def emulate_reference(net: FixedNet, x: torch.Tensor, stats: EmulatorStats | Non
 
     for layer in net.layers:
         if layer.kind == "host":
-            mant, raw = host_bias_mant(layer, x_seq, net.input_shape)
+            mant, raw = host_bias_mant(layer, x_seq, net.input_shape, t_steps=t_steps)
             bias = (mant << 6).expand(t_steps, *mant.shape[1:])
             if stats is not None:
                 over = (raw.abs() > BIAS_MANT_MAX).expand(bias.shape)
@@ -208,12 +249,15 @@ def emulate_reference(net: FixedNet, x: torch.Tensor, stats: EmulatorStats | Non
                 a = a + synapse_sum(syn, value(syn.source).flatten(0, 1), layer.shape).reshape(
                     t_steps, b, *layer.shape)
             u = a << 6
-            wrapped = torch.where(u > WRAP, u - 2 * WRAP, u)
-            wrapped = torch.where(wrapped <= -WRAP, u + 2 * WRAP, wrapped)
+            if layer.i_decay is not None:  # current-based: the current decays, wraps
+                wrapped, acted = integer_current(layer.i_decay, u)
+            else:
+                wrapped = wrap24(u)
+                acted = wrapped != u
             if stats is not None:
                 stats.u_wrapped[layer.name] = stats.u_wrapped.get(layer.name, 0) + int(
-                    (wrapped != u).sum())
-                stats.mark(layer.name, wrapped != u)
+                    acted.sum())
+                stats.mark(layer.name, acted)
             bias = torch.zeros((), dtype=torch.int64) if layer.bias_mant is None else \
                 torch.as_tensor(layer.bias_mant, dtype=torch.int64) << 6
             h, s = neuron_loop(layer, wrapped, bias, stats)
@@ -388,11 +432,17 @@ def _fast_synapse(layer: FixedLayer | FixedSynapse, x: torch.Tensor, out_shape,
 
 
 def _fast_current(layer: FixedLayer, a: torch.Tensor, stats: EmulatorStats | None):
-    """u = wrap24(a << 6) plus the bias << 6, float64 [T, B, *shape] (in place on a)."""
+    """u = wrap24(a << 6) (current-based: `integer_current`) plus the bias << 6, float64
+    [T, B, *shape] (in place on a)."""
     u = a.mul_(64)
+    if layer.i_decay is not None:
+        u, acted = integer_current(layer.i_decay, u, fast=True)
+        if stats is not None:
+            stats.mark(layer.name, acted)
+            stats.u_wrapped[layer.name] = stats.u_wrapped.get(layer.name, 0) + int(acted.sum())
     lo, hi = torch.aminmax(u) if u.numel() else (torch.zeros(()), torch.zeros(()))
     wrapped = 0
-    if hi > WRAP or lo <= -WRAP:  # Lava's LIF wraps u (the plain formula, int64)
+    if layer.i_decay is None and (hi > WRAP or lo <= -WRAP):  # Lava's LIF wraps u
         ui = u.to(torch.int64)
         w = torch.where(ui > WRAP, ui - 2 * WRAP, ui)
         w = torch.where(w <= -WRAP, ui + 2 * WRAP, w)
@@ -482,7 +532,7 @@ def emulate(net: FixedNet, x: torch.Tensor, stats: EmulatorStats | None = None,
 
     for layer in net.layers:
         if layer.kind == "host":
-            mant, raw = host_bias_mant(layer, x_seq, net.input_shape)
+            mant, raw = host_bias_mant(layer, x_seq, net.input_shape, t_steps=t_steps)
             if stats is not None:
                 over = (raw.abs() > BIAS_MANT_MAX).expand(t_steps, *mant.shape[1:])
                 stats.bias_clipped[layer.name] = stats.bias_clipped.get(layer.name, 0) + int(
@@ -517,4 +567,5 @@ def fixed_threshold(layer: FixedLayer) -> float:
 
 
 __all__ = ["EmulatorStats", "emulate", "emulate_reference", "fixed_threshold", "gemm_kernel",
-           "host_bias_mant", "merge_values", "neuron_loop", "synapse_sum"]
+           "host_bias_mant", "integer_current", "merge_values", "neuron_loop", "synapse_sum",
+           "wrap24"]

@@ -10,6 +10,14 @@ the float IR's membrane):
     s_t   = [v_t > vth_mant << 6];  v_t = 0 where s_t   (hard reset; soft reset is refused)
     v_-1  = v_init
 
+A current-based layer (the IR Neuron's current_decay, CUBA) keeps its current (Lava's du =
+i_decay - 1, netx's iDecay = i_decay), `emulator.integer_current`:
+    u_t   = wrap24(trunc((4096 - i_decay) u_{t-1} / 4096) + (a_t << 6)),   u_-1 = 0
+with i_decay = round(4096 (1 - current_decay)) in 1..4096 per neuron; its scale also keeps the
+largest current the float IR reaches on the calibration inputs, |S gain J| < 2^22. A
+current-based host layer runs its current on the host in float64 with the chip's decay
+(4096 - i_decay) / 4096 (`host_current_float`), sent per step as the bias mantissa.
+
 trunc rounds toward zero, clip24 saturates at +-(2^23 - 1), wrap24 folds u into 24 bits (these
 are Lava's rules, copied in `emulator.py`). Integer strict-`>` semantics: this IR is the
 reference the chip is checked against; its accuracy is compared with the float model.
@@ -75,7 +83,7 @@ from ..files import atomic_write
 from ..hw.cores import Core, HardwareLoweringError, PoolCore, SpikeMerge, lower, pool_matrix
 from ..ir import nodes as ir
 from ..ir.graph import Graph
-from ..sim.reference import STATELESS, simulate
+from ..sim.reference import STATELESS, simulate, synaptic_current
 
 W_MAX = 254  # largest even 8-bit-mantissa weight (mixed sign)
 BIAS_MANT_MAX = 4095
@@ -125,6 +133,9 @@ class FixedLayer:
     source: str = ""
     merge: str = ""
     synapses: list[FixedSynapse] = field(default_factory=list)
+    # current-based layers only (None: du = 4095, the current of one step): per neuron, the
+    # current keeps (4096 - i_decay) / 4096 of itself per step (netx's iDecay, Lava du + 1)
+    i_decay: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -175,6 +186,20 @@ class FixedNet:
         """Every layer takes the one before it through one synapse (no residual merge)."""
         return not self.merges and not any(lay.source or lay.synapses for lay in self.layers)
 
+    @property
+    def current_based(self) -> bool:
+        """Some layer has a synaptic current that decays (FixedLayer.i_decay)."""
+        return any(lay.i_decay is not None for lay in self.layers)
+
+    def refuse_current(self, target: str) -> None:
+        """For a target that does not run current-based layers (yet): QuantError naming the
+        first one (never a silently dropped current)."""
+        for lay in self.layers:
+            if lay.i_decay is not None:
+                raise QuantError(f"layer {lay.name!r}: a current-based neuron (a synaptic "
+                                 f"current that decays, CUBA) is not lowered to {target} "
+                                 "yet; check it with --target fixed (the emulator)")
+
     def shape_of(self, name: str) -> tuple[int, ...]:
         """The per-sample shape of a layer's or merge's output."""
         for x in (*self.layers, *self.merges):
@@ -216,7 +241,6 @@ def quantize(graph: Graph, calib_x: torch.Tensor) -> FixedNet:
     layer per core of `snnexport.hw.cores.lower`."""
     if not graph.metadata.get("folded"):
         raise QuantError("quantise the folded IR (snnexport fold)")
-    ir.refuse_current(graph, "fixed point", QuantError)
     _positive_thresholds(graph)
     try:
         cores = lower(graph)
@@ -225,7 +249,16 @@ def quantize(graph: Graph, calib_x: torch.Tensor) -> FixedNet:
                 core.synapse("fixed point (host layer)")
     except HardwareLoweringError as e:
         raise QuantError(str(e)) from None
-    ref = simulate(graph, calib_x, dtype=torch.float64, record_membrane=True)
+    currents: dict[str, float] = {}  # current-based layers: the largest |gain J| reached
+
+    def observe(name, node, x_in, _y):
+        if isinstance(node, ir.Neuron) and node.cuba:
+            j = synaptic_current(x_in, torch.as_tensor(np.asarray(node.current_decay)))
+            if node.gain is not None:
+                j = j * torch.as_tensor(np.asarray(node.gain, np.float64))
+            currents[name] = float(j.abs().max()) if j.numel() else 0.0
+
+    ref = simulate(graph, calib_x, dtype=torch.float64, record_membrane=True, observe=observe)
     layers: list[FixedLayer] = []
     report: list[dict] = []
     merges: list[FixedMerge] = []
@@ -239,9 +272,10 @@ def quantize(graph: Graph, calib_x: torch.Tensor) -> FixedNet:
         else:
             name = core.name
             h_max = float(ref.membrane[name].abs().max()) if name in ref.membrane else 0.0
+            h_max = max(h_max, currents.get(name, 0.0))  # the 24-bit u holds the current
             if core.host:
                 layer, rep = _host_layer(core, core.synapses[0], calib_x, cores.input_shape,
-                                         h_max)
+                                         h_max, len(ref.outputs))
             else:
                 layer, rep = _hop_layer(core, h_max)
             source = core.synapses[0].origin
@@ -253,6 +287,16 @@ def quantize(graph: Graph, calib_x: torch.Tensor) -> FixedNet:
     check_bounds(graph, report)
     return FixedNet(layers, cores.input_shape, int(graph.metadata["time_steps"]),
                     cores.readout, cores.population, report, merges)
+
+
+def current_decay_fixed(node: ir.Neuron, n_shape) -> np.ndarray | None:
+    """A current-based layer's i_decay per neuron (netx's iDecay; Lava's du = i_decay - 1):
+    round(4096 (1 - current_decay)) in 1..4096, the current keeping (4096 - i_decay) / 4096
+    of itself per step (truncated toward zero); None for a layer without a current."""
+    if not node.cuba:
+        return None
+    i_decay = np.clip(np.rint(4096 * (1 - np.asarray(node.current_decay, np.float64))), 1, 4096)
+    return np.broadcast_to(i_decay, n_shape).astype(np.int64).copy()
 
 
 def _neuron_arrays(node: ir.Neuron, scale: float, n_shape):
@@ -267,10 +311,12 @@ def _neuron_arrays(node: ir.Neuron, scale: float, n_shape):
     return dv, v_init, vth, decay_fixed
 
 
-def _host_layer(core: Core, synapse, calib_x, input_shape, h_max):
+def _host_layer(core: Core, synapse, calib_x, input_shape, h_max, t_steps: int):
     name, node, syn_name, syn = core.name, core.neuron, synapse.name, synapse.node
     x_seq = torch.as_tensor(calib_x, dtype=torch.float64)
-    current = host_current_float(syn, node.gain, x_seq, tuple(input_shape))
+    i_decay = current_decay_fixed(node, node.shape)
+    current = host_current_float(syn, node.gain, x_seq, tuple(input_shape), i_decay,
+                                 t_steps)
     i_max = float(current.abs().max()) or 1.0
     scale = 64 * BIAS_MANT_MAX / (HOST_MARGIN * i_max)
     scale = min(scale, 64 * VTH_MANT_MAX / node.threshold, HEADROOM / max(h_max, 1e-12))
@@ -283,7 +329,7 @@ def _host_layer(core: Core, synapse, calib_x, input_shape, h_max):
                        gain=gain, host_kind="conv" if isinstance(syn, ir.Conv2d) else "dense",
                        stride=tuple(getattr(syn, "stride", (1, 1))),
                        padding=tuple(getattr(syn, "padding", (0, 0))),
-                       groups=int(getattr(syn, "groups", 1)))
+                       groups=int(getattr(syn, "groups", 1)), i_decay=i_decay)
     step = 64 / scale
     return layer, {
         "layer": name, "synapse": syn_name, "kind": "host", "scale": scale,
@@ -295,15 +341,25 @@ def _host_layer(core: Core, synapse, calib_x, input_shape, h_max):
     }
 
 
-def host_current_float(syn, gain, x_seq: torch.Tensor, input_shape) -> torch.Tensor:
-    """g (W1 x_t + b1) in float64, [T, B, *shape] or [B, *shape] for static input."""
+def host_current_float(syn, gain, x_seq: torch.Tensor, input_shape, i_decay=None,
+                       t_steps: int | None = None) -> torch.Tensor:
+    """g (W1 x_t + b1) in float64, [T, B, *shape] or [B, *shape] for static input. A
+    current-based host layer (`i_decay`, per neuron) runs its current on the host:
+    J_t = (4096 - i_decay) / 4096 J_{t-1} + g (W1 x_t + b1), J_-1 = 0, over `t_steps` steps
+    ([T, B, *shape]; a static input is the same x every step), the chip's decay in float64."""
     x = x_seq.to(torch.float64)
     lead = x.shape[:x.dim() - len(input_shape)]
     y = STATELESS[type(syn)](syn, x.reshape(-1, *input_shape), torch.float64)
     y = y.reshape(*lead, *y.shape[1:])
     if gain is not None:
         y = y * torch.as_tensor(np.asarray(gain, np.float64))
-    return y
+    if i_decay is None:
+        return y
+    if len(lead) == 1:  # a static image: one current every step
+        y = y.unsqueeze(0)
+    y = y.expand(t_steps or len(y), *y.shape[1:])
+    keep = torch.as_tensor((4096 - np.asarray(i_decay, np.int64)) / 4096.0)
+    return synaptic_current(y, keep)
 
 
 def _hop_layer(core: Core, h_max):
@@ -363,6 +419,7 @@ def _hop_layer(core: Core, h_max):
     first = convs[0] if as_conv else None
     layer = FixedLayer(name, kind, n_shape, w_ints[0], dv, vth, v_init,
                        scale, node.spiking, bias_mant=bias_mant,
+                       i_decay=current_decay_fixed(node, n_shape),
                        stride=tuple(first.stride) if as_conv else (1, 1),
                        padding=tuple(first.padding) if as_conv else (0, 0),
                        groups=int(first.groups) if as_conv else 1,
@@ -461,7 +518,9 @@ def _pool_layer(core: PoolCore) -> FixedLayer:
 # --- file format ------------------------------------------------------------------------------
 
 FIXED_MAGIC = "snnexport-fixed-ir"
-FIXED_VERSION = 2  # 2: residual merges (sources, further synapses, merges); a chain writes 1
+FIXED_VERSION = 3  # 2: residual merges (sources, further synapses, merges); a chain writes 1
+# 3: current-based layers (i_decay), written only by a net that has one (an older reader
+# refuses it rather than drop the current)
 _RESIDUAL_FIELDS = ("source", "merge", "synapses")  # absent from a chain's file (version 1)
 
 
@@ -469,7 +528,8 @@ def save_fixed(net: FixedNet, path) -> Path:
     """One .npz: a JSON header (format, version, scalars) and the arrays of every layer.
     A chain is written as version 1 (what it always was); a net with residual merges as
     version 2, which older readers refuse rather than misread."""
-    arrays, header = {}, {"format": FIXED_MAGIC, "version": 1 if net.is_chain else 2,
+    version = 3 if net.current_based else 1 if net.is_chain else 2
+    arrays, header = {}, {"format": FIXED_MAGIC, "version": version,
                           "input_shape": list(net.input_shape), "time_steps": net.time_steps,
                           "readout": net.readout, "population": net.population,
                           "report": net.report, "layers": []}
@@ -509,14 +569,14 @@ def load_fixed(path) -> FixedNet:
         header = json.loads(data["header"].tobytes())
     except Exception as exc:
         raise QuantError(f"{path}: not a snnexport fixed-point IR file ({exc})") from None
-    if header.get("format") != FIXED_MAGIC or header.get("version") not in (1, FIXED_VERSION):
+    if header.get("format") != FIXED_MAGIC or header.get("version") not in (1, 2, FIXED_VERSION):
         raise QuantError(f"{path}: not a snnexport fixed-point IR file of version 1 to "
                          f"{FIXED_VERSION}")
     layers = []
     for k, meta in enumerate(header["layers"]):
         syns = meta.pop("synapses", [])
         kw = {key: tuple(v) if isinstance(v, list) else v for key, v in meta.items()}
-        for key in ("weight", "dv", "v_init", "bias_mant", "bias", "gain"):
+        for key in ("weight", "dv", "v_init", "bias_mant", "bias", "gain", "i_decay"):
             if f"{k}/{key}" in data:
                 kw[key] = data[f"{k}/{key}"]
         kw["synapses"] = [FixedSynapse(sm["name"], sm["source"], sm["kind"],

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from ..readout import readout_scores
 from ..sim.reference import SimResult
-from .emulator import WRAP, _fast_synapse
+from .emulator import WRAP, _fast_synapse, integer_current, wrap24
 from .fixed import STATE_MAX, FixedSynapse
 from .netx_import import NetxLayer, NetxNet
 
@@ -102,16 +102,13 @@ def cuba_reference(layer: NetxLayer, a: torch.Tensor, bias: torch.Tensor):
     (mantissas). Returns u, H (v before the reset), v (after it, what Lava's `v` holds), s,
     each [T, B, n]."""
     t_steps, b, n = a.shape
-    keep_u, keep_v = 4096 - layer.i_decay, 4096 - layer.dv
+    keep_v = 4096 - layer.dv
     vth = int(layer.vth_mant) << 6
-    u = torch.zeros((b, n), dtype=torch.int64)
+    u_seq, _ = integer_current(layer.i_decay, a << 6)  # the emulator's one current step
     v = torch.zeros((b, n), dtype=torch.int64)
     us, hs, vs, ss = [], [], [], []
     for t in range(t_steps):
-        p = u * keep_u
-        cur = torch.sign(p) * (p.abs() >> 12) + (a[t] << 6)
-        w = torch.where(cur > WRAP, cur - 2 * WRAP, cur)
-        u = torch.where(w <= -WRAP, cur + 2 * WRAP, w)
+        u = u_seq[t]
         q = v * keep_v
         v = (torch.sign(q) * (q.abs() >> 12) + u + (bias[t if len(bias) > 1 else 0] << 6))
         v = v.clamp(-STATE_MAX, STATE_MAX)
@@ -134,7 +131,6 @@ def cuba_fast(layer: NetxLayer, a: torch.Tensor, bias: torch.Tensor, keep_state:
     drive = a.to(f64).mul_(64)
     bias_f = (bias << 6).to(f64)
     per_step_bias = len(bias_f) > 1
-    u = torch.zeros((b, n), dtype=f64)
     v = torch.zeros((b, n), dtype=f64)
     us = torch.empty((t_steps, b, n), dtype=f64) if keep_state else None
     vs = torch.empty((t_steps, b, n), dtype=f64) if keep_state else None
@@ -149,16 +145,12 @@ def cuba_fast(layer: NetxLayer, a: torch.Tensor, bias: torch.Tensor, keep_state:
     # passes 2^23 - 1 (the decays never grow |u| or |v|)
     bias_peak = float(bias_f.abs().max()) if bias_f.numel() else 0.0
     may_clip = t_steps * (min(float(WRAP), peak * t_steps) + bias_peak) > STATE_MAX
+    if carry_u:  # the emulator's one current step (fast form)
+        u_seq = integer_current(layer.i_decay, drive, fast=True)[0]
+    else:
+        u_seq = wrap24(drive) if may_wrap else drive
     for t in range(t_steps):
-        if carry_u:
-            u.mul_(keep_u)
-            torch.div(u, 4096.0, rounding_mode="trunc", out=u)
-            u.add_(drive[t])
-        else:
-            u = drive[t]
-        if may_wrap and (u.max() > WRAP or u.min() <= -WRAP):
-            u = torch.where(u > WRAP, u - 2 * WRAP, u)
-            u = torch.where(u <= -WRAP, u + 2 * WRAP, u)
+        u = u_seq[t]
         if us is not None:
             us[t].copy_(u)
         h = hs[t]
