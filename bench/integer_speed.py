@@ -1,16 +1,20 @@
 """The integer path on the CPU's integer kernels, measured in one run (issue 15).
 
-    .venv/bin/python bench/integer_speed.py [--rounds 5] [--threads 2] [--emu-samples 200]
+    .venv/bin/python bench/integer_speed.py [--rounds 5] [--threads 2,1] [--emu-samples 200]
                                              [--candidates] [--clock wall|cpu]
 
 The machine is shared, so engines are interleaved (A B A B ...): every round times each engine
-once, and each ratio is the median of the per-round ratios, with their min-max.
+once, and each ratio is the median of the per-round ratios, with their min-max. The baseline,
+the timing and the machine's account (CPU flags, load, a reference GEMM at the start and the
+end, and whether the ratios can be trusted) are bench/common.py's, shared with
+bench/onnx_speed.py. Every thread count of --threads (default 2,1) is measured in turn.
 
 1. Integer ONNX on the 000 MNIST net at width 128 (bench/onnx_speed.py's net: {c128k3-BN-PLIF-
    MP}*2-FC2048-PLIF-FC100-PLIF-vote10, T=8, B=16, random weights and BN statistics; conv1,
    conv2, fc1, fc_out scaled x3, x3, x8, x8 so that every layer spikes, which the exactness
    check needs; fixed point calibrated on 64 MNIST-5k training digits, run on 16 test digits):
-     torch eager     snnexport's PLIFNet forward, float32, no gradients
+     torch eager     snnexport's PLIFNet forward (bench/common.py torch_baseline: float32,
+                     inference mode, the bench's threads, the same warm-up)
      int ONNX        the fixed-point net's deployment graph (exporters/onnx_fixed.py,
                      `to_onnx_fixed(net, debug=False)`: outputs only) in onnxruntime (graph
                      optimisations off, as the parity check runs it), plus the host current
@@ -42,10 +46,21 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
+import common
 import numpy as np
 import torch
+from common import (
+    CLOCK,
+    Machine,
+    fmt,
+    interleave,
+    paired,
+    pct,
+    thread_counts,
+    timed,
+    torch_baseline,
+)
 
 from snnexport.backends import fixed_point
 from snnexport.check import load_model
@@ -61,43 +76,6 @@ from snnexport.quant.fixed import FixedLayer
 
 T, B = 8, 16
 MODEL = "examples/models/mnist5k_plif.pt"
-
-
-CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
-clock = time.perf_counter  # --clock cpu: the process's CPU time (every thread), which the
-# machine's load disturbs less than wall time (a descheduled thread costs no CPU time) but
-# which counts the threads' spin-waiting; wall time is the measure, cpu time a cross-check
-
-
-# before each timed run a pause and one untimed run: onnxruntime's pool threads and torch's
-# OpenMP threads spin for a while after their work, and, engines interleaved, the last one's
-# spinning threads took the 2 cores from the next (float ONNX / torch eager measured 2.58x
-# with no pause, 3.46x with the engines apart, in runs minutes apart on a quiet machine); after
-# the pause an engine's own threads are parked, so one run wakes them (each engine is timed
-# warm, as a deployment running batch after batch is)
-PAUSE = 0.2
-
-
-def timed(fn):
-    time.sleep(PAUSE)
-    fn()
-    t0 = clock()
-    fn()
-    return clock() - t0
-
-
-def paired(rounds, num, den):
-    """median (min, max) over rounds of den_time / num_time: how many times faster num is."""
-    r = [d / n for n, d in zip(rounds[num], rounds[den], strict=True)]
-    return statistics.median(r), min(r), max(r)
-
-
-def fmt(m):
-    return f"{m[0]:.2f}x ({m[1]:.2f}-{m[2]:.2f})"
-
-
-def pct(m):
-    return f"{100 * m[0]:.1f}% of peak ({100 * m[1]:.1f}-{100 * m[2]:.1f}%)"
 
 
 def synapse_macs(net) -> tuple[int, tuple[int, int]]:
@@ -382,23 +360,36 @@ def run_cases(name, sessions, feed, rounds):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", default="2,1",
+                    help="torch and onnxruntime threads; a list measures each (default 2,1)")
     ap.add_argument("--emu-samples", type=int, default=200)
     ap.add_argument("--candidates", action="store_true")
     ap.add_argument("--clock", choices=sorted(CLOCK), default="wall")
     args = ap.parse_args()
-    global clock
-    clock = CLOCK[args.clock]
-    torch.set_num_threads(args.threads)
+    common.clock = CLOCK[args.clock]
+    counts = thread_counts(args.threads)
+    machine = Machine(max(counts))
     ds = load_dataset("mnist5k")
 
     # 1. integer ONNX vs torch eager on the 000 MNIST net
     net = bench_net()
     fx = quantize(fold(import_plifnet(net)), ds.x_train[:64])
     x = ds.x_test[:B]
-    sess = session(to_onnx_fixed(fx), threads=args.threads)
-    deploy = session(to_onnx_fixed(fx, debug=False), threads=args.threads)
-    plain = session(to_onnx_fixed(fx, plain=True), threads=args.threads)
+    # 2. the emulator on the bundled MNIST-5k model
+    model = load_model(MODEL)
+    mnet, _ = fixed_point(fold(model.graph), ds.x_train[:200])
+    xe = ds.x_test[:args.emu_samples]
+    for threads in counts:
+        torch.set_num_threads(threads)
+        measure(args, threads, net, fx, x, mnet, xe)
+    machine.finish()
+
+
+def measure(args, threads, net, fx, x, mnet, xe):
+    """Section 1-3 (and --candidates) in `threads` torch and onnxruntime threads."""
+    sess = session(to_onnx_fixed(fx), threads=threads)
+    deploy = session(to_onnx_fixed(fx, debug=False), threads=threads)
+    plain = session(to_onnx_fixed(fx, plain=True), threads=threads)
 
     def host_seq():  # int16 [1, B, ...]: a static image's current, the same at every step
         return artifact_input(fx, x)
@@ -415,12 +406,8 @@ def main():
     macs, (fan_in, c_out, rows) = synapse_macs(fx)
     m_rows = rows * T * B
     a32, b32 = torch.rand(m_rows, fan_in), torch.rand(fan_in, c_out)
-    gemm_ort, gemm_ort_macs = ort_gemm(m_rows, fan_in, c_out, args.threads)
+    gemm_ort, gemm_ort_macs = ort_gemm(m_rows, fan_in, c_out, threads)
 
-    # 2. the emulator on the bundled MNIST-5k model
-    model = load_model(MODEL)
-    mnet, _ = fixed_point(fold(model.graph), ds.x_train[:200])
-    xe = ds.x_test[:args.emu_samples]
     fast, ref = emulate(mnet, xe), emulate(mnet, xe, reference=True)
     emu_same = all(torch.equal(fast.spikes[k], ref.spikes[k]) for k in ref.spikes) and all(
         torch.equal(fast.membrane[k], ref.membrane[k]) for k in ref.membrane) and torch.equal(
@@ -431,7 +418,7 @@ def main():
     b8 = torch.randint(-128, 128, (efan, eout), dtype=torch.int8)
 
     engines = {
-        "torch eager": lambda: net(x),
+        "torch eager": torch_baseline(net, x, threads),
         "int ONNX": lambda: deploy.run(None, {"bias0": host_seq()}),
         "int ONNX debug": lambda: sess.run(None, {"bias0": host_seq()}),
         "int ONNX plain": lambda: plain.run(None, {"bias0": host_seq_t()}),
@@ -441,13 +428,7 @@ def main():
         "emulator plain": lambda: emulate(mnet, xe, reference=True),
         "int8 GEMM torch": lambda: torch._int_mm(a8, b8),
     }
-    with torch.no_grad():
-        for fn in engines.values():
-            fn()  # warm-up
-        rounds = {k: [] for k in engines}
-        for _ in range(args.rounds):
-            for k, fn in engines.items():
-                rounds[k].append(timed(fn))
+    rounds = interleave(engines, args.rounds)
 
     def med(k):
         return statistics.median(rounds[k])
@@ -458,12 +439,12 @@ def main():
         return statistics.median(r), min(r), max(r)
 
     per_run = macs * T * B
-    print(f"{args.rounds} interleaved rounds, {args.threads} threads (torch and onnxruntime), "
+    print(f"{args.rounds} interleaved rounds, {threads} thread(s) (torch and onnxruntime), "
           f"{args.clock} time; ratios: median of the per-round ratios (min-max)")
     print(f"1. 000 MNIST net, width 128, FC 2048, T={T}, B={B}; "
           f"{per_run / 1e9:.2f} G synaptic MACs per batch")
     for k in ("torch eager", "int ONNX", "int ONNX debug", "int ONNX plain"):
-        print(f"  {k:<15} {1e3 * med(k):8.1f} ms/batch")
+        print(f"  {k:<15} {1e3 * med(k):8.1f} ms/batch (median)")
     print(f"  int ONNX / torch eager speed-up: {fmt(paired(rounds, 'int ONNX', 'torch eager'))}")
     print(f"  int ONNX debug / torch eager speed-up: "
           f"{fmt(paired(rounds, 'int ONNX debug', 'torch eager'))}")
@@ -471,7 +452,7 @@ def main():
           f"{fmt(paired(rounds, 'int ONNX', 'int ONNX plain'))}")
     print(f"  bit-exact: {exact}")
     print(f"2. emulator, {MODEL}, {len(xe)} samples x T={mnet.time_steps}, "
-          f"{args.threads} torch threads")
+          f"{threads} torch thread(s)")
     steps = len(xe) * mnet.time_steps
     for k in ("emulator", "emulator plain"):
         print(f"  {k:<15} {med(k):8.3f} s = {steps / med(k):10,.0f} sample-steps/s")
@@ -496,7 +477,7 @@ def main():
           f"{pct(frac('emulator', 'int8 GEMM torch', e_run, i8_macs))}")
     if args.candidates:
         print("candidates (onnxruntime, median of the rounds):")
-        candidates(args.threads, args.rounds, fx, seq)
+        candidates(threads, args.rounds, fx, seq)
 
 
 if __name__ == "__main__":

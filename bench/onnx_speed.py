@@ -1,12 +1,14 @@
 """The float ONNX artifact vs torch eager (and SpikingJelly) on the 000 MNIST net (issue 15).
 
-    .venv/bin/python bench/onnx_speed.py [--rounds 7] [--threads 2] [--no-sj] [--profile]
+    .venv/bin/python bench/onnx_speed.py [--rounds 7] [--threads 2,1] [--no-sj] [--profile]
                                           [--clock wall|cpu]
 
 The net is bench/integer_speed.py's ({c128k3-BN-PLIF-MP}*2-FC2048-PLIF-FC100-PLIF-vote10,
 T=8, B=16, random weights and BN statistics, scaled so that every layer spikes), all on the
 CPU in one process, no gradients:
-  torch eager    snnexport's own PLIFNet (the torch reference model), float32
+  torch eager    snnexport's own PLIFNet (the torch reference model): bench/common.py's
+                 torch_baseline (float32, inference mode, the bench's threads, the same
+                 warm-up as bench/integer_speed.py)
   spikingjelly   parametric_lif_net.MNISTNet(128), multi-step (its default CPU kernels)
   float ONNX     the deployment artifact of the folded IR (`to_onnx(graph, debug=False)`) in
                  onnxruntime, all graph optimisations on (its spikes checked equal to the
@@ -18,9 +20,12 @@ CPU in one process, no gradients:
                  (conv2 as im2col: [T*B*14*14, 1152] x [1152, 128]), and torch.mm the same
 
 The machine is shared, so engines are interleaved (A B A B ...): every round times each once,
-each ratio is the median of the per-round ratios, with their min-max. Fraction of peak: the
-engine's synaptic MACs (every MAC of its conv / dense layers, zero inputs included) per second
-of its whole run over the plain GEMM's MACs/s in the same round (torch.mm for torch eager).
+each ratio is the median of the per-round ratios, with their min-max; every thread count of
+--threads (default 2,1) in turn. The run starts and ends with bench/common.py's account of the
+machine (CPU flags, load, a reference GEMM) and says whether its ratios can be trusted.
+Fraction of peak: the engine's synaptic MACs (every MAC of its conv / dense layers, zero
+inputs included) per second of its whole run over the plain GEMM's MACs/s in the same round
+(torch.mm for torch eager).
 Exactness, checked in the run: the parity check of the ONNX target against the torch model on
 those 16 digits (spikes of every layer, mismatches other than threshold ties must be 0), and
 the deployment graph's scores equal to the checked graph's.
@@ -34,10 +39,11 @@ from __future__ import annotations
 import argparse
 import statistics
 
-import integer_speed
+import common
 import numpy as np
 import torch
-from integer_speed import CLOCK, bench_net, fmt, paired, pct, timed
+from common import CLOCK, Machine, fmt, interleave, paired, pct, thread_counts, torch_baseline
+from integer_speed import bench_net
 
 from snnexport.check import LoadedModel, check
 from snnexport.data import load_dataset
@@ -124,14 +130,15 @@ def print_profile(title, by_op):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", default="2,1",
+                    help="torch and onnxruntime threads; a list measures each (default 2,1)")
     ap.add_argument("--no-sj", action="store_true", help="leave SpikingJelly out")
     ap.add_argument("--profile", action="store_true", help="where the artifacts' time goes")
     ap.add_argument("--clock", choices=sorted(CLOCK), default="wall",
-                    help="cpu: the process's CPU time (integer_speed.py's note)")
+                    help="cpu: the process's CPU time (bench/common.py's note)")
     args = ap.parse_args()
-    integer_speed.clock = CLOCK[args.clock]
-    torch.set_num_threads(args.threads)
+    common.clock = CLOCK[args.clock]
+    counts = thread_counts(args.threads)
     net = bench_net()
     x = load_dataset("mnist5k").x_test[:B]
     graph = fold(import_plifnet(net))
@@ -142,28 +149,42 @@ def main():
 
         from snnexport.exporters.onnx_fixed import to_onnx_fixed
 
-        print(f"onnxruntime profile, {args.threads} thread(s), {args.rounds} runs, T={T}, B={B}")
+        threads = counts[0]
+        torch.set_num_threads(threads)
+        print(f"onnxruntime profile, {threads} thread(s), {args.rounds} runs, T={T}, B={B}")
         feed = {"x": x_seq[:1]}
         print_profile("float ONNX, optimisations on", profile(
-            to_onnx(graph, debug=False), feed, args.threads, args.rounds, True))
+            to_onnx(graph, debug=False), feed, threads, args.rounds, True))
         print_profile("float ONNX, optimisations off", profile(
-            to_onnx(graph, debug=False), feed, args.threads, args.rounds, False))
+            to_onnx(graph, debug=False), feed, threads, args.rounds, False))
         fx, seq = host_mantissas(net, x)
         print_profile("integer ONNX", profile(to_onnx_fixed(fx, debug=False), {"bias0": seq},
-                                              args.threads, args.rounds, False))
+                                              threads, args.rounds, False))
         return
+    machine = Machine(max(counts))
     report = check(LoadedModel("<bench net>", import_plifnet(net), net), "onnx",
                    inputs=(x, torch.zeros(B, dtype=torch.long)), samples=B)
     d = report.to_dict()
-    non_tie = d["unexplained"]
     debug_model = to_onnx(graph)
     names = [o.name for o in debug_model.graph.output]
     checked = dict(zip(names, session(debug_model).run(None, {"x": x_seq}), strict=True))
     opt = dict(zip(names, session(debug_model, optimise=True).run(None, {"x": x_seq}),
                    strict=True))
     same_opt = all(np.array_equal(opt[k], checked[k]) for k in names if k.startswith("spikes:"))
-    sess = session(to_onnx(graph, debug=False), optimise=True, threads=args.threads)
-    noopt = session(to_onnx(graph, debug=False), threads=args.threads)
+    for threads in counts:
+        torch.set_num_threads(threads)
+        measure(args, threads, net, x, graph, x_seq, checked)
+    print(f"  exact against the torch model: {d['exact']}, non-tie mismatches "
+          f"{d['unexplained']}, spikes per layer "
+          f"{[layer['spikes_reference'] for layer in d['layers']]}; "
+          f"optimised graph's spikes == checked graph's: {same_opt}")
+    machine.finish()
+
+
+def measure(args, threads, net, x, graph, x_seq, checked):
+    """The engines interleaved in `threads` torch and onnxruntime threads, and their ratios."""
+    sess = session(to_onnx(graph, debug=False), optimise=True, threads=threads)
+    noopt = session(to_onnx(graph, debug=False), threads=threads)
     x_static = x_seq[:1]  # the images once: every step reads this row
     same_scores = all(np.array_equal(s.run(["scores"], {"x": xs})[0], checked["scores"])
                       for s in (sess, noopt) for xs in (x_seq, x_static))
@@ -174,10 +195,10 @@ def main():
     gemm_macs = m_rows * fan_in * c_out
     a32, b32 = torch.rand(m_rows, fan_in), torch.rand(fan_in, c_out)
     engines = {
-        "torch eager": lambda: net(x),
+        "torch eager": torch_baseline(net, x, threads),
         "float ONNX": lambda: sess.run(["scores"], {"x": x_static}),
         "float ONNX noopt": lambda: noopt.run(["scores"], {"x": x_static}),
-        "GEMM ORT": ort_gemm(m_rows, fan_in, c_out, args.threads),
+        "GEMM ORT": ort_gemm(m_rows, fan_in, c_out, threads),
         "GEMM torch": lambda: torch.mm(a32, b32),
     }
     if not args.no_sj:
@@ -194,20 +215,14 @@ def main():
             functional.reset_net(sj)
 
         engines["spikingjelly"] = run_sj
-    with torch.no_grad():
-        for fn in engines.values():
-            fn()  # warm-up
-        rounds = {k: [] for k in engines}
-        for _ in range(args.rounds):
-            for k, fn in engines.items():
-                rounds[k].append(timed(fn))
+    rounds = interleave(engines, args.rounds)
 
     def frac(engine, gemm):
         r = [(per_run / te) / (gemm_macs / tg)
              for te, tg in zip(rounds[engine], rounds[gemm], strict=True)]
         return statistics.median(r), min(r), max(r)
 
-    print(f"000 MNIST net, width 128, FC 2048, T={T}, B={B}, {args.threads} threads, "
+    print(f"000 MNIST net, width 128, FC 2048, T={T}, B={B}, {threads} thread(s), "
           f"{args.rounds} interleaved rounds, {args.clock} time; "
           f"{per_run / 1e9:.2f} G synaptic MACs per batch; "
           "ratios: median of the per-round ratios (min-max)")
@@ -225,10 +240,7 @@ def main():
           f"{2 * gemm_macs / statistics.median(rounds['GEMM torch']) / 1e9:.1f} GFLOP/s")
     print(f"  float ONNX: {pct(frac('float ONNX', 'GEMM ORT'))} (onnxruntime MatMul)")
     print(f"  torch eager: {pct(frac('torch eager', 'GEMM torch'))} (torch.mm)")
-    print(f"  exact against the torch model: {d['exact']}, non-tie mismatches {non_tie}, "
-          f"spikes per layer {[layer['spikes_reference'] for layer in d['layers']]}; "
-          f"optimised graph's spikes == checked graph's: {same_opt}; deployment scores == "
-          f"checked graph's: {same_scores}")
+    print(f"  deployment scores == checked graph's: {same_scores}")
 
 
 if __name__ == "__main__":
