@@ -374,6 +374,8 @@ def _deploy(args) -> int:
                   "the reference: their parity proves nothing")
         if r.get("exact") and r.get("too_few_samples"):
             print(f"* {r['target']}: exact on {r['samples']} samples: too few to trust")
+    for chip, f in summary.get("fit", {}).items():  # snnexport fit on every chip (fit.json)
+        print(f"fit {chip}: {f['verdict']}")
     mismatch = summary.get("data_mismatch")
     if mismatch:
         print(f"warning: {mismatch['message']}")

@@ -1,5 +1,6 @@
 """`snnexport deploy`: fold and quantise once, write every backend's artifact (NIR, ONNX, netx,
-...), run every target's parity check and the energy estimate, lint, and write
+...), run every target's parity check and the energy estimate, fit every chip
+description (fit.json: placement, chips, the first limit broken), lint, and write
 OUTDIR/report.html with the JSON of every step. The targets are the registered backends
 (snnexport.backends); each gets the same folded graph / fixed-point net.
 
@@ -135,7 +136,7 @@ def code_fingerprint() -> str:
     """sha256 over the package's source and the target profiles: a resumed folder must not
     keep results that older code (or other energy constants) produced."""
     root = Path(__file__).resolve().parent
-    files = sorted(root.rglob("*.py")) + sorted(TARGETS_DIR.glob("*.toml"))
+    files = sorted(root.rglob("*.py")) + sorted(TARGETS_DIR.rglob("*.toml"))
     digest = hashlib.sha256()
     for f in files:
         digest.update(f.name.encode() + b"\0" + f.read_bytes())
@@ -266,7 +267,7 @@ def _deploy(loaded, out: Path, outdir: str, data, targets, samples, lava_samples
     # each reference (the model, the emulator of the fixed-point net) runs once on its samples:
     # every check that compares with it takes the batches kept here (dropped after the checks)
     reference_runs = ReferenceRuns()
-    steps = ["lint", "fold", "exports"] + [f"check:{t}" for t in chosen] + \
+    steps = ["lint", "fold", "fit", "exports"] + [f"check:{t}" for t in chosen] + \
         [f"energy:{p}" for p in available_profiles()] + ["report"]
     bar = tqdm(steps, desc="deploy", unit="step", disable=not progress, file=sys.stderr)
     done = []
@@ -286,6 +287,11 @@ def _deploy(loaded, out: Path, outdir: str, data, targets, samples, lava_samples
                 ledger.forget("model.snnir")
                 save_ir(folded, out / "model.snnir")
                 ledger.record("model.snnir")
+        elif step == "fit":  # every chip description: placement, chips, the limit broken
+            if not ledger.valid("fit.json"):
+                ledger.forget("fit.json")
+                _write_json(out / "fit.json", _fit_all(folded, decays))
+                ledger.record("fit.json")
         elif step == "exports":
             _exports(lowered, calib_x, out, decays, ledger)
         elif step.startswith("check:"):
@@ -333,6 +339,9 @@ def _deploy(loaded, out: Path, outdir: str, data, targets, samples, lava_samples
                 from_reports(checks))
             summary = summarise(chosen, checks, out)
             summary["data_mismatch"] = _data_verdict(loaded, checks, data, expect_accuracy)
+            summary["fit"] = {chip: {k: r.get(k) for k in ("fits", "verdict", "cores_used",
+                                                           "chips_needed", "estimate")}
+                              for chip, r in json.loads((out / "fit.json").read_text()).items()}
             _write_json(out / "summary.json", summary)
             from .report_html import write_report
 
@@ -340,6 +349,20 @@ def _deploy(loaded, out: Path, outdir: str, data, targets, samples, lava_samples
             ledger.record("summary.json", "report.html")
     bar.close()
     return json.loads((out / "summary.json").read_text())
+
+
+def _fit_all(folded, decays) -> dict:
+    """fit on every chip description (snnexport.hw.fit): chip -> the report's dict, or
+    {"verdict": "error: ..."} where one could not be made (the deployment goes on)."""
+    from .hw.fit import chips_available, fit_graph
+
+    out = {}
+    for chip in chips_available():
+        try:
+            out[chip] = fit_graph(folded, chip, decays).to_dict()
+        except Exception as exc:  # a fit that fails is reported, not fatal
+            out[chip] = {"fits": False, "verdict": f"error: {type(exc).__name__}: {exc}"}
+    return out
 
 
 def _check_settings(loaded, model, data, samples, lava_samples, calib_samples, decays) -> None:

@@ -239,6 +239,6 @@ def test_the_help_lists_every_command_with_one_line():
     text = parser.format_help()
     (sub,) = [a for a in parser._actions if a.dest == "command"]
     assert set(sub.choices) == {"train", "evaluate", "inspect", "fold", "export", "check",
-                                "deploy", "energy", "demo"}
+                                "deploy", "energy", "fit", "demo"}
     for action in sub._choices_actions:
         assert action.help and f"    {action.dest}" in text, action.dest

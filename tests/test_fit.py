@@ -327,3 +327,29 @@ def test_a_layer_over_every_speck_core_is_named_and_leaky_nets_are_refused():
     assert report.refused.startswith("sn1: its neurons leak (decay 0.5); Speck's neurons")
     sew = fit_graph(folded("mnist5k_sew.pt"), "speck")
     assert sew.refused.startswith("blocks.0.connect is a residual merge (SEW ADD)")
+
+
+def test_deploy_fits_every_chip_into_fit_json_and_its_summary(tmp_path):
+    from snnexport.deploy import deploy
+
+    summary = deploy(str(MODELS / "digits_plif_layer.pt"), str(tmp_path / "out"),
+                     targets="reference", samples=20, progress=False)
+    fits = json.loads((tmp_path / "out" / "fit.json").read_text())
+    assert sorted(fits) == chips_available() == sorted(summary["fit"])
+    # six layers (conv1+sn1, pool1, conv2+sn2, pool2, fc1, fc_out), none over a core's limits
+    assert summary["fit"]["loihi2"] == {"fits": True, "verdict": "fits (an estimate)",
+                                        "cores_used": 6, "chips_needed": 1, "estimate": True}
+    assert fits["loihi2"]["layers"][0]["cores"][0]["neurons"] == 32 * 8 * 8
+    for chip in XYLO:
+        assert summary["fit"][chip]["verdict"].startswith(
+            "cannot take this model: layers.conv1 is a Conv2d")
+
+
+def test_fit_usage_errors_are_one_line_with_exit_status_2(capsys):
+    model = str(MODELS / "digits_plif_layer.pt")
+    for args, start in ((["--decays", "0"], "error: fit: decays = 0: give a whole number"),
+                        (["--decays", "two"], "error: --decays two: give K, all, or a comma"),
+                        (["--chips", "0"], "error: --chips 0: give the number of chips")):
+        assert main(["fit", model, "--chip", "loihi2", *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(start), err

@@ -217,8 +217,7 @@ class FitReport:
                 if c.family == "speck":
                     m = lf.memory
                     mtext = f"{m.get('kernel', 0)}/{m.get('neuron', 0)}/{m.get('bias', 0)}"
-                    where = ",".join(str(p["core"]) for p in lf.cores) or "-"
-                    cores = f"#{where}"
+                    cores = ",".join(f"#{p['core']}" for p in lf.cores) or "-"
                 elif c.family == "xylo":
                     mtext = str(lf.synapses)
                     cores = lf.cores[0]["ids"] if lf.cores else "-"
@@ -376,7 +375,7 @@ def _place(layer: _Layer, cap: int, mem: int, n_cfg: int, wbytes: float):
             room = cap - cur["neurons"]
             if spatial:
                 extra = 0 if ch in cur["channels"] else layer.kernel[ch] * wbytes
-                k = min(room, e - i) if cur["bytes"] + extra <= mem else 0
+                k = int(min(room, e - i)) if cur["bytes"] + extra <= mem else 0
             else:
                 used = np.cumsum(cost[i:e])
                 extra = 0
@@ -622,7 +621,7 @@ def _fit_speck(cg: CoreGraph, chip: Chip, report: FitReport, graph) -> None:
         if i in assignment:
             lf.cores = [{"core": assignment[i], **needs[i]}]
     report.cores_used = len(layers)
-    report.binding = f"cores ({len(layers)} layers of {len(budgets)} cores)"
+    report.binding = f"cores: one layer a core ({len(layers)} layers, {len(budgets)} cores)"
     report.notes.append("the first layer takes the input as events on the chip (DVS or host)")
     if any(isinstance(c, PoolCore) for c in cg.cores):
         report.notes.append("pools run on the way out of the layer before (Speck sums the "
