@@ -349,7 +349,10 @@ def host_current_float(syn, gain, x_seq: torch.Tensor, input_shape, i_decay=None
     ([T, B, *shape]; a static input is the same x every step), the chip's decay in float64."""
     x = x_seq.to(torch.float64)
     lead = x.shape[:x.dim() - len(input_shape)]
-    y = STATELESS[type(syn)](syn, x.reshape(-1, *input_shape), torch.float64)
+    flat = x.reshape(-1, *input_shape)
+    if isinstance(syn, ir.Dense):  # a Dense on a map's Flatten (C-major, torch.flatten)
+        flat = flat.flatten(1)
+    y = STATELESS[type(syn)](syn, flat, torch.float64)
     y = y.reshape(*lead, *y.shape[1:])
     if gain is not None:
         y = y * torch.as_tensor(np.asarray(gain, np.float64))
