@@ -32,8 +32,10 @@ def test_the_wheel_runs_every_command_outside_the_checkout(tmp_path):
          "-w", wheels, REPO], cwd=tmp_path)
     (wheel,) = wheels.glob("snnexport-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    # the energy profiles travel as package data
-    assert {"snnexport/targets/loihi2.toml", "snnexport/targets/cmos45.toml"} <= set(names)
+    # the energy profiles and chip descriptions (top-level targets/) travel as package data
+    assert {"snnexport/targets/loihi2.toml", "snnexport/targets/cmos45.toml",
+            "snnexport/targets/chips/loihi2.toml", "snnexport/targets/chips/xylo-imu.toml"} <= \
+        set(names)
     assert not any(n.startswith(("tests/", "examples/")) for n in names)
 
     venv = tmp_path / "venv"
@@ -58,3 +60,5 @@ def test_the_wheel_runs_every_command_outside_the_checkout(tmp_path):
     assert "20 samples" in out and "exact: every spike of every layer is equal" in out, out
     out = run([exe, "energy", "m.pt", "--profile", "loihi2", "--samples", "10"], cwd=work)
     assert "total" in out and "theoretical E_MAC*MACs + E_AC*SOPs" in out, out
+    out = run([exe, "fit", "m.pt", "--chip", "loihi2"], cwd=work)
+    assert "verdict: fits (an estimate)" in out, out
