@@ -4,6 +4,7 @@ forward on the reference simulator and the float ONNX model; the .snnir file of 
 (version 3) and the unchanged version-2 file of every other graph."""
 
 import re
+from pathlib import Path
 
 import norse.torch as nt
 import numpy as np
@@ -343,3 +344,143 @@ def test_nir_cubalif_with_a_leak_level_is_refused():
     with pytest.raises(NIRImportError, match=r"node 'lif': a CubaLIF with v_leak or v_reset "
                                              r"other than 0 is not supported"):
         from_nir(g)
+
+
+# --- fixed point (Loihi's integer CUBA), the emulator ------------------------------------------
+
+def test_integer_current_truncates_toward_zero_and_wraps_like_lava():
+    """Lava's PyLifModelBitAcc: u = wrap24(sign(p) (|p| >> 12) + a << 6), p = u (4096 - du - 1):
+    values worked out by hand, the plain and the fast form alike."""
+    from snnexport.quant.emulator import integer_current
+
+    cases = [  # (i_decay, a64 per step, u per step)
+        (2048, [6400, 0, 0, 0], [6400, 3200, 1600, 800]),
+        (2048, [-3, 0, 0], [-3, -1, 0]),  # -1.5 -> -1 (floor would give -2)
+        (1, [2 ** 23 + 1, 0], [-(2 ** 23) + 1, -(2 ** 23) + 2049]),  # wrapped, then decayed
+        (4096, [5, 7, 0], [5, 7, 0]),  # du = 4095: the current of one step
+    ]
+    for i_decay, a, want in cases:
+        a64 = torch.tensor(a, dtype=torch.int64).reshape(-1, 1, 1)
+        plain, acted = integer_current(i_decay, a64)
+        fast, acted_f = integer_current(i_decay, a64.to(torch.float64), fast=True)
+        assert plain.reshape(-1).tolist() == want, (i_decay, a)
+        assert fast.reshape(-1).tolist() == want
+        assert torch.equal(acted, acted_f) and int(acted.sum()) == (i_decay == 1)
+
+
+@pytest.fixture(scope="module")
+def cuba_fixed(mnist):
+    from snnexport.backends import fixed_point
+    from snnexport.data import load_dataset
+
+    calib = load_dataset("mnist5k").x_train[:200]
+    out = {}
+    for key, make, frm in (("snntorch", zero_reset_synaptic_net, from_snntorch),
+                           ("norse", norse_default_net, from_norse)):
+        loaded = frm(make(), (1, 28, 28), T)
+        folded = fold(loaded.graph)
+        out[key] = (loaded, folded, fixed_point(folded, calib)[0])
+    return out
+
+
+@pytest.mark.parametrize("key", ["snntorch", "norse"])
+def test_fixed_point_keeps_the_current(cuba_fixed, mnist, key):
+    """Every current-based layer becomes a FixedLayer with i_decay = round(4096 (1 -
+    current_decay)); the fast emulator equals the plain one bit for bit (stats included), and
+    its spikes stay within 1 % of the float IR's per layer on 200 digits."""
+    from test_integer_kernels import both
+
+    x = mnist[0]
+    _, folded, net = cuba_fixed[key]
+    for layer in net.layers:
+        node = folded.nodes[layer.name]
+        want = np.rint(4096 * (1 - np.broadcast_to(node.current_decay, node.shape)))
+        assert np.array_equal(layer.i_decay, want.astype(np.int64)), layer.name
+    fast, stats = both(net, x)
+    assert sum(stats.u_wrapped.values()) == 0 and sum(stats.v_clipped.values()) == 0
+    ref = simulate(folded, x, dtype=torch.float64)
+    for name, s in ref.spikes.items():
+        assert s.sum() > 0
+        assert float((fast.spikes[name] != s).double().mean()) < 0.01, name
+
+
+def trained_synaptic():
+    from data.make_digits_synaptic import build
+
+    from snnexport.check import from_snntorch
+
+    net = build()
+    state = torch.load(Path(__file__).parent / "data" / "digits_synaptic.pt")
+    net.load_state_dict(state, strict=False)
+    return from_snntorch(net.eval(), (1, 8, 8), 8)
+
+
+def test_trained_synaptic_net_in_fixed_point_within_1pp_of_float():
+    """A trained snnTorch Synaptic net (tests/data/make_digits_synaptic.py) on the 450 digits
+    test images: the fixed-point emulator's accuracy within 1 percentage point of the float
+    model's (snnTorch's own forward), with calibration on training images."""
+    report = check(trained_synaptic(), target="fixed", data="digits", samples=450)
+    acc = report.to_dict()["accuracy"]
+    acc_ref, acc_fixed = acc["reference"], acc["target"]
+    assert acc_ref > 0.9, report.text()
+    assert acc_fixed >= acc_ref - 0.01, report.text()
+
+
+@pytest.mark.parametrize("key", ["snntorch", "norse"])
+def test_integer_onnx_equals_the_emulator_on_cuba(cuba_fixed, mnist, key):
+    """The integer ONNX model keeps the current as the emulator does: every spike and every
+    integer membrane equal, 100 digits."""
+    x, y = mnist
+    loaded, _, _ = cuba_fixed[key]
+    report = check(loaded, target="onnx-fixed", inputs=(x, y), samples=100)
+    assert report.exact, report.text()
+    assert all(layer.spikes_reference > 0 for layer in report.layers)
+
+
+def test_wrapped_and_clipped_currents_agree_in_emulator_and_integer_onnx(cuba_fixed, mnist):
+    """A current that never decays (i_decay 1) behind full-scale weights: it wraps at 24 bits
+    and the membrane clips; the plain and fast emulators and the integer ONNX model agree on
+    every spike and membrane, and say where it happened."""
+    import copy
+
+    from snnexport.exporters.onnx_fixed import ONNXFixedTarget
+    from snnexport.quant.emulator import EmulatorStats, emulate
+
+    net = copy.deepcopy(cuba_fixed["norse"][2])
+    layer = net.layers[1]
+    layer.i_decay = np.ones_like(layer.i_decay)
+    layer.weight = np.full_like(layer.weight, 254)
+    x = mnist[0][:40]
+    fast_stats, plain_stats = EmulatorStats(), EmulatorStats()
+    fast = emulate(net, x, fast_stats)
+    plain = emulate(net, x, plain_stats, reference=True)
+    onnx_run = ONNXFixedTarget(net)(x)
+    assert fast_stats.u_wrapped[layer.name] > 0 and fast_stats.v_clipped[layer.name] > 0
+    assert fast_stats.u_wrapped == plain_stats.u_wrapped
+    assert fast_stats.v_clipped == plain_stats.v_clipped
+    for other in (plain, onnx_run):
+        for k in fast.spikes:
+            assert torch.equal(fast.spikes[k], other.spikes[k]), k
+            assert torch.equal(fast.membrane[k], other.membrane[k]), k
+
+
+def test_energy_counts_a_current_based_neuron_while_its_current_lasts():
+    """One input event at step 0 into a current that halves each step: J is nonzero at all
+    T steps (0.5^t of it), so every update of that neuron is active; without a current only
+    the first is."""
+    from snnexport.energy.counts import count_operations
+    from snnexport.ir.graph import Graph
+
+    def graph(current_decay):
+        return Graph.chain([
+            ("input", ir.Input((2,))), ("fc", ir.Dense(np.array([[1.0, 0.0], [0.0, 0.0]]))),
+            ("n", ir.Neuron((2,), np.asarray(0.9), threshold=100.0,
+                            current_decay=current_decay)),
+            ("readout", ir.Readout(2, "rate"))], {"time_steps": 5, "folded": True})
+
+    x = torch.zeros(1, 5, 2)
+    x[0, 0, 0] = 1.0  # frames [N, T, 2]: one event, neuron 0, step 0
+    cuba = {r.name: r for r in count_operations(graph(0.5), x)}["n"]
+    plain = {r.name: r for r in count_operations(graph(None), x)}["n"]
+    assert (cuba.updates, cuba.active_updates) == (10.0, 5.0)
+    assert (plain.updates, plain.active_updates) == (10.0, 1.0)

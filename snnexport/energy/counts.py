@@ -17,7 +17,9 @@ Per layer and per inference (summed over the T steps, averaged over samples):
                   the layer has zero weights
     weight_reads  = macs + sops (one weight fetched per operation)
   neuron layer
-    updates       neurons x T;  active_updates: those whose input that step was nonzero
+    updates       neurons x T;  active_updates: those whose input that step was nonzero (a
+                  current-based neuron: whose synaptic current J was; one update moves both
+                  J and the membrane, as Loihi's compartment update does)
     spikes        spikes emitted
   pool (SpikePool / AvgPool2d)
     pool_ops      output values computed x T (an OR or a sum over the window each)
@@ -36,7 +38,11 @@ import torch.nn.functional as F
 from ..ir import nodes as ir
 from ..ir.graph import Graph
 from ..sim.limits import count, ensure_fits, fit_input, run_bytes, time_steps_of
-from ..sim.reference import simulate
+from ..sim.reference import simulate, synaptic_current
+
+
+def _t(a):
+    return None if a is None else torch.as_tensor(np.asarray(a, np.float64))
 
 
 @dataclass
@@ -129,7 +135,10 @@ def count_totals(graph: Graph, x: torch.Tensor, time_steps: int | None = None,
             row = rows.setdefault(name, LayerCounts(name, "neuron"))
             row.neurons = int(np.prod(node.shape))
             row.updates += float(row.neurons * t * b)
-            row.active_updates += float((x_in != 0).sum())
+            # a current-based neuron is driven by its current J, which outlasts the input
+            drive = synaptic_current(x_in, _t(getattr(node, "current_decay", None)),
+                                     _t(getattr(node, "k_syn", None)))
+            row.active_updates += float((drive != 0).sum())
             if node.spiking:
                 row.spikes += float(y.sum())
         elif isinstance(node, (ir.SpikePool, ir.AvgPool2d)):

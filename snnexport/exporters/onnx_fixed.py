@@ -46,7 +46,10 @@ below both (`unclipped_drive`): bench/integer_speed.py's net never comes near th
 `to_onnx_fixed(net, plain=True)` keeps the direct mapping (ConvInteger / MatMulInteger with
 uint8 weights for every synapse, an int64 Scan per layer), the benchmark's baseline.
 
-Neurons: the rules of snnexport/quant/emulator.py, u = wrap24(a << 6); v = trunc((4096 - dv)
+Neurons: the rules of snnexport/quant/emulator.py, u = wrap24(a << 6) (a current-based layer:
+u = wrap24(trunc((4096 - i_decay) u / 4096) + (a << 6)), its decay in float64 truncated by the
+Cast to int32, and the host layer's current run on the host: bias0 then has T rows for a
+static image too); v = trunc((4096 - dv)
 v / 4096) + u + (bias_mant << 6), clipped to +-(2^23 - 1); s = v > vth_mant << 6; v = 0 where
 s; in int32 (every value is below 2^24), each layer's T steps unrolled and run chunk by chunk
 (onnx_common.CHUNK neurons per sample: a chunk's state stays in cache through its T steps).
@@ -110,7 +113,7 @@ from .onnx_common import (
 )
 
 I64, U8, F32, I32 = TensorProto.INT64, TensorProto.UINT8, TensorProto.FLOAT, TensorProto.INT32
-I16 = TensorProto.INT16
+I16, F64 = TensorProto.INT16, TensorProto.DOUBLE
 # the integer artifact's opset: 18 for BitwiseOr / BitwiseAnd (`_host_switch`'s packed trains)
 OPSET_FIXED = 18
 WRAP = 1 << 23
@@ -202,6 +205,13 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
     to_u = to_u or (lambda b, u: u)
     n, m, groups = chunk_groups(layer.n, layout in POOL2)
     n_p = n // 4
+    # a current-based layer (not the host's: its current is run on the host) keeps u: the
+    # emulator's integer_current, u = wrap24(trunc(ku u / 4096) + u_in), the decay in float64
+    # truncated by the cast to int32 (|ku u| < 2^36: exact); u then reaches any 24-bit value
+    cuba = layer.i_decay is not None and not host
+    if cuba:
+        ku = _per_neuron(layer, 4096 - np.asarray(layer.i_decay, np.int64), layout, np.int64)
+        drive_bound = WRAP
     k = _per_neuron(layer, 4096 - np.asarray(layer.dv, np.int64), layout, np.int64)
     v_init = _per_neuron(layer, layer.v_init, layout, np.int64)
     dec0 = np.sign(v_init) * ((np.abs(v_init) * k) >> 12)  # the decayed initial state
@@ -231,7 +241,7 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
     hs = [[None] * n for _ in range(t_steps)]
     pooled = [[None] * len(groups) for _ in range(t_steps)]
     for gi, group in enumerate(groups):
-        consts, v = {}, {}
+        consts, v, cur = {}, {}, {}
         for i in group:
             consts[i] = (
                 chunk_const(g, "k", k / 4096, n, i, fdt) if decay != "none" else None,
@@ -254,6 +264,14 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
                 if not host:
                     d = to_u(g, g.op("Slice", [seq, _i64(g, "st", [t, i]), _i64(
                         g, "en", [t + 1, i + 1]), _i64(g, "ax", [0, 2])], "d"))  # [1, B, 1, m]
+                    if cuba and t > 0:  # wrap24(decayed u + wrap24(a << 6)): one wrap
+                        du = g.op("Cast", [g.op("Mul", [g.op("Cast", [cur[i]], "uf", to=F64),
+                                                        chunk_const(g, "ku", ku / 4096, n, i,
+                                                                    np.float64)], "ku_u")],
+                                  "u_decayed", to=I32)
+                        d = _wrap(g, g.op("Add", [du, d], "u_sum"), 24, np.int32)
+                    if cuba:
+                        cur[i] = d
                 else:
                     d = g.op("Slice", [chunk, *rows[t], _i64(g, "ax", [0])], "d")
                 if t == 0:
@@ -721,6 +739,8 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
     ConvInteger / MatMulInteger with uint8 weights, every layer (OR-pools too) an int64
     Scan over a dynamic T. `tables`: in the deployment graph, a static image's host spikes
     looked up (`host_table`) where the table is small enough."""
+    if plain:  # the benchmark's baseline Scans hold v only
+        net.refuse_current("the plain integer ONNX (the benchmark's baseline)")
     pool2 = not debug if pool2 is None else pool2
     t_steps = int(time_steps or net.time_steps)
     g = GraphBuilder()
@@ -758,7 +778,8 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
             return _neuron_layer(b, layer, drive, t_steps, layout, bound, layer is host, need_h,
                                  with_spikes=debug or not pool, to_u=to_u)
 
-        table = host_table(layer, t_steps) if layer is host and not need_h and tables else None
+        table = host_table(layer, t_steps) if layer is host and not need_h and tables and \
+            layer.i_decay is None else None
         if table is not None:  # (need_h False: the loop branch gives the spikes or the pool)
             y = _host_switch(g, layer, table, drive, pool is not None,
                              lambda b: steps(b)[2 if pool else 0])
@@ -771,7 +792,8 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
         # layer's neuron loop); the If picks the loop by the sums' extremes
         unclipped = unclipped_drive(layer, t_steps)
         limit = min((1 << 16) - 1, unclipped // 128)
-        if unwrapped is not None and limit > 0 and (bound >= WRAP or unclipped < bound):
+        if unwrapped is not None and limit > 0 and (bound >= WRAP or unclipped < bound) and \
+                layer.i_decay is None:
             fast, full = (GraphBuilder(prefix=g.name(key) + "_") for key in ("fast", "full"))
             ys = [steps(fast, unwrapped, 128 * limit), steps(full)]
             lim = g.const("limit", limit, np.int32)
@@ -883,7 +905,8 @@ def artifact_input(net: FixedNet, x) -> np.ndarray:
     torch.set_num_threads(1)
     try:
         mant, _ = host_bias_mant(net.layers[0], x.unsqueeze(0) if static else x,
-                                 net.input_shape, torch.int16)
+                                 net.input_shape, torch.int16,
+                                 net.time_steps if static else len(x))
     finally:
         torch.set_num_threads(threads)
     return mant.numpy()
