@@ -44,6 +44,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --no-deps neurobench==2.3.0
 	# Norse declares torchvision (not imported by norse.torch, and it would replace this torch)
 	$(PIP) install -q --no-deps norse==1.1.0
+	# sinabs (Speck's memory formulas, checked against fit) declares samna, a downloader stub
+	# never installed, and nir<=1.0.4: alone, with pbr, which it imports for its version
+	$(PIP) install -q --no-deps sinabs==3.1.3 pbr==7.1.3
 	@touch $(STAMP)
 
 # the deployment report is checked in a real browser: Debian's chromium (tests/test_deploy.py)

@@ -353,3 +353,50 @@ def test_fit_usage_errors_are_one_line_with_exit_status_2(capsys):
         assert main(["fit", model, "--chip", "loihi2", *args]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(start), err
+
+
+@pytest.fixture
+def sinabs_dynapcnn(monkeypatch):
+    """sinabs 3.1.3's DYNAP-CNN layer and chip constraints without samna: its dynapcnn and
+    chips packages import samna's chip modules on import, so they are stand-ins naming their
+    folders, and samna a bare stand-in module (config_builder.py imports it by name only)."""
+    sinabs = pytest.importorskip("sinabs")
+    root = Path(sinabs.__file__).parent / "backend" / "dynapcnn"
+    for name, path in (("sinabs.backend.dynapcnn", root),
+                       ("sinabs.backend.dynapcnn.chips", root / "chips")):
+        stub = types.ModuleType(name)
+        stub.__path__ = [str(path)]
+        monkeypatch.setitem(sys.modules, name, stub)
+    monkeypatch.setitem(sys.modules, "samna", types.ModuleType("samna"))
+    for mod in ("dynapcnn_layer", "config_builder", "mapping", "chips.dynapcnn"):
+        monkeypatch.delitem(sys.modules, f"sinabs.backend.dynapcnn.{mod}", raising=False)
+    layer = importlib.import_module("sinabs.backend.dynapcnn.dynapcnn_layer")
+    chip = importlib.import_module("sinabs.backend.dynapcnn.chips.dynapcnn")
+    return layer.DynapcnnLayer, chip.DynapcnnConfigBuilder.get_constraints()
+
+
+def test_speck_memory_and_cores_equal_sinabs(sinabs_dynapcnn):
+    import torch
+    from sinabs.layers import IAFSqueeze
+
+    dynapcnn_layer, constraints = sinabs_dynapcnn
+    chip = load_chip("speck")
+    assert [(c.kernel_memory, c.neuron_memory, c.bias_memory) for c in constraints] == list(
+        zip(chip.limit("kernel_memory_per_core"), chip.limit("neuron_memory_per_core"),
+            chip.limit("bias_memory_per_core"), strict=True))
+    for c2 in (16, 32):  # 32: the dense layer fits no core
+        graph = speck_net(c2=c2)
+        report = fit_graph(graph, "speck")
+        convs = [(torch.nn.Conv2d(2, 8, 3, padding=1), (2, 32, 32)),
+                 (torch.nn.Conv2d(8, c2, 3, padding=1, bias=False), (8, 16, 16)),
+                 # sinabs makes a Linear after a Flatten a conv over the whole map
+                 (torch.nn.Conv2d(c2, 10, 16, bias=False), (c2, 16, 16))]
+        for lf, (conv, shape) in zip(report.layers, convs, strict=True):
+            layer = dynapcnn_layer(conv, IAFSqueeze(batch_size=1), shape, [[1, 1]],
+                                   discretize=False)
+            theirs = {k: int(v) for k, v in layer.memory_summary().items()}
+            assert lf.memory == theirs, lf.layer
+            fits_somewhere = any(c.fits(layer) for c in constraints)
+            assert fits_somewhere == (not any(v.layer == lf.layer for v in report.violations))
+            if lf.cores:  # the core fit chose is one sinabs' constraints accept
+                assert constraints[lf.cores[0]["core"]].fits(layer)
