@@ -83,15 +83,19 @@ def layer_node(path: str, m: nn.Module, framework: str, supported,
     return None
 
 
-def adaptive_avgpool(path: str, m: nn.AdaptiveAvgPool2d, in_shape, no) -> ir.AvgPool2d:
+def adaptive_avgpool(path: str, m: nn.AdaptiveAvgPool2d, in_shape, no) -> ir.Node:
     """torch's adaptive average pooling to (oh, ow) averages, for output row i, input rows
     floor(i H / oh) .. ceil((i + 1) H / oh) - 1 (likewise columns): where oh divides H (and ow
-    W) that is AvgPool2d with kernel = stride = H / oh, no padding (1 x 1: global pooling)."""
+    W) that is AvgPool2d with kernel = stride = H / oh, no padding (1 x 1: global pooling);
+    where H divides oh (and W ow) each window is one input cell, repeated oh / H times: an
+    Upsample (VGG's 7 x 7 pooling of a 1 x 1 map)."""
     if in_shape is None or len(in_shape) != 3:
         raise no(f"needs a (C, H, W) input, got {in_shape}")
     h, w = int(in_shape[1]), int(in_shape[2])
     oh, ow = _pair(m.output_size)
     oh, ow = h if oh is None else int(oh), w if ow is None else int(ow)
+    if (oh % h == 0 and ow % w == 0) and (oh, ow) != (h, w):
+        return ir.Upsample((oh // h, ow // w))
     if h % oh or w % ow:
         raise no(f"from {h}x{w} to {oh}x{ow} is not a pooling with one window size (the "
                  f"output size must divide the input's); give an input size that is a "

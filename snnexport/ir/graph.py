@@ -15,6 +15,7 @@ use, wherever the pattern sits).
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass, field
 
 from .nodes import Input, IRError, Node, Shape
@@ -77,12 +78,15 @@ class Graph:
             if n_in[n] != want:
                 raise IRError(f"node {n!r} ({type(node).__name__}) takes {want} input(s), "
                               f"the edges give it {n_in[n]}")
-        out, ready = [], [inputs[0]]
+        consumers: dict[str, list[str]] = {n: [] for n in self.nodes}
+        for a, b in self.edges:
+            consumers[a].append(b)
+        out, ready = [], collections.deque([inputs[0]])
         left = dict(n_in)
-        while ready:
-            cur = ready.pop(0)
+        while ready:  # one pass over the edges: a 10,000-node chain in milliseconds
+            cur = ready.popleft()
             out.append(cur)
-            for b in self.consumers(cur):
+            for b in consumers[cur]:
                 left[b] -= 1
                 if left[b] == 0:
                     ready.append(b)
@@ -95,11 +99,14 @@ class Graph:
     def shapes(self) -> dict[str, Shape]:
         """Per-sample output shape of every node; raises IRError naming a node that does not fit."""
         shapes: dict[str, Shape] = {}
+        feeds: dict[str, list[str]] = {n: [] for n in self.nodes}
+        for a, b in self.edges:
+            feeds[b].append(a)  # argument order kept, as inputs() gives it
         for name in self.order():
             node = self.nodes[name]
             try:
                 out = (tuple(node.shape) if isinstance(node, Input)
-                       else node.out_shape(*(shapes[p] for p in self.inputs(name))))
+                       else node.out_shape(*(shapes[p] for p in feeds[name])))
             except IRError as e:
                 raise IRError(f"node {name!r} ({type(node).__name__}): {e}") from None
             shapes[name] = tuple(int(s) for s in out)
@@ -123,15 +130,17 @@ class Graph:
         return Graph({n: changed.get(n, x) for n, x in self.nodes.items()}, list(self.edges),
                      dict(self.metadata))
 
-    def splice(self, name: str) -> Graph:
-        """Remove the one-input node `name`; whatever it fed is fed by its input instead."""
+    def splice(self, name: str, changed: dict[str, Node] | None = None) -> Graph:
+        """Remove the one-input node `name`; whatever it fed is fed by its input instead.
+        `changed`: nodes swapped for new ones at the same time (when removing `name` changes
+        what they take, as when an Upsample is folded into the Dense behind it)."""
         (src,) = self.inputs(name)
         edges = []
         for a, b in self.edges:
             if b == name:
                 continue
             edges.append((src, b) if a == name else (a, b))
-        nodes = {n: x for n, x in self.nodes.items() if n != name}
+        nodes = {n: (changed or {}).get(n, x) for n, x in self.nodes.items() if n != name}
         return Graph(nodes, edges, dict(self.metadata))
 
     def replace(self, named: list[tuple[str, Node]]) -> Graph:

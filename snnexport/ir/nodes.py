@@ -148,6 +148,22 @@ class SpikePool(MaxPool2d):
 
 
 @dataclass(eq=False)
+class Upsample(Node):
+    """y[c, i, j] = x[c, i // sh, j // sw] (nearest-neighbour repetition by whole factors
+    `scale` = (sh, sw)): what torch's AdaptiveAvgPool2d computes from H x W to (sh H) x (sw W),
+    e.g. VGG's 7 x 7 pooling of a 1 x 1 map. Source-level only: folding composes it into the
+    Dense it feeds (through a Flatten)."""
+
+    scale: tuple[int, int] = (1, 1)
+
+    def out_shape(self, in_shape):
+        if len(in_shape) != 3:
+            raise IRError(f"Upsample needs a (C, H, W) input, got {in_shape}")
+        c, h, w = in_shape
+        return (c, h * self.scale[0], w * self.scale[1])
+
+
+@dataclass(eq=False)
 class Flatten(Node):
     """(C, H, W) -> (C*H*W,), C-major (torch.flatten order)."""
 
@@ -306,7 +322,7 @@ class SEWIAnd(Merge):
 
 
 NODE_TYPES: dict[str, type[Node]] = {cls.__name__: cls for cls in (
-    Input, Conv2d, Dense, BatchNorm, Dropout, MaxPool2d, AvgPool2d, SpikePool, Flatten,
+    Input, Conv2d, Dense, BatchNorm, Dropout, MaxPool2d, AvgPool2d, SpikePool, Upsample, Flatten,
     LIFNeuron, Neuron, Voting, Readout, Add, SEWAnd, SEWIAnd)}
 
 

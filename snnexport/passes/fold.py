@@ -23,6 +23,9 @@ node is all it feeds (a BatchNorm or gain on one branch cannot change the other 
   avgpool_to_sum     AvgPool2d fed by spikes (or by integer sums of them, as SEW ADD makes) ->
                      SpikePool('sum'), its 1/(kh kw) folded into the one Conv2d/Dense it feeds
                      (through Flattens): spike counts stay integers
+  upsample_into_dense  Upsample (nearest, whole factors) -> Flatten -> Dense: the Dense's
+                     weights summed over the input cells each one repeats, W'[o, c, h, w] =
+                     sum_{i // sh = h, j // sw = w} W[o, c, i, j]; the Upsample is gone
   voting_to_readout  a Voting that is a network output -> Readout with the model's readout
                      mode
 """
@@ -242,6 +245,33 @@ class AvgpoolToSum(Pass):
             name: ir.SpikePool(node.kernel, node.stride, node.padding, mode="sum")})
 
 
+class UpsampleIntoDense(Pass):
+    def _dense(self, g, name):
+        """(flatten, dense) names if the Upsample feeds only a Flatten feeding only a Dense."""
+        (flat,) = g.consumers(name) if len(g.consumers(name)) == 1 else (None,)
+        if flat is None or not isinstance(g.nodes[flat], ir.Flatten):
+            return None
+        (dense,) = g.consumers(flat) if len(g.consumers(flat)) == 1 else (None,)
+        return (flat, dense) if dense and isinstance(g.nodes[dense], ir.Dense) else None
+
+    def match(self, g, name):
+        return isinstance(g.nodes[name], ir.Upsample)
+
+    def rewrite(self, g, name):
+        node = g.nodes[name]
+        found = self._dense(g, name)
+        if found is None:
+            raise ir.IRError(f"node {name!r}: an Upsample (AdaptiveAvgPool2d to a larger map) "
+                             "is folded only into a Flatten -> Linear after it; it has no "
+                             "hardware-native form elsewhere")
+        c, h, w = g.shapes()[g.inputs(name)[0]]
+        sh, sw = node.scale
+        dense = g.nodes[found[1]]
+        wgt = _f64(dense.weight).reshape(-1, c, h, sh, w, sw).sum(axis=(3, 5))
+        return g.splice(name, {found[1]: ir.Dense(wgt.reshape(len(wgt), -1),
+                                                  _f64(dense.bias))})
+
+
 class VotingToReadout(Pass):
     def match(self, g, name):
         return type(g.nodes[name]) is ir.Voting and not g.consumers(name)
@@ -258,10 +288,11 @@ tau_to_decay = TauToDecay()
 fold_input_gain = FoldInputGain()
 maxpool_to_or = MaxpoolToOr()
 avgpool_to_sum = AvgpoolToSum()
+upsample_into_dense = UpsampleIntoDense()
 voting_to_readout = VotingToReadout()
 
 PASSES = (remove_dropout, absorb_batchnorm, shift_reset, tau_to_decay, fold_input_gain,
-          maxpool_to_or, avgpool_to_sum, voting_to_readout)
+          maxpool_to_or, avgpool_to_sum, upsample_into_dense, voting_to_readout)
 NATIVE = (ir.Input, ir.Conv2d, ir.Dense, ir.Neuron, ir.SpikePool, ir.Flatten, ir.Readout,
           ir.Add, ir.SEWAnd, ir.SEWIAnd)
 

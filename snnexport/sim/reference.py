@@ -64,6 +64,10 @@ def run_spikepool(n: ir.SpikePool, x, dtype):
     return F.conv2d(x, window, None, n.stride, n.padding, 1, x.shape[1])  # exact spike count
 
 
+def run_upsample(n: ir.Upsample, x, dtype):
+    return x.repeat_interleave(n.scale[0], dim=2).repeat_interleave(n.scale[1], dim=3)
+
+
 def run_voting(n: ir.Voting, x, dtype):
     return x.reshape(x.shape[0], -1, n.population).mean(-1)
 
@@ -71,7 +75,8 @@ def run_voting(n: ir.Voting, x, dtype):
 STATELESS = {
     ir.Conv2d: run_conv2d, ir.Dense: run_dense, ir.BatchNorm: run_batchnorm,
     ir.Dropout: lambda n, x, d: x, ir.MaxPool2d: run_maxpool, ir.AvgPool2d: run_avgpool,
-    ir.SpikePool: run_spikepool, ir.Flatten: lambda n, x, d: x.flatten(1),
+    ir.SpikePool: run_spikepool, ir.Upsample: run_upsample,
+    ir.Flatten: lambda n, x, d: x.flatten(1),
     ir.Voting: run_voting, ir.Readout: run_voting,
 }
 
