@@ -242,6 +242,13 @@ def write_report(path: Path, loaded, folded, summary: dict, checks: dict, findin
               in q else "host float", f"{q['threshold_error']:.2e}", f"{q['decays']}",
               f"{q.get('v_clipped', 0)}", f"{q.get('u_wrapped', 0)}",
               f"{q.get('bias_clipped', 0)}"] for q in quant]))
+    if summary.get("fit"):  # snnexport fit on every chip description (fit.json)
+        parts.append("<h2>Will it fit the chip</h2>")
+        parts.append(_table(["chip", "verdict (fit.json: every layer's cores)", "cores",
+                             "chips"],
+                            [[_e(chip), _e(f["verdict"]), _e(f.get("cores_used") or "-"),
+                              _e(f.get("chips_needed") if f.get("cores_used") else "-")]
+                             for chip, f in summary["fit"].items()], left=2))
     parts.append("<h2>Energy</h2>")
     e_rows = []
     for profile in ("cmos45", "loihi1", "loihi2", "truenorth"):

@@ -343,6 +343,9 @@ def test_deploy_fits_every_chip_into_fit_json_and_its_summary(tmp_path):
     for chip in XYLO:
         assert summary["fit"][chip]["verdict"].startswith(
             "cannot take this model: layers.conv1 is a Conv2d")
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert "<h2>Will it fit the chip</h2>" in report
+    assert "<td class='l'>loihi2</td><td class='l'>fits (an estimate)</td><td>6</td>" in report
 
 
 def test_fit_usage_errors_are_one_line_with_exit_status_2(capsys):
