@@ -8,6 +8,18 @@ the same warm-up for every bench (WARMUP untimed runs when it is made, then `tim
 one untimed run before each timed one). bench/onnx_speed.py and bench/integer_speed.py both
 time it through here, so they measure the same thing.
 
+The allocator: glibc's malloc serves a large allocation with fresh pages from mmap, and
+raises that size threshold (up to 32 MB) each time a mapped block is freed, so how many of a
+torch forward's intermediate tensors come back as fresh, page-faulting memory depends on what
+the process allocated and freed before: the same forward took 45,000-143,000 minor page
+faults and 370-600 ms of CPU, varying with the process's history, and 0-5,000 faults and
+245-255 ms with the threshold fixed (bench net, 1 thread, 2026-12-07, bench/RESULTS.md).
+That is why bench/onnx_speed.py and bench/integer_speed.py, whose other engines allocate
+differently, measured the same baseline 1.5x apart. So on import this module fixes the
+threshold at 1 GiB (`mallopt`; onnxruntime keeps its own arena either way): every bench's
+engines, the baseline included, reuse their memory as a long-running deployment would.
+BENCH_MALLOC=glibc leaves glibc's default for comparison.
+
 The machine (`Machine`): the CPU model and the flags that decide which kernels run (AVX2,
 AVX-512, VNNI, AMX), the load averages and the CPU time other processes took during the run
 (from /proc/stat, less this process's own), and a reference float32 GEMM (torch.mm, the
@@ -16,12 +28,13 @@ trustworthy when the two GEMM timings differ by more than NOISE (15 %), or other
 took more than BUSY_CORES (0.25) of a core on average during the run, or the 1-minute load
 average at the start was already at half the cores: then an engine may have waited for a core
 that another process held (torch's OpenMP threads wait for the slowest one: a 2-thread torch
-forward ran 7x slower with one core busy elsewhere, onnxruntime far less), and the ratios
-measure the contention rather than the engines.
+forward took 1,700-2,090 ms instead of 233-242 ms with one core busy elsewhere, issue 27;
+onnxruntime far less), and the ratios measure the contention rather than the engines.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import resource
 import statistics
@@ -46,6 +59,25 @@ NOISE = 0.15  # reference GEMM start vs end: a larger change means the machine c
 BUSY_CORES = 0.25  # other processes' CPU during the run, in cores, above which ratios lie
 GEMM_N = 1536  # the reference GEMM: [N x N] x [N x N] float32, 7.2 GFLOP
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+
+
+def fix_malloc() -> str:
+    """Fix glibc's mmap and trim thresholds at 1 GiB (see the module docstring); what was done,
+    in words."""
+    if os.environ.get("BENCH_MALLOC") == "glibc":
+        return "glibc's default (BENCH_MALLOC=glibc)"
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
+        ok = libc.mallopt(m_mmap_threshold, 1 << 30) == 1 and \
+            libc.mallopt(m_trim_threshold, 1 << 30) == 1
+    except OSError:
+        ok = False
+    return ("glibc mmap / trim thresholds fixed at 1 GiB" if ok else
+            "glibc's default (mallopt not available)")
+
+
+MALLOC = fix_malloc()
 
 
 def timed(fn):
@@ -165,7 +197,7 @@ class Machine:
         self.gemm0 = reference_gemm(threads)
         print(f"machine: {self.model}, {self.cores} logical CPUs, flags "
               f"{' '.join(self.flags) or 'none of ' + ' '.join(FLAGS)}; "
-              f"torch {torch.__version__}")
+              f"torch {torch.__version__}; malloc: {MALLOC}")
         print(f"start: load average {self._load(self.load0)}; reference GEMM "
               f"({GEMM_N}^3 float32 torch.mm, {threads} threads) {self.gemm0:.1f} GFLOP/s")
 
