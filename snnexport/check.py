@@ -258,10 +258,7 @@ def load_model(path, time_steps: int | None = None) -> LoadedModel:
     an IR file (.snnir) or a NIR file from any producer (HDF5 with NIR's 'node' group).
     `time_steps` sets T where the file does not say it (NIR) and overrides it elsewhere."""
     path = Path(path)
-    head = b""
-    if path.is_file():  # the first bytes only: a multi-GB file given by mistake is not read
-        with open(path, "rb") as f:
-            head = f.read(16)
+    head = path.read_bytes()[:16] if path.is_file() else b""
     if head[:8] == HDF5_MAGIC and is_netx_file(path):  # lava-dl's netx: snnexport/netx_check.py
         return LoadedModel(path, read_netx(path), kind="a netx file", files=(path,))
     if head[:len(MAGIC)] == MAGIC:
@@ -270,7 +267,7 @@ def load_model(path, time_steps: int | None = None) -> LoadedModel:
         loaded = LoadedModel(path, _read_hdf5_model(path), kind="a NIR file", files=(path,))
     else:
         model, meta = load_checkpoint(path)
-        graph = import_plifnet(model, str(path))
+        graph = import_plifnet(model)
         if "data" in meta:
             graph.metadata["data"] = meta["data"]
         loaded = LoadedModel(path, graph, model, meta, kind="an snnexport checkpoint",
@@ -279,11 +276,6 @@ def load_model(path, time_steps: int | None = None) -> LoadedModel:
         if isinstance(time_steps, bool) or not isinstance(time_steps, int) or time_steps < 1:
             raise UsageError(f"--time-steps {time_steps!r}: give a whole number >= 1")
         loaded.graph.metadata["time_steps"] = int(time_steps)
-        if loaded.torch_model is not None:  # the checkpoint's own run (the reference): same T
-            import dataclasses
-
-            loaded.torch_model.cfg = dataclasses.replace(loaded.torch_model.cfg,
-                                                         time_steps=int(time_steps))
     if head[:8] == HDF5_MAGIC and not loaded.graph.metadata.get("time_steps"):
         raise UsageError(f"{path}: a NIR graph does not say how many time steps the network "
                          "runs; give them (--time-steps T)")

@@ -484,3 +484,38 @@ def test_energy_counts_a_current_based_neuron_while_its_current_lasts():
     plain = {r.name: r for r in count_operations(graph(None), x)}["n"]
     assert (cuba.updates, cuba.active_updates) == (10.0, 5.0)
     assert (plain.updates, plain.active_updates) == (10.0, 1.0)
+
+
+# --- Lava (the real simulator, Python 3.10 environment) ----------------------------------------
+
+def lava_synaptic_net():
+    """A Synaptic net Lava's LIF takes exactly: the hop synapse without a bias (a bias is part
+    of the decaying current, which Lava's LIF cannot take: it adds its bias to v); the host
+    layer's bias is fine (its current is computed on the host)."""
+    torch.manual_seed(2)
+    lif = dict(init_hidden=True, reset_mechanism="zero", reset_delay=False)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 40), snn.Synaptic(alpha=0.6, beta=0.85, **lif),
+                        nn.Linear(40, 10, bias=False),
+                        snn.Synaptic(alpha=torch.rand(10), beta=0.7, **lif))
+    return seeded(net, gain=(3.0, 3.0))
+
+
+@pytest.mark.parametrize("target", ["lava-float", "lava-fixed"])
+def test_lava_runs_the_current(target):
+    """lava-float: every spike equal to snnTorch's forward (float64); lava-fixed: Lava's
+    fixed_pt LIF with du = i_decay - 1 equal to the emulator on every spike, 12 digits."""
+    report = check(from_snntorch(lava_synaptic_net(), (1, 8, 8), 8), target=target,
+                   data="digits", samples=12, reference_dtype=torch.float64)
+    assert report.samples == 12
+    assert all(layer.spikes_reference > 0 for layer in report.layers), report.text()
+    assert report.exact, report.text()
+
+
+def test_lava_refuses_a_current_based_layer_with_a_bias():
+    from snnexport.hw.cores import HardwareLoweringError
+    from snnexport.lava.lowering import lower
+
+    graph = fold(trained_synaptic().graph)  # its second Linear has a bias
+    with pytest.raises(HardwareLoweringError, match=r"^layer '4': a current-based layer whose "
+                                                    r"synapse has a bias is not lowered to Lava"):
+        lower(graph)

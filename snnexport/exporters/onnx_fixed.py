@@ -101,7 +101,6 @@ from ..quant.fixed import BIAS_MANT_MAX, STATE_MAX, FixedLayer, FixedMerge, Fixe
 from .onnx_common import (
     GraphBuilder,
     ONNXExportError,
-    artifact_model,
     chunk_const,
     chunk_groups,
     corner,
@@ -265,13 +264,17 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
                 if not host:
                     d = to_u(g, g.op("Slice", [seq, _i64(g, "st", [t, i]), _i64(
                         g, "en", [t + 1, i + 1]), _i64(g, "ax", [0, 2])], "d"))  # [1, B, 1, m]
-                    if cuba and t > 0:  # wrap24(decayed u + wrap24(a << 6)): one wrap
-                        du = g.op("Cast", [g.op("Mul", [g.op("Cast", [cur[i]], "uf", to=F64),
-                                                        chunk_const(g, "ku", ku / 4096, n, i,
-                                                                    np.float64)], "ku_u")],
-                                  "u_decayed", to=I32)
-                        d = _wrap(g, g.op("Add", [du, d], "u_sum"), 24, np.int32)
-                    if cuba:
+                    if cuba:  # u = wrap24(decayed u + wrap24(a << 6) + bias << 6): one wrap
+                        if b is not None:  # the bias is part of the current
+                            d = g.op("Add", [d, b], "u_biased")
+                        if t > 0:
+                            du = g.op("Cast", [g.op("Mul", [
+                                g.op("Cast", [cur[i]], "uf", to=F64),
+                                chunk_const(g, "ku", ku / 4096, n, i, np.float64)], "ku_u")],
+                                "u_decayed", to=I32)
+                            d = g.op("Add", [du, d], "u_sum")
+                        if t > 0 or b is not None:
+                            d = _wrap(g, d, 24, np.int32)
                         cur[i] = d
                 else:
                     d = g.op("Slice", [chunk, *rows[t], _i64(g, "ax", [0])], "d")
@@ -283,7 +286,7 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
                         vi = g.op("Cast", [g.op("Mul", [g.op("Cast", [vi], "vf", to=ftype), c],
                                                 "kv")], "decayed", to=I32)
                     h = g.op("Add", [vi, d], "h")
-                if b is not None:
+                if b is not None and not cuba:
                     h = g.op("Add", [h, b], "biased")
                 if clip:
                     h = g.op("Clip", [h, g.const("lo", -STATE_MAX, np.int32),
@@ -917,16 +920,13 @@ class ONNXFixedTarget:
     """Runs the fixed-point ONNX artifact in onnxruntime (optimisations off) on static images
     or frame sequences; the host layer's mantissas come from the emulator's own code."""
 
-    def __init__(self, net: FixedNet, artifact=None):
+    def __init__(self, net: FixedNet):
         self.net = net
-        self.artifact = artifact  # a written file: run it, as read back from disk
         self.sessions: dict[int, object] = {}  # one per number of steps (unrolled)
 
     def _session(self, t_steps: int):
         if t_steps not in self.sessions:
-            self.sessions[t_steps] = session(
-                to_onnx_fixed(self.net, time_steps=t_steps) if self.artifact is None else
-                artifact_model(self.artifact, t_steps, self.net.time_steps))
+            self.sessions[t_steps] = session(to_onnx_fixed(self.net, time_steps=t_steps))
         return self.sessions[t_steps]
 
     def __call__(self, x, dtype=None):

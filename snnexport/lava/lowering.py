@@ -77,6 +77,10 @@ class Stage:
     links: list[Link] | None = None
     key: str = ""
     depth: int = 0
+    # a current-based layer (the IR Neuron's current_decay, per neuron; None: no current):
+    # Lava's u = u (1 - du) + a_in with du = 1 - current_decay (the host layer's current is
+    # computed on the host instead)
+    current_decay: np.ndarray | None = None
 
 
 def lower(graph: Graph) -> tuple[np.ndarray, np.ndarray, list[Stage], int]:
@@ -84,9 +88,9 @@ def lower(graph: Graph) -> tuple[np.ndarray, np.ndarray, list[Stage], int]:
     Lava stages (one per core of `hw.cores.lower`), and the readout's voting group size."""
     if not graph.metadata.get("folded"):
         raise LavaLoweringError("lower the folded IR (snnexport fold)")
-    ir.refuse_current(graph, "Lava", LavaLoweringError)
     cores = lower_cores(graph)
     if is_residual(cores):
+        ir.refuse_current(graph, "Lava in a residual net", LavaLoweringError)
         return lower_residual(cores)
     cores.chain_only("Lava")
     stages: list[Stage] = []
@@ -112,13 +116,20 @@ def lower(graph: Graph) -> tuple[np.ndarray, np.ndarray, list[Stage], int]:
         b = (np.zeros(n) if b is None else b) * gain
         args = (core.per_neuron(node.decay), float(node.threshold),
                 core.per_neuron(node.v_init), node.spiking, core.shape)
+        cd = core.per_neuron(node.current_decay) if node.cuba else None
+        if cd is not None and not core.host and np.any(b):
+            raise LavaLoweringError(
+                f"layer {core.name!r}: a current-based layer whose synapse has a bias is not "
+                "lowered to Lava (the bias is part of the decaying current; Lava's LIF adds "
+                "its bias to v); train that synapse without a bias, or check it with --target "
+                "onnx")
         if core.host:  # the first synapse runs on the host; each neuron owns its row
             host = (syn.matrix() * gain[:, None], b)
-            stages.append(Stage(core.name, None, np.zeros(n), *args))
+            stages.append(Stage(core.name, None, np.zeros(n), *args, current_decay=cd))
         else:
             conv = syn.conv_args() if core.spatial else None
             w = None if conv else syn.matrix() * gain[:, None]
-            stages.append(Stage(core.name, w, b, *args, conv))
+            stages.append(Stage(core.name, w, b, *args, conv, current_decay=cd))
     return host[0], host[1], stages, cores.population
 
 

@@ -117,6 +117,9 @@ def _stage_writes(plan: Schedule, stages: list, first_bias: np.ndarray, helpers:
             if g == plan.depths[k]:  # a layer's own bias starts with its first sample
                 writes[k, "bias_mant"].append((g, stages[k].lava(stages[k].bias)))
             writes[k, "v"].append((g, stages[k].lava(stages[k].v_init)))
+            if stages[k].cuba:  # the last sample's current must not carry over
+                zeros = np.zeros(stages[k].n, np.asarray(stages[k].v_init).dtype)
+                writes[k, "u"].append((g, stages[k].lava(zeros)))
     return writes
 
 
@@ -149,6 +152,7 @@ class ProcStage:
     # residual graphs only (None in a chain): the synapses into this LIF, its hop depth
     links: list[ProcLink] | None = None
     depth: int = 0
+    cuba: bool = False  # keeps a current u: set to 0 where it starts a sample, as v
 
     def lava(self, a):
         """A per-neuron C-major array in this layer's Lava layout."""
@@ -187,7 +191,7 @@ def float_stages(path: str):
 
     m1, b1, stages, _ = lower(load_ir(path))
     if stages and stages[0].links is not None:
-        return residual_proc_stages(stages, fixed=False), (m1, b1)
+        return residual_proc_stages(stages, fixed=False), (m1, b1, None)
     out = []
     for k, st in enumerate(stages):
         nxt = stages[k + 1] if k + 1 < len(stages) else None
@@ -196,10 +200,17 @@ def float_stages(path: str):
             st.conv["weight"], st.conv["in_shape"], st.conv["stride"], st.conv["padding"],
             st.conv["groups"])
         vth = float(np.nextafter(st.threshold, -np.inf)) if st.spiking else 1e300
+        # a current-based layer keeps u (du = 1 - current_decay); the host layer's current
+        # is run on the host (`run`)
+        cuba = st.current_decay is not None and k > 0
+        du = 1.0 - np.asarray(st.current_decay, np.float64).reshape(-1) if cuba else 1.0
         out.append(ProcStage(st.name, int(np.prod(st.shape)), st.weights,
-                             dict(du=1.0, dv=1.0 - st.decay, vth=vth), st.bias, st.v_init,
-                             st.spiking, chw=tuple(st.shape) if spatial else None, conv=conv))
-    return out, (m1, b1)
+                             dict(du=du, dv=1.0 - st.decay, vth=vth), st.bias, st.v_init,
+                             st.spiking, chw=tuple(st.shape) if spatial else None, conv=conv,
+                             cuba=cuba))
+    host_cd = None if not stages or stages[0].current_decay is None else \
+        np.asarray(stages[0].current_decay, np.float64).reshape(-1)
+    return out, (m1, b1, host_cd)
 
 
 def lava_conv_args(weight, in_chw, stride, padding, groups) -> dict:
@@ -230,11 +241,16 @@ def fixed_stages(path: str):
             w = np.asarray(layer.weight, np.int64)
         bias = np.zeros(layer.n, np.int64) if layer.bias_mant is None else np.asarray(
             layer.bias_mant, np.int64).reshape(-1)
+        # a current-based layer keeps u: du = i_decay - 1 (Lava adds 1 back); the host
+        # layer's current comes with its bias mantissas (computed by the core)
+        cuba = layer.i_decay is not None and layer.kind != "host"
+        du = np.asarray(layer.i_decay, np.int64).reshape(-1) - 1 if cuba else 4095
         out.append(ProcStage("" if layer.pool else layer.name, layer.n, w,
-                             dict(du=4095, dv=np.asarray(layer.dv).reshape(-1),
+                             dict(du=du, dv=np.asarray(layer.dv).reshape(-1),
                                   vth=int(layer.vth_mant), bias_exp=6),
                              bias, np.asarray(layer.v_init).reshape(-1), layer.spiking,
-                             chw=tuple(layer.shape) if spatial else None, conv=conv))
+                             chw=tuple(layer.shape) if spatial else None, conv=conv,
+                             cuba=cuba))
     return out, None
 
 
@@ -554,11 +570,18 @@ def run(mode: str, model_path: str, inputs_path: str, out_path: str) -> None:
     data = np.load(inputs_path)
     t_steps = int(data["time_steps"])
     if mode == "float":
-        m1, b1 = host
+        m1, b1, host_cd = host
         # x [N, *input] static images or [N, T, *input] frames: one current per step
         x = data["x"].astype(np.float64)
         lead = x.ndim - len(data["input_shape"])  # 1 for images, 2 for frames
         firsts = x.reshape(*x.shape[:lead], -1) @ m1.T + b1
+        if host_cd is not None:  # a current-based host layer: J = cd J + I, per step
+            if firsts.ndim == 2:
+                firsts = np.repeat(firsts[:, None], t_steps, 1)
+            carry = np.zeros_like(firsts[:, 0])
+            for t in range(firsts.shape[1]):
+                carry = host_cd * carry + firsts[:, t]
+                firsts[:, t] = carry
     else:
         firsts = data["bias0"].astype(np.int64)
     if mode == "netx":

@@ -124,21 +124,23 @@ class LavaFixedTarget:
     (`netx=False`), or as the netx HDF5 file lava-dl builds (`netx=True`). Static images or
     frames; the host layer's current mantissas are computed here, with the emulator's code."""
 
-    def __init__(self, net, netx: bool = False, timeout: float = 1200.0, artifact=None):
+    def __init__(self, net, netx: bool = False, timeout: float = 1200.0):
         self.net = net
         self.netx = netx
-        self.artifact = artifact  # netx: the written file to run, as read back from disk
         self.timeout = timeout
         # netx holds a chain: a residual merge is refused here, naming the merge node, before
         # Lava starts; the processes take a residual net (lowering.lower_residual), built once
         # here too so that what Lava cannot take is refused before it starts
+        if netx or not net.is_chain:
+            net.refuse_current("netx" if netx else "Lava fixed_pt in a residual net")
+        net.refuse_current_bias("Lava fixed_pt")
         if netx or net.is_chain:
             net.chain_only("netx" if netx else "Lava fixed_pt")
         else:
             from .runner import fixed_residual_stages
 
             fixed_residual_stages(net)
-        if netx and artifact is None:  # refuse what netx cannot hold before starting Lava
+        if netx:  # refuse what netx cannot hold before starting Lava
             with tempfile.TemporaryDirectory() as d:
                 from ..exporters.netx_export import write_netx
 
@@ -150,15 +152,16 @@ class LavaFixedTarget:
 
         net = self.net
         static = x.dim() == len(net.input_shape) + 1
-        mant, _ = host_bias_mant(net.layers[0], x.to(torch.float64), net.input_shape)
         t_steps = net.time_steps if static else x.shape[0]
+        mant, _ = host_bias_mant(net.layers[0], x.to(torch.float64), net.input_shape,
+                                 t_steps=t_steps)
         b = len(x) if static else x.shape[1]
-        mant = mant.reshape(b, -1) if static else mant.transpose(0, 1).reshape(b, t_steps, -1)
+        # a current-based host layer's current changes every step, a static image's too
+        per_step = not static or net.layers[0].i_decay is not None
+        mant = mant.transpose(0, 1).reshape(b, t_steps, -1) if per_step else mant.reshape(b, -1)
         with tempfile.TemporaryDirectory() as d:
             d = Path(d)
-            if self.netx and self.artifact is not None:
-                model, mode = Path(self.artifact), "netx"
-            elif self.netx:
+            if self.netx:
                 from ..exporters.netx_export import write_netx
 
                 model, mode = write_netx(net, d / "model.net"), "netx"

@@ -8,8 +8,10 @@ lava/proc/{dense,conv}/models.py write them, with du = 4095 (current not kept):
     v  = sign(p) (|p| >> 12), p = v (4096 - dv)          (decay truncated toward zero)
     v  = clip(v + u + (bias_mant << 6), -(2^23 - 1), 2^23 - 1)
     s  = v > (vth_mant << 6);  v[s] = 0
-A current-based layer (FixedLayer.i_decay) keeps its current, Lava's du = i_decay - 1:
-    u  = wrap24(sign(p) (|p| >> 12) + (a << 6)),  p = u_prev (4096 - i_decay)
+A current-based layer (FixedLayer.i_decay) keeps its current, Lava's du = i_decay - 1, and its
+synapse's bias is part of that current (the IR's J = current_decay J + W s + b), not of v:
+    u  = wrap24(sign(p) (|p| >> 12) + (a << 6) + (bias_mant << 6)),  p = u_prev (4096 - i_decay)
+    v  = clip(sign(q) (|q| >> 12) + u)
 (`integer_current`, the netx emulator's too); its host layer's current is run on the host.
 Delays: Lava's layer k answers k steps late (one per hop); the runners start every layer at
 its own step (see lava/runner.py), so the emulator's step t is Lava's step t + k of layer k.
@@ -249,7 +251,10 @@ def emulate_reference(net: FixedNet, x: torch.Tensor, stats: EmulatorStats | Non
                 a = a + synapse_sum(syn, value(syn.source).flatten(0, 1), layer.shape).reshape(
                     t_steps, b, *layer.shape)
             u = a << 6
-            if layer.i_decay is not None:  # current-based: the current decays, wraps
+            cuba = layer.i_decay is not None
+            if cuba:  # current-based: the current (its bias too) decays, wraps
+                if layer.bias_mant is not None:
+                    u = u + (torch.as_tensor(layer.bias_mant, dtype=torch.int64) << 6)
                 wrapped, acted = integer_current(layer.i_decay, u)
             else:
                 wrapped = wrap24(u)
@@ -258,7 +263,7 @@ def emulate_reference(net: FixedNet, x: torch.Tensor, stats: EmulatorStats | Non
                 stats.u_wrapped[layer.name] = stats.u_wrapped.get(layer.name, 0) + int(
                     acted.sum())
                 stats.mark(layer.name, acted)
-            bias = torch.zeros((), dtype=torch.int64) if layer.bias_mant is None else \
+            bias = torch.zeros((), dtype=torch.int64) if layer.bias_mant is None or cuba else \
                 torch.as_tensor(layer.bias_mant, dtype=torch.int64) << 6
             h, s = neuron_loop(layer, wrapped, bias, stats)
         prev = s
@@ -435,11 +440,14 @@ def _fast_current(layer: FixedLayer, a: torch.Tensor, stats: EmulatorStats | Non
     """u = wrap24(a << 6) (current-based: `integer_current`) plus the bias << 6, float64
     [T, B, *shape] (in place on a)."""
     u = a.mul_(64)
-    if layer.i_decay is not None:
+    if layer.i_decay is not None:  # the bias feeds the current (FixedLayer.i_decay)
+        if layer.bias_mant is not None:
+            u.add_(torch.from_numpy(np.asarray(layer.bias_mant, np.int64) << 6).to(u.dtype))
         u, acted = integer_current(layer.i_decay, u, fast=True)
         if stats is not None:
             stats.mark(layer.name, acted)
             stats.u_wrapped[layer.name] = stats.u_wrapped.get(layer.name, 0) + int(acted.sum())
+        return u.add_(0.0)
     lo, hi = torch.aminmax(u) if u.numel() else (torch.zeros(()), torch.zeros(()))
     wrapped = 0
     if layer.i_decay is None and (hi > WRAP or lo <= -WRAP):  # Lava's LIF wraps u

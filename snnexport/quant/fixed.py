@@ -13,7 +13,8 @@ the float IR's membrane):
 A current-based layer (the IR Neuron's current_decay, CUBA) keeps its current (Lava's du =
 i_decay - 1, netx's iDecay = i_decay), `emulator.integer_current`:
     u_t   = wrap24(trunc((4096 - i_decay) u_{t-1} / 4096) + (a_t << 6)),   u_-1 = 0
-with i_decay = round(4096 (1 - current_decay)) in 1..4096 per neuron; its scale also keeps the
+with i_decay = round(4096 (1 - current_decay)) in 1..4096 per neuron, and bias_mant << 6 added
+to u, not to v (the synapse's bias is part of the IR's current J); its scale also keeps the
 largest current the float IR reaches on the calibration inputs, |S gain J| < 2^22. A
 current-based host layer runs its current on the host in float64 with the chip's decay
 (4096 - i_decay) / 4096 (`host_current_float`), sent per step as the bias mantissa.
@@ -199,6 +200,19 @@ class FixedNet:
                 raise QuantError(f"layer {lay.name!r}: a current-based neuron (a synaptic "
                                  f"current that decays, CUBA) is not lowered to {target} "
                                  "yet; check it with --target fixed (the emulator)")
+
+    def refuse_current_bias(self, target: str) -> None:
+        """For Lava's LIF, whose bias feeds v, not u: QuantError naming the first
+        current-based layer (not the host's: its current is computed on the host) whose
+        synapse has a bias (in the IR it is part of the current, which decays)."""
+        for lay in self.layers:
+            if lay.i_decay is not None and lay.kind != "host" and lay.bias_mant is not None \
+                    and np.any(lay.bias_mant):
+                raise QuantError(f"layer {lay.name!r}: a current-based layer whose synapse has "
+                                 f"a bias is not lowered to {target} (the bias is part of the "
+                                 "decaying current; Lava's LIF adds its bias to v); train that "
+                                 "synapse without a bias, or check it with --target fixed or "
+                                 "onnx-fixed")
 
     def shape_of(self, name: str) -> tuple[int, ...]:
         """The per-sample shape of a layer's or merge's output."""
