@@ -326,7 +326,8 @@ NODE_TYPES: dict[str, type[Node]] = {cls.__name__: cls for cls in (
     LIFNeuron, Neuron, Voting, Readout, Add, SEWAnd, SEWIAnd)}
 
 
-CUBA_TARGETS = "reference"  # the targets that take current-based neurons (their refusals say)
+# the targets that take current-based neurons everywhere (the refusals of the others say)
+CUBA_TARGETS = "reference, onnx, nir, fixed or onnx-fixed"
 
 
 def refuse_current(graph, target: str, error: type[Exception] = IRError) -> None:
