@@ -201,7 +201,7 @@ def load_factory(spec: str, weights=None, input_shape=None, time_steps: int | No
     the framework's own forward pass of the module so built."""
     import inspect
 
-    from .data.user import import_function
+    from .data.user import call_user_function, import_function
 
     build = import_function(spec, "model factory")
     try:
@@ -211,7 +211,7 @@ def load_factory(spec: str, weights=None, input_shape=None, time_steps: int | No
                          f"(def build(): return Net(...))") from None
     except ValueError:  # no signature (a builtin): call it and see
         pass
-    net = build()
+    net = call_user_function(build, spec, "model factory")  # its failure: one line
     if not isinstance(net, torch.nn.Module):
         raise UsageError(f"{spec}: returned a {type(net).__name__}, not a torch module; the "
                          "factory builds the network and returns it")
@@ -258,7 +258,10 @@ def load_model(path, time_steps: int | None = None) -> LoadedModel:
     an IR file (.snnir) or a NIR file from any producer (HDF5 with NIR's 'node' group).
     `time_steps` sets T where the file does not say it (NIR) and overrides it elsewhere."""
     path = Path(path)
-    head = path.read_bytes()[:16] if path.is_file() else b""
+    head = b""
+    if path.is_file():  # the first bytes only: a multi-GB file given by mistake is not read
+        with open(path, "rb") as f:
+            head = f.read(16)
     if head[:8] == HDF5_MAGIC and is_netx_file(path):  # lava-dl's netx: snnexport/netx_check.py
         return LoadedModel(path, read_netx(path), kind="a netx file", files=(path,))
     if head[:len(MAGIC)] == MAGIC:
@@ -267,7 +270,7 @@ def load_model(path, time_steps: int | None = None) -> LoadedModel:
         loaded = LoadedModel(path, _read_hdf5_model(path), kind="a NIR file", files=(path,))
     else:
         model, meta = load_checkpoint(path)
-        graph = import_plifnet(model)
+        graph = import_plifnet(model, str(path))
         if "data" in meta:
             graph.metadata["data"] = meta["data"]
         loaded = LoadedModel(path, graph, model, meta, kind="an snnexport checkpoint",
@@ -276,6 +279,11 @@ def load_model(path, time_steps: int | None = None) -> LoadedModel:
         if isinstance(time_steps, bool) or not isinstance(time_steps, int) or time_steps < 1:
             raise UsageError(f"--time-steps {time_steps!r}: give a whole number >= 1")
         loaded.graph.metadata["time_steps"] = int(time_steps)
+        if loaded.torch_model is not None:  # the checkpoint's own run (the reference): same T
+            import dataclasses
+
+            loaded.torch_model.cfg = dataclasses.replace(loaded.torch_model.cfg,
+                                                         time_steps=int(time_steps))
     if head[:8] == HDF5_MAGIC and not loaded.graph.metadata.get("time_steps"):
         raise UsageError(f"{path}: a NIR graph does not say how many time steps the network "
                          "runs; give them (--time-steps T)")

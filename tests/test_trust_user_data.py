@@ -119,3 +119,10 @@ def test_labels_of_another_length_are_refused():
     ds = load_dataset("digits")
     with pytest.raises(UsageError, match=r"\[4\]"):
         snnexport.verify(MODEL, inputs=(ds.x_test[:4], ds.y_test[:5]))
+
+
+def test_a_failing_model_factory_is_one_line_naming_it(userdata, capsys):
+    code = main(["check", "--model", "userdata_t25:raises", "--input-shape", "1,8,8",
+                 "--time-steps", "4"])
+    line = _one_line(capsys, code)
+    assert "userdata_t25:raises" in line and "model factory raised KeyError" in line
