@@ -1,5 +1,5 @@
 """The chip descriptions and energy profiles live in the repository's top-level targets/; the
-wheel carries them as package data under snnexport/targets/ (snnexport.energy.estimate
+wheel carries them as package data under snnexport/targets/ (snnexport.hw.fit
 .targets_dir finds either). Everything else is configured in pyproject.toml."""
 
 import shutil

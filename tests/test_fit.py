@@ -403,3 +403,11 @@ def test_speck_memory_and_cores_equal_sinabs(sinabs_dynapcnn):
             assert fits_somewhere == (not any(v.layer == lf.layer for v in report.violations))
             if lf.cores:  # the core fit chose is one sinabs' constraints accept
                 assert constraints[lf.cores[0]["core"]].fits(layer)
+
+
+def test_soft_reset_is_refused_by_loihi2_and_taken_by_xylo():
+    graph = dense_chain([16, 64, 8])
+    graph.nodes["sn0"].reset = "soft"  # V -= threshold on a spike (snnTorch's subtract)
+    loihi = fit_graph(graph, "loihi2")
+    assert loihi.refused.startswith("node 'sn0': Loihi's and Lava's LIF reset to 0")
+    assert fit_graph(graph, "xylo-audio2").fits  # Xylo resets by subtraction

@@ -207,8 +207,8 @@ class FitReport:
         if self.layers:
             mem = "kernel/neuron/bias" if c.family == "speck" else (
                 "weights" if c.family == "xylo" else "syn bytes/core")
-            wl = max(len(lf.layer) for lf in self.layers) + 2
-            ws = max(len(lf.synapse) for lf in self.layers) + 2
+            wl = max(len("layer"), *(len(lf.layer) for lf in self.layers)) + 2
+            ws = max(len("synapse"), *(len(lf.synapse) for lf in self.layers)) + 2
             where = "ids" if c.family == "xylo" else "cores"
             wc = 14 if c.family == "xylo" else 6
             lines.append(f"  {'layer':<{wl}}{'synapse':<{ws}}{'kind':<7}{'neurons':>8}"
