@@ -110,6 +110,9 @@ def _train(args) -> int:
     from .train import PRESETS, train_to_file
 
     cfg = PRESETS[args.preset]
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError(f"train: --epochs {args.epochs}: give 1 or more (0 epochs would "
+                         "write an untrained model)")
     if args.epochs is not None:
         cfg = dataclasses.replace(cfg, epochs=args.epochs)
     if args.seed is not None:

@@ -59,7 +59,7 @@ def evaluate(model: PLIFNet, x: torch.Tensor, y: torch.Tensor, batch_size: int =
 
     count("--samples", len(y))
     batch_size = count("batch_size", batch_size)
-    graph = import_plifnet(model)
+    graph = import_plifnet(model, None if source == "<model>" else source)
     fit_input(graph, x, source, what, fix)
     t, batch = time_steps_of(graph, x), min(batch_size, len(y))
     ensure_fits(run_bytes(graph, batch, t, itemsize=4),

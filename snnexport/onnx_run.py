@@ -12,6 +12,7 @@ import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from .exporters.onnx_common import artifact_model
 from .exporters.onnx_export import OPSET, synapse_inputs, to_onnx
 from .ir import nodes as ir
 from .ir.graph import Graph
@@ -32,14 +33,17 @@ def session(model: onnx.ModelProto, optimise: bool = False, threads: int = 0):
 class ONNXTarget:
     """The sequence artifact of an IR, ready to run batches (parity session)."""
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, artifact=None):
         self.graph = graph
+        self.artifact = artifact  # a written file: run it, as read back from disk
         self.sessions: dict[int, object] = {}  # one per number of steps (unrolled)
         self.spike_inputs: dict[str, list[np.ndarray]] = {}
 
     def _session(self, t_steps: int):
         if t_steps not in self.sessions:
-            self.sessions[t_steps] = session(to_onnx(self.graph, time_steps=t_steps))
+            self.sessions[t_steps] = session(
+                to_onnx(self.graph, time_steps=t_steps) if self.artifact is None else
+                artifact_model(self.artifact, t_steps, int(self.graph.metadata["time_steps"])))
         return self.sessions[t_steps]
 
     def __call__(self, x: torch.Tensor, dtype=None) -> SimResult:

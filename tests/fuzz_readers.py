@@ -133,8 +133,18 @@ def pt_mutation(seeds: Seeds, draw, path: Path) -> None:
     torch.save(payload, path)
 
 
+META_VALUES = st.one_of(VALUES, st.text(max_size=4), st.integers(-3, 10 ** 13),
+                       st.lists(st.sampled_from([1e-4, 0.0, 8.0, np.nan]), min_size=0,
+                                max_size=3).map(np.array))
+
+
 def nir_mutation(seeds: Seeds, draw, path: Path) -> None:
     g = copy.deepcopy(seeds.nir_graph)
+    if draw(st.integers(0, 3)) == 0:  # the graph's metadata: dt, T (issue 25)
+        key = draw(st.sampled_from(["dt", "snnexport.time_steps"]))
+        g.metadata = {**(g.metadata or {}), key: draw(META_VALUES)}
+        nir.write(path, g)
+        return
     key = draw(st.sampled_from(sorted(g.nodes)))
     node = g.nodes[key]
     fields = sorted(k for k, v in vars(node).items() if isinstance(v, np.ndarray))

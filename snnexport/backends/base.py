@@ -65,6 +65,12 @@ class Backend:
     bounded_decays: bool = False  # a chip core holds few decay settings (linter: per-neuron τ)
     # after the run: (report, runner, inp) -> None, adds what only this target measures
     finish: Callable[[Any, Any, Any], None] | None = None
+    # (artifact path, inp, dtype, stats) -> the runner of the artifact FILE `exports` wrote,
+    # read back from disk (deploy checks the file a user takes away, not a model in memory)
+    run_file: Callable[[Any, Any, torch.dtype, Any], Callable] | None = None
+    # the backend whose written file run_file takes, when not this one's own export (lava-fixed
+    # runs the fixed-point IR file 'fixed' writes)
+    artifact_of: str | None = None
 
     def __post_init__(self):
         if self.reference not in ("model", "emulator"):

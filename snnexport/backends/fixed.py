@@ -22,7 +22,14 @@ def make_runner(net, dtype, stats):
     return run
 
 
+def run_file(path, net, dtype, stats):
+    """The emulator running the fixed-point IR file at `path`, as read back from disk."""
+    from ..quant import load_fixed
+
+    return make_runner(load_fixed(path), dtype, stats)
+
+
 register(Backend("fixed", "snnexport's bit-accurate emulator of the fixed-point IR",
                  make_runner, exports=Export(".fixed.npz", write), fixed_point=True,
                  dtype=torch.int64, profile="loihi2", mismatch_cause="quantisation",
-                 resets_to_zero=True))
+                 resets_to_zero=True, run_file=run_file))

@@ -14,7 +14,15 @@ def make_runner(net, dtype, stats):
     return LavaFixedTarget(net, netx=False)
 
 
+def run_file(path, net, dtype, stats):
+    """The fixed-point IR file at `path` (what 'fixed' exports) run by Lava's processes."""
+    from ..lava.target import LavaFixedTarget
+
+    return LavaFixedTarget(net, netx=False, artifact=path)
+
+
 register(Backend("lava-fixed",
                  "Lava fixed_pt LIF + Dense/Conv processes vs the emulator, aligned",
                  make_runner, reference="emulator", fixed_point=True, dtype=torch.int64,
-                 profile="loihi2", slow=True, resets_to_zero=True, bounded_decays=True))
+                 profile="loihi2", slow=True, resets_to_zero=True, bounded_decays=True,
+                 run_file=run_file, artifact_of="fixed"))

@@ -20,7 +20,13 @@ def make_runner(net, dtype, stats):
     return LavaFixedTarget(net, netx=True)
 
 
+def run_file(path, net, dtype, stats):
+    from ..lava.target import LavaFixedTarget
+
+    return LavaFixedTarget(net, netx=True, artifact=path)
+
+
 register(Backend("netx", "netx HDF5 in Lava fixed_pt vs the emulator, aligned", make_runner,
                  exports=Export(".net", write), reference="emulator", fixed_point=True,
                  dtype=torch.int64, profile="loihi2", slow=True, resets_to_zero=True,
-                 bounded_decays=True))
+                 bounded_decays=True, run_file=run_file))

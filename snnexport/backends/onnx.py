@@ -33,6 +33,12 @@ def make_runner(folded, dtype, stats):
     return ONNXTarget(folded)
 
 
+def run_file(path, folded, dtype, stats):
+    from ..onnx_run import ONNXTarget
+
+    return ONNXTarget(folded, artifact=path)
+
+
 def finish(report, runner, folded) -> None:
     from ..onnx_run import binary_spike_check
 
@@ -41,4 +47,4 @@ def finish(report, runner, folded) -> None:
 
 register(Backend("onnx", "onnxruntime, optimisations off", make_runner,
                  exports=Export(".onnx", write, options=("step", "lean"), note=note),
-                 dtype=torch.float32, finish=finish))
+                 dtype=torch.float32, finish=finish, run_file=run_file))

@@ -27,7 +27,13 @@ def make_runner(net, dtype, stats):
     return ONNXFixedTarget(net)
 
 
+def run_file(path, net, dtype, stats):
+    from ..exporters.onnx_fixed import ONNXFixedTarget
+
+    return ONNXFixedTarget(net, artifact=path)
+
+
 register(Backend("onnx-fixed", "integer ONNX in onnxruntime vs the emulator", make_runner,
                  exports=Export(".fixed.onnx", write, options=("lean",), note=note),
                  reference="emulator",
-                 fixed_point=True, dtype=torch.int64))
+                 fixed_point=True, dtype=torch.int64, run_file=run_file))

@@ -21,6 +21,7 @@ model sees exactly what the user gives).
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,13 @@ def _event_frames(arrays: dict, source: str, time_steps: int | None) -> torch.Te
         if len(v) and (v.min() < 0 or v.max() >= bound):
             raise UsageError(f"{source}: event field {f} outside [0, {bound}) of sensor_size")
     samples = np.unique(events["sample"])
+    need = len(samples) * int(time_steps) * int(np.prod(size, dtype=np.float64)) * 12
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if need > memory // 2:  # int64 frames per sample, then float32 for all: 12 bytes a cell
+        raise UsageError(f"{source}: {len(samples)} recordings of T={time_steps} frames of "
+                         f"sensor_size {size} would need about {need / 2 ** 30:,.0f} GiB, more "
+                         f"than half this machine's memory ({memory / 2 ** 30:.0f} GiB); give "
+                         "the sensor's real size")
     frames = []
     for s in samples:  # np.unique sorts: sample k is the k-th smallest index
         ev = events[events["sample"] == s]
@@ -160,7 +168,6 @@ def import_function(spec: str, what: str):
     packages or, failing that, from the current folder (as `python -m` would find it: the
     `snnexport` command does not put the current folder on sys.path). `what` names it in the
     one-line error."""
-    import os
     import sys
 
     module, _, name = spec.partition(":")
@@ -194,8 +201,6 @@ DATA_TIMEOUT = 600.0
 
 
 def _timeout() -> float:
-    import os
-
     text = os.environ.get("SNNEXPORT_DATA_TIMEOUT", "")
     try:
         value = float(text) if text.strip() else DATA_TIMEOUT

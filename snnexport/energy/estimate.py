@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,10 +69,25 @@ def load_profile(name_or_path) -> Profile:
         d = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ProfileError(f"{path}: not valid TOML ({e})") from None
-    for key, c in d.get("energy", {}).items():
+    if not isinstance(d.get("name"), str) or not d["name"].strip():
+        raise ProfileError(f"{path}: no name: give name = \"...\" (the profile's name)")
+    if not isinstance(d.get("title", ""), str):
+        raise ProfileError(f"{path}: title must be a string")
+    energy = d.get("energy", {})
+    if not isinstance(energy, dict):
+        raise ProfileError(f"{path}: energy must be a table of [energy.KEY] entries")
+    for key, c in energy.items():
+        if not isinstance(c, dict):
+            raise ProfileError(f"{path}: energy.{key} must be a table (value, unit, source, "
+                               "grade)")
         missing = {"value", "unit", "source", "grade"} - set(c)
         if missing:
             raise ProfileError(f"{path}: energy.{key} lacks {sorted(missing)}")
+        v = c["value"]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) \
+                or v < 0:
+            raise ProfileError(f"{path}: energy.{key} value {v!r} must be a finite number of "
+                               "pJ >= 0")
         if c["grade"] not in GRADES:
             raise ProfileError(f"{path}: energy.{key} grade {c['grade']!r} not in {GRADES}")
         if c["unit"] != "pJ":

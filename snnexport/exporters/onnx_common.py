@@ -134,6 +134,23 @@ def chunk_const(g: GraphBuilder, hint, flat: np.ndarray, n: int, i: int, dtype):
     return g.const(hint, flat.reshape(n, -1)[i], dtype)
 
 
+def artifact_model(path, t_steps: int, unrolled: int):
+    """The ONNX file at `path` (its steps unrolled: `unrolled`) for a run of `t_steps` steps;
+    a run of another number of steps is refused: the file cannot run it."""
+    import onnx
+
+    from ..errors import UsageError
+
+    if t_steps != unrolled:
+        raise UsageError(f"{path}: the artifact unrolls {unrolled} time steps; these inputs "
+                         f"have {t_steps}: check it on inputs of {unrolled} steps")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # protobuf's DecodeError and others on damaged bytes
+        raise UsageError(f"{path}: not a readable ONNX file ({type(exc).__name__}: "
+                         f"{str(exc)[:160]}); export it again") from None
+
+
 def session(model, optimise: bool = False, threads: int = 0):
     """An onnxruntime CPU session of `model` (an onnx.ModelProto), graph optimisations off
     unless `optimise`."""

@@ -101,6 +101,7 @@ from ..quant.fixed import BIAS_MANT_MAX, STATE_MAX, FixedLayer, FixedMerge, Fixe
 from .onnx_common import (
     GraphBuilder,
     ONNXExportError,
+    artifact_model,
     chunk_const,
     chunk_groups,
     corner,
@@ -920,13 +921,16 @@ class ONNXFixedTarget:
     """Runs the fixed-point ONNX artifact in onnxruntime (optimisations off) on static images
     or frame sequences; the host layer's mantissas come from the emulator's own code."""
 
-    def __init__(self, net: FixedNet):
+    def __init__(self, net: FixedNet, artifact=None):
         self.net = net
+        self.artifact = artifact  # a written file: run it, as read back from disk
         self.sessions: dict[int, object] = {}  # one per number of steps (unrolled)
 
     def _session(self, t_steps: int):
         if t_steps not in self.sessions:
-            self.sessions[t_steps] = session(to_onnx_fixed(self.net, time_steps=t_steps))
+            self.sessions[t_steps] = session(
+                to_onnx_fixed(self.net, time_steps=t_steps) if self.artifact is None else
+                artifact_model(self.artifact, t_steps, self.net.time_steps))
         return self.sessions[t_steps]
 
     def __call__(self, x, dtype=None):

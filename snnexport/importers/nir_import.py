@@ -49,6 +49,21 @@ def _scalar_meta(v):
     return a.item() if a.ndim == 0 else a
 
 
+def _positive_meta(meta: dict, key: str, default, where: str, integer: bool = False):
+    """Graph metadata `key` as a finite number > 0 (a whole one if `integer`), else one
+    NIRImportError naming it."""
+    v = meta.get(key, default)
+    if v is None:
+        return None
+    x = _scalar_meta(v)
+    ok = isinstance(x, int | float) and not isinstance(x, bool) and np.isfinite(x) and x > 0 \
+        and (not integer or float(x).is_integer())
+    if not ok:
+        raise NIRImportError(f"{where}: metadata {key} = {str(v)[:40]!r} must be a finite "
+                             f"{'whole ' if integer else ''}number > 0")
+    return int(x) if integer else float(x)
+
+
 def _order(g: nir.NIRGraph, where: str) -> list[str]:
     """The NIR nodes in topological order from the one Input (a cycle is recurrence: refused)."""
     inputs = [k for k, n in g.nodes.items() if isinstance(n, nir.Input)]
@@ -221,7 +236,7 @@ def from_nir(g: nir.NIRGraph, dt: float | None = None, discretisation: str = "eu
     if discretisation not in ("euler", "exact"):
         raise UsageError("discretisation must be 'euler' or 'exact'")
     meta = g.metadata or {}
-    dt = float(meta.get("dt", dt if dt is not None else DEFAULT_DT)) if dt is None else dt
+    dt = _positive_meta(meta, "dt", DEFAULT_DT, where) if dt is None else dt
     b = _Builder(where, dt, discretisation)
     order = _order(g, where)
     ins = {k: [a for a, c in g.edges if c == k] for k in g.nodes}
@@ -368,7 +383,7 @@ def from_nir(g: nir.NIRGraph, dt: float | None = None, discretisation: str = "eu
     if readout is None:  # a foreign graph: score by the spike count of its last layer
         last = output if output is not None else ir_of[order[-1]]
         b.add("readout", ir.Readout(1, "rate"), [last])
-    time_steps = int(_scalar_meta(meta.get("snnexport.time_steps", 0))) or None
+    time_steps = _positive_meta(meta, "snnexport.time_steps", None, where, integer=True)
     md = {"source": "nir", "dt": dt, "discretisation": discretisation, "folded": True,
           "readout": (readout.mode if readout else "rate")}
     if time_steps:

@@ -74,17 +74,20 @@ def module_node(path: str, m: nn.Module) -> ir.Node:
 MERGE = {"ADD": ir.Add, "AND": ir.SEWAnd, "IAND": ir.SEWIAnd}
 
 
-def import_plifnet(model: PLIFNet) -> Graph:
+def import_plifnet(model: PLIFNet, where: str | None = None) -> Graph:
+    """The model's IR graph; `where` (the checkpoint's path) names it in errors, else its
+    class."""
+    where = where or type(model).__name__
     cfg = model.cfg
     shape = (cfg.in_channels, cfg.input_size, cfg.input_size)
     meta = {"source": f"snnexport.{type(model).__name__}", "time_steps": cfg.time_steps,
             "readout": READOUT_MODE[cfg.readout], "config": cfg.to_dict()}
     if isinstance(model, SEWResNet):
-        return validate(_sew_graph(model, shape, meta), type(model).__name__)
+        return validate(_sew_graph(model, shape, meta), where)
     named: list[tuple[str, ir.Node]] = [("input", ir.Input(shape, "analog"))]
     for name, m in model.layers.named_children():
         named.append((f"layers.{name}", module_node(f"layers.{name}", m)))
-    return validate(Graph.chain(named, meta), type(model).__name__)
+    return validate(Graph.chain(named, meta), where)
 
 
 def _sew_graph(model: SEWResNet, shape, meta: dict) -> Graph:

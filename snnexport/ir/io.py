@@ -37,7 +37,7 @@ from ..errors import SnnexportError
 from ..files import atomic_write
 from . import nodes as ir
 from .graph import Graph
-from .validate import validate
+from .validate import check_fields, validate
 
 MAGIC = b"SNNEXPORT-IR\n"
 FORMAT = "snnexport-ir"
@@ -201,6 +201,8 @@ def from_bytes(data: bytes, name: str = "<bytes>") -> Graph:
         header = json.loads(data[start:start + n])
     except (struct.error, ValueError) as e:
         raise IRFileError(f"{name}: corrupt IR header ({e})") from None
+    except RecursionError:  # JSON nested thousands deep: no header snnexport writes
+        raise IRFileError(f"{name}: corrupt IR header (nested too deep)") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT or \
             header.get("version") not in READABLE:
         got = header if not isinstance(header, dict) else (header.get("format"),
@@ -211,6 +213,14 @@ def from_bytes(data: bytes, name: str = "<bytes>") -> Graph:
     try:
         named = [(e["name"], _node(e, body, f"{name}: node {e.get('name')!r}"))
                  for e in header["nodes"]]
+        if not isinstance(header["metadata"], dict):
+            raise IRFileError(f"{name}: metadata is a {type(header['metadata']).__name__}, "
+                              "not a JSON object")
+        for node_name, node in named:  # what the shapes divide by, before the graph is built
+            try:
+                check_fields(name, node_name, node)
+            except ir.IRError as e:
+                raise IRFileError(str(e)) from None
         if header["version"] >= 2 and header.get("sha256") != _digest(header, body):
             raise IRFileError(f"{name}: checksum mismatch: the file was changed or damaged "
                               "after it was written; fold the model again (snnexport fold "
@@ -220,7 +230,7 @@ def from_bytes(data: bytes, name: str = "<bytes>") -> Graph:
         raise
     except ir.IRError as e:
         raise IRFileError(f"{name}: {e}") from None
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as e:
         raise IRFileError(f"{name}: malformed IR header ({type(e).__name__}: {e})") from None
     try:
         return validate(g, name)
@@ -229,7 +239,16 @@ def from_bytes(data: bytes, name: str = "<bytes>") -> Graph:
 
 
 def load_ir(path) -> Graph:
+    """An IR file; one larger than half the machine's memory is refused before it is read
+    (a sparse file that only starts like one would otherwise end in a MemoryError)."""
+    import os
+
     path = Path(path)
     if not path.is_file():
         raise IRFileError(f"{path}: no such file")
+    size = path.stat().st_size
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if size > memory // 2:
+        raise IRFileError(f"{path}: {size:,} bytes, more than half this machine's memory "
+                          f"({memory:,} bytes): not an IR file snnexport wrote for it")
     return from_bytes(path.read_bytes(), str(path))

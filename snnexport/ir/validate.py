@@ -6,13 +6,15 @@ user's module path) and the fix:
     reset_by);
   * BatchNorm: var + eps > 0;
   * LIFNeuron: k = 1/tau in (0, 1] (tau >= 1 at dt = 1), threshold above the reset level;
-  * Neuron: decay in [0, 1] (1 = no leak, 0 = memoryless), threshold > 0 for a spiking layer
-    (a threshold at or below the reset level fires every step, or never resets); reset_by
-    (the soft reset's amount) only with reset 'soft', and > 0;
+  * Neuron: decay in [0, 1] (1 = no leak, 0 = memoryless), gain > 0, threshold > 0 for a
+    spiking layer (a threshold at or below the reset level fires every step, or never
+    resets); reset_by (the soft reset's amount) only with reset 'soft', and > 0;
   * per-neuron parameters broadcast to the layer's shape;
   * enumerations: Input.kind, Neuron.reset, SpikePool.mode, Readout.mode;
   * conv / pool geometry: stride and kernel >= 1, padding >= 0, groups dividing the channels;
-  * Voting population >= 1; metadata time_steps a positive integer.
+  * Voting population >= 1; metadata time_steps a positive integer, readout one of the modes;
+  * check_fields: what shapes divide by (stride, kernel, population), before a graph is built
+    from a file's nodes.
 The graph's wiring and shapes are checked when it is built (Graph.shapes).
 """
 
@@ -39,11 +41,25 @@ def _finite(where, name, node):
             raise ir.IRError(f"{where}: layer {name!r}: {field} has {bad} NaN/Inf value(s); "
                              "retrain or repair the model (check the checkpoint for a "
                              "diverged run)")
-    for field in ("threshold", "v_threshold", "v_reset", "eps"):
+    for field in ("threshold", "v_threshold", "v_reset", "eps", "decay", "gain", "k", "k_syn",
+                  "current_decay", "reset_by"):
         v = getattr(node, field, None)
-        if v is not None and not np.isfinite(float(v)):
+        if v is not None and not isinstance(v, np.ndarray) and not np.isfinite(float(v)):
             raise ir.IRError(f"{where}: layer {name!r}: {field} is {v}; a finite number is "
                              "needed")
+
+
+def check_fields(where: str, name: str, node) -> None:
+    """What a node's shape arithmetic divides by, before any shape is computed (a graph
+    computes its shapes when it is built): stride, kernel and Voting population >= 1,
+    padding >= 0 (IRError naming the layer)."""
+    for field in ("stride", "kernel", "padding"):
+        v = getattr(node, field, None)
+        least = 0 if field == "padding" else 1
+        if v is not None and min(v, default=least) < least:
+            raise ir.IRError(f"{where}: layer {name!r}: {field} {tuple(v)} must be >= {least}")
+    if isinstance(node, ir.Voting) and not node.population >= 1:
+        raise ir.IRError(f"{where}: layer {name!r}: population {node.population} must be >= 1")
 
 
 def _broadcasts(where, name, field, a, shape):
@@ -83,9 +99,16 @@ def validate(g: Graph, where: str = "<model>") -> Graph:
     if t is not None and (isinstance(t, bool) or not isinstance(t, (int, np.integer))
                           or t < 1):
         raise ir.IRError(f"{where}: time_steps {t!r} must be a positive integer")
+    mode = g.metadata.get("readout")
+    if mode is not None and mode not in READOUT_MODES:
+        raise ir.IRError(f"{where}: metadata readout {mode!r} is not one of "
+                         f"{', '.join(READOUT_MODES)}")
+    feeds: dict[str, list[str]] = {n: [] for n in g.nodes}
+    for a, b in g.edges:
+        feeds[b].append(a)
     for name, node in g.ordered():
         _finite(where, name, node)
-        in_shapes = [shapes[p] for p in g.inputs(name)]
+        in_shapes = [shapes[p] for p in feeds[name]]
         if isinstance(node, ir.Input):
             _one_of(where, name, "kind", node.kind, INPUT_KINDS)
         elif isinstance(node, ir.BatchNorm):
@@ -124,6 +147,10 @@ def validate(g: Graph, where: str = "<model>") -> Graph:
                                      "outside [0, 1] (1 - dt/tau_syn); check tau_syn and dt")
             for field in ("decay", "gain", "v_init", "reset_by", "current_decay"):
                 _broadcasts(where, name, field, getattr(node, field), node.shape)
+            if node.gain is not None and not np.all(np.asarray(node.gain, np.float64) > 0):
+                raise ir.IRError(f"{where}: layer {name!r}: gain "
+                                 f"{_range(np.asarray(node.gain, np.float64))} must be > 0 (the "
+                                 "input's scale; a negative one flips every input's sign)")
             _one_of(where, name, "reset", node.reset, RESETS)
             if node.reset_by is not None:
                 r = np.asarray(node.reset_by, np.float64)

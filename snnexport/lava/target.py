@@ -124,9 +124,10 @@ class LavaFixedTarget:
     (`netx=False`), or as the netx HDF5 file lava-dl builds (`netx=True`). Static images or
     frames; the host layer's current mantissas are computed here, with the emulator's code."""
 
-    def __init__(self, net, netx: bool = False, timeout: float = 1200.0):
+    def __init__(self, net, netx: bool = False, timeout: float = 1200.0, artifact=None):
         self.net = net
         self.netx = netx
+        self.artifact = artifact  # the written file (netx or fixed IR) run, read back from disk
         self.timeout = timeout
         # netx holds a chain: a residual merge is refused here, naming the merge node, before
         # Lava starts; the processes take a residual net (lowering.lower_residual), built once
@@ -140,7 +141,7 @@ class LavaFixedTarget:
             from .runner import fixed_residual_stages
 
             fixed_residual_stages(net)
-        if netx:  # refuse what netx cannot hold before starting Lava
+        if netx and artifact is None:  # refuse what netx cannot hold before starting Lava
             with tempfile.TemporaryDirectory() as d:
                 from ..exporters.netx_export import write_netx
 
@@ -161,12 +162,15 @@ class LavaFixedTarget:
         mant = mant.transpose(0, 1).reshape(b, t_steps, -1) if per_step else mant.reshape(b, -1)
         with tempfile.TemporaryDirectory() as d:
             d = Path(d)
-            if self.netx:
+            if self.netx and self.artifact is not None:
+                model, mode = Path(self.artifact), "netx"
+            elif self.netx:
                 from ..exporters.netx_export import write_netx
 
                 model, mode = write_netx(net, d / "model.net"), "netx"
             else:
-                model, mode = save_fixed(net, d / "model.fixed.npz"), "fixed"
+                model, mode = (save_fixed(net, d / "model.fixed.npz") if self.artifact is None
+                               else Path(self.artifact)), "fixed"
             np.savez(d / "inputs.npz", bias0=mant.numpy(), time_steps=t_steps)
             run_runner([mode, str(model), str(d / "inputs.npz"), str(d / "out.npz")],
                        self.timeout)

@@ -96,7 +96,8 @@ def tau_to_a(tau: torch.Tensor | float) -> torch.Tensor:
     """Eq. 14 of 002: a = -ln(tau - 1), so that sigmoid(a) = 1/tau."""
     tau = torch.as_tensor(tau, dtype=torch.float32)
     if not tau.is_meta and torch.any(tau <= 1.0):  # meta: shapes only (checkpoint check)
-        raise UsageError("tau must be > 1 (k = 1/tau in (0, 1))")
+        raise UsageError("a PLIF neuron's tau must be > 1 (a = -ln(tau - 1) is infinite at "
+                         "tau = 1, the memoryless neuron: give it as LIF with tau = 1)")
     return -torch.log(tau - 1.0)
 
 
@@ -213,8 +214,8 @@ class LIF(SpikingNeuron):
 
     def __init__(self, shape=None, tau: float = 2.0, **kw):
         super().__init__(shape, **kw)
-        if tau <= 1.0:
-            raise UsageError(f"tau must be > 1, got {tau}")
+        if not tau >= 1.0:  # tau = 1: k = 1, the memoryless neuron (the IR's tau >= 1)
+            raise UsageError(f"tau must be >= 1 (k = 1/tau in (0, 1]), got {tau}")
         self.register_buffer("k_fixed", torch.tensor(1.0 / tau))
 
     def k(self) -> torch.Tensor:

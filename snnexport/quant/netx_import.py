@@ -267,7 +267,7 @@ def _neuron(cfg: dict | None, where: str, notes: list[str]) -> tuple[int, int, i
                               "to a LIF that sends binary spikes; remove messageBits")
     i_decay = _scalar(cfg, "iDecay", where, 0, 4096)
     dv = _scalar(cfg, "vDecay", where, 0, 4096)
-    vth = _scalar(cfg, "vThMant", where, 0, (1 << 17))
+    vth = _scalar(cfg, "vThMant", where, 1, (1 << 17))  # 0: fires at every step
     ref = _opt_int(cfg, "refDelay", where, 1)
     if ref > 1:
         notes.append(f"{where}: refDelay {ref} is not run by netx (its LIF has no refractory "

@@ -66,10 +66,13 @@ def inputs_of(net: NetxNet, data: dict, path: str, samples: int | None = None) -
         if "time_steps" not in data:
             raise UsageError(f"{path}: a static bias [N, {', '.join(map(str, whc))}] needs "
                              "time_steps (how many steps each sample runs)")
-        t = int(np.asarray(data["time_steps"]).reshape(-1)[0])
-        if t < 1:
-            raise UsageError(f"{path}: time_steps must be >= 1")
-        a = np.repeat(a[:, None], t, axis=1)
+        raw = np.asarray(data["time_steps"])
+        t = raw.reshape(-1)[0] if raw.size == 1 and raw.dtype.kind in "iuf" else None
+        if t is None or not np.isfinite(t) or t != np.round(t) or not 1 <= t <= MAX_STEPS \
+                or a.nbytes * float(t) > _memory() // 2:
+            raise UsageError(f"{path}: time_steps {raw.tolist()!r} must be one whole number "
+                             f"from 1 to {MAX_STEPS:,} whose repeated bias fits in memory")
+        a = np.repeat(a[:, None], int(t), axis=1)
     if a.ndim != len(whc) + 2 or tuple(a.shape[2:]) != whc or a.shape[0] == 0 \
             or a.shape[1] == 0:
         raise UsageError(f"{path}: {key} must be [N, T, {', '.join(map(str, whc))}] (netx's "
@@ -95,6 +98,15 @@ def inputs_of(net: NetxNet, data: dict, path: str, samples: int | None = None) -
     except UsageError as e:
         raise UsageError(f"{path}: {key}: {str(e).split(': ', 1)[-1]}") from None
     return NetxInputs(x, key == "bias", y, path)
+
+
+MAX_STEPS = 1_000_000  # time steps a static bias is repeated over, at most
+
+
+def _memory() -> int:
+    import os
+
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def encode_images(net: NetxNet, images, time_steps: int, gain: int = 1024) -> np.ndarray:
