@@ -519,3 +519,47 @@ def test_lava_refuses_a_current_based_layer_with_a_bias():
     with pytest.raises(HardwareLoweringError, match=r"^layer '4': a current-based layer whose "
                                                     r"synapse has a bias is not lowered to Lava"):
         lower(graph)
+
+
+def test_snntorch_imports_our_nir_cubalif(tmp_path):
+    """snnexport's NIR CubaLIF read by snnTorch's import_from_nir (Synaptic, zero reset at
+    once, dt 1e-4), run one sample at a time as its importer needs: the spikes of our
+    reference, 200 digits."""
+    import nir
+    from snntorch.import_nir import import_from_nir
+
+    from snnexport.exporters.nir_export import write_nir
+    from snnexport.parity import ParityReport, compare
+    from snnexport.sim.reference import SimResult
+
+    x, y = mnist_200()
+    loaded = from_snntorch(zero_reset_synaptic_net(), (1, 28, 28), T)
+    path = write_nir(fold(loaded.graph, fold_gain=False), tmp_path / "s.nir")
+    assert [type(n).__name__ for n in nir.read(path).nodes.values()].count("CubaLIF") == 2
+    theirs = import_from_nir(nir.read(path))
+    rec: dict[str, list] = {"1": [], "4": []}
+    for key in rec:
+        getattr(theirs, key).register_forward_hook(
+            lambda _m, _i, out, key=key: rec[key].append(out.detach().reshape(-1)))
+    with torch.no_grad():
+        for b in range(len(y)):
+            snn.utils.reset(theirs)
+            for _ in range(T):
+                theirs(x[b:b + 1], None)
+    spikes = {k: torch.stack(v).reshape(len(y), T, -1).transpose(0, 1) for k, v in rec.items()}
+    mine = simulate(fold(loaded.graph), x, T, record_membrane=True)
+    mine.spikes = {k: v.flatten(2) for k, v in mine.spikes.items()}
+    mine.membrane = {k: v.flatten(2) for k, v in mine.membrane.items()}
+    out = spikes["4"]
+    report = ParityReport("snnTorch import_from_nir")
+    compare(report, mine, SimResult(out, out.mean(0), spikes), y,
+            {k: loaded.graph.nodes[k].threshold for k in rec}, 1e-5)
+    assert all(layer.spikes_reference > 0 for layer in report.layers)
+    assert report.unexplained == 0, report.text()
+
+
+def mnist_200():
+    from snnexport.data import load_dataset
+
+    ds = load_dataset("mnist5k")
+    return ds.x_test[:SAMPLES], ds.y_test[:SAMPLES]
