@@ -24,14 +24,30 @@ def not_regular(path: str | os.PathLike) -> str | None:
     try:
         mode = os.stat(path).st_mode
     except OSError:
-        return None
+        mode = None
     for test, what in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                        (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
+        if mode is not None and test(mode):
             return what + (" (through a symbolic link)" if os.path.islink(path) else "")
-    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+    for system in ("/dev/", "/proc/"):  # /dev/stdout -> /proc/self/fd/1 -> a redirected file
+        if any(p.startswith(system) and not p.startswith("/dev/shm/") for p in _hops(path)):
+            return (f"in {system.rstrip('/')} (a process's stream or a device; for standard "
+                    "output give -)")
+    if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
         return "not a regular file"
     return None
+
+
+def _hops(path) -> list[str]:
+    """The path and each symbolic link's target in turn (realpath would jump straight to the
+    file a /proc/self/fd link names)."""
+    hops = [os.path.abspath(path)]
+    for _ in range(40):
+        if not os.path.islink(hops[-1]):
+            break
+        target = os.readlink(hops[-1])
+        hops.append(os.path.normpath(os.path.join(os.path.dirname(hops[-1]), target)))
+    return hops
 
 
 def _refuse_special(path, where: str = "", fix: str = "") -> None:

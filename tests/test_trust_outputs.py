@@ -122,3 +122,22 @@ def test_a_251_character_output_name_is_written(tmp_path):
     out = snnexport.export(MODEL, "onnx", tmp_path / name)
     assert out.path.name == name and (tmp_path / name).stat().st_size > 0
     assert os.listdir(tmp_path) == [name]
+
+
+def test_a_link_to_a_redirected_stdout_is_not_replaced(tmp_path):
+    """--json LINK -> /proc/self/fd/1 with stdout redirected to a regular file (what
+    /dev/stdout is): refused; without the rule the rename would replace the link (as root,
+    given /dev/stdout itself, the system's link)."""
+    link = tmp_path / "report.json"
+    link.symlink_to("/proc/self/fd/1")
+    sink = tmp_path / "stdout.txt"
+    with open(sink, "w") as out:
+        run = subprocess.run([sys.executable, "-m", "snnexport.cli", *CHECK, "--json",
+                              str(link)], stdout=out, stderr=subprocess.PIPE, text=True,
+                             cwd=tmp_path, timeout=600,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    err = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(err) == 1, run.stderr
+    assert "in /proc" in err[0] and "give -" in err[0]
+    assert link.is_symlink() and os.readlink(link) == "/proc/self/fd/1"
+    assert sink.read_text() == ""
