@@ -500,10 +500,11 @@ def lava_synaptic_net():
     return seeded(net, gain=(3.0, 3.0))
 
 
-@pytest.mark.parametrize("target", ["lava-float", "lava-fixed"])
+@pytest.mark.parametrize("target", ["lava-float", "lava-fixed", "netx"])
 def test_lava_runs_the_current(target):
-    """lava-float: every spike equal to snnTorch's forward (float64); lava-fixed: Lava's
-    fixed_pt LIF with du = i_decay - 1 equal to the emulator on every spike, 12 digits."""
+    """lava-float: every spike equal to snnTorch's forward (float64); lava-fixed (Lava's
+    fixed_pt LIF with du = i_decay - 1) and netx (lava-dl's Network from the written file,
+    iDecay = i_decay): every spike equal to the emulator, 12 digits."""
     report = check(from_snntorch(lava_synaptic_net(), (1, 8, 8), 8), target=target,
                    data="digits", samples=12, reference_dtype=torch.float64)
     assert report.samples == 12

@@ -11,7 +11,9 @@ exponent of 6) and reads weights as integers. What this file holds:
            and transposes to Lava's W x H x C) or 'dense'; an OR-pool is a depthwise 'conv'
            of ones (groups = C) into memoryless neurons (vDecay 4095, vThMant 0); 'flatten'
            before the first dense layer that follows a map.
-  neuron   CUBA, iDecay 4096 (du = 4095: no current state), vDecay = dv (scalar, or per neuron
+  neuron   CUBA, iDecay 4096 (du = 4095: no current state; a current-based layer's i_decay,
+           scalar or per neuron, except the input block's: the host runs that current),
+           vDecay = dv (scalar, or per neuron
            in netx's W x H x C order), vThMant; snnexport's `vInit` (the IMP, per neuron,
            W x H x C) is not read by netx: set `neuron.v` at the layer's first step.
   host/    the first synapse (float weight, bias, per-neuron gain, scale) for the host encoder.
@@ -53,7 +55,11 @@ def netx_layout(a: np.ndarray, layer: FixedLayer, first: bool) -> np.ndarray:
 def _neuron(group, layer: FixedLayer, first: bool = False) -> None:
     g = group.create_group("neuron")
     g["type"] = np.bytes_("CUBA")
-    g["iDecay"] = 4096
+    # a current-based layer keeps its current (netx: du = iDecay - 1); the input block's
+    # current is computed on the host and arrives as its bias
+    i_decay = None if first or layer.i_decay is None else np.asarray(layer.i_decay)
+    g["iDecay"] = 4096 if i_decay is None else int(i_decay.flat[0]) if (
+        i_decay == i_decay.flat[0]).all() else netx_layout(i_decay, layer, first)
     dv = np.asarray(layer.dv)
     g["vDecay"] = int(dv.flat[0]) if (dv == dv.flat[0]).all() else netx_layout(dv, layer,
                                                                                 first)
@@ -82,7 +88,7 @@ def write_netx(net: FixedNet, path) -> Path:
 
     try:
         net.chain_only("netx")
-        net.refuse_current("netx")
+        net.refuse_current_bias("netx")
     except QuantError as e:
         raise NetxExportError(str(e)) from None
 

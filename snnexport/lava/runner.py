@@ -524,6 +524,8 @@ def run_netx(path: str, first_bias: np.ndarray, t_steps: int) -> dict:
     with h5py.File(path, "r") as f:
         keys = sorted((k for k in f["layer"] if "neuron" in f["layer"][k]), key=int)
         v_inits = [f["layer"][k]["neuron"]["vInit"][()] for k in keys]
+        # a layer that keeps a current (iDecay != 4096) starts each sample with u = 0 too
+        keeps_u = [bool(np.any(f["layer"][k]["neuron"]["iDecay"][()] != 4096)) for k in keys]
     sinks = []
     for block, info in zip(net.layers, meta["layers"], strict=True):
         sinks.append(SpikeTap(block.neuron.s_out, plan.steps) if info["spiking"] else None)
@@ -535,6 +537,8 @@ def run_netx(path: str, first_bias: np.ndarray, t_steps: int) -> dict:
             writes["in", "bias_mant"].append((g, whc(bias.reshape(shapes[0]), shapes[0])))
         for k in plan.starting(g):
             writes[k, "v"].append((g, v_inits[k]))
+            if keeps_u[k]:
+                writes[k, "u"].append((g, np.zeros(np.shape(v_inits[k]), np.int64)))
     v_trace = {k: np.zeros((plan.steps, int(np.prod(s)))) for k, s in enumerate(shapes)
                if not meta["layers"][k]["spiking"]}
     host_sets = _host_sets(writes, v_trace, lambda k: net.layers[k].neuron.v)

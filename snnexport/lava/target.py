@@ -132,9 +132,9 @@ class LavaFixedTarget:
         # netx holds a chain: a residual merge is refused here, naming the merge node, before
         # Lava starts; the processes take a residual net (lowering.lower_residual), built once
         # here too so that what Lava cannot take is refused before it starts
-        if netx or not net.is_chain:
-            net.refuse_current("netx" if netx else "Lava fixed_pt in a residual net")
-        net.refuse_current_bias("Lava fixed_pt")
+        if not net.is_chain:
+            net.refuse_current("Lava fixed_pt in a residual net")
+        net.refuse_current_bias("netx" if netx else "Lava fixed_pt")
         if netx or net.is_chain:
             net.chain_only("netx" if netx else "Lava fixed_pt")
         else:
