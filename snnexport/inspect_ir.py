@@ -57,6 +57,14 @@ def describe(g: Graph) -> str:
                     details += f" by {_stats(node.reset_by)}"
                 if node.gain is not None:
                     details += f", input gain {_stats(node.gain)}"
+            # a current-based neuron: its current's tau_syn = 1 / (1 - current_decay) (k_syn)
+            keep = getattr(node, "current_decay", None)
+            if getattr(node, "k_syn", None) is not None:
+                keep = 1.0 - np.asarray(node.k_syn, np.float64)
+            if keep is not None:
+                leak = 1.0 - np.asarray(keep, np.float64)
+                details += ", current tau_syn " + ("inf" if np.all(leak == 0) else _stats(
+                    1.0 / np.maximum(leak, 1e-300)))
             v0 = np.asarray(node.v_init)
             details += f", V_-1 {'IMP ' if v0.size > 1 else ''}{_stats(v0)}"
             if not node.spiking:

@@ -564,3 +564,13 @@ def mnist_200():
 
     ds = load_dataset("mnist5k")
     return ds.x_test[:SAMPLES], ds.y_test[:SAMPLES]
+
+
+def test_inspect_states_the_current():
+    """alpha 0.5: the current keeps half of itself per step, tau_syn = 1 / (1 - 0.5) = 2."""
+    from snnexport.inspect_ir import describe
+
+    text = describe(trained_synaptic().graph)
+    assert text.count("current tau_syn 2,") == 2, text
+    assert "current" not in describe(import_snntorch(nn.Sequential(
+        nn.Linear(4, 3), snn.Leaky(beta=0.9, init_hidden=True)), (4,), T))
