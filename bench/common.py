@@ -15,10 +15,10 @@ the process allocated and freed before: the same forward took 45,000-143,000 min
 faults and 370-600 ms of CPU, varying with the process's history, and 0-5,000 faults and
 245-255 ms with the threshold fixed (bench net, 1 thread, 2026-12-07, bench/RESULTS.md).
 That is why bench/onnx_speed.py and bench/integer_speed.py, whose other engines allocate
-differently, measured the same baseline 1.5x apart. So on import this module fixes the
-threshold at 1 GiB (`mallopt`; onnxruntime keeps its own arena either way): every bench's
-engines, the baseline included, reuse their memory as a long-running deployment would.
-BENCH_MALLOC=glibc leaves glibc's default for comparison.
+differently, measured the same baseline 1.5x apart. So every bench calls `fix_malloc` first,
+which fixes the threshold at 1 GiB (`mallopt`; onnxruntime keeps its own arena either way):
+every bench's engines, the baseline included, reuse their memory as a long-running deployment
+would. BENCH_MALLOC=glibc leaves glibc's default for comparison.
 
 The machine (`Machine`): the CPU model and the flags that decide which kernels run (AVX2,
 AVX-512, VNNI, AMX), the load averages and the CPU time other processes took during the run
@@ -61,11 +61,16 @@ GEMM_N = 1536  # the reference GEMM: [N x N] x [N x N] float32, 7.2 GFLOP
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
 
 
+MALLOC = "glibc's default (fix_malloc not called)"
+
+
 def fix_malloc() -> str:
-    """Fix glibc's mmap and trim thresholds at 1 GiB (see the module docstring); what was done,
-    in words."""
+    """Fix glibc's mmap and trim thresholds at 1 GiB for the rest of the process (see the
+    module docstring), unless BENCH_MALLOC=glibc; what was done, in words (also `MALLOC`)."""
+    global MALLOC
     if os.environ.get("BENCH_MALLOC") == "glibc":
-        return "glibc's default (BENCH_MALLOC=glibc)"
+        MALLOC = "glibc's default (BENCH_MALLOC=glibc)"
+        return MALLOC
     try:
         libc = ctypes.CDLL("libc.so.6")
         m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
@@ -73,11 +78,9 @@ def fix_malloc() -> str:
             libc.mallopt(m_trim_threshold, 1 << 30) == 1
     except OSError:
         ok = False
-    return ("glibc mmap / trim thresholds fixed at 1 GiB" if ok else
-            "glibc's default (mallopt not available)")
-
-
-MALLOC = fix_malloc()
+    MALLOC = ("glibc mmap / trim thresholds fixed at 1 GiB" if ok else
+              "glibc's default (mallopt not available)")
+    return MALLOC
 
 
 def timed(fn):
@@ -185,6 +188,22 @@ def reference_gemm(threads: int, reps: int = 7) -> float:
     return 2 * GEMM_N ** 3 / t / 1e9
 
 
+def distrust(gemm0: float, gemm1: float, others: float, load0: float, cores: int) -> list[str]:
+    """Why a run's ratios cannot be trusted (empty: they can), from the reference GEMM's
+    GFLOP/s at the start and the end, the cores other processes used on average during the
+    run and the 1-minute load average at the start."""
+    change = abs(gemm1 - gemm0) / gemm0
+    why = []
+    if change > NOISE:
+        why.append(f"the reference GEMM changed by {100 * change:.0f}% (> {100 * NOISE:.0f}%)")
+    if others > BUSY_CORES:
+        why.append(f"other processes took {others:.2f} cores (> {BUSY_CORES})")
+    if load0 >= cores / 2:
+        why.append(f"the load average was {load0:.2f} at the start (>= {cores / 2:g}, half "
+                   "the cores)")
+    return why
+
+
 class Machine:
     """The machine's state at the start and the end of a bench run, and the verdict."""
 
@@ -215,14 +234,7 @@ class Machine:
         print(f"end: load average {self._load(load1)}; reference GEMM {gemm1:.1f} GFLOP/s "
               f"({100 * change:.0f}% from the start); other processes used "
               f"{others:.2f} cores on average over the {wall:.0f} s run")
-        why = []
-        if change > NOISE:
-            why.append(f"the reference GEMM changed by {100 * change:.0f}% (> {100 * NOISE:.0f}%)")
-        if others > BUSY_CORES:
-            why.append(f"other processes took {others:.2f} cores (> {BUSY_CORES})")
-        if self.load0[0] >= self.cores / 2:
-            why.append(f"the load average was {self.load0[0]:.2f} at the start "
-                       f"(>= {self.cores / 2:g}, half the cores)")
+        why = distrust(self.gemm0, gemm1, others, self.load0[0], self.cores)
         if why:
             print("RATIOS NOT TRUSTWORTHY: " + "; ".join(why) + ". The engines shared the CPU "
                   "with other work; rerun on a quiet machine.")

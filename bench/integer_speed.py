@@ -358,6 +358,7 @@ def run_cases(name, sessions, feed, rounds):
 
 
 def main():
+    common.fix_malloc()  # the one baseline: the same allocator behaviour in every bench
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", default="2,1",

@@ -128,6 +128,7 @@ def print_profile(title, by_op):
 
 
 def main():
+    common.fix_malloc()  # the one baseline: the same allocator behaviour in every bench
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", default="2,1",
