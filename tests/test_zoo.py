@@ -133,3 +133,51 @@ def test_zoo_net_from_the_command_line_with_a_build_function_and_weights(tmp_pat
         env={**__import__("os").environ, "PYTHONPATH": str(TESTS)})
     assert out.returncode == 0, out.stdout + out.stderr
     assert "100 samples" in out.stdout and "exact" in out.stdout
+
+
+def test_max_pool_after_a_sew_add_on_the_float_targets_and_refused_on_the_chips():
+    """A MaxPool2d after a SEW ADD block pools 0 / 1 / 2, no spikes: the reference and ONNX
+    compute it exactly as SpikingJelly does; NIR (no max-pool node) and the chip targets
+    (no max of graded values) refuse it in one line naming the pool."""
+    from spikingjelly.activation_based import functional, layer, neuron
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = layer.Conv2d(8, 8, 3, padding=1, bias=False)
+            self.bn = layer.BatchNorm2d(8)
+            self.sn = neuron.ParametricLIFNode(init_tau=2.0)
+
+        def forward(self, x):
+            return self.sn(self.bn(self.conv(x))) + x  # SEW ADD
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        layer.Conv2d(1, 8, 3, padding=1), layer.BatchNorm2d(8),
+        neuron.ParametricLIFNode(init_tau=2.0), Block(), layer.MaxPool2d(2),
+        layer.Flatten(), layer.Linear(8 * 14 * 14, 10), neuron.ParametricLIFNode(init_tau=2.0))
+    functional.set_step_mode(net, "m")
+    with torch.no_grad():
+        net[1].bias.fill_(0.4)
+        net[3].bn.bias.fill_(0.8)
+        net[6].weight.mul_(4)
+    model = from_spikingjelly(net.eval(), (1, 28, 28), T)
+    pool = fold(model.graph).nodes["4"]
+    assert isinstance(pool, ir.SpikePool) and pool.mode == "max"
+    from snnexport.data import load_dataset
+
+    ds = load_dataset("mnist5k")
+    x, y = ds.x_test[:SAMPLES], ds.y_test[:SAMPLES]
+    runs = ReferenceRuns()
+    for target in ("reference", "onnx"):
+        report = check(model, target, inputs=(x, y), samples=SAMPLES, reference_runs=runs)
+        assert report.exact and not report.silent_layers, report.text()
+    # the pool really sees 2s: SpikingJelly's block output exceeds 1 somewhere
+    functional.reset_net(net)
+    with torch.no_grad():
+        block_out = net[:4](x.unsqueeze(0).repeat(T, 1, 1, 1, 1))
+    functional.reset_net(net)
+    assert int((block_out == 2).sum()) > 0 and set(block_out.unique().tolist()) == {0, 1, 2}
+    for target in ("nir", "fixed"):
+        with pytest.raises(SnnexportError, match=r"'4'.*max-pool of graded values"):
+            check(model, target, inputs=(x[:2], y[:2]), samples=2)

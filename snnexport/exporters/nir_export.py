@@ -156,6 +156,11 @@ def to_nir(graph: Graph, dt: float = DEFAULT_DT) -> nir.NIRGraph:
             lost += [k for k in ("snnexport.v_init", "snnexport.reset") if k in nn_.metadata]
             add(key, nn_, name)
         elif isinstance(node, ir.SpikePool):
+            if node.mode == "max":
+                raise NIRExportError(
+                    f"node {name!r}: a max-pool of graded values (a SEW ADD's 0/1/2) has no "
+                    "NIR node (NIR pools sum or average); export to onnx, or pool before the "
+                    "merge")
             pool = dict(kernel_size=np.array(node.kernel), stride=np.array(node.stride),
                         padding=np.array(node.padding))
             add(key, nir.SumPool2d(**pool, metadata={"snnexport.name": name}), name)

@@ -360,7 +360,13 @@ def _layers(g: GraphBuilder, graph: Graph, x: str, tb: str, batch: str, shapes, 
             shape_in = _prev_shape(graph, name, shapes)
             pool = dict(kernel_shape=list(node.kernel), strides=list(node.stride),
                         pads=[node.padding[0], node.padding[1]] * 2)
-            if isinstance(node, ir.SpikePool) and node.mode == "or":
+            if isinstance(node, ir.SpikePool) and node.mode == "max":  # of integer counts
+                y = g.op("MaxPool", [per_sample(g, _as_float(g, cur, is_u8), shape_in)],
+                         "maxpool", **pool)
+                if is_u8:  # the counts stay on the uint8 path (exact: 0 .. 255)
+                    y = g.op("Cast", [y], "max_u8", to=U8)
+                binary = False
+            elif isinstance(node, ir.SpikePool) and node.mode == "or":
                 if not is_u8:
                     raise ONNXExportError(f"node {name!r}: OR-pool of a non-spike input")
                 # on float32 spikes (0 / 1: exact), back to uint8: onnxruntime's uint8

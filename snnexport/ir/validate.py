@@ -27,7 +27,7 @@ from .graph import Graph
 
 INPUT_KINDS = ("analog", "spikes")
 RESETS = ("hard", "soft")
-POOL_MODES = ("or", "sum")
+POOL_MODES = ("or", "sum", "max")
 READOUT_MODES = ("rate", "last", "membrane")
 
 

@@ -58,7 +58,7 @@ def run_avgpool(n: ir.AvgPool2d, x, dtype):
 
 
 def run_spikepool(n: ir.SpikePool, x, dtype):
-    if n.mode == "or":
+    if n.mode in ("or", "max"):
         return F.max_pool2d(x, n.kernel, n.stride, n.padding)
     window = torch.ones((x.shape[1], 1, *n.kernel), dtype=dtype)
     return F.conv2d(x, window, None, n.stride, n.padding, 1, x.shape[1])  # exact spike count
