@@ -105,8 +105,12 @@ class _Ledger:
         """Before a step is redone: its files and their records go."""
         for name in names:
             self.done.pop(name, None)
-            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-                (self.out / name).unlink()
+            path = self.out / name
+            if path.is_dir() and not path.is_symlink():
+                raise DeployError(f"{path} is a folder where deploy writes its {name}; remove "
+                                  "it, or deploy into a new folder")
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     def record(self, *names: str, inputs: tuple = ()) -> None:
         made = {i: self.sha(i) for i in inputs}
@@ -333,7 +337,8 @@ def _deploy(loaded, out: Path, outdir: str, data, targets, samples, lava_samples
                 plot(rep, out / names[1])
                 _write_json(out / names[0], rep.to_dict())
                 ledger.record(*names)
-        elif step == "report":
+        elif step == "report":  # always made anew from the verified files
+            ledger.forget("summary.json", "report.html")
             checks = {t: json.loads((out / f"check_{t}.json").read_text()) for t in chosen}
             findings = json.loads((out / "lint.json").read_text()) + as_dicts(
                 from_reports(checks))

@@ -46,6 +46,11 @@ def base(tmp_path_factory):
     return out
 
 
+def _restamp(out: Path) -> None:
+    mpath = out / "manifest.json"
+    mpath.write_text(json.dumps({**json.loads(mpath.read_text()), "code": code_fingerprint()}))
+
+
 @pytest.fixture
 def copy(base, tmp_path):
     """A copy of the deployment, its manifest's code fingerprint renewed (in a shared working
@@ -234,3 +239,41 @@ def test_the_lava_targets_run_the_files_written(tmp_path):
         assert report["artifact"] == {"file": artifact, "sha256": sha256(out / artifact)}
         assert report["exact"] and report["samples"] == 2, target
     assert summary["trusted"] and summary["too_few_samples"] == ["lava-fixed", "netx"]
+
+
+def test_every_file_of_a_deployment_damaged_in_turn_resumes_or_refuses(base, copy, capsys):
+    """Each file deploy wrote, in turn: cut to half, replaced by junk, removed, or a folder
+    put in its place; each resume ends in the honest summary (every target as before) or, for
+    a folder in a file's place, one line naming it."""
+    honest = json.loads((base / "summary.json").read_text())
+    names = sorted(p.name for p in base.iterdir() if p.is_file() and p.name not in
+                   (".snnexport.lock", "manifest.json"))
+    assert {"model.onnx", "check_onnx.json", "energy_loihi2.json", "lint.json",
+            "summary.json", "model.snnir"} <= set(names)
+    cases = [(name, ("half", "junk", "removed", "folder")[i % 4])
+             for i, name in enumerate(names)]
+    cases += [("summary.json", "folder"), ("report.html", "folder"), ("model.nir", "folder")]
+    for name, how in cases:
+        path = copy / name
+        if how == "half":
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        elif how == "junk":
+            path.write_bytes(b"\x00junk{")
+        else:
+            path.unlink()
+            if how == "folder":
+                path.mkdir()
+        _restamp(copy)  # a shared working tree: the package may change during the loop
+        code = _deploy_cli(copy)
+        out = capsys.readouterr()
+        if how == "folder":
+            assert code == 2, (name, out.err)
+            lines = out.err.strip().splitlines()
+            assert len(lines) == 1 and name in lines[0] and "is a folder" in lines[0], lines
+            path.rmdir()
+            _restamp(copy)
+            code = _deploy_cli(copy)
+            out = capsys.readouterr()
+        assert code == 0, (name, how, out.err)
+        summary = json.loads((copy / "summary.json").read_text())
+        assert summary["rows"] == honest["rows"], (name, how)
