@@ -171,8 +171,10 @@ def test_snntorch_refusals_name_the_module_and_the_fix(make, message):
     assert re.match(message, str(e.value)), str(e.value)
 
 
-def test_snntorch_custom_forward_is_refused():
-    class Net(nn.Module):  # the tutorials' time loop with explicit mem
+def test_snntorch_custom_forward_without_a_time_loop_is_refused():
+    """A custom forward is read as a loop over time (tests/test_time_loops.py); one that runs
+    a single step and returns it unstacked is refused in one line."""
+    class Net(nn.Module):  # one step with explicit mem, no loop over time
         def __init__(self):
             super().__init__()
             self.fc = nn.Linear(4, 3)
@@ -183,8 +185,9 @@ def test_snntorch_custom_forward_is_refused():
             spk, mem = self.lif(self.fc(x), mem)
             return spk
 
-    with pytest.raises(UnsupportedModuleError, match=r"^Net: Net is not an nn\.Sequential; "
-                                                     r"import_snntorch reads"):
+    with pytest.raises(UnsupportedModuleError, match=r"^Net: forward returns 0 stacked per-step "
+                                                     r"outputs among 1 values; return "
+                                                     r"torch\.stack\(spk_rec, 0\)"):
         import_snntorch(Net(), (4,), T)
 
 

@@ -8,6 +8,9 @@ MaxPool2d, AvgPool2d, Flatten, Dropout and one kind of neuron, run as Norse runs
     layers that cannot take [T, B, ...] wrapped in norse.torch.Lift (Linear and Dropout may
     stand bare, Flatten bare only with start_dim=2).
 Nodes are named by module path ("0", "3", ...; a Lift by its own path).
+Any other module is read as a forward that loops over time calling its cells with their state,
+`z, s = self.lif(self.fc(x[t]), s)` from s = None, and returns `torch.stack(zs, 0)`
+(snnexport.importers.time_loop; its reference is its own forward).
 
 Norse's step (norse/torch/functional/lif.py `lif_feed_forward_step`, lif_box.py
 `lif_box_feed_forward_step`; Euler at dt, state v = v_leak and i = 0 at the start):
@@ -52,6 +55,7 @@ from ..ir.graph import Graph
 from ..ir.validate import validate
 from ..readout import readout_scores
 from ..sim.reference import SimResult, encode, run_lif
+from .time_loop import Framework, import_loop, run_loop_reference
 from .torch_layers import (
     LAYERS,
     UnsupportedModuleError,
@@ -177,8 +181,13 @@ def neuron_node(path: str, m: nn.Module, shape) -> ir.LIFNeuron:
 
 def import_norse(net: nn.Module, input_shape, time_steps: int, readout: str = "rate",
                  input_kind: str = "analog") -> Graph:
-    """net: a norse.torch.SequentialState (module docstring). input_shape: per-sample input,
-    e.g. (1, 28, 28). readout: rate | last | membrane."""
+    """net: a norse.torch.SequentialState, or a module whose forward loops over time calling
+    its cells with their state (module docstring). input_shape: per-sample input, e.g.
+    (1, 28, 28). readout: rate | last | membrane."""
+    nt = _nt()
+    if not isinstance(net, nt.SequentialState) or \
+            type(net).forward is not nt.SequentialState.forward:
+        return import_loop(net, input_shape, time_steps, readout, input_kind, loop_framework())
     mode, named = layers(net)
     shape = tuple(int(s) for s in input_shape)
     nodes: list[tuple[str, ir.Node]] = [("input", ir.Input(shape, input_kind))]
@@ -197,6 +206,37 @@ def import_norse(net: nn.Module, input_shape, time_steps: int, readout: str = "r
     return validate(Graph.chain(nodes, meta), type(net).__name__)
 
 
+def _loop_neuron(path: str, m: nn.Module, shape) -> ir.LIFNeuron:
+    if type(m) is _nt().LIF:
+        raise _no(path, m, "runs a whole sequence; in a forward that loops over time call a "
+                           "LIFCell (z, s = cell(x[t], s))")
+    return neuron_node(path, m, shape)
+
+
+def _fresh(path, m, arg, root, meaning):
+    """The first call's state: None (Norse starts from v_leak and no current)."""
+    return None if arg is None else ("takes a first state that is not None; start from s = "
+                                     "None before the loop (Norse's own initial state)")
+
+
+def _states(path, m) -> int:
+    if type(m).__module__.startswith("norse") and type(m) not in (_nt().LIFCell,
+                                                                   _nt().LIFBoxCell):
+        _loop_neuron(path, m, (1,))  # its one-line refusal
+    return 1
+
+
+def loop_framework() -> Framework:
+    """What time_loop needs to read a Norse forward that loops over time."""
+    return Framework(
+        FRAMEWORK, "norse", LAYERS + ("F.max_pool2d / avg_pool2d", "norse.torch.LIFCell / "
+                                      "LIFBoxCell called with their state, in a forward "
+                                      "that loops over time"),
+        is_neuron=lambda m: type(m).__module__.startswith("norse"), states=_states,
+        fresh=_fresh, neuron_node=_loop_neuron,
+        membrane=lambda node, x_in, dtype: run_lif(node, x_in, dtype)[0])
+
+
 @torch.no_grad()
 def run_norse_reference(net: nn.Module, graph: Graph, x: torch.Tensor,
                         dtype: torch.dtype = torch.float32) -> SimResult:
@@ -204,7 +244,10 @@ def run_norse_reference(net: nn.Module, graph: Graph, x: torch.Tensor,
     state handed back; LIF: one call on the sequence) and record every neuron's spikes. H
     (for telling threshold ties) is recomputed from each layer's recorded input with the IR's
     equations for it (module docstring: the same terms), in `dtype`. float64 runs a double
-    copy (Norse's parameters stay the float32 values it holds, as in float32)."""
+    copy (Norse's parameters stay the float32 values it holds, as in float32). A forward
+    that loops over time runs itself (time_loop.run_loop_reference)."""
+    if "time_loop" in graph.metadata:
+        return run_loop_reference(net, graph, x, dtype, loop_framework())
     mode = graph.metadata.get("step_mode") or layers(net)[0]
     m = net if dtype == torch.float32 else copy.deepcopy(net).to(dtype)
     m.eval()

@@ -4,9 +4,10 @@ needs full-shape beta tensors and ignore_dims and cannot export MaxPool2d; docs/
 The form read: an nn.Sequential (nested nn.Sequentials are followed) of torch.nn Conv2d,
 Linear, BatchNorm1d/2d, MaxPool2d, AvgPool2d, Flatten, Dropout and snntorch.Leaky with
 init_hidden=True (output=True allowed on the last module), called once per time step,
-`net(x_t)`, as snnTorch's tutorials run it. A custom forward that loops over time and passes
-`mem` by hand is not read: its layer order is not in the module. Nodes are named by module path
-("0", "3", "features.1", ...).
+`net(x_t)`, as snnTorch's tutorials run it. Nodes are named by module path ("0", "3",
+"features.1", ...). Any other module is read as a forward that loops over time with explicit
+state, `spk, mem = self.lif(cur, mem)` with init_hidden=False, and returns
+`torch.stack(spk_rec, 0)` (snnexport.importers.time_loop; its reference is its own forward).
 
 snnTorch's Leaky, step t (snntorch/_neurons/leaky.py, neurons.py; U = self.mem, which starts
 at 0 for a new batch):
@@ -66,6 +67,7 @@ from ..ir.graph import Graph
 from ..ir.validate import validate
 from ..readout import readout_scores
 from ..sim.reference import SimResult, encode, run_neuron
+from .time_loop import Framework, import_loop, run_loop_reference
 from .torch_layers import (
     LAYERS,
     UnsupportedModuleError,
@@ -110,9 +112,10 @@ def _no(path, m, why):
     return refuse(path, m, why, FRAMEWORK, SUPPORTED)
 
 
-def neuron_node(path: str, m: nn.Module, shape) -> ir.Neuron:
+def neuron_node(path: str, m: nn.Module, shape, in_loop: bool = False) -> ir.Neuron:
     """snntorch.Leaky / Synaptic -> ir.Neuron exactly (module docstring), or an error naming
-    the fix."""
+    the fix. in_loop: called with its state by a forward that loops over time
+    (init_hidden=False), not in an nn.Sequential (init_hidden=True)."""
     snn = _snn()
     synaptic = type(m) is snn.Synaptic
     if type(m) is not snn.Leaky and not synaptic:
@@ -123,9 +126,12 @@ def neuron_node(path: str, m: nn.Module, shape) -> ir.Neuron:
                            "(the step after a spike clears the whole new membrane, input "
                            "included: a refractory step the IR cannot state); use "
                            "reset_delay=False or reset_mechanism='subtract'")
-    if not m.init_hidden:
+    if not m.init_hidden and not in_loop:
         raise _no(path, m, "with init_hidden=False returns (spk, mem) and cannot sit in an "
                            "nn.Sequential; set init_hidden=True")
+    if m.init_hidden and in_loop:
+        raise _no(path, m, "with init_hidden=True keeps its state between forwards; in a "
+                           "forward that loops over time use init_hidden=False and pass mem")
     if m.inhibition or m.state_quant:
         raise _no(path, m, "with inhibition or state_quant is not supported; train without "
                            "them")
@@ -177,10 +183,13 @@ def np_(t) -> np.ndarray:
 
 def import_snntorch(net: nn.Module, input_shape, time_steps: int, readout: str = "rate",
                     input_kind: str = "analog") -> Graph:
-    """net: an nn.Sequential of torch layers and snntorch.Leaky(init_hidden=True) (module
-    docstring). input_shape: per-sample input, e.g. (1, 28, 28). readout: rate | last |
-    membrane (membrane for a net that ends in a non-spiking layer)."""
+    """net: an nn.Sequential of torch layers and snntorch.Leaky(init_hidden=True), or a module
+    whose forward loops over time (module docstring). input_shape: per-sample input, e.g.
+    (1, 28, 28). readout: rate | last | membrane (membrane for a net that ends in a
+    non-spiking layer)."""
     snn = _snn()
+    if not isinstance(net, nn.Sequential) or type(net).forward is not nn.Sequential.forward:
+        return import_loop(net, input_shape, time_steps, readout, input_kind, loop_framework())
     named = layers(net)
     shape = tuple(int(s) for s in input_shape)
     nodes: list[tuple[str, ir.Node]] = [("input", ir.Input(shape, input_kind))]
@@ -211,6 +220,57 @@ def _clear_state(net: nn.Module) -> None:
                     setattr(m, name, torch.zeros(0))
 
 
+_STATES = ("mem", "syn")
+
+
+def _prepare(net: nn.Module) -> None:
+    """Before a trace: every neuron's state a NaN marker, so that a first call that reads a
+    state forward did not reset (init_leaky / reset_mem / init_synaptic) is seen."""
+    snn = _snn()
+    for m in net.modules():
+        if isinstance(m, snn.SpikingNeuron):
+            for name in _STATES:
+                if hasattr(m, name):
+                    setattr(m, name, torch.full((1,), float("nan")))
+
+
+def _fresh(path, m, arg, root, meaning):
+    """The first call's state: the zeros init_leaky() / reset_mem() / init_synaptic() made
+    (they return the neuron's own reset buffers) or torch.zeros(_like)."""
+    if meaning is not None and meaning.kind == "zeros":
+        return None
+    target = getattr(arg, "target", None) if getattr(arg, "op", None) == "get_attr" else None
+    if target in {f"{path}.{n}" for n in _STATES}:
+        t = root.get_submodule(path)
+        t = getattr(t, target.rpartition(".")[2])
+        if isinstance(t, torch.Tensor) and bool((t == 0).all()):
+            return None
+        return (f"starts from the state its last forward left ({target}); reset it in forward "
+                f"before the loop: mem = {path.split('.')[-1]}.init_leaky() (reset_mem())")
+    return ("takes a first state that is not a fresh one; start from mem = "
+            "lif.init_leaky() (or reset_mem() / init_synaptic()) made before the loop")
+
+
+def _states(path, m) -> int:
+    snn = _snn()
+    if type(m) not in (snn.Leaky, snn.Synaptic):
+        neuron_node(path, m, (1,), in_loop=True)  # its one-line refusal
+    return 2 if type(m) is snn.Synaptic else 1
+
+
+def loop_framework() -> Framework:
+    """What time_loop needs to read an snnTorch forward that loops over time."""
+    snn = _snn()
+    return Framework(
+        FRAMEWORK, "snntorch", LAYERS + ("F.max_pool2d / avg_pool2d", "snntorch.Leaky / "
+                                         "Synaptic (init_hidden=False) called with their "
+                                         "state, in a forward that loops over time"),
+        is_neuron=lambda m: isinstance(m, snn.SpikingNeuron), states=_states, fresh=_fresh,
+        neuron_node=lambda path, m, shape: neuron_node(path, m, shape, in_loop=True),
+        membrane=lambda node, x_in, dtype: run_neuron(node, x_in, dtype)[0],
+        prepare=_prepare, clear=_clear_state)
+
+
 @torch.no_grad()
 def run_snntorch_reference(net: nn.Module, graph: Graph, x: torch.Tensor,
                            dtype: torch.dtype = torch.float32) -> SimResult:
@@ -218,7 +278,10 @@ def run_snntorch_reference(net: nn.Module, graph: Graph, x: torch.Tensor,
     Leaky's spikes. H (for telling threshold ties) is recomputed from each layer's recorded
     input with the IR's equations for it (module docstring: the same terms), in `dtype`.
     float64 runs a double copy; snnTorch's surrogates return float32 spikes (`.float()`),
-    which a hook hands on in the copy's dtype (0 and 1 are exact in both)."""
+    which a hook hands on in the copy's dtype (0 and 1 are exact in both). A forward that
+    loops over time runs itself (time_loop.run_loop_reference)."""
+    if "time_loop" in graph.metadata:
+        return run_loop_reference(net, graph, x, dtype, loop_framework())
     _clear_state(net)  # a state left from a forward with autograd cannot be deep-copied
     m = net if dtype == torch.float32 else copy.deepcopy(net).to(dtype)
     m.eval()
