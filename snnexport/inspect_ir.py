@@ -25,6 +25,10 @@ def tau_of(node: ir.Node):
     return None
 
 
+READOUT_MEANING = {"rate": "spike count over T", "membrane": "mean over T",
+                   "last": "the last step"}
+
+
 def describe(g: Graph) -> str:
     from .quant.netx_import import NetxNet
     from .quant.netx_import import describe as describe_netx
@@ -69,15 +73,22 @@ def describe(g: Graph) -> str:
             details += f", V_-1 {'IMP ' if v0.size > 1 else ''}{_stats(v0)}"
             if not node.spiking:
                 details += ", non-spiking"
+                if isinstance(node, ir.Neuron) and np.all(np.asarray(node.decay) == 0):
+                    details += " memoryless: the current it is given, each step (a readout " \
+                               "of a head with no neuron)"
         elif isinstance(node, ir.SpikePool):
             details = f"{node.mode} over {node.kernel[0]}x{node.kernel[1]}"
         elif isinstance(node, ir.Readout):
-            details = f"population {node.population}, mode {node.mode}"
+            details = f"population {node.population}, mode {node.mode} " \
+                      f"({READOUT_MEANING.get(node.mode, '?')})"
         elif isinstance(node, ir.Voting):
             details = f"population {node.population}, readout {g.metadata.get('readout')}"
         details = "; ".join(d for d in (where, details) if d)
         lines.append(f"{name:<{wide}}{type(node).__name__:<11}{str(list(shapes[name])):<16}"
                      f"{details}".rstrip())
+    head = g.metadata.get("head")
     lines.append(f"time steps {g.metadata.get('time_steps')}, readout "
-                 f"{g.metadata.get('readout')}, folded {bool(g.metadata.get('folded'))}")
+                 f"{g.metadata.get('readout')}, folded {bool(g.metadata.get('folded'))}" + (
+                     f", forward returns the {head['reduce']} over time of {head['of']!r}"
+                     if isinstance(head, dict) else ""))
     return "\n".join(lines)

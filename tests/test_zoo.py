@@ -53,6 +53,12 @@ def test_sew_resnet18_imports_as_the_zoo_wrote_it():
     assert (stem_pool.kernel, stem_pool.stride, stem_pool.padding) == ((3, 3), (2, 2), (1, 1))
     assert isinstance(folded.nodes["avgpool"], ir.SpikePool)  # sum of SEW ADD's 0/1/2
     assert folded.nodes["avgpool"].mode == "sum"
+    # inspect names the readout: the fc's current, held by a memoryless neuron, mean over T
+    from snnexport.inspect_ir import describe
+
+    text = describe(graph)
+    assert "fc.readout" in text and "memoryless" in text
+    assert "mode membrane (mean over T)" in text
 
 
 def test_a_mean_over_time_in_forward_is_the_readout():
