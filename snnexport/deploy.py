@@ -395,10 +395,15 @@ def _artifact(backend, ledger: _Ledger) -> str | None:
     """The artifact file (its name in OUTDIR) the backend's check runs: its export (or that of
     the backend it names, `artifact_of`), when written and recorded (not when the export
     failed) and the backend runs files."""
-    source = backends.get(backend.artifact_of) if backend.artifact_of else backend
-    if source.exports is None or backend.run_file is None:
+    if backend.run_file is None:
         return None
-    name = f"model{source.exports.suffix}"
+    if backend.artifact_of == backends.FOLDED:
+        name = "model.snnir"
+    else:
+        source = backends.get(backend.artifact_of) if backend.artifact_of else backend
+        if source.exports is None:
+            return None
+        name = f"model{source.exports.suffix}"
     return name if ledger.sha(name) is not None else None
 
 

@@ -73,14 +73,14 @@ def _one_line(capsys, code, *words):
 def test_each_check_ran_the_artifact_file_and_the_manifest_holds_its_hash(base):
     done = json.loads((base / "manifest.json").read_text())["done"]
     for target, artifact in (("onnx", "model.onnx"), ("onnx-fixed", "model.fixed.onnx"),
-                             ("nir", "model.nir"), ("fixed", "model.fixed.npz")):
+                             ("nir", "model.nir"), ("fixed", "model.fixed.npz"),
+                             ("reference", "model.snnir")):
         report = json.loads((base / f"check_{target}.json").read_text())
         assert report["artifact"] == {"file": artifact, "sha256": sha256(base / artifact)}
         assert done[f"check_{target}.json"]["inputs"] == {artifact: sha256(base / artifact)}
         assert report["unexplained"] == 0, target  # fixed: quantisation, explained
     for name, rec in done.items():
         assert rec["sha256"] == sha256(base / name), name
-    assert "artifact" not in json.loads((base / "check_reference.json").read_text())
 
 
 def test_the_onnx_check_runs_the_file_it_is_given(base, tmp_path):
@@ -229,16 +229,19 @@ def test_ctrl_c_during_a_deploy_is_one_line_and_the_folder_resumes(tmp_path):
 
 
 def test_the_lava_targets_run_the_files_written(tmp_path):
-    """netx runs OUTDIR/model.net and lava-fixed OUTDIR/model.fixed.npz (the 'fixed' export),
-    each as read back from disk by the Lava runner."""
+    """netx runs OUTDIR/model.net, lava-fixed OUTDIR/model.fixed.npz (the 'fixed' export) and
+    lava-float OUTDIR/model.snnir (the folded IR), each read back from disk by the Lava
+    runner."""
     out = tmp_path / "out"
-    summary = deploy(str(MODEL), str(out), targets="lava-fixed,netx", samples=20,
+    summary = deploy(str(MODEL), str(out), targets="lava-float,lava-fixed,netx", samples=20,
                      lava_samples=2, calib_samples=20, progress=False)
-    for target, artifact in (("lava-fixed", "model.fixed.npz"), ("netx", "model.net")):
+    for target, artifact in (("lava-fixed", "model.fixed.npz"), ("netx", "model.net"),
+                             ("lava-float", "model.snnir")):
         report = json.loads((out / f"check_{target}.json").read_text())
         assert report["artifact"] == {"file": artifact, "sha256": sha256(out / artifact)}
         assert report["exact"] and report["samples"] == 2, target
-    assert summary["trusted"] and summary["too_few_samples"] == ["lava-fixed", "netx"]
+    assert summary["trusted"]
+    assert summary["too_few_samples"] == ["lava-float", "lava-fixed", "netx"]
 
 
 def test_every_file_of_a_deployment_damaged_in_turn_resumes_or_refuses(base, copy, capsys):

@@ -2,6 +2,7 @@
 what a backend is). The import order below is the order `available()` lists them in."""
 
 from .base import (
+    FOLDED,
     Backend,
     Export,
     Lowered,
@@ -19,5 +20,5 @@ from . import reference, nir, onnx, fixed, onnx_fixed  # noqa: F401, E401  (each
 from . import lava_float, lava_fixed, netx  # noqa: F401
 # isort: on
 
-__all__ = ["Backend", "Export", "Lowered", "UnknownTarget", "available", "backends",
+__all__ = ["FOLDED", "Backend", "Export", "Lowered", "UnknownTarget", "available", "backends",
            "fixed_point", "get", "register", "unregister"]

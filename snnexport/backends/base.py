@@ -68,8 +68,9 @@ class Backend:
     # (artifact path, inp, dtype, stats) -> the runner of the artifact FILE `exports` wrote,
     # read back from disk (deploy checks the file a user takes away, not a model in memory)
     run_file: Callable[[Any, Any, torch.dtype, Any], Callable] | None = None
-    # the backend whose written file run_file takes, when not this one's own export (lava-fixed
-    # runs the fixed-point IR file 'fixed' writes)
+    # the written file run_file takes when not this one's own export: the name of the backend
+    # whose export it is (lava-fixed runs the fixed-point IR file 'fixed' writes), or FOLDED
+    # (the folded IR file deploy writes, model.snnir: reference, lava-float)
     artifact_of: str | None = None
 
     def __post_init__(self):
@@ -78,6 +79,8 @@ class Backend:
         if self.reference == "emulator" and not self.fixed_point:
             raise ValueError(f"backend {self.name!r}: the emulator reference needs fixed_point")
 
+
+FOLDED = "fold"  # Backend.artifact_of: the folded IR file (.snnir) deploy's fold step writes
 
 _REGISTRY: dict[str, Backend] = {}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Backend, register
+from .base import FOLDED, Backend, register
 
 
 def make_runner(folded, dtype, stats):
@@ -14,5 +14,13 @@ def make_runner(folded, dtype, stats):
     return LavaFloatTarget(folded)
 
 
+def run_file(path, folded, dtype, stats):
+    """The folded IR file at `path` run by Lava's processes (the runner reads the file)."""
+    from ..lava.target import LavaFloatTarget
+
+    return LavaFloatTarget(folded, artifact=path)
+
+
 register(Backend("lava-float", "Lava floating_pt, aligned for the Dense delays", make_runner,
-                 dtype=torch.float64, profile="loihi2", slow=True, resets_to_zero=True))
+                 dtype=torch.float64, profile="loihi2", slow=True, resets_to_zero=True,
+                 run_file=run_file, artifact_of=FOLDED))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Backend, register
+from .base import FOLDED, Backend, register
 
 
 def make_runner(folded, dtype, stats):
@@ -13,4 +13,12 @@ def make_runner(folded, dtype, stats):
     return run
 
 
-register(Backend("reference", "folded IR", make_runner))
+def run_file(path, folded, dtype, stats):
+    """The folded IR file at `path`, read back, in the reference simulator."""
+    from ..ir import load_ir
+
+    return make_runner(load_ir(path), dtype, stats)
+
+
+register(Backend("reference", "folded IR", make_runner, run_file=run_file,
+                 artifact_of=FOLDED))

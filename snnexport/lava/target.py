@@ -92,9 +92,10 @@ class LavaFloatTarget:
     """Runs batches (static images or frame sequences) through Lava's floating-point LIF +
     Dense/Conv processes."""
 
-    def __init__(self, graph: Graph, timeout: float = 600.0):
+    def __init__(self, graph: Graph, timeout: float = 600.0, artifact=None):
         self.graph = graph
         self.timeout = timeout
+        self.artifact = artifact  # the written .snnir file the runner reads, if given
         _, _, self.stages, self.population = lower(graph)  # fail early, in the core
 
     def __call__(self, x: torch.Tensor, dtype=None) -> SimResult:
@@ -105,10 +106,11 @@ class LavaFloatTarget:
         xs = x if static else x.transpose(0, 1)  # samples first for the runner
         with tempfile.TemporaryDirectory() as d:
             d = Path(d)
-            save_ir(self.graph, d / "model.snnir")
+            model = Path(self.artifact) if self.artifact is not None else \
+                save_ir(self.graph, d / "model.snnir")
             np.savez(d / "inputs.npz", x=xs.numpy().astype(np.float64), time_steps=t_steps,
                      input_shape=np.array(in_shape))
-            run_runner(["float", str(d / "model.snnir"), str(d / "inputs.npz"),
+            run_runner(["float", str(model), str(d / "inputs.npz"),
                         str(d / "out.npz")], self.timeout)
             out = dict(np.load(d / "out.npz"))
         b = len(xs)
