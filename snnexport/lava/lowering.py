@@ -133,6 +133,163 @@ def lower(graph: Graph) -> tuple[np.ndarray, np.ndarray, list[Stage], int]:
     return host[0], host[1], stages, cores.population
 
 
+# --- a convolution's form in Lava's CPU simulator ---------------------------------------------
+
+# Lava 0.10's CPU Conv (lava.proc.conv.utils.conv_scipy: torch is disabled inside its processes)
+# makes one scipy convolve2d call per (output, input) channel pair per step, whatever the map's
+# size: 12.8-17 us a pair on a shared 2-core CPU (3.35 s a step for a 512 x 512 channel 3 x 3
+# conv on a 1 x 1 map, SEW-ResNet18's layer4 at an 8 x 8 input: 26 steps of its ~15 such
+# convs ran past the runner's 600 s). Its Sparse process sums the columns of the spiking
+# inputs of a CSR matrix: 9-13 ns a connection (the same convs unrolled: 2.2 ms). So a conv
+# whose map is small enough that its connections cost less than its channel pairs is given to
+# Lava unrolled, as the C-major sparse matrix of its connections (`conv_sparse`): the same
+# weights and sums (integer sums in fixed point: Sparse truncates its weights to 8-bit
+# mantissas as Dense does, which the fixed-point IR's even weights in [-256, 254] survive).
+CONV_PAIR_S = 13e-6  # Lava's Conv, seconds per channel pair per step
+SPARSE_CONNECTION_S = 10e-9  # Lava's Sparse, seconds per connection per step
+UNROLL_MAX_CONNECTIONS = 1 << 24  # ~200 MB of CSR: beyond it the conv stays a Conv
+
+
+def _taps(size: int, k: int, stride: int, pad: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """Along one axis: the output size, and for every (output, tap) pair the input index and
+    whether it lies inside the map (not in the padding)."""
+    out = (size + 2 * pad - k) // stride + 1
+    idx = np.arange(out)[:, None] * stride + np.arange(k)[None, :] - pad
+    return out, idx, (idx >= 0) & (idx < size)
+
+
+def conv_connections(conv: dict) -> int:
+    """How many (output neuron, input neuron) connections the conv (Synapse.conv_args' form:
+    torch-layout weight, (C, H, W) in_shape, stride, padding, groups) makes: the nonzeros of
+    its unrolled matrix when no weight is 0."""
+    c_out, per_group, kh, kw = np.shape(conv["weight"])
+    _, h, w = conv["in_shape"]
+    (sh, sw), (ph, pw) = conv["stride"], conv["padding"]
+    _, _, in_h = _taps(h, kh, sh, ph)
+    _, _, in_w = _taps(w, kw, sw, pw)
+    return int(c_out * per_group * in_h.sum() * in_w.sum())
+
+
+def conv_channel_pairs(conv: dict) -> int:
+    """Lava's Conv's convolve2d calls per step: output channels x input channels per group."""
+    c_out, per_group = np.shape(conv["weight"])[:2]
+    return int(c_out * per_group)
+
+
+def unrolled(conv: dict) -> bool:
+    """Whether the conv runs in Lava as its sparse matrix (cheaper than Lava's Conv, and not
+    too large): see CONV_PAIR_S."""
+    n = conv_connections(conv)
+    return n <= UNROLL_MAX_CONNECTIONS and (
+        n * SPARSE_CONNECTION_S < conv_channel_pairs(conv) * CONV_PAIR_S)
+
+
+def conv_sparse(conv: dict, dtype=np.float64):
+    """The conv (Synapse.conv_args' form) as a scipy CSR matrix M with conv(x).flatten() ==
+    M @ x.flatten() on C-major flat vectors (hw.cores.conv_matrix's matrix, built by index
+    arithmetic, its zeros not stored)."""
+    from scipy.sparse import csr_matrix
+
+    wt = np.asarray(conv["weight"])
+    c_out, per_group, kh, kw = wt.shape
+    c_in, h, w = conv["in_shape"]
+    (sh, sw), (ph, pw) = conv["stride"], conv["padding"]
+    oh, iy, ok_y = _taps(h, kh, sh, ph)  # [oh, kh]
+    ow, ix, ok_x = _taps(w, kw, sw, pw)  # [ow, kw]
+    o = np.arange(c_out)
+    chan = (o // (c_out // int(conv["groups"])))[:, None] * per_group + np.arange(per_group)
+    # [c_out, per_group, kh, kw, oh, ow]
+    rows = ((o[:, None, None, None, None, None] * oh + np.arange(oh)[None, None, None, None, :,
+             None]) * ow + np.arange(ow)[None, None, None, None, None, :])
+    cols = ((chan[:, :, None, None, None, None] * h + iy.T[None, None, :, None, :, None]) * w
+            + ix.T[None, None, None, :, None, :])
+    keep = ok_y.T[None, None, :, None, :, None] & ok_x.T[None, None, None, :, None, :] & (
+        wt != 0)[:, :, :, :, None, None]
+    shape6 = (c_out, per_group, kh, kw, oh, ow)
+    keep = np.broadcast_to(keep, shape6)
+    vals = np.broadcast_to(wt[:, :, :, :, None, None], shape6)[keep]
+    return csr_matrix((vals.astype(dtype), (np.broadcast_to(rows, shape6)[keep],
+                                            np.broadcast_to(cols, shape6)[keep])),
+                      shape=(c_out * oh * ow, c_in * h * w))
+
+
+# --- what a run costs in Lava's CPU simulator, before it starts --------------------------------
+
+# Lava's runtime runs every process in its own OS process and passes each step's messages
+# between them; measured on SEW-ResNet18 at 3 x 8 x 8 (about 135 processes, every conv behind
+# the host unrolled) on a shared 2-core CPU at load 15-24: 22 s to start and build, 0.29 s a
+# step (tests/test_zoo_lava.py). The host layer's matrix is built by a Python loop
+# (hw.cores.conv_matrix) in the core and again in the runner.
+RUNNER_START_S = 10.0
+PROCESS_BUILD_S = 0.1  # per process
+PROCESS_STEP_S = 2e-3  # per process per step
+DENSE_ENTRY_S = 1e-9  # Lava's Dense / DelayDense, per matrix entry per step
+HOST_LOOP_S = 1e-6  # hw.cores.conv_matrix, per (out channel, in channel, tap, output) visit
+
+
+@dataclass
+class LavaCost:
+    """Lava's cost of a lowered network (`lava_cost`): its processes, the seconds one Lava step
+    of its synapses takes, the bytes of its synapse matrices, the costliest stage."""
+
+    processes: int
+    step_s: float
+    matrix_bytes: int
+    costliest: str
+    costliest_s: float
+    build_s: float = 0.0  # the host matrix's loop, both times
+
+    def seconds(self, steps: int) -> float:
+        return (RUNNER_START_S + self.build_s + PROCESS_BUILD_S * self.processes
+                + steps * (self.step_s + PROCESS_STEP_S * self.processes))
+
+
+def _synapse_cost(weights, conv, unit) -> tuple[float, int]:
+    """(seconds a step, bytes) of one synapse process as the runner builds it."""
+    if conv is not None:
+        if unrolled(conv):
+            n = conv_connections(conv)
+            return n * SPARSE_CONNECTION_S, 12 * n
+        return conv_channel_pairs(conv) * CONV_PAIR_S, 8 * int(np.size(conv["weight"]))
+    if unit is not None:
+        return 0.0, 0
+    n = int(np.prod(np.shape(weights)))
+    return n * DENSE_ENTRY_S, 8 * n
+
+
+def lava_cost(stages: list[Stage]) -> LavaCost:
+    """The cost of `lower`'s stages (a chain's or a residual graph's, float or fixed): per
+    stage a LIF, its tap and its writer, one process per synapse."""
+    processes, step, size, worst = 0, 0.0, 0, ("", 0.0)
+    for st in stages:
+        syns = [(lk.weights, lk.conv, lk.unit) for lk in st.links] if st.links is not None \
+            else [(st.weights, st.conv, None)] if st.weights is not None or st.conv is not None \
+            else []
+        costs = [_synapse_cost(*syn) for syn in syns]
+        here = sum(c for c, _ in costs)
+        processes += 3 + len(syns)
+        step += here
+        size += sum(b for _, b in costs)
+        if here > worst[1]:
+            worst = (st.name or st.key, here)
+    return LavaCost(processes, step, size, *worst)
+
+
+def host_cost(graph: Graph) -> tuple[int, float, str]:
+    """(bytes, seconds, name) of the host layer's dense matrix, which `lower` builds (twice:
+    in the core and in the runner), from the cores alone, before it is built."""
+    for core in lower_cores(graph).cores:
+        if isinstance(core, Core) and core.host:
+            syn = core.synapses[0]
+            n_in = int(np.prod(syn.in_shape))
+            loop = 0.0
+            if syn.is_conv:
+                c_out, per_group, kh, kw = np.shape(syn.node.weight)
+                loop = c_out * per_group * kh * kw * int(np.prod(core.shape[1:])) * HOST_LOOP_S
+            return 8 * core.n * n_in, 2 * loop, core.name
+    return 0, 0.0, ""
+
+
 # --- residual graphs --------------------------------------------------------------------------
 
 MERGE_FLOAT = {"and": (1.0, 1.0, 1.5), "iand": (-1.0, 1.0, 0.5)}  # w_a, w_b, threshold

@@ -142,7 +142,9 @@ class ProcStage:
 
     name: str  # '' for an OR-pool's helper neurons (not reported)
     n: int
-    weights: np.ndarray | None  # dense [out, in]; None for the first layer or a conv
+    # dense [out, in] (an unrolled conv: a scipy CSR matrix, proc_synapse); None for the first
+    # layer or a conv
+    weights: np.ndarray | None
     lif: dict  # LIF parameters other than shape, bias_mant, v (per-neuron ones C-major)
     bias: np.ndarray  # set at the layer's first step
     v_init: np.ndarray
@@ -174,7 +176,8 @@ class ProcStage:
 class ProcLink:
     """A synapse of a residual graph into a ProcStage (lowering.Link as Lava builds it): from
     the spikes of stage `source` (an index), a Dense [out, in] on the flat C-major vectors
-    (`weights`; a DelayDense when `delay` > 0), a Conv (`conv`, Lava's arguments; never
+    (`weights`; a DelayDense when `delay` > 0; a Sparse when `weights` is a CSR matrix, an
+    unrolled conv: proc_synapse), a Conv (`conv`, Lava's arguments; never
     delayed: lowering.time_links) or `unit` times the unit matrix (a relay's input: a Sparse,
     a DelaySparse when `delay` > 0)."""
 
@@ -193,24 +196,35 @@ def float_stages(path: str):
     if stages and stages[0].links is not None:
         return residual_proc_stages(stages, fixed=False), (m1, b1, None)
     out = []
+    forms = [(st.weights, None) if st.conv is None else proc_synapse(st.conv, np.float64)
+             for st in stages]
     for k, st in enumerate(stages):
-        nxt = stages[k + 1] if k + 1 < len(stages) else None
-        spatial = st.conv is not None or (nxt is not None and nxt.conv is not None)
-        conv = None if st.conv is None else lava_conv_args(
-            st.conv["weight"], st.conv["in_shape"], st.conv["stride"], st.conv["padding"],
-            st.conv["groups"])
+        (w, conv), nxt = forms[k], forms[k + 1] if k + 1 < len(stages) else (None, None)
+        spatial = conv is not None or nxt[1] is not None
         vth = float(np.nextafter(st.threshold, -np.inf)) if st.spiking else 1e300
         # a current-based layer keeps u (du = 1 - current_decay); the host layer's current
         # is run on the host (`run`)
         cuba = st.current_decay is not None and k > 0
         du = 1.0 - np.asarray(st.current_decay, np.float64).reshape(-1) if cuba else 1.0
-        out.append(ProcStage(st.name, int(np.prod(st.shape)), st.weights,
+        out.append(ProcStage(st.name, int(np.prod(st.shape)), w,
                              dict(du=du, dv=1.0 - st.decay, vth=vth), st.bias, st.v_init,
                              st.spiking, chw=tuple(st.shape) if spatial else None, conv=conv,
                              cuba=cuba))
     host_cd = None if not stages or stages[0].current_decay is None else \
         np.asarray(stages[0].current_decay, np.float64).reshape(-1)
     return out, (m1, b1, host_cd)
+
+
+def proc_synapse(conv: dict, dtype) -> tuple:
+    """(weights, conv) of a synapse given as a torch-layout conv (Synapse.conv_args' form): the
+    C-major sparse matrix for Lava's Sparse where lowering.unrolled says so (a small map),
+    else Lava's Conv arguments (`lava_conv_args`)."""
+    from .lowering import conv_sparse, unrolled
+
+    if unrolled(conv):
+        return conv_sparse(conv, dtype), None
+    return None, lava_conv_args(conv["weight"], conv["in_shape"], conv["stride"],
+                                conv["padding"], conv["groups"])
 
 
 def lava_conv_args(weight, in_chw, stride, padding, groups) -> dict:
@@ -229,16 +243,19 @@ def fixed_stages(path: str):
     if not net.is_chain:
         return residual_proc_stages(fixed_residual_stages(net), fixed=True), None
     out = []
+    forms = []
     for k, layer in enumerate(net.layers):
-        nxt = net.layers[k + 1] if k + 1 < len(net.layers) else None
-        spatial = layer.kind == "conv" or (nxt is not None and nxt.kind == "conv")
-        w, conv = None, None
         if layer.kind == "conv":
             # Lava's fixed Conv ignores weight_exp (lava #803): the fixed-point IR keeps it 0
-            conv = lava_conv_args(layer.weight, net.layers[k - 1].shape, layer.stride,
-                                  layer.padding, layer.groups)
-        elif layer.kind == "dense":
-            w = np.asarray(layer.weight, np.int64)
+            forms.append(proc_synapse(dict(
+                weight=np.asarray(layer.weight, np.int64), in_shape=net.layers[k - 1].shape,
+                stride=layer.stride, padding=layer.padding, groups=layer.groups), np.int64))
+        else:
+            forms.append((np.asarray(layer.weight, np.int64) if layer.kind == "dense" else None,
+                          None))
+    for k, layer in enumerate(net.layers):
+        (w, conv), nxt = forms[k], forms[k + 1] if k + 1 < len(net.layers) else (None, None)
+        spatial = conv is not None or nxt[1] is not None
         bias = np.zeros(layer.n, np.int64) if layer.bias_mant is None else np.asarray(
             layer.bias_mant, np.int64).reshape(-1)
         # a current-based layer keeps u: du = i_decay - 1 (Lava adds 1 back); the host
@@ -314,11 +331,10 @@ def residual_proc_stages(stages: list, fixed: bool) -> list[ProcStage]:
     for st in stages:
         links = []
         for lk in st.links:
-            conv = None if lk.conv is None else lava_conv_args(
-                lk.conv["weight"], lk.conv["in_shape"], lk.conv["stride"], lk.conv["padding"],
-                lk.conv["groups"])
-            w = None if lk.weights is None else np.asarray(
-                lk.weights, np.int64 if fixed else np.float64)
+            dtype = np.int64 if fixed else np.float64
+            w, conv = (None, None) if lk.conv is None else proc_synapse(lk.conv, dtype)
+            if lk.weights is not None:
+                w = np.asarray(lk.weights, dtype)
             links.append(ProcLink(index[lk.source], w, conv, int(lk.delay), lk.unit))
         if fixed:
             lif = dict(du=4095, dv=np.asarray(st.decay, np.int64), vth=int(st.threshold),
@@ -380,6 +396,8 @@ def run_processes(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
     from lava.proc.conv.process import Conv
     from lava.proc.dense.process import Dense
     from lava.proc.lif.process import LIF
+    from lava.proc.sparse.process import Sparse
+    from scipy.sparse import issparse
 
     from .var_writer import writers  # (imports Lava)
 
@@ -395,12 +413,16 @@ def run_processes(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
                   v=st.lava(st.v_init) if first else zeros, **params)
         if not first:
             prev = stages[k - 1]
-            syn = Conv(**st.conv) if st.conv is not None else Dense(weights=st.weights)
+            syn = Conv(**st.conv) if st.conv is not None else (
+                Sparse(weights=st.weights) if issparse(st.weights) else Dense(weights=st.weights))
             if st.conv is None and prev.chw is not None:  # map -> vector, C-major
                 lifs[-1].s_out.transpose([2, 1, 0]).flatten().connect(syn.s_in)
             else:
                 lifs[-1].s_out.connect(syn.s_in)
-            syn.a_out.connect(lif.a_in)
+            if st.conv is None and st.chw is not None:  # vector, C-major -> map
+                syn.a_out.reshape(st.chw).transpose([2, 1, 0]).connect(lif.a_in)
+            else:
+                syn.a_out.connect(lif.a_in)
         sink = SpikeTap(lif.s_out, plan.steps) if st.spiking else None
         lifs.append(lif)
         sinks.append(sink)
@@ -440,7 +462,7 @@ def run_graph(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
     from lava.proc.dense.process import DelayDense, Dense
     from lava.proc.lif.process import LIF
     from lava.proc.sparse.process import DelaySparse, Sparse
-    from scipy.sparse import identity
+    from scipy.sparse import identity, issparse
 
     from .var_writer import writers  # (imports Lava)
 
@@ -467,6 +489,8 @@ def run_graph(stages: list[ProcStage], first_bias: np.ndarray, t_steps: int,
                 unit = identity(n, dtype=first_bias.dtype, format="csr") * lk.unit
                 syn = Sparse(weights=unit) if not lk.delay else DelaySparse(
                     weights=unit, delays=identity(n, dtype=int, format="csr") * lk.delay)
+            elif issparse(lk.weights):  # an unrolled conv (proc_synapse), never delayed
+                syn = Sparse(weights=lk.weights)
             else:
                 syn = Dense(weights=lk.weights) if not lk.delay else DelayDense(
                     weights=lk.weights, delays=np.full(lk.weights.shape, lk.delay, dtype=int))

@@ -17,11 +17,12 @@ import numpy as np
 import torch
 
 from ..errors import SnnexportError
+from ..hw.cores import HardwareLoweringError
 from ..ir.graph import Graph
 from ..ir.io import save_ir
 from ..readout import readout_scores
 from ..sim.reference import SimResult
-from .lowering import lower
+from .lowering import LavaCost, host_cost, lava_cost, lower
 
 PACKAGE = Path(__file__).resolve().parents[1]  # the snnexport package, checkout or installed
 _RUNNER_PATH: list[tempfile.TemporaryDirectory] = []
@@ -33,6 +34,45 @@ class LavaError(SnnexportError, RuntimeError):
 
 class LavaTimeout(LavaError):
     """The Lava runner did not finish in time and was killed."""
+
+
+class LavaTooLarge(LavaError, HardwareLoweringError):
+    """Lava's CPU simulator would not finish within the runner's time limit, or its matrices
+    would not fit in memory (lowering.lava_cost's estimate): refused before Lava starts."""
+
+
+def available_bytes() -> int:
+    """The memory available now (/proc/meminfo MemAvailable; else the free physical pages)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def refuse_too_large(target: str, cost: LavaCost, samples: int, t_steps: int, depth: int,
+                     timeout: float) -> None:
+    """Raises LavaTooLarge, in one line naming the cause, when the run of `samples` samples
+    would pass `timeout` seconds or its synapse matrices (held by the runner, Lava's process
+    and its model: 3 copies) more than half the memory available."""
+    steps = samples * t_steps + depth + 1
+    need, free = 3 * cost.matrix_bytes, available_bytes()
+    if need > free / 2:
+        raise LavaTooLarge(
+            f"{target}: Lava's synapse matrices would take about {need / 2**30:.1f} GiB, more "
+            f"than half the {free / 2**30:.1f} GiB available (the largest stage: "
+            f"{cost.costliest!r}); check Lava at a smaller input size")
+    secs = cost.seconds(steps)
+    if secs > timeout:
+        raise LavaTooLarge(
+            f"{target}: Lava's CPU simulator would take about {secs:.0f} s for {samples} "
+            f"sample(s) ({steps} steps of {cost.processes} processes, "
+            f"{cost.step_s:.2f} s a step in synapses, the costliest {cost.costliest!r} at "
+            f"{cost.costliest_s:.2f} s), more than the runner's limit of {timeout:g} s; check "
+            "fewer samples (deploy --lava-samples) or a smaller input size")
 
 
 def lava_python() -> Path:
@@ -96,7 +136,19 @@ class LavaFloatTarget:
         self.graph = graph
         self.timeout = timeout
         self.artifact = artifact  # the written .snnir file the runner reads, if given
+        size, build_s, host = host_cost(graph)  # before `lower` builds the host matrix
+        if size > available_bytes() / 4 or build_s > timeout:
+            raise LavaTooLarge(
+                f"lava-float: the host layer {host!r}: its dense matrix would take "
+                f"{size / 2**30:.1f} GiB and about {build_s:.0f} s to build (in the core and "
+                f"again in the Lava runner), more than a quarter of the "
+                f"{available_bytes() / 2**30:.1f} GiB available or the runner's limit of "
+                f"{timeout:g} s; check Lava at a smaller input size")
         _, _, self.stages, self.population = lower(graph)  # fail early, in the core
+        self.cost = lava_cost(self.stages)
+        self.cost.build_s = build_s
+        residual = bool(self.stages) and self.stages[0].links is not None
+        self.depth = max(st.depth for st in self.stages) if residual else len(self.stages) - 1
 
     def __call__(self, x: torch.Tensor, dtype=None) -> SimResult:
         """x: static images [B, *input] or frames [T, B, *input]."""
@@ -104,6 +156,7 @@ class LavaFloatTarget:
         static = x.dim() == len(in_shape) + 1
         t_steps = int(self.graph.metadata["time_steps"]) if static else x.shape[0]
         xs = x if static else x.transpose(0, 1)  # samples first for the runner
+        refuse_too_large("lava-float", self.cost, len(xs), t_steps, self.depth, self.timeout)
         with tempfile.TemporaryDirectory() as d:
             d = Path(d)
             model = Path(self.artifact) if self.artifact is not None else \
@@ -131,6 +184,7 @@ class LavaFixedTarget:
         self.netx = netx
         self.artifact = artifact  # the written file (netx or fixed IR) run, read back from disk
         self.timeout = timeout
+        self.cost = None  # a residual net's Lava cost (a chain's is small: netx's form)
         # netx holds a chain: a residual merge is refused here, naming the merge node, before
         # Lava starts; the processes take a residual net (lowering.lower_residual), built once
         # here too so that what Lava cannot take is refused before it starts
@@ -142,7 +196,9 @@ class LavaFixedTarget:
         else:
             from .runner import fixed_residual_stages
 
-            fixed_residual_stages(net)
+            stages = fixed_residual_stages(net)
+            self.cost = lava_cost(stages)
+            self.depth = max(st.depth for st in stages)
         if netx and artifact is None:  # refuse what netx cannot hold before starting Lava
             with tempfile.TemporaryDirectory() as d:
                 from ..exporters.netx_export import write_netx
@@ -156,9 +212,11 @@ class LavaFixedTarget:
         net = self.net
         static = x.dim() == len(net.input_shape) + 1
         t_steps = net.time_steps if static else x.shape[0]
+        b = len(x) if static else x.shape[1]
+        if self.cost is not None:
+            refuse_too_large("lava-fixed", self.cost, b, t_steps, self.depth, self.timeout)
         mant, _ = host_bias_mant(net.layers[0], x.to(torch.float64), net.input_shape,
                                  t_steps=t_steps)
-        b = len(x) if static else x.shape[1]
         # a current-based host layer's current changes every step, a static image's too
         per_step = not static or net.layers[0].i_decay is not None
         mant = mant.transpose(0, 1).reshape(b, t_steps, -1) if per_step else mant.reshape(b, -1)
