@@ -27,14 +27,16 @@ float64 on preallocated buffers (every value an integer below 2^53: exact).
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..readout import readout_scores
 from ..sim.reference import SimResult
-from .emulator import WRAP, _fast_synapse, integer_current, wrap24
-from .fixed import STATE_MAX, FixedSynapse
+from .emulator import WRAP, _fast_neurons, _fast_synapse, integer_current, neuron_loop, wrap24
+from .fixed import FixedSynapse
 from .netx_import import NetxLayer, NetxNet
 
 
@@ -97,74 +99,37 @@ def layer_input(layer: NetxLayer, x: torch.Tensor, t_steps: int, b: int,
     return out
 
 
+def _neuron_view(layer: NetxLayer, n: int) -> SimpleNamespace:
+    """The netx layer as the fixed-point emulator's neuron step takes it (emulator.neuron_loop,
+    _fast_neurons: the one membrane step): one value per neuron, from rest (v_init 0)."""
+    return SimpleNamespace(name=layer.name, shape=(n,), vth_mant=int(layer.vth_mant),
+                           dv=np.broadcast_to(np.asarray(layer.dv, np.int64), (n,)).copy(),
+                           v_init=np.zeros(n, np.int64))
+
+
 def cuba_reference(layer: NetxLayer, a: torch.Tensor, bias: torch.Tensor):
     """Lava's fixed-point LIF as written, int64: a [T, B, n] (a_in), bias [T or 1, B or 1, n]
     (mantissas). Returns u, H (v before the reset), v (after it, what Lava's `v` holds), s,
-    each [T, B, n]."""
+    each [T, B, n]. The emulator's own steps: integer_current, then neuron_loop."""
     t_steps, b, n = a.shape
-    keep_v = 4096 - layer.dv
-    vth = int(layer.vth_mant) << 6
-    u_seq, _ = integer_current(layer.i_decay, a << 6)  # the emulator's one current step
-    v = torch.zeros((b, n), dtype=torch.int64)
-    us, hs, vs, ss = [], [], [], []
-    for t in range(t_steps):
-        u = u_seq[t]
-        q = v * keep_v
-        v = (torch.sign(q) * (q.abs() >> 12) + u + (bias[t if len(bias) > 1 else 0] << 6))
-        v = v.clamp(-STATE_MAX, STATE_MAX)
-        s = v > vth
-        hs.append(v)
-        v = torch.where(s, torch.zeros_like(v), v)
-        us.append(u)
-        vs.append(v)
-        ss.append(s)
-    return torch.stack(us), torch.stack(hs), torch.stack(vs), torch.stack(ss)
+    u, _ = integer_current(layer.i_decay, a << 6)
+    h, s = neuron_loop(_neuron_view(layer, n), u, (bias << 6).expand(t_steps, b, n))
+    return u, h, torch.where(s, torch.zeros_like(h), h), s
 
 
 def cuba_fast(layer: NetxLayer, a: torch.Tensor, bias: torch.Tensor, keep_state: bool = True):
-    """`cuba_reference` in float64 on preallocated buffers (integers below 2^53: exact): a
-    float64 [T, B, n]. Returns u, H, v (float64; u and v None unless keep_state), s."""
+    """`cuba_reference` in float64 (integers below 2^53: exact), the emulator's fast steps
+    (integer_current, _fast_neurons): a float64 [T, B, n]. Returns u, H, v (float64; u and v
+    None unless keep_state), s."""
     t_steps, b, n = a.shape
-    f64 = torch.float64
-    keep_u, keep_v = float(4096 - layer.i_decay), float(4096 - layer.dv)
-    vth = float(int(layer.vth_mant) << 6)
-    drive = a.to(f64).mul_(64)
-    bias_f = (bias << 6).to(f64)
-    per_step_bias = len(bias_f) > 1
-    v = torch.zeros((b, n), dtype=f64)
-    us = torch.empty((t_steps, b, n), dtype=f64) if keep_state else None
-    vs = torch.empty((t_steps, b, n), dtype=f64) if keep_state else None
-    hs = torch.empty((t_steps, b, n), dtype=f64)
-    ss = torch.empty((t_steps, b, n), dtype=torch.bool)
-    not_s = torch.empty((b, n), dtype=f64)
-    carry_u = keep_u != 0.0
-    # |u_t| <= |u_{t-1}| + max|64 a|: the wrap can act only if T max|64 a| passes 2^23
-    peak = float(drive.abs().max()) if drive.numel() else 0.0
-    may_wrap = peak * t_steps > WRAP
-    # |v_t| <= |v_{t-1}| + |u_t| + |bias|: the clip can act only if T (max|u| + max|bias|)
-    # passes 2^23 - 1 (the decays never grow |u| or |v|)
-    bias_peak = float(bias_f.abs().max()) if bias_f.numel() else 0.0
-    may_clip = t_steps * (min(float(WRAP), peak * t_steps) + bias_peak) > STATE_MAX
-    if carry_u:  # the emulator's one current step (fast form)
-        u_seq = integer_current(layer.i_decay, drive, fast=True)[0]
-    else:
-        u_seq = wrap24(drive) if may_wrap else drive
-    for t in range(t_steps):
-        u = u_seq[t]
-        if us is not None:
-            us[t].copy_(u)
-        h = hs[t]
-        torch.mul(v, keep_v, out=h)
-        torch.div(h, 4096.0, rounding_mode="trunc", out=h)
-        h.add_(u).add_(bias_f[t] if per_step_bias else bias_f[0])
-        if may_clip:
-            h.clamp_(-STATE_MAX, STATE_MAX)
-        torch.gt(h, vth, out=ss[t])
-        torch.le(h, vth, out=not_s)
-        torch.mul(h, not_s, out=v)  # reset to 0 where it fired (the sign of a 0 is lost in int)
-        if vs is not None:
-            vs[t].copy_(v)
-    return us, hs, vs, ss
+    drive = a.to(torch.float64).mul_(64)
+    # iDecay 4096 keeps no current: u is this step's input, wrapped
+    u = wrap24(drive) if layer.i_decay == 4096 else integer_current(layer.i_decay, drive,
+                                                                    fast=True)[0]
+    h, s = _fast_neurons(_neuron_view(layer, n), u + (bias << 6).to(torch.float64), t_steps,
+                         None, keep_h=True)
+    v = h * (~s) if keep_state else None  # reset to 0 where it fired
+    return (u if keep_state else None), h, v, s
 
 
 def _check_input(net: NetxNet, x: torch.Tensor, input_bias: bool) -> None:
