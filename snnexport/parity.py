@@ -31,9 +31,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .errors import SnnexportError, UsageError
-from .models.network import PLIFNet
-from .models.neurons import SpikingNeuron
+from .errors import SnnexportError
+from .importers.plifnet import run_torch_reference  # noqa: F401 (its home: the importer)
 from .sim.reference import SimResult
 
 
@@ -45,40 +44,6 @@ class ParityError(SnnexportError, KeyError):
 
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
-
-
-@torch.no_grad()
-def run_torch_reference(model: PLIFNet, x: torch.Tensor,
-                        dtype: torch.dtype = torch.float32) -> SimResult:
-    """The trained model itself, layer by layer, recording spikes and H of every neuron layer.
-    dtype float64 runs a double-precision copy of the same weights."""
-    if model.training:
-        raise UsageError("put the model in eval mode (model.eval()) before a parity run")
-    m = model if dtype == torch.float32 else _as_dtype(model, dtype)
-    spikes, membrane = {}, {}
-
-    def record(name):  # the layer's traces, from its own input (module paths = IR node names)
-        def hook(layer, args, _out):
-            h, s, _v = layer.run(args[0])
-            if layer.spiking:
-                spikes[name] = s
-            membrane[name] = h
-        return hook
-
-    hooks = [layer.register_forward_hook(record(name)) for name, layer in m.named_modules()
-             if isinstance(layer, SpikingNeuron)]
-    try:
-        out = m(x.to(dtype))
-    finally:
-        for h in hooks:
-            h.remove()
-    return SimResult(out, m.scores(out), spikes, membrane)
-
-
-def _as_dtype(model: PLIFNet, dtype: torch.dtype) -> PLIFNet:
-    import copy
-
-    return copy.deepcopy(model).to(dtype).eval()
 
 
 @dataclass

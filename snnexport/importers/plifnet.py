@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import SnnexportError
+from ..errors import SnnexportError, UsageError
 from ..ir import nodes as ir
 from ..ir.graph import Graph
 from ..ir.validate import validate
@@ -19,6 +19,7 @@ from ..models import layers as L
 from ..models.network import PLIFNet
 from ..models.neurons import IF, LIF, PLIF, SpikingNeuron
 from ..models.sew_resnet import SEWResNet
+from ..sim.reference import SimResult
 
 
 class PLIFNetImportError(SnnexportError, TypeError):
@@ -118,3 +119,37 @@ def _sew_graph(model: SEWResNet, shape, meta: dict) -> Graph:
         x = f"{p}.connect"
     run("head", model.head.named_children(), x)
     return Graph(nodes, edges, meta)
+
+
+@torch.no_grad()
+def run_torch_reference(model: PLIFNet, x: torch.Tensor,
+                        dtype: torch.dtype = torch.float32) -> SimResult:
+    """The trained model itself, layer by layer, recording spikes and H of every neuron layer.
+    dtype float64 runs a double-precision copy of the same weights."""
+    if model.training:
+        raise UsageError("put the model in eval mode (model.eval()) before a parity run")
+    m = model if dtype == torch.float32 else _as_dtype(model, dtype)
+    spikes, membrane = {}, {}
+
+    def record(name):  # the layer's traces, from its own input (module paths = IR node names)
+        def hook(layer, args, _out):
+            h, s, _v = layer.run(args[0])
+            if layer.spiking:
+                spikes[name] = s
+            membrane[name] = h
+        return hook
+
+    hooks = [layer.register_forward_hook(record(name)) for name, layer in m.named_modules()
+             if isinstance(layer, SpikingNeuron)]
+    try:
+        out = m(x.to(dtype))
+    finally:
+        for h in hooks:
+            h.remove()
+    return SimResult(out, m.scores(out), spikes, membrane)
+
+
+def _as_dtype(model: PLIFNet, dtype: torch.dtype) -> PLIFNet:
+    import copy
+
+    return copy.deepcopy(model).to(dtype).eval()

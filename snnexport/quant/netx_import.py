@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SnnexportError
+from ..importers.source import HDF5_MAGIC, FileKind, register_file_kind
 
 MAX_DELAY = 62  # netx clips delays to 0..62 (DelayDense max_delay)
 DEFAULT_NEURON = {"type": "CUBA", "iDecay": 0, "vDecay": 4096, "vThMant": 1 << 17}
@@ -579,3 +580,14 @@ def describe(net: NetxNet) -> str:
 
 __all__ = ["NetxImportError", "NetxLayer", "NetxNet", "describe", "is_netx_file",
            "lava_dense_weights", "optimize_weight_bits", "read_netx"]
+
+
+def _netx_model(path):
+    """lava-dl's netx file as a model source (the front door's FILE_KINDS)."""
+    from ..importers.source import LoadedModel
+
+    return LoadedModel(path, read_netx(path), kind="a netx file", files=(path,))
+
+
+register_file_kind(FileKind(
+    "netx", lambda head, path: head[:8] == HDF5_MAGIC and is_netx_file(path), _netx_model))
