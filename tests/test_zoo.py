@@ -187,3 +187,51 @@ def test_max_pool_after_a_sew_add_on_the_float_targets_and_refused_on_the_chips(
     for target in ("nir", "fixed"):
         with pytest.raises(SnnexportError, match=r"'4'.*max-pool of graded values"):
             check(model, target, inputs=(x[:2], y[:2]), samples=2)
+
+
+@pytest.mark.parametrize("mode", ["s", "m"])
+def test_containers_identity_view_and_dropout_variants_as_users_write_them(mode):
+    """SeqToANNContainer / MultiStepContainer, nn.Identity, layer.Dropout2d, nn.Dropout and a
+    `view(x.size(0), -1)` flatten (`view(T, B, -1)` from x's own sizes in multi-step mode):
+    the same network as the plain chain, exact against SpikingJelly's forward."""
+    from spikingjelly.activation_based import functional, layer, neuron
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            conv = [torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8)]
+            self.stem = layer.SeqToANNContainer(*conv) if mode == "m" else \
+                torch.nn.Sequential(layer.Conv2d(1, 8, 3, padding=1), layer.BatchNorm2d(8))
+            self.sn1 = neuron.ParametricLIFNode(init_tau=2.0, step_mode=mode)
+            self.skip = torch.nn.Identity()
+            self.pool = layer.MaxPool2d(2, step_mode=mode)
+            self.drop = layer.Dropout2d(0.2, step_mode=mode)
+            self.fc = layer.Linear(8 * 14 * 14, 10, step_mode=mode)
+            self.drop2 = torch.nn.Dropout(0.1)
+            self.sn2 = neuron.ParametricLIFNode(init_tau=2.0, step_mode=mode)
+
+        def forward(self, x):
+            x = self.drop(self.pool(self.skip(self.sn1(self.stem(x)))))
+            x = x.view(x.size(0), x.size(1), -1) if mode == "m" else x.view(x.size(0), -1)
+            return self.sn2(self.drop2(self.fc(x)))
+
+    torch.manual_seed(0)
+    net = Net()
+    if mode == "m":
+        functional.set_step_mode(net, "m")
+    with torch.no_grad():
+        net.stem[1].bias.fill_(0.4)
+        net.fc.weight.mul_(6)
+    model = from_spikingjelly(net.eval(), (1, 28, 28), T)
+    kinds = [type(node).__name__ for _, node in model.graph.ordered()]
+    assert kinds == ["Input", "Conv2d", "BatchNorm", "LIFNeuron", "MaxPool2d", "Dropout",
+                     "Flatten", "Dense", "Dropout", "LIFNeuron"]
+    assert model.graph.metadata["readout"] == "rate"
+    from snnexport.data import load_dataset
+
+    ds = load_dataset("mnist5k")
+    runs = ReferenceRuns()
+    for target in ("reference", "onnx"):
+        report = check(model, target, inputs=(ds.x_test[:SAMPLES], ds.y_test[:SAMPLES]),
+                       samples=SAMPLES, reference_runs=runs)
+        assert report.exact and not report.silent_layers, report.text()
