@@ -73,7 +73,7 @@ def _files_of(source) -> dict:
 
 
 def load(source, input_shape=None, time_steps: int | None = None,
-         readout: str = "rate", weights=None) -> LoadedModel:
+         readout: str | None = None, weights=None) -> LoadedModel:
     """A model file (path: snnexport checkpoint, .snnir or NIR, told apart by content), a
     SpikingJelly, snnTorch or Norse module, or "pkg.mod:fn", a function building one (for the
     last two `input_shape` per sample, e.g. (1, 28, 28), and `time_steps` are needed; its
