@@ -9,7 +9,8 @@ One stage per core of `snnexport.hw.cores.lower` (which pairs each synapse with 
 layer): a host stage (the first synapse, fed the analog input, whose result W1 x + b1 is the
 first neuron layer's bias), then stages of (synapse, bias, neuron parameters). A spatial core
 (a conv on a map whose neurons have no per-neuron gain) and an OR-pool on a map are also
-described as a conv (`Stage.conv`) for Lava's Conv process; the dense matrix is the form for
+described as a conv (`Stage.conv`) for Lava's Conv process (the runner gives a conv on a small
+map to Lava's Sparse as its unrolled matrix instead: `unrolled`); the dense matrix is the form for
 everything else (a conv whose neurons have per-neuron gains: each neuron owns its row). A
 chain keeps this form (`Stage.links` None); a residual graph (a core fed by several synapses, a
 SEW merge of spike trains) is lowered as a graph of stages with explicit links, timed by hop

@@ -34,7 +34,11 @@ Method (checked against Lava itself, see tests/test_lava.py):
   between steps (`_run_steps`);
 * float: Lava fires on v > vth, the IR on H >= threshold: vth = nextafter(threshold, -inf);
 * a residual graph (lowering.lower_residual: merges, delays) runs the same way (`run_graph`),
-  each stage starting and aligned at its hop depth instead of its index.
+  each stage starting and aligned at its hop depth instead of its index;
+* a conv on a small map runs as Lava's Sparse of its unrolled matrix, not Lava's Conv, whose
+  CPU model costs ~13 us per channel pair per step whatever the map (`proc_synapse`,
+  lowering.unrolled); what would pass the runner's time limit or the memory is refused in the
+  core before Lava starts (target.refuse_too_large, lowering.lava_cost).
 """
 
 from __future__ import annotations
