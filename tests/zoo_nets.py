@@ -56,10 +56,18 @@ def build(arch: str, cnf: str | None = None, seed: int = 0) -> torch.nn.Module:
     net = factory(spiking_neuron=neuron.ParametricLIFNode, surrogate_function=surrogate.ATan(),
                   detach_reset=True, num_classes=10, init_tau=2.0, **kw)
     functional.set_step_mode(net, "m")
+    drive(net, seed)
+    return net.eval()
+
+
+def drive(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """BN statistics and affine parameters drawn (not the identity) with a positive shift,
+    and classifier Linears without BN scaled up, so that an untrained net spikes in every
+    layer."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
+            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm1d)):
                 n = m.num_features
                 m.running_mean.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
                 m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
@@ -67,7 +75,7 @@ def build(arch: str, cnf: str | None = None, seed: int = 0) -> torch.nn.Module:
                 m.bias.copy_(torch.rand(n, generator=g) * 0.6 + 0.3)
             elif isinstance(m, torch.nn.Linear) and m.out_features != 10:
                 m.weight.mul_(6.0)  # VGG's classifier (no BN): enough drive to spike
-    return net.eval()
+    return net
 
 
 def images(n: int, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
