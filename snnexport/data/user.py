@@ -61,10 +61,20 @@ def data_for(given, loaded, option: str = "--data") -> str | None:
 
 
 def _tensor(value, what: str, source: str) -> torch.Tensor:
+    """`value` as a CPU tensor of numbers; a torch tensor is not copied (an expanded view stays
+    a view: frames given as x.expand(...) take no memory)."""
+    if isinstance(value, torch.Tensor):
+        if value.is_meta:
+            raise UsageError(f"{source}: {what} is not an array of numbers (a meta tensor holds "
+                             "no values)")
+        if value.dtype.is_complex or value.dtype not in (
+                torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+                torch.float16, torch.bfloat16, torch.float32, torch.float64):
+            raise UsageError(f"{source}: {what} must be numbers, got dtype {value.dtype}")
+        return value.detach().cpu()
     try:
-        a = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else \
-            np.asarray(value)
-    except (TypeError, ValueError, RuntimeError, NotImplementedError) as exc:  # ragged, meta
+        a = np.asarray(value)
+    except (TypeError, ValueError, RuntimeError) as exc:  # ragged lists
         raise UsageError(f"{source}: {what} is not an array of numbers ({type(exc).__name__}: "
                          f"{' '.join(str(exc).split())[:160]})") from None
     if a.dtype.kind not in "biuf":
@@ -72,12 +82,22 @@ def _tensor(value, what: str, source: str) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a))
 
 
-def _inputs(value, what: str, source: str) -> torch.Tensor:
-    x = _tensor(value, what, source).to(torch.float32)
+def _distinct(x: torch.Tensor) -> torch.Tensor:
+    """x without its repeated (stride 0) dimensions: the same values, none copied."""
+    for d in range(x.dim()):
+        if x.stride(d) == 0 and x.shape[d] > 1:
+            x = x.narrow(d, 0, 1)
+    return x
+
+
+def _inputs(value, what: str, source: str, dtype=torch.float32) -> torch.Tensor:
+    x = _tensor(value, what, source)
+    if dtype is not None:
+        x = x.to(dtype)
     if x.dim() < 2 or x.shape[0] == 0:
         raise UsageError(f"{source}: {what} must be [N, ...] with N > 0, got shape "
                          f"{list(x.shape)}")
-    if not torch.isfinite(x).all():
+    if x.is_floating_point() and not torch.isfinite(_distinct(x)).all():
         raise UsageError(f"{source}: {what} holds NaN or Inf values")
     return x
 
@@ -104,7 +124,7 @@ def given_inputs(inputs, source: str, classes: int | None = None):
     if not isinstance(inputs, tuple | list) or len(inputs) != 2:
         raise UsageError(f"inputs: give (x, labels), x [N, ...] and labels [N] (numpy or "
                          f"torch), got {type(inputs).__name__}")
-    x = _inputs(inputs[0], "x", source)
+    x = _inputs(inputs[0], "x", source, dtype=None)  # as given: float64 runs in float64
     y = _labels(inputs[1], len(x), "labels", source)
     if classes is not None and len(y) and int(y.max()) >= classes:
         raise UsageError(f"{source}: labels hold class {int(y.max())}, but the model scores "
