@@ -24,7 +24,7 @@ from snnexport.ir import nodes as ir
 SAMPLES = 200
 num_steps = 25  # a global, as in snnTorch's tutorials
 CONV_T = 8  # the conv nets' steps (fewer than the tutorial's 25: make test stays fast)
-NORSE_T = 10  # the Norse nets loop over their input's steps
+NORSE_T = 6  # the Norse nets loop over their input's steps
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +196,7 @@ def test_tutorial5_trained_exact_against_its_own_forward(mnist):
     train = load_dataset("mnist5k")
     net = trained_tutorial5(train.x_train[:256], train.y_train[:256])
     # learnt, not the values it was built with
-    assert not torch.all(net.lif1.beta == 0.95) and float(net.lif2.threshold) != 1.0
+    assert not torch.all(net.lif1.beta == 0.95) and float(net.lif2.threshold.detach()) != 1.0
     loaded = from_snntorch(net, (1, 28, 28), num_steps)
     g = loaded.graph
     assert list(g.nodes) == ["input", "flatten", "fc1", "lif1", "fc2", "lif2"]
@@ -204,7 +204,7 @@ def test_tutorial5_trained_exact_against_its_own_forward(mnist):
     lif1 = g.nodes["lif1"]
     assert lif1.reset == "hard" and lif1.decay.shape == (1000,)
     assert torch.equal(torch.as_tensor(lif1.decay), net.lif1.beta.detach().clamp(0, 1))
-    thr = float(net.lif2.threshold)
+    thr = float(net.lif2.threshold.detach())
     assert g.nodes["lif2"].threshold == float(torch.tensor(thr, dtype=torch.float64)
                                               .nextafter(torch.tensor(float("inf"),
                                                                       dtype=torch.float64)))
@@ -486,3 +486,11 @@ def test_command_line_checks_a_users_loop_module(tmp_path):
         env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert out.returncode == 0, out.stdout + out.stderr
     assert "exact" in out.stdout and "200 samples" in out.stdout, out.stdout
+    wrong = subprocess.run(
+        [sys.executable, "-m", "snnexport.cli", "check", "--model", "mymod:build",
+         "--input-shape", "1,28,28", "--time-steps", "10", "--data", "mnist5k"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1, wrong.stderr
+    assert "Net: forward loops over 25 steps, but time steps 10 were given; give " \
+           "--time-steps 25" in wrong.stderr
