@@ -417,6 +417,30 @@ def test_loop_count_must_equal_the_time_steps():
         from_snntorch(Loop(plain), (4,), 6)
 
 
+@pytest.mark.parametrize("count, indexed, message", [
+    (lambda x: x.size(1), True, r"^Loop2: forward uses a size of a traced value \(size\) as a "
+                                r"number; only a constant loop count or the input's time "
+                                r"dimension"),
+    (lambda x: x.size(0), False, r"^Loop2: forward loops over x\.size\(0\) of an input it "
+                                 r"does not index by step"),
+])
+def test_a_loop_over_the_inputs_size_is_its_time_dimension_only(count, indexed, message):
+    class Loop2(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.lif = nn.Linear(4, 3), snn.Leaky(beta=0.9)
+
+        def forward(self, x):
+            mem, rec = self.lif.init_leaky(), []
+            for step in range(count(x)):
+                spk, mem = self.lif(self.fc(x[step] if indexed else x), mem)
+                rec.append(spk)
+            return torch.stack(rec)
+
+    with pytest.raises(UnsupportedModuleError, match=message):
+        from_snntorch(Loop2(), (4,), 5)
+
+
 def test_norse_loop_refusals_name_the_module():
     class Seq(nn.Module):
         def __init__(self):

@@ -158,9 +158,9 @@ class _Tracer(fx.Tracer):
             src = node
         if src is None or src.op != "placeholder" or dim != 0:
             raise UnsupportedModuleError(
-                f"forward uses {node.format_node() if hasattr(node, 'format_node') else node} "
-                "as a number; only a constant loop count or the input's time dimension "
-                "(x.size(0) of a [T, B, ...] input) is understood")
+                f"forward uses a size of a traced value ({node.name}) as a number; only a "
+                "constant loop count or the input's time dimension (x.size(0) of a [T, B, ...] "
+                "input) is understood")
         self.time_read = True
         return self.time_steps
 
