@@ -229,7 +229,12 @@ def _check(args) -> int:
     decays = decays_list(args.decays)
     workers, address = getattr(args, "workers", 1), getattr(args, "ray_address", None)
     expect = _expect(args)
-    loaded = load_model_of(args)
+    if getattr(args, "netx", None) is not None:  # a netx file with netx.hdf5.Network's args
+        from .quant.netx_import import netx_model
+
+        loaded = netx_model(model_of(args), args.netx)
+    else:
+        loaded = load_model_of(args)
     data = data_for(args.data, loaded)  # a file names only a built-in set: never code
 
     def data_warning(report):  # the last line, where it is seen
@@ -488,6 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", help="also write the parity report as JSON here (- : to "
                    "standard output)")
     c.add_argument("--expect-accuracy", type=float, metavar="PCT", help=EXPECT_HELP)
+    c.add_argument("--netx", metavar="KEY=N,...", help="build a netx file as netx.hdf5.Network("
+                   "num_layers=N, reset_interval=N, reset_offset=N) does: its first N layer "
+                   "groups, a reset of u and v every N steps")
     fixed_point_args(c, sweep=True)
     distributed_args(c)
     c.set_defaults(func=_check, reads=MODEL_FILES, writes={"json": ".json"})

@@ -20,6 +20,15 @@ layer k first hears the input at step k).
 of every layer at every step, with the emulator's: any difference is a failure, the first one
 reported (layer, step, sample, neuron, both values). 'fixed' runs the fast emulator against the
 plain one (quant/netx_emulator.py) over all the samples given.
+
+Outputs recorded elsewhere (lava-dl's stored ground truth) are compared with the emulator too,
+value for value: in FILE.npz `s:<g>`, `u:<g>`, `v:<g>` [N, T_r, *WHC] (spikes, current,
+voltage after the reset of layer group g, `layer/<g>`, in netx's layout) covering the steps
+from `t0:<g>` (default 0); any difference fails the check. A layer whose threshold is at the
+top of its range (NetxLayer.is_readout) cannot spike by design: it is a readout, its u and v
+(compared at every step) are its output, not a silent layer. Accuracy is given only with `y`.
+netx.hdf5.Network's own arguments (`num_layers`, `reset_interval`, `reset_offset`) are given
+on the command line as `--netx num_layers=5,reset_interval=16`.
 """
 
 from __future__ import annotations
@@ -45,10 +54,15 @@ class NetxParityReport(ParityReport):
     state: list[dict] = field(default_factory=list)
     first_state_divergence: dict | None = None
     lava_seconds_per_sample: float | None = None
+    labelled: bool = True  # labels given: accuracy means something
+    readouts: list[str] = field(default_factory=list)  # layers that cannot spike by design
+    recorded: list[dict] = field(default_factory=list)  # vs outputs recorded elsewhere
+    recorded_source: str = ""
 
     @property
     def state_mismatches(self) -> int:
-        return sum(r["u_mismatches"] + r["v_mismatches"] for r in self.state)
+        return sum(r["u_mismatches"] + r["v_mismatches"] for r in self.state) + sum(
+            r["mismatches"] for r in self.recorded)
 
     @property
     def unexplained(self) -> int:
@@ -63,10 +77,28 @@ class NetxParityReport(ParityReport):
         d["state"] = self.state
         d["first_state_divergence"] = self.first_state_divergence
         d["lava_seconds_per_sample"] = self.lava_seconds_per_sample
+        d["readouts"] = self.readouts
+        if self.recorded:
+            d["recorded"] = {"source": self.recorded_source, "rows": self.recorded}
+        if not self.labelled and not self._text:
+            d["accuracy"] = None  # no labels: no accuracy
         return d
 
+    _text = False  # ParityReport.text reads to_dict: the numbers, its first line replaced
+
     def text(self) -> str:
-        lines = [super().text()]
+        self._text = True
+        try:
+            lines = super().text().splitlines()
+        finally:
+            self._text = False
+        if not self.labelled:  # no labels: no accuracy, only the agreement
+            lines[1] = "  no labels given (y): accuracy not computed; agreement " + \
+                lines[1].rsplit("agreement", 1)[1].strip()
+        if self.readouts:
+            lines.append(f"  readout {', '.join(self.readouts)}: threshold at the top of its "
+                         "range (cannot spike by design); its u and v are its output, compared "
+                         "at every step below")
         if self.state:
             lines.append("  state (u, v after the reset, every step): " + ", ".join(
                 f"{r['layer']} u {'=' if not r['u_mismatches'] else r['u_mismatches']} "
@@ -77,7 +109,38 @@ class NetxParityReport(ParityReport):
             lines.append(f"  first state divergence: {fd['layer']} {fd['var']} at step "
                          f"{fd['step']}, sample {fd['sample']}, neuron {fd['neuron']}: "
                          f"reference {fd['reference']}, target {fd['target']}")
+        for r in self.recorded:
+            first = "" if r["first"] is None else (
+                f" (first at step {r['first']['step']}, sample {r['first']['sample']}, neuron "
+                f"{r['first']['neuron']}: recorded {r['first']['recorded']}, emulator "
+                f"{r['first']['emulator']})")
+            lines.append(f"  recorded {r['layer']} {r['var']} steps {r['steps'][0]}.."
+                         f"{r['steps'][1]} ({self.recorded_source}): {r['values']} values, "
+                         f"{'all equal' if not r['mismatches'] else r['mismatches']}"
+                         f"{'' if not r['mismatches'] else ' differ'}{first}")
         return "\n".join(lines)
+
+
+def _compare_recorded(report: NetxParityReport, ref, recorded: dict, lo: int, b: int) -> None:
+    """Every recorded value (NetxInputs.recorded) of samples lo..lo+b against the emulator."""
+    rows = {(r["layer"], r["var"]): r for r in report.recorded}
+    for (name, var), (t0, arr) in recorded.items():
+        rec = arr[:, lo:lo + b]
+        got = ref.spikes[name] if var == "s" else ref.state[name]["uv".index(var)]
+        got = got.reshape(got.shape[0], got.shape[1], -1)[t0:t0 + rec.shape[0]].to(torch.int64)
+        row = rows.get((name, var))
+        if row is None:
+            row = {"layer": name, "var": var, "steps": [t0, t0 + rec.shape[0] - 1], "values": 0,
+                   "mismatches": 0, "first": None}
+            report.recorded.append(row)
+            rows[(name, var)] = row
+        diff = got != rec
+        row["values"] += int(rec.numel())
+        row["mismatches"] += int(diff.sum())
+        if diff.any() and row["first"] is None:
+            t, s, j = diff.nonzero()[0].tolist()
+            row["first"] = {"step": t0 + t, "sample": lo + s, "neuron": j,
+                            "recorded": int(rec[t, s, j]), "emulator": int(got[t, s, j])}
 
 
 def _compare_state(report: NetxParityReport, net: NetxNet, ref, tgt, offset: int) -> None:
@@ -110,7 +173,7 @@ def _compare_state(report: NetxParityReport, net: NetxNet, ref, tgt, offset: int
 def _spiking_only(res, net: NetxNet):
     from .sim.reference import SimResult
 
-    keep = {lay.name for lay in net.layers if lay.spiking}
+    keep = {lay.name for lay in net.layers if lay.spiking and not lay.is_readout}
     return SimResult(res.outputs, res.scores,
                      {k: v for k, v in res.spikes.items() if k in keep},
                      {k: v for k, v in res.membrane.items() if k in keep})
@@ -139,7 +202,9 @@ def check_netx(net: NetxNet, target: str, inputs: NetxInputs, batch_size: int = 
         def runner(xb):
             return emulate_netx(net, xb, input_bias=inputs.input_bias)
         name = "fixed (snnexport's emulator of the netx file) vs the plain emulator"
-    report = NetxParityReport(name)
+    report = NetxParityReport(name, labelled=inputs.y is not None,
+                              readouts=[lay.name for lay in net.layers if lay.is_readout],
+                              recorded_source=inputs.source)
     thresholds = {lay.name: (int(lay.vth_mant) << 6) + 0.5 for lay in net.layers}
     if target_result is not None:
         batch_size = n
@@ -150,6 +215,8 @@ def check_netx(net: NetxNet, target: str, inputs: NetxInputs, batch_size: int = 
         compare(report, _spiking_only(ref, net), _spiking_only(tgt, net), yb, thresholds, 0.0,
                 sample_offset=lo)
         _compare_state(report, net, ref, tgt, lo)
+        if inputs.recorded:
+            _compare_recorded(report, ref, inputs.recorded, lo, len(yb))
     if report.first_state_divergence:
         report.first_state_divergence.pop("_key", None)
     if target == "netx" and len(runner.seconds):

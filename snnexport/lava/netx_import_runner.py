@@ -10,7 +10,7 @@ INPUTS: `x` [N, T, n_in] int (C-major input, the order snnexport keeps) and `mod
 lava-dl #298), 'bias' (the Input block's bias mantissa set through the runtime before every
 step) or 'spikes' (a RingBuffer into `net.inp`, the first synapse, for a file without an Input
 block); `shapes` the C x H x W shape of every block (for the layout); `num_layers` netx's
-(0: all); `record_state` 1 to read
+(0: all); `reset` [reset_interval (0: none), reset_offset] netx's; `record_state` 1 to read
 u and v of every block after every step (one step per run call), 0 to run T steps at once.
 OUT: `spikes:<k>`, and with record_state `u:<k>`, `v:<k>`, each [T, N, n] C-major per block k;
 `seconds` [N] the Lava time per sample (network built and compiled, run, stopped) and
@@ -36,7 +36,7 @@ def _ours(a: np.ndarray) -> np.ndarray:
 
 
 def run_sample(path: str, x: np.ndarray, mode: str, shapes: list, record: bool,
-               num_layers: int | None = None) -> dict:
+               num_layers: int | None = None, reset: tuple[int, int] = (0, 0)) -> dict:
     from lava.lib.dl.netx import hdf5
     from lava.magma.core.run_conditions import RunSteps
     from lava.proc.io.source import RingBuffer as Source
@@ -45,7 +45,9 @@ def run_sample(path: str, x: np.ndarray, mode: str, shapes: list, record: bool,
 
     t_steps = x.shape[0]
     start = time.perf_counter()
-    net = hdf5.Network(net_config=path, num_layers=num_layers)
+    interval, offset = reset  # netx's periodic reset (LIFReset); interval 0: none
+    net = hdf5.Network(net_config=path, num_layers=num_layers,
+                       reset_interval=int(interval) or None, reset_offset=int(offset))
     if len(net.layers) != len(shapes):
         raise RuntimeError(f"{path}: netx built {len(net.layers)} blocks, snnexport read "
                            f"{len(shapes)}")
@@ -101,10 +103,11 @@ def run(model_path: str, inputs_path: str, out_path: str) -> None:
     shapes = [tuple(int(v) for v in s[s > 0]) for s in data["shapes"]]
     record = bool(int(data["record_state"]))
     num_layers = int(data["num_layers"]) or None
+    reset = tuple(int(v) for v in data["reset"]) if "reset" in data else (0, 0)
     per: dict[str, list] = {}
     for i in range(len(x)):
-        for key, value in run_sample(model_path, x[i], mode, shapes, record,
-                                     num_layers).items():
+        for key, value in run_sample(model_path, x[i], mode, shapes, record, num_layers,
+                                     reset).items():
             per.setdefault(key, []).append(value)
     result = {k: np.stack(v, 1) for k, v in per.items() if not k.startswith("_")}
     result["seconds"] = np.array(per["_seconds"], np.float64)

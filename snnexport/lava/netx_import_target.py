@@ -65,7 +65,8 @@ class NetxLavaTarget:
             shapes[k, :len(lay.shape)] = lay.shape
         np.savez(path, x=xs, mode=np.array(mode), shapes=shapes,
                  record_state=np.array(int(self.record_state)),
-                 num_layers=np.array(net.num_layers or 0))
+                 num_layers=np.array(net.num_layers or 0),
+                 reset=np.array([net.reset_interval or 0, net.reset_offset], np.int64))
 
     def _read(self, x: torch.Tensor, out: dict) -> SimResult:
         net = self.net
@@ -82,7 +83,8 @@ class NetxLavaTarget:
                 u = torch.from_numpy(out[f"u:{k}"]).reshape(t_steps, b, -1)
                 v = torch.from_numpy(out[f"v:{k}"]).reshape(t_steps, b, -1)
                 state[lay.name] = (u, v)
-            last = s.reshape(t_steps, b, -1) if lay.spiking or not self.record_state else \
+            last = s.reshape(t_steps, b, -1) if (lay.spiking and not lay.is_readout) or \
+                not self.record_state else \
                 state[lay.name][1].to(torch.float64)
         result = SimResult(last, readout_scores(last, "rate", 1), spikes, {})
         result.state = state

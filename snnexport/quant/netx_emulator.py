@@ -14,6 +14,8 @@ PyDenseModelBitAcc / PyDelayDenseModelBitAcc, conv/models.py PyConvModelFixed):
               q = v_{t-1} (4096 - vDecay)
     s_t     = v_t > vThMant << 6;  v_t = 0 where s_t
     u_-1 = v_-1 = 0; wrap24(x) = x - 2^24 if x > 2^23, x + 2^24 if x <= -2^23.
+With netx's `reset_interval` (NetxNet.reset_steps) u and v are set to 0 before the steps where
+layer k resets (each stretch between resets runs from rest); synapses keep their buffers.
 Without an input neuron the input (0/1 spikes) feeds the first synapse (netx wires `net.inp`
 to it). With one, the input is the Input block's a_in, or (`input_bias=True`) its bias
 mantissa, one value per neuron per step.
@@ -132,6 +134,21 @@ def cuba_fast(layer: NetxLayer, a: torch.Tensor, bias: torch.Tensor, keep_state:
     return (u if keep_state else None), h, v, s
 
 
+def _cuba_with_resets(layer: NetxLayer, a: torch.Tensor, bias: torch.Tensor, resets: list[int],
+                      reference: bool, keep_state: bool):
+    """The layer's LIF over a [T, B, n], u and v set to 0 before each step in `resets` (netx's
+    reset_interval, NetxNet.reset_steps): each stretch between resets runs from rest."""
+    bounds = [0, *resets, a.shape[0]]
+    parts = []
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        b = bias[lo:hi] if bias.shape[0] > 1 else bias
+        parts.append(cuba_reference(layer, a[lo:hi], b) if reference else
+                     cuba_fast(layer, a[lo:hi], b, keep_state))
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(None if part[0] is None else torch.cat(part) for part in zip(*parts, strict=True))
+
+
 def _check_input(net: NetxNet, x: torch.Tensor, input_bias: bool) -> None:
     from ..errors import UsageError
 
@@ -160,7 +177,7 @@ def emulate_netx(net: NetxNet, x: torch.Tensor, *, input_bias: bool = False,
     layer, non-spiking ones all 0), membrane = H (v before the reset) per layer, and
     `.state` {layer: (u, v)} int64 [T, B, n] when `record_state` (v after the reset: what
     Lava's LIF holds after the step). outputs: the last layer's spikes (its
-    v where it cannot spike), scores their sum over T."""
+    v where it cannot spike: a readout), scores their sum over T."""
     x = torch.as_tensor(x)
     _check_input(net, x, input_bias)
     if input_bias and not net.has_input_neuron:
@@ -183,16 +200,15 @@ def emulate_netx(net: NetxNet, x: torch.Tensor, *, input_bias: bool = False,
             a = layer_input(layer, src, t_steps, b, fast)
             bias = torch.zeros((1, 1, n), dtype=torch.int64) if layer.bias is None else \
                 torch.from_numpy(np.array(layer.bias, np.int64)).reshape(1, 1, n)
-        if reference:
-            u, h, v, s = cuba_reference(layer, a, bias)
-        else:
-            u, h, v, s = cuba_fast(layer, a, bias, record_state)
+        u, h, v, s = _cuba_with_resets(layer, a, bias, net.reset_steps(k, t_steps),
+                                       reference, record_state)
         spikes[layer.name] = s.to(torch.float64).reshape(t_steps, b, *layer.shape)
         membrane[layer.name] = h.to(torch.float64).reshape(t_steps, b, *layer.shape)
         if record_state:
             state[layer.name] = (u.to(torch.int64), v.to(torch.int64))
         prev = s.reshape(t_steps, b, *layer.shape)
-        out = s.to(torch.float64) if layer.spiking else h.to(torch.float64)
+        out = s.to(torch.float64) if layer.spiking and not layer.is_readout else \
+            h.to(torch.float64)
     scores = readout_scores(out, "rate", 1)
     result = SimResult(out, scores, spikes, membrane)
     result.state = state

@@ -95,6 +95,13 @@ class NetxLayer:
     def spiking(self) -> bool:
         return (int(self.vth_mant) << 6) < (1 << 23) - 1  # else v can never exceed it
 
+    @property
+    def is_readout(self) -> bool:
+        """A layer that cannot spike by design: its threshold at the top of the 17-bit range
+        (2^17 - 1, pilotnet's regression readout; or netx's default 2^17). Only a membrane
+        clipped at 2^23 - 1 could pass it: its u and v are its output, compared every step."""
+        return int(self.vth_mant) >= (1 << 17) - 1
+
 
 @dataclass(eq=False)
 class NetxNet:
@@ -111,6 +118,10 @@ class NetxNet:
     time_steps: int | None = None
     metadata: dict = field(default_factory=dict)  # (what the command line asks a model)
     num_layers: int | None = None  # netx's num_layers: the first layer groups only
+    # netx's reset_interval / reset_offset (netx.hdf5.Network's arguments, not in the file):
+    # every `reset_interval` steps each layer's u and v are set to 0 (reset_steps)
+    reset_interval: int | None = None
+    reset_offset: int = 0
 
     def __getattr__(self, name: str):
         """What a Graph has and a netx network has not (fold, export, deploy ask for it): one
@@ -124,6 +135,17 @@ class NetxNet:
     @property
     def has_input_neuron(self) -> bool:
         return self.layers[0].kind == "input"
+
+    def reset_steps(self, k: int, t_steps: int) -> list[int]:
+        """The steps (0-based, > 0) before which layer k's u and v are set to 0, as netx's
+        `reset_interval` makes Lava's LIFReset do: block k (in build order) gets reset_offset
+        + 1 + k, and resets at Lava time step t (from 1) where t % interval == that % interval,
+        before the step's dynamics. Synapse buffers and delay lines are not reset."""
+        if not self.reset_interval:
+            return []
+        i = int(self.reset_interval)
+        phase = (int(self.reset_offset) + 1 + k) % i
+        return [t for t in range(1, t_steps) if (t + 1) % i == phase]
 
     @property
     def netx_input_shape(self) -> tuple[int, ...]:
@@ -548,6 +570,44 @@ def _build(path: Path, layers_cfg, num_layers: int | None) -> NetxNet:
     return NetxNet(str(path), layers, tuple(input_shape), notes, num_layers=num_layers)
 
 
+NETX_OPTIONS = ("num_layers", "reset_interval", "reset_offset")
+
+
+def read_netx_with(path, options: str) -> NetxNet:
+    """`read_netx` with netx.hdf5.Network's own arguments given as on the command line
+    (`--netx num_layers=5,reset_interval=16,reset_offset=0`); UsageError in one line on
+    anything else."""
+    from ..errors import UsageError
+
+    values: dict[str, int] = {}
+    for item in str(options).split(","):
+        key, eq, text = item.strip().partition("=")
+        if key not in NETX_OPTIONS or not eq or not text.strip().lstrip("-").isdigit():
+            raise UsageError(f"--netx {options}: give KEY=N[,KEY=N] with KEY one of "
+                             f"{', '.join(NETX_OPTIONS)} (netx.hdf5.Network's arguments)")
+        values[key] = int(text)
+    if values.get("num_layers", 1) < 1 or values.get("reset_interval", 1) < 1:
+        raise UsageError(f"--netx {options}: num_layers and reset_interval must be >= 1")
+    if "reset_offset" in values and "reset_interval" not in values:
+        raise UsageError(f"--netx {options}: reset_offset goes with a reset_interval")
+    if not Path(path).is_file() or not is_netx_file(path):
+        raise UsageError(f"{path}: --netx goes with a netx file (lava-dl's HDF5 with a "
+                         "'layer' group)")
+    net = read_netx(path, values.get("num_layers"))
+    net.reset_interval = values.get("reset_interval")
+    net.reset_offset = values.get("reset_offset", 0)
+    return net
+
+
+def netx_model(path, options: str | None = None):
+    """lava-dl's netx file as a model source (the front door's FILE_KINDS), read with the
+    command line's `--netx` options where given (read_netx_with)."""
+    from ..importers.source import LoadedModel
+
+    net = read_netx(path) if options is None else read_netx_with(path, options)
+    return LoadedModel(path, net, kind="a netx file", files=(path,))
+
+
 def is_netx_file(path) -> bool:
     """An HDF5 file with a 'layer' group and no 'node' group (NIR's)."""
     import h5py
@@ -578,16 +638,10 @@ def describe(net: NetxNet) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["NetxImportError", "NetxLayer", "NetxNet", "describe", "is_netx_file",
-           "lava_dense_weights", "optimize_weight_bits", "read_netx"]
-
-
-def _netx_model(path):
-    """lava-dl's netx file as a model source (the front door's FILE_KINDS)."""
-    from ..importers.source import LoadedModel
-
-    return LoadedModel(path, read_netx(path), kind="a netx file", files=(path,))
+__all__ = ["NETX_OPTIONS", "NetxImportError", "NetxLayer", "NetxNet", "describe",
+           "is_netx_file", "lava_dense_weights", "netx_model", "optimize_weight_bits",
+           "read_netx", "read_netx_with"]
 
 
 register_file_kind(FileKind(
-    "netx", lambda head, path: head[:8] == HDF5_MAGIC and is_netx_file(path), _netx_model))
+    "netx", lambda head, path: head[:8] == HDF5_MAGIC and is_netx_file(path), netx_model))

@@ -4,7 +4,8 @@ snnexport's [T, N, C, H, W] integers; and real images encoded as such inputs."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,10 @@ class NetxInputs:
     input_bias: bool
     y: torch.Tensor | None
     source: str
+    # outputs recorded elsewhere (Intel's ground truth): {(layer name, 's' | 'u' | 'v'):
+    # (first step, int64 [T_r, N, n] C-major)}, from keys s:<g> / u:<g> / v:<g> [N, T_r,
+    # *WHC] and t0:<g> of layer group g (layer/<g>)
+    recorded: dict = field(default_factory=dict)
 
 
 def _whc_to_chw(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -97,7 +102,40 @@ def inputs_of(net: NetxNet, data: dict, path: str, samples: int | None = None) -
         _check_input(net, x, key == "bias")
     except UsageError as e:
         raise UsageError(f"{path}: {key}: {str(e).split(': ', 1)[-1]}") from None
-    return NetxInputs(x, key == "bias", y, path)
+    recorded = _recorded(net, data, path, n, x.shape[0])
+    return NetxInputs(x, key == "bias", y, path, recorded)
+
+
+RECORDED = re.compile(r"^([suv]):(\d+)$")
+
+
+def _recorded(net: NetxNet, data: dict, path: str, n: int, t_steps: int) -> dict:
+    """The recorded outputs of FILE.npz (NetxInputs.recorded), validated."""
+    layers = {lay.name: lay for lay in net.layers}
+    out = {}
+    for key, a in data.items():
+        m = RECORDED.match(key)
+        if m is None:
+            if key.startswith("t0:") and RECORDED.match(f"s:{key[3:]}") is None:
+                raise UsageError(f"{path}: {key}: t0:<g> goes with s:<g>, u:<g> or v:<g>")
+            continue
+        var, name = m.group(1), f"layer/{m.group(2)}"
+        lay = layers.get(name)
+        if lay is None:
+            raise UsageError(f"{path}: {key}: {net.path} has no {name} among the layers read "
+                             f"({', '.join(layers)})")
+        whc = tuple(reversed(lay.shape))
+        a = np.asarray(a)
+        t0 = int(np.asarray(data.get(f"t0:{m.group(2)}", 0)).reshape(-1)[0])
+        if a.dtype.kind not in "biuf" or a.ndim != len(whc) + 2 or tuple(a.shape[2:]) != whc \
+                or len(a) < n or not 0 <= t0 <= t0 + a.shape[1] <= t_steps \
+                or (a.dtype.kind == "f" and not np.array_equal(a, np.round(a))):
+            raise UsageError(f"{path}: {key} must be integers [N, T_r, {', '.join(map(str, whc))}]"
+                             f" (netx's W x H x C of {name}) for steps t0:{m.group(2)} "
+                             f"({t0}) .. {t_steps - 1}, got {list(a.shape)}")
+        chw = _whc_to_chw(a[:n].astype(np.int64), whc).reshape(n, a.shape[1], -1)
+        out[(name, var)] = (t0, torch.from_numpy(chw).transpose(0, 1).contiguous())
+    return out
 
 
 MAX_STEPS = 1_000_000  # time steps a static bias is repeated over, at most
