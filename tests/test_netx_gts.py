@@ -160,3 +160,24 @@ def test_reset_interval_bit_exact_in_lava():
     a = emulate_netx(net, ins.x, input_bias=True).state["layer/1"][0]
     b = emulate_netx(plain, ins.x, input_bias=True).state["layer/1"][0]
     assert bool((a[:3] == b[:3]).all()) and not bool((a == b).all())
+
+
+def test_pilotnet_lif_stored_voltage():
+    """The stored v of pilotnet_lif's layers equals the emulator's wherever the neuron did not
+    spike; where it spiked it holds 128 (2 << 6), where Lava's LIF sets 0: why the CLI test
+    compares spikes and u, not v."""
+    from snnexport.quant.netx_emulator import emulate_netx
+    from snnexport.quant.netx_import import read_netx_with
+    from snnexport.quant.netx_inputs import inputs_of
+
+    net = read_netx_with(GTS / "gts/pilotnet_lif/network.net", "reset_interval=16")
+    image = np.load(GTS / "gts/pilotnet_lif/image.npy").astype(np.int64)
+    ins = inputs_of(net, {"bias": image[None], "time_steps": np.array(16)}, "image.npy")
+    res = emulate_netx(net, ins.x, input_bias=True)
+    for name, g in (("conv-0", 1), ("conv-4", 5), ("fc-2", 9)):
+        stored = np.moveaxis(np.load(GTS / f"gts/pilotnet_lif/{name}-v.npy")[..., :16], -1, 0)
+        stored = stored.transpose([0, *range(stored.ndim - 1, 0, -1)]).reshape(16, -1)
+        v = res.state[f"layer/{g}"][1].reshape(16, -1).numpy()
+        fired = res.spikes[f"layer/{g}"].reshape(16, -1).numpy() > 0
+        assert fired.any() and (stored[~fired] == v[~fired]).all(), name
+        assert (stored[fired] == 128).all() and (v[fired] == 0).all(), name
