@@ -263,6 +263,44 @@ def test_tutorial6_as_written_imports_and_its_current_pool_is_refused_in_one_lin
     assert "\n" not in str(e.value)
 
 
+def test_synaptic_loop_with_a_current_head_exact(mnist):
+    """snnTorch's Synaptic (a current-based neuron) in a loop over a [T, B, ...] input's own
+    steps (len(x)), the last layer a current per step with no neuron after it, read out as its
+    mean over time (readout membrane)."""
+    x, y = mnist
+
+    class Syn(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(784, 100)
+            self.lif1 = snn.Synaptic(alpha=0.8, beta=0.9, reset_mechanism="zero",
+                                     reset_delay=False)
+            self.fc2 = nn.Linear(100, 10)
+
+        def forward(self, x):
+            syn1, mem1 = self.lif1.init_synaptic()
+            rec = []
+            for step in range(len(x)):
+                spk1, syn1, mem1 = self.lif1(self.fc1(x[step].flatten(1)), syn1, mem1)
+                rec.append(self.fc2(spk1))
+            return torch.stack(rec)
+
+    torch.manual_seed(4)
+    net = scaled(Syn(), gain=(3.0, 1.0))
+    loaded = from_snntorch(net, (1, 28, 28), 6, readout="membrane")
+    g = loaded.graph
+    assert list(g.nodes) == ["input", "flatten", "fc1", "lif1", "fc2", "fc2.readout",
+                             "fc2.output"]
+    assert float(g.nodes["lif1"].current_decay) == float(torch.tensor(0.8))
+    with torch.no_grad():
+        own = net(x.unsqueeze(0).expand(6, *x.shape)).mean(0).argmax(1)
+    for target in ("reference", "onnx"):
+        report = check(loaded, target, inputs=(x, y), samples=SAMPLES)
+        assert report.unexplained == 0 and not report.silent_layers, report.text()
+        # the predictions: the class of the largest mean current the module's forward returns
+        assert report.correct_reference == int((own == y).sum())
+
+
 # --- Norse ----------------------------------------------------------------------------------
 
 def test_norse_custom_forward_exact_against_its_own_forward(mnist):
