@@ -80,18 +80,11 @@ class NetxParityReport(ParityReport):
         d["readouts"] = self.readouts
         if self.recorded:
             d["recorded"] = {"source": self.recorded_source, "rows": self.recorded}
-        if not self.labelled and not self._text:
-            d["accuracy"] = None  # no labels: no accuracy
+        d["labelled"] = self.labelled  # False: no labels, the accuracies mean nothing
         return d
 
-    _text = False  # ParityReport.text reads to_dict: the numbers, its first line replaced
-
     def text(self) -> str:
-        self._text = True
-        try:
-            lines = super().text().splitlines()
-        finally:
-            self._text = False
+        lines = super().text().splitlines()
         if not self.labelled:  # no labels: no accuracy, only the agreement
             lines[1] = "  no labels given (y): accuracy not computed; agreement " + \
                 lines[1].rsplit("agreement", 1)[1].strip()
