@@ -181,3 +181,25 @@ def test_pilotnet_lif_stored_voltage():
         fired = res.spikes[f"layer/{g}"].reshape(16, -1).numpy() > 0
         assert fired.any() and (stored[~fired] == v[~fired]).all(), name
         assert (stored[fired] == 128).all() and (v[fired] == 0).all(), name
+
+
+def test_accuracy_only_with_labels(tmp_path, capsys):
+    """The same inputs with and without y: the accuracy line only with labels; the JSON says
+    whether labels were given."""
+    import json
+
+    from snnexport.data import load_dataset
+    from snnexport.netx_check import encode_images
+    from snnexport.quant.netx_import import read_netx
+
+    net_file = ROOT / "tests/data/netx/conv.net"
+    x = encode_images(read_netx(net_file), load_dataset("digits", 8).x_test.numpy()[:6], 8)
+    for labels in (True, False):
+        f = tmp_path / "in.npz"
+        np.savez(f, x=x, **({"y": np.arange(6) % 10} if labels else {}))
+        js = tmp_path / "r.json"
+        assert _check(net_file, f, "--json", str(js)) == 0
+        out = capsys.readouterr().out
+        assert ("accuracy reference" in out) == labels
+        assert ("accuracy not computed" in out) == (not labels)
+        assert json.loads(js.read_text())["labelled"] == labels
