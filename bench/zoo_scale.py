@@ -13,10 +13,10 @@ calibrated on the same images, a mismatch put down to quantisation) and the inte
 check (bit for bit against the emulator) of --images images; the exports (NIR, ONNX, integer ONNX,
 sizes); the operation counts once and the energy on every profile.
 
-Memory stays bounded by batching: a check holds every neuron layer's spike trains of a batch
-several times (SpikingJelly's recorded ones, the IR's, float64): the bytes per image are
-estimated from the folded graph (ESTIMATE_COPIES x 8 bytes x T x the neurons), and the batch is
-the most images that fit half of --memory-gb beside the weights. A net whose one image does not
+Memory stays bounded by batching: a check holds every node's values of a batch over T
+steps; the batch is the most images whose check, as check() itself estimates it before running
+(2 x snnexport.sim.limits.run_bytes), takes at most half of --memory-gb or of the machine's
+memory. A net whose one image does not
 fit --memory-gb is refused with that estimate, not run. The run starts and ends with
 bench/common.py's account of the machine (CPU model, flags, load, a reference GEMM): the
 machine may be shared, and its load says how far the times are to be trusted."""
@@ -44,9 +44,7 @@ from snnexport import backends  # noqa: E402
 from snnexport.check import check, from_spikingjelly  # noqa: E402
 from snnexport.energy import ann_macs, counts_of, estimate, load_profile  # noqa: E402
 from snnexport.energy.estimate import available_profiles  # noqa: E402
-from snnexport.ir import nodes as ir  # noqa: E402
-
-ESTIMATE_COPIES = 6  # spike trains of a batch alive at once in a check (float64 equivalents)
+from snnexport.sim.limits import available_memory, run_bytes  # noqa: E402
 
 
 def rss_gb() -> float:
@@ -67,14 +65,13 @@ class Steps:
 
 
 def plan(graph, images_n: int, memory_gb: float) -> tuple[int, float, float]:
-    """(batch, GB per image, GB of weights) for a check: see the module docstring."""
-    neurons = sum(int(torch.tensor(node.shape).prod()) for _, node in graph.ordered()
-                  if isinstance(node, ir.Neuron))
-    per_image = ESTIMATE_COPIES * 8 * T * neurons / 1e9
-    weights = sum(getattr(node, "weight", None).size * 8 for _, node in graph.ordered()
-                  if getattr(node, "weight", None) is not None) / 1e9
-    room = memory_gb / 2 - 2 * weights
-    return max(0, min(images_n, int(room // per_image))), per_image, weights
+    """(batch, GB per image, GB the batches may take) for a check: the most images whose
+    run, as check() estimates it before running (2 x sim.limits.run_bytes, which check
+    refuses beyond the machine's memory), takes half of --memory-gb or of the machine's memory
+    at most."""
+    per_image = 2 * run_bytes(graph, 1, T) / 1e9
+    budget = min(memory_gb, available_memory() / 1e9) / 2
+    return max(0, min(images_n, int(budget // per_image))), per_image, budget
 
 
 def run(arch: str, n: int, memory_gb: float, size: int) -> None:
@@ -84,12 +81,12 @@ def run(arch: str, n: int, memory_gb: float, size: int) -> None:
     model = step("import", lambda: from_spikingjelly(net, (3, size, size), T))
     lowered = backends.Lowered(model.graph)
     folded = step("fold", lambda: lowered.folded)
-    batch, per_image, weights = plan(folded, n, memory_gb)
-    print(f"  {arch} memory estimate: {per_image:.2f} GB per image in a check, weights "
-          f"{weights:.2f} GB (float64): batch {batch}", flush=True)
+    batch, per_image, budget = plan(model.graph, n, memory_gb)
+    print(f"  {arch} memory estimate: {per_image:.2f} GB per image in a check (check's own): "
+          f"batches of {batch} in {budget:.1f} GB", flush=True)
     if batch < 1:
-        print(f"  {arch} REFUSED: one image needs about {per_image:.1f} GB beside "
-              f"{2 * weights:.1f} GB of weights, more than half of {memory_gb:g} GB")
+        print(f"  {arch} REFUSED: one image needs about {per_image:.1f} GB in a check, more "
+              f"than {budget:.1f} GB (half of --memory-gb {memory_gb:g} or of the machine's)")
         return
     x, y = step("images", lambda: images(n, size))
     # the float IR against SpikingJelly; the fixed-point net (emulator) against it, where a
