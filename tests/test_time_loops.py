@@ -248,19 +248,25 @@ def test_tutorial6_conv_exact_against_its_own_forward(mnist):
         assert_exact(loaded, target, x, y, "lif3", own, CONV_T)
 
 
-def test_tutorial6_as_written_imports_and_its_current_pool_is_refused_in_one_line(mnist):
-    """Tutorial 6 pools the conv's current before the neuron: a max of real values, which the
-    folded (hardware-native) graph cannot state; imported node for node, refused at check in
-    one line naming the pool."""
+def test_tutorial6_as_written_exact_on_the_float_targets_refused_on_nir_and_chips(mnist):
+    """Tutorial 6 pools the conv's current before the neuron: a max of real values, which
+    the reference and ONNX compute (SpikePool 'max') exactly as the module does; NIR (no
+    max-pool node) and the chip targets (no max of currents) refuse it in one line naming
+    the pool."""
     x, y = mnist
     torch.manual_seed(1)
-    loaded = from_snntorch(Tutorial6(pool_first=True), (1, 28, 28), CONV_T)
+    net = scaled(Tutorial6(pool_first=True), gain=(3.0, 2.0, 3.0))
+    loaded = from_snntorch(net, (1, 28, 28), CONV_T)
     assert list(loaded.graph.nodes) == ["input", "conv1", "conv1.max_pool2d", "lif1", "conv2",
                                         "conv2.max_pool2d", "lif2", "lif2.flatten", "fc1",
                                         "lif3"]
-    with pytest.raises(Exception, match=r"conv1\.max_pool2d") as e:
-        check(loaded, "onnx", inputs=(x[:20], y[:20]), samples=20)
-    assert "\n" not in str(e.value)
+    own = own_spikes(net, x.unsqueeze(0).expand(CONV_T, *x.shape))
+    for target in ("reference", "onnx"):
+        assert_exact(loaded, target, x, y, "lif3", own, CONV_T)
+    for target in ("nir", "fixed"):
+        with pytest.raises(Exception, match=r"conv1\.max_pool2d.*max-pool of graded") as e:
+            check(loaded, target, inputs=(x[:20], y[:20]), samples=20)
+        assert "\n" not in str(e.value)
 
 
 def test_synaptic_loop_with_a_current_head_exact(mnist):

@@ -158,9 +158,9 @@ def to_nir(graph: Graph, dt: float = DEFAULT_DT) -> nir.NIRGraph:
         elif isinstance(node, ir.SpikePool):
             if node.mode == "max":
                 raise NIRExportError(
-                    f"node {name!r}: a max-pool of graded values (a SEW ADD's 0/1/2) has no "
-                    "NIR node (NIR pools sum or average); export to onnx, or pool before the "
-                    "merge")
+                    f"node {name!r}: a max-pool of graded values (a SEW ADD's 0/1/2 or a "
+                    "current) has no NIR node (NIR pools sum or average); export to onnx, or "
+                    "pool the spikes after the neuron")
             pool = dict(kernel_size=np.array(node.kernel), stride=np.array(node.stride),
                         padding=np.array(node.padding))
             add(key, nir.SumPool2d(**pool, metadata={"snnexport.name": name}), name)

@@ -469,15 +469,16 @@ def lower(graph) -> CoreGraph:
                 peak[name] = 1
         elif isinstance(node, ir.SpikePool):
             src = source_of(name)
+            if node.mode == "max":
+                raise HardwareLoweringError(
+                    f"node {name!r}: a max-pool of graded values (a SEW ADD's 0/1/2 or a "
+                    f"current, from {src!r}) has no form on the chip; pool the spikes after "
+                    "the neuron, use an average pool, or check it on the float targets "
+                    "(reference, onnx)")
             spike_input(name, src, "pools")
             if src in analog or src not in peak:
                 raise HardwareLoweringError(f"node {name!r}: an OR-pool takes spikes, not "
                                             f"the output of {src!r}")
-            if node.mode == "max":
-                raise HardwareLoweringError(
-                    f"node {name!r}: a max-pool of graded values (a SEW ADD's 0/1/2 from "
-                    f"{src!r}) has no form on the chip; pool before the merge, use an average "
-                    "pool, or check it on the float targets (reference, onnx)")
             if node.mode != "or":  # composed into the synapse it feeds
                 pools[name] = _SumPool(name, node, src, shapes[src])
                 continue

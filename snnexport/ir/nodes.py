@@ -143,8 +143,9 @@ class AvgPool2d(MaxPool2d):
 class SpikePool(MaxPool2d):
     """Pooling on spikes {0, 1}. mode='or': y = OR over the k x k window (binary in, binary
     out; what a max-pool after a spiking layer computes); mode='sum': y = count of spikes;
-    mode='max': y = max over the window of non-negative integer counts (a max-pool after a
-    SEW ADD, whose 0 / 1 / 2 are no spikes: the float targets compute it, no chip does)."""
+    mode='max': y = max over the window of values that are no spikes (a SEW ADD's 0 / 1 / 2,
+    or a current pooled before its neuron, as snnTorch's Tutorial 6 writes it): the float
+    targets compute it, no chip does."""
 
     mode: str = "or"
 

@@ -20,9 +20,9 @@ node is all it feeds (a BatchNorm or gain on one branch cannot change the other 
                      are: both are carried unchanged
   maxpool_to_or      MaxPool2d fed by spikes (a spiking layer, an OR-pool, a SEW AND/IAND of
                      spikes) -> SpikePool('or')
-  maxpool_of_counts  MaxPool2d fed by integer counts that are no spikes (a SEW ADD's 0/1/2) ->
-                     SpikePool('max'): the float targets compute it; the chips' lowering
-                     refuses it by name
+  maxpool_of_values  MaxPool2d fed by values that are no spikes (a SEW ADD's 0/1/2, a current
+                     pooled before its neuron) -> SpikePool('max'): the float targets compute
+                     it; NIR and the chips' lowering refuse it by name
   avgpool_to_sum     AvgPool2d fed by spikes (or by integer sums of them, as SEW ADD makes) ->
                      SpikePool('sum'), its 1/(kh kw) folded into the one Conv2d/Dense it feeds
                      (through Flattens): spike counts stay integers
@@ -221,9 +221,9 @@ class MaxpoolToOr(Pass):
                                                 mode="or")})
 
 
-class MaxpoolOfCounts(Pass):
-    def match(self, g, name):
-        return type(g.nodes[name]) is ir.MaxPool2d and emits_integers(g, g.inputs(name)[0])
+class MaxpoolOfValues(Pass):
+    def match(self, g, name):  # after maxpool_to_or: what is left pools no spikes
+        return type(g.nodes[name]) is ir.MaxPool2d
 
     def rewrite(self, g, name):
         node = g.nodes[name]
@@ -300,13 +300,13 @@ shift_reset = ShiftReset()
 tau_to_decay = TauToDecay()
 fold_input_gain = FoldInputGain()
 maxpool_to_or = MaxpoolToOr()
-maxpool_of_counts = MaxpoolOfCounts()
+maxpool_of_values = MaxpoolOfValues()
 avgpool_to_sum = AvgpoolToSum()
 upsample_into_dense = UpsampleIntoDense()
 voting_to_readout = VotingToReadout()
 
 PASSES = (remove_dropout, absorb_batchnorm, shift_reset, tau_to_decay, fold_input_gain,
-          maxpool_to_or, maxpool_of_counts, avgpool_to_sum, upsample_into_dense, voting_to_readout)
+          maxpool_to_or, maxpool_of_values, avgpool_to_sum, upsample_into_dense, voting_to_readout)
 NATIVE = (ir.Input, ir.Conv2d, ir.Dense, ir.Neuron, ir.SpikePool, ir.Flatten, ir.Readout,
           ir.Add, ir.SEWAnd, ir.SEWIAnd)
 
