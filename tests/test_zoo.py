@@ -235,3 +235,26 @@ def test_containers_identity_view_and_dropout_variants_as_users_write_them(mode)
         report = check(model, target, inputs=(ds.x_test[:SAMPLES], ds.y_test[:SAMPLES]),
                        samples=SAMPLES, reference_runs=runs)
         assert report.exact and not report.silent_layers, report.text()
+
+
+def test_parametric_lif_net_chain_exact_on_float_targets_and_netx():
+    """A zoo chain (parametric_lif_net.MNISTNet, as seed 000 builds it; 16 channels to keep
+    the test short): reference, NIR and ONNX exact against SpikingJelly's forward on 100
+    digits, integer ONNX exact vs the emulator, and netx (lava-dl's netx in Lava) exact vs the
+    emulator on 20, every layer spiking."""
+    from spikingjelly.activation_based import functional, neuron
+    from spikingjelly.activation_based.model import parametric_lif_net as pln
+    from zoo_nets import drive
+
+    torch.manual_seed(0)
+    net = drive(pln.MNISTNet(channels=16, spiking_neuron=neuron.ParametricLIFNode))
+    functional.set_step_mode(net, "m")
+    x, y = images(SAMPLES, 28)
+    x = x[:, :1].contiguous()  # the digits as they are: 1 x 28 x 28
+    model = from_spikingjelly(net.eval(), (1, 28, 28), T)
+    runs = ReferenceRuns()
+    for target in ("reference", "nir", "onnx", "onnx-fixed"):
+        report = check(model, target, inputs=(x, y), samples=SAMPLES, reference_runs=runs)
+        assert report.exact and not report.silent_layers, report.text()
+    report = check(model, "netx", inputs=(x[:20], y[:20]), samples=20, reference_runs=runs)
+    assert report.exact and report.samples == 20 and not report.silent_layers, report.text()
