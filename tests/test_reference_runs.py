@@ -44,6 +44,8 @@ def test_deploy_runs_the_model_once_per_batch_and_changes_no_result(model, tmp_p
     for target in FAST:  # each check alone, no kept runs: the same JSON
         alone = check(load_source(str(model)), target, "digits", 150).to_dict()
         kept = json.loads((tmp_path / "out" / f"check_{target}.json").read_text())
+        # deploy also records which artifact file it ran (its SHA-256): provenance, no result
+        assert set(kept.pop("artifact")) == {"file", "sha256"}
         assert kept == json.loads(json.dumps(alone, default=float)), target
 
 
