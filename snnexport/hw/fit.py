@@ -52,8 +52,8 @@ GRADES = ("published", "measured", "estimated")
 
 def targets_dir() -> Path:
     """The target files (energy profiles, chip descriptions in chips/): the repository's
-    top-level targets/ in a checkout; an installed wheel carries them as snnexport/targets/
-    (setup.py copies them in at build time)."""
+    top-level targets/, which snnexport/targets links to in a checkout; an installed wheel
+    carries them as snnexport/targets/ (package data)."""
     package = Path(__file__).resolve().parents[1]
     inside = package / "targets"
     return inside if inside.is_dir() else package.parent / "targets"
