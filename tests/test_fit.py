@@ -109,7 +109,7 @@ def test_mnist5k_plif_on_loihi2_is_bound_by_the_first_dense_layers_synapses():
 def test_a_zoo_sew_resnet18_needs_six_loihi2_chips(monkeypatch):
     """SpikingJelly's sew_resnet18 at 224 x 224 (random weights; its module imports
     torchvision only to download pretrained weights: a stand-in module here)."""
-    pytest.importorskip("spikingjelly")
+    import spikingjelly  # noqa: F401 (installed by make: a missing one fails, not skips)
     for mod in ("torchvision", "torchvision.models", "torchvision.models.utils"):
         monkeypatch.setitem(sys.modules, mod, types.ModuleType(mod))
     sys.modules["torchvision.models.utils"].load_state_dict_from_url = None
@@ -228,7 +228,7 @@ def rockpool_mappers():
     so that package and the Audio 3 and IMU packages are stand-ins naming their folders
     (syns61201's own __init__ guards its samna imports), and samna is None in sys.modules (an
     import of it fails at once, nothing is looked up)."""
-    rockpool = pytest.importorskip("rockpool")
+    import rockpool
     root = Path(rockpool.__file__).parent / "devices"
     xylo = "rockpool.devices.xylo"
     stand_ins = (("rockpool.devices", root), (xylo, root / "xylo"),
@@ -363,7 +363,7 @@ def sinabs_dynapcnn(monkeypatch):
     """sinabs 3.1.3's DYNAP-CNN layer and chip constraints without samna: its dynapcnn and
     chips packages import samna's chip modules on import, so they are stand-ins naming their
     folders, and samna a bare stand-in module (config_builder.py imports it by name only)."""
-    sinabs = pytest.importorskip("sinabs")
+    import sinabs
     root = Path(sinabs.__file__).parent / "backend" / "dynapcnn"
     for name, path in (("sinabs.backend.dynapcnn", root),
                        ("sinabs.backend.dynapcnn.chips", root / "chips")):

@@ -12,15 +12,12 @@ alone."""
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from snnexport.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 GTS = ROOT / ".venv-lava/lib/python3.10/site-packages/tests/lava/lib/dl/netx"
 
-pytestmark = pytest.mark.skipif(not (GTS / "gts").is_dir(),
-                                reason="lava-dl's wheel (the Lava environment) is not installed")
 
 
 def _whc_t(a: np.ndarray) -> np.ndarray:
