@@ -67,7 +67,7 @@ from ..ir.graph import Graph
 from ..ir.validate import validate
 from ..readout import readout_scores
 from ..sim.reference import SimResult, encode, run_neuron
-from .time_loop import Framework, import_loop, run_loop_reference
+from .time_loop import Framework, import_loop, record_neurons, run_loop_reference, spikes_of
 from .torch_layers import (
     LAYERS,
     UnsupportedModuleError,
@@ -287,27 +287,7 @@ def run_snntorch_reference(net: nn.Module, graph: Graph, x: torch.Tensor,
     m.eval()
     modules = dict(m.named_modules())
     neurons = [n for n, node in graph.ordered() if isinstance(node, ir.Neuron)]
-    inputs: dict[str, list] = {n: [] for n in neurons}
-    outputs: dict[str, list] = {n: [] for n in neurons}
-
-    def spikes_of(o):
-        return o[0] if isinstance(o, tuple) else o
-
-    def record(n):
-        def hook(_m, _a, o):
-            s = spikes_of(o)
-            outputs[n].append(s)
-            if s.dtype != dtype:
-                s = s.to(dtype)
-                return (s, *o[1:]) if isinstance(o, tuple) else s
-            return None
-        return hook
-
-    hooks = []
-    for n in neurons:
-        hooks.append(modules[n].register_forward_pre_hook(
-            lambda _m, a, n=n: inputs[n].append(a[0])))
-        hooks.append(modules[n].register_forward_hook(record(n)))
+    inputs, outputs, hooks = record_neurons(modules, neurons, dtype)
     x_seq = encode(graph, x, None).to(dtype)
     _clear_state(m)
     try:

@@ -505,6 +505,38 @@ def import_loop(net: nn.Module, input_shape, time_steps: int, readout: str | Non
 
 
 @torch.no_grad()
+
+def spikes_of(o):
+    """A neuron module's spikes: the first of the tuple it returns, or the tensor itself."""
+    return o[0] if isinstance(o, tuple) else o
+
+
+def record_neurons(modules: dict, neurons: list[str], dtype: torch.dtype):
+    """Hooks on the `neurons` (module paths) that record each call's input and spikes, in
+    call order, and hand the spikes on in `dtype` (snnTorch's surrogates return float32
+    spikes; 0 and 1 are exact in every float dtype). Returns (inputs, outputs, hooks): the
+    caller removes the hooks."""
+    inputs: dict[str, list] = {n: [] for n in neurons}
+    outputs: dict[str, list] = {n: [] for n in neurons}
+
+    def record(n):
+        def hook(_m, _a, o):
+            s = spikes_of(o)
+            outputs[n].append(s)
+            if s.dtype != dtype:
+                s = s.to(dtype)
+                return (s, *o[1:]) if isinstance(o, tuple) else s
+            return None
+        return hook
+
+    hooks = []
+    for n in neurons:
+        hooks.append(modules[n].register_forward_pre_hook(
+            lambda _m, a, n=n: inputs[n].append(a[0])))
+        hooks.append(modules[n].register_forward_hook(record(n)))
+    return inputs, outputs, hooks
+
+
 def run_loop_reference(net: nn.Module, graph: Graph, x: torch.Tensor, dtype: torch.dtype,
                        fw: Framework) -> SimResult:
     """Run the user's module itself (its forward loops over time) and record every neuron's
@@ -515,22 +547,7 @@ def run_loop_reference(net: nn.Module, graph: Graph, x: torch.Tensor, dtype: tor
     m.eval()
     modules = dict(m.named_modules())
     neurons = [n for n, node in graph.ordered() if n in modules and fw.is_neuron(modules[n])]
-    inputs: dict[str, list] = {n: [] for n in neurons}
-    outputs: dict[str, list] = {n: [] for n in neurons}
-
-    def record(n):
-        def hook(_m, _a, o):
-            outputs[n].append(o[0])
-            if o[0].dtype != dtype:  # snnTorch's surrogates return float32 spikes
-                return (o[0].to(dtype), *o[1:])
-            return None
-        return hook
-
-    hooks = []
-    for n in neurons:
-        hooks.append(modules[n].register_forward_pre_hook(
-            lambda _m, a, n=n: inputs[n].append(a[0])))
-        hooks.append(modules[n].register_forward_hook(record(n)))
+    inputs, outputs, hooks = record_neurons(modules, neurons, dtype)
     x_seq = encode(graph, x, None).to(dtype)
     if meta["input"] == "static":
         if not bool((x_seq == x_seq[:1]).all()):
