@@ -7,27 +7,14 @@ arithmetic we compare (ConvMulFusion / ConvAddFusion would fold scales into weig
 from __future__ import annotations
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from .exporters.onnx_common import artifact_model
+from .exporters.onnx_common import artifact_model, session  # noqa: F401 (re-exported)
 from .exporters.onnx_export import OPSET, synapse_inputs, to_onnx
 from .ir import nodes as ir
 from .ir.graph import Graph
 from .sim.reference import SimResult, encode
-
-
-def session(model: onnx.ModelProto, optimise: bool = False, threads: int = 0):
-    so = ort.SessionOptions()
-    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimise else
-                                   ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    so.log_severity_level = 3
-    if threads:
-        so.intra_op_num_threads = threads
-    return ort.InferenceSession(model.SerializeToString(), so, providers=[
-        "CPUExecutionProvider"])
 
 
 class ONNXTarget:
