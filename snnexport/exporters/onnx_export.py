@@ -57,6 +57,7 @@ from onnx import TensorProto, helper
 from ..files import atomic_write
 from ..ir import nodes as ir
 from ..ir.graph import Graph
+from ..ir.neurons import kind_of, lookup
 from .onnx_common import (
     OPSET,
     GraphBuilder,
@@ -74,10 +75,10 @@ from .onnx_common import (
 F32, U8, I64 = TensorProto.FLOAT, TensorProto.UINT8, TensorProto.INT64
 
 
-def _current_step(g: GraphBuilder, node, j: str | None, i: str) -> str:
-    """J_t = current_decay * J_{t-1} + I_t (the Neuron docstring), the current-based neuron's
-    synaptic current; j None: J_{t-1} = 0, so J_t = I_t. A neuron without a current: I_t."""
-    if node.current_decay is None or j is None:
+def _cuba_current(g: GraphBuilder, node, j: str | None, i: str) -> str:
+    """'cuba_lif''s current (ir/neurons.py cuba_current) as ops: J_t = current_decay * J_{t-1}
+    + I_t (the Neuron docstring); j None: J_{t-1} = 0, so J_t = I_t."""
+    if j is None:
         return i
     cd = node.current_decay
     cd = cd if isinstance(cd, str) else g.const("current_decay", cd)
@@ -89,7 +90,7 @@ def _neuron_step(g: GraphBuilder, node, v: str | None, i: str,
     """(H, S uint8, V_new) for one step, the Neuron docstring line by line. `node`: an
     ir.Neuron, or a `_ChunkNode` whose constants are graph names already; v None: V = 0 (H is
     the drive); `decayed`: v is decay * V already. `i`: the current J_t of a current-based
-    neuron (`_current_step`), else the input I_t."""
+    neuron (its kind's current ops, KIND_OPS), else the input I_t."""
     def const(hint, value):
         return value if isinstance(value, str) else g.const(hint, value)
 
@@ -111,6 +112,11 @@ def _neuron_step(g: GraphBuilder, node, v: str | None, i: str,
         amount = thr if node.reset_by is None else const("reset_by", node.reset_by)
         v_new = g.op("Sub", [h, g.op("Mul", [amount, s], "sub")], "v")
     return h, g.op("Cast", [fired], "spike", to=U8), v_new
+
+
+# each neuron kind's step as ONNX ops (ir/neurons.py, found by the kind's name): (its current's
+# ops, None for a kind without one; its membrane's). A kind missing here is refused in one line.
+KIND_OPS = {"lif": (None, _neuron_step), "cuba_lif": (_cuba_current, _neuron_step)}
 
 
 def _unrolled(g: GraphBuilder, name: str, node: ir.Neuron, x_seq: str, t_steps: int,
@@ -137,12 +143,14 @@ def _unrolled(g: GraphBuilder, name: str, node: ir.Neuron, x_seq: str, t_steps: 
         a = np.broadcast_to(np.asarray(value, np.float32), shape)
         return np.ascontiguousarray(pool2_order(a) if pool2 else a).reshape(-1)
 
+    current_ops, membrane_ops = lookup(KIND_OPS, node, "the ONNX model")
+    kind = kind_of(node)
     per = {k: flat(v) for k, v in (("decay", node.decay), ("threshold", node.threshold),
                                    ("gain", node.gain if node.gain is not None else 1.0))}
     if node.reset_by is not None:
         per["reset_by"] = flat(node.reset_by)
-    if node.current_decay is not None:
-        per["current_decay"] = flat(node.current_decay)
+    if current_ops is not None:
+        per[kind.current_param] = flat(getattr(node, kind.current_param))
     # decay * V_-1: float32, one rounding, as Mul
     v0 = per["decay"] * flat(node.v_init)
     lead = [0 if rows else t_steps, -1]
@@ -176,15 +184,16 @@ def _unrolled(g: GraphBuilder, name: str, node: ir.Neuron, x_seq: str, t_steps: 
                     x_t = g.op("Slice", [src, g.const("st", [t, j], np.int64),
                                          g.const("en", [t + 1, j + 1], np.int64),
                                          g.const("ax", [0, 2], np.int64)], "x_t")  # [1,B,1,m]
-                x_t = cur[i] = _current_step(g, subs[i], cur.get(i), x_t)
+                if current_ops is not None:
+                    x_t = cur[i] = current_ops(g, subs[i], cur.get(i), x_t)
                 if t == 0 and not v0.any():  # decay * 0 + drive: the drive (0 + d = d)
-                    h, s, v[i] = _neuron_step(g, subs[i], None, x_t)
+                    h, s, v[i] = membrane_ops(g, subs[i], None, x_t)
                 elif t == 0:
-                    h, s, v[i] = _neuron_step(g, subs[i], chunk_const(g, "dv0", v0, n, i,
+                    h, s, v[i] = membrane_ops(g, subs[i], chunk_const(g, "dv0", v0, n, i,
                                                                         np.float32),
                                               x_t, decayed=True)
                 else:
-                    h, s, v[i] = _neuron_step(g, subs[i], v[i], x_t)
+                    h, s, v[i] = membrane_ops(g, subs[i], v[i], x_t)
                 outs[0][t][i] = s if s is not None else v[i]
                 outs[1][t][i] = h
             if pool2:
@@ -235,6 +244,7 @@ class _ChunkNode:
         self.decay, self.threshold = consts["decay"], consts["threshold"]
         self.gain, self.reset_by = consts.get("gain"), consts.get("reset_by")
         self.current_decay = consts.get("current_decay")
+        self.neuron_kind = node.neuron_kind
 
 
 def _as_float(g: GraphBuilder, x: str, is_u8: bool) -> str:
@@ -327,11 +337,12 @@ def _layers(g: GraphBuilder, graph: Graph, x: str, tb: str, batch: str, shapes, 
             if step_state is not None:
                 v_in, ax0 = f"v:{name}", g.const("ax0", [0], np.int64)
                 i_t = g.op("Squeeze", [x_seq, ax0], "i_t")  # [B, *shape]
-                if node.cuba:  # the current is a second state, v:<name>:current
+                current_ops, membrane_ops = lookup(KIND_OPS, node, "the ONNX model")
+                if current_ops is not None:  # the current is a second state, v:<name>:current
                     j_in = f"v:{name}:current"
-                    i_t = _current_step(g, node, j_in, i_t)
+                    i_t = current_ops(g, node, j_in, i_t)
                     step_state[f"{name}:current"] = (j_in, i_t, node.shape)
-                h, s, v_new = _neuron_step(g, node, v_in, i_t)
+                h, s, v_new = membrane_ops(g, node, v_in, i_t)
                 step_state[name] = (v_in, v_new, node.shape)
                 cur = g.op("Unsqueeze", [s if s is not None else h, ax0], "out_t")
             elif r and not debug and t_in:
@@ -534,7 +545,7 @@ def initial_states(graph: Graph, batch: int) -> dict[str, np.ndarray]:
         if isinstance(node, ir.Neuron):
             states[f"v:{n}"] = np.broadcast_to(np.asarray(node.v_init, np.float32),
                                                (batch, *node.shape)).copy()
-            if node.cuba:
+            if kind_of(node).has_current:
                 states[f"v:{n}:current"] = np.zeros((batch, *node.shape), np.float32)
     return states
 

@@ -97,6 +97,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from ..files import atomic_write
+from ..ir.neurons import kind_of, lookup
 from ..quant.fixed import BIAS_MANT_MAX, STATE_MAX, FixedLayer, FixedMerge, FixedNet, FixedSynapse
 from .onnx_common import (
     GraphBuilder,
@@ -187,6 +188,35 @@ def unclipped_drive(layer: FixedLayer, t_steps: int) -> int:
     return (STATE_MAX - int(np.abs(np.asarray(layer.v_init)).max(initial=0))) // t_steps - bias
 
 
+def _cuba_current_ops(layer: FixedLayer, layout: str, n: int):
+    """'cuba_lif''s integer current (ir/neurons.py int_current) as ops, for `_neuron_layer`:
+    a current-based layer (not the host's: its current is run on the host) keeps u,
+    u = wrap24(trunc(ku u / 4096) + u_in), the decay in float64 truncated by the cast to int32
+    (|ku u| < 2^36: exact), the bias << 6 part of the current. Returns step(g, d, u_prev, b,
+    i) -> u of chunk i (d: this step's wrap24(a << 6); u_prev None at t = 0)."""
+    ku = _per_neuron(layer, 4096 - np.asarray(layer.i_decay, np.int64), layout, np.int64)
+
+    def step(g: GraphBuilder, d: str, u_prev: str | None, b: str | None, i: int) -> str:
+        # u = wrap24(decayed u + wrap24(a << 6) + bias << 6): one wrap
+        if b is not None:  # the bias is part of the current
+            d = g.op("Add", [d, b], "u_biased")
+        if u_prev is not None:
+            du = g.op("Cast", [g.op("Mul", [
+                g.op("Cast", [u_prev], "uf", to=F64),
+                chunk_const(g, "ku", ku / 4096, n, i, np.float64)], "ku_u")],
+                "u_decayed", to=I32)
+            d = g.op("Add", [du, d], "u_sum")
+        if u_prev is not None or b is not None:
+            d = _wrap(g, d, 24, np.int32)
+        return d
+    return step
+
+
+# each neuron kind's integer current as ops (ir/neurons.py, by the kind's name): a builder
+# (layer, layout, chunks) -> step, or None for a kind without a current (u is the drive)
+INT_CURRENT_OPS = {"lif": None, "cuba_lif": _cuba_current_ops}
+
+
 def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, layout: str,
                   drive_bound: int, host: bool, with_h: bool, with_spikes: bool = True,
                   to_u=None) -> tuple[str | None, str | None, str | None]:
@@ -206,12 +236,12 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
     to_u = to_u or (lambda b, u: u)
     n, m, groups = chunk_groups(layer.n, layout in POOL2)
     n_p = n // 4
-    # a current-based layer (not the host's: its current is run on the host) keeps u: the
-    # emulator's integer_current, u = wrap24(trunc(ku u / 4096) + u_in), the decay in float64
-    # truncated by the cast to int32 (|ku u| < 2^36: exact); u then reaches any 24-bit value
-    cuba = layer.i_decay is not None and not host
+    # a kind with a current (not the host layer's: its current is run on the host) keeps u,
+    # its kind's ops (INT_CURRENT_OPS); u then reaches any 24-bit value
+    current_ops = None if host else lookup(INT_CURRENT_OPS, layer, "the integer ONNX model")
+    cuba = current_ops is not None
     if cuba:
-        ku = _per_neuron(layer, 4096 - np.asarray(layer.i_decay, np.int64), layout, np.int64)
+        current_step = current_ops(layer, layout, n)
         drive_bound = WRAP
     k = _per_neuron(layer, 4096 - np.asarray(layer.dv, np.int64), layout, np.int64)
     v_init = _per_neuron(layer, layer.v_init, layout, np.int64)
@@ -265,18 +295,8 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
                 if not host:
                     d = to_u(g, g.op("Slice", [seq, _i64(g, "st", [t, i]), _i64(
                         g, "en", [t + 1, i + 1]), _i64(g, "ax", [0, 2])], "d"))  # [1, B, 1, m]
-                    if cuba:  # u = wrap24(decayed u + wrap24(a << 6) + bias << 6): one wrap
-                        if b is not None:  # the bias is part of the current
-                            d = g.op("Add", [d, b], "u_biased")
-                        if t > 0:
-                            du = g.op("Cast", [g.op("Mul", [
-                                g.op("Cast", [cur[i]], "uf", to=F64),
-                                chunk_const(g, "ku", ku / 4096, n, i, np.float64)], "ku_u")],
-                                "u_decayed", to=I32)
-                            d = g.op("Add", [du, d], "u_sum")
-                        if t > 0 or b is not None:
-                            d = _wrap(g, d, 24, np.int32)
-                        cur[i] = d
+                    if cuba:
+                        d = cur[i] = current_step(g, d, cur[i] if t > 0 else None, b, i)
                 else:
                     d = g.op("Slice", [chunk, *rows[t], _i64(g, "ax", [0])], "d")
                 if t == 0:
@@ -784,7 +804,7 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
                                  with_spikes=debug or not pool, to_u=to_u)
 
         table = host_table(layer, t_steps) if layer is host and not need_h and tables and \
-            layer.i_decay is None else None
+            not kind_of(layer).has_current else None
         if table is not None:  # (need_h False: the loop branch gives the spikes or the pool)
             y = _host_switch(g, layer, table, drive, pool is not None,
                              lambda b: steps(b)[2 if pool else 0])
@@ -798,7 +818,7 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
         unclipped = unclipped_drive(layer, t_steps)
         limit = min((1 << 16) - 1, unclipped // 128)
         if unwrapped is not None and limit > 0 and (bound >= WRAP or unclipped < bound) and \
-                layer.i_decay is None:
+                not kind_of(layer).has_current:
             fast, full = (GraphBuilder(prefix=g.name(key) + "_") for key in ("fast", "full"))
             ys = [steps(fast, unwrapped, 128 * limit), steps(full)]
             lim = g.const("limit", limit, np.int32)

@@ -216,6 +216,9 @@ class LIFNeuron(NeuronLayer):
             k = np.asarray(self.k_syn, dtype=np.float64)
             self.k_syn = None if k.size and np.all(k == 1) else k
 
+    # its kind in ir/neurons.py's table (the float step as stated above)
+    neuron_kind: ClassVar[str] = "lif_source"
+
 
 @dataclass(eq=False)
 class Neuron(NeuronLayer):
@@ -267,6 +270,11 @@ class Neuron(NeuronLayer):
     def cuba(self) -> bool:
         """Has a synaptic current state (current-based LIF)."""
         return self.current_decay is not None
+
+    @property
+    def neuron_kind(self) -> str:
+        """Its kind in ir/neurons.py's table: 'cuba_lif' with a current, else 'lif'."""
+        return "cuba_lif" if self.cuba else "lif"
 
     def reset_amount(self):
         """What a soft reset subtracts: reset_by, or the threshold (a float) when None."""

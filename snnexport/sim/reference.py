@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ..ir import nodes as ir
 from ..ir.graph import Graph
+from ..ir.neurons import CUBA_LIF, LIF_SOURCE, kind_of
 from ..readout import readout_scores
 
 
@@ -82,81 +83,67 @@ STATELESS = {
 
 
 # --- neuron layers over [T, B, *shape] ------------------------------------------------------
+# each kind's steps are ir/neurons.py's (found by the node's kind name); here only the loop
 
-def run_layer(x_seq, v, charge, threshold: float, soft_reset: bool, reset_level: float,
-              spiking: bool, reset_by=None):
-    """The shared fire-and-reset loop: H_t = charge(V_{t-1}, X_t); S_t = [H_t >= threshold];
-    V_t = H_t - threshold S_t (soft; H_t - reset_by S_t when reset_by, a tensor, is given) or
-    H_t (1 - S_t) + reset_level S_t (hard); a non-spiking layer keeps V_t = H_t and outputs it.
-    Returns (H, S, out), each [T, B, *shape]."""
-    amount = threshold if reset_by is None else reset_by
+def run_layer(x_seq, v, charge, fire):
+    """The shared loop: H_t = charge(V_{t-1}, X_t); (S_t, V_t) = fire(H_t) (a spiking
+    layer; None: a non-spiking layer keeps V_t = H_t and outputs it). Returns (H, S, out),
+    each [T, B, *shape]."""
     hs, ss, outs = [], [], []
     for x in x_seq:
         h = charge(v, x)
-        if spiking:
-            s = (h >= threshold).to(h.dtype)
-            v = h - amount * s if soft_reset else h * (1 - s) + reset_level * s
+        if fire is not None:
+            s, v = fire(h)
         else:
             s, v = torch.zeros_like(h), h
         hs.append(h)
         ss.append(s)
-        outs.append(s if spiking else v)
+        outs.append(s if fire is not None else v)
     return torch.stack(hs), torch.stack(ss), torch.stack(outs)
 
 
-def synaptic_current(x_seq, current_decay=None, k_syn=None):
-    """The synaptic current of a current-based neuron over [T, B, *shape], a linear filter of
-    the input that the spikes never touch (so it runs before the membrane loop):
-        Neuron:     J_t = current_decay J_{t-1} + I_t                  (J_-1 = 0)
-        LIFNeuron:  J_t = C_{t-1} + X_t,  C_t = J_t + (-k_syn) J_t      (C_-1 = 0, Norse's order)
-    Both tensors (or None: no current, J = the input itself)."""
-    if current_decay is None and k_syn is None:
-        return x_seq
+def run_current(step, param, x_seq):
+    """A synaptic current over [T, B, *shape] from a zero state: (J_t, state) = step(param,
+    state, X_t) (a kind's `current`), a linear filter of the input that the spikes never
+    touch (so it runs before the membrane loop)."""
     out = torch.empty_like(x_seq)
     carry = torch.zeros_like(x_seq[0])
     for t, x in enumerate(x_seq):
-        if current_decay is not None:
-            carry = current_decay * carry + x
-            out[t] = carry
-        else:
-            j = carry + x
-            out[t] = j
-            carry = j + (-k_syn) * j
+        out[t], carry = step(param, carry, x)
     return out
 
 
-def run_lif(n: ir.LIFNeuron, x_seq, dtype):
-    """LIFNeuron, as its docstring states it."""
-    x_seq = synaptic_current(x_seq, k_syn=_t(n.k_syn, dtype))
-    k = _t(n.k, dtype)
-    level = 0.0 if n.v_reset is None else n.v_reset
-    if k is None:
-        def charge(v, x):
-            return v + x
-    elif n.decay_input:
-        def charge(v, x):
-            return v + k * (x - (v - level))
-    else:
-        def charge(v, x):
-            return v - k * (v - level) + x
+def synaptic_current(x_seq, current_decay=None, k_syn=None):
+    """J_t = current_decay J_{t-1} + I_t (J_-1 = 0; 'cuba_lif''s current) over [T, B, *shape],
+    or with k_syn 'lif_source''s (Norse's order); tensors, or None: J = the input itself.
+    (`neuron_current` finds a node's current by its kind.)"""
+    if current_decay is not None:
+        return run_current(CUBA_LIF.current, current_decay, x_seq)
+    if k_syn is not None:
+        return run_current(LIF_SOURCE.current, k_syn, x_seq)
+    return x_seq
+
+
+def neuron_current(n, x_seq, dtype=torch.float64):
+    """What drives a neuron node's membrane: its kind's synaptic current of x_seq, or x_seq
+    itself (a kind or node without a current)."""
+    kind = kind_of(n)
+    param = None if kind.current is None else _t(getattr(n, kind.current_param), dtype)
+    return x_seq if param is None else run_current(kind.current, param, x_seq)
+
+
+def run_neuron(n, x_seq, dtype):
+    """Any neuron node (ir.Neuron, ir.LIFNeuron, a registered kind's), as its kind's steps
+    state it (ir/neurons.py; the node docstrings)."""
+    kind = kind_of(n)
+    p = kind.params(n, lambda a: _t(a, dtype))
+    x_seq = neuron_current(n, x_seq, dtype)
     v0 = _t(n.v_init, dtype).expand_as(x_seq[0])
-    return run_layer(x_seq, v0, charge, n.v_threshold, n.v_reset is None, level, n.spiking)
+    return run_layer(x_seq, v0, lambda v, x: kind.charge(p, v, x),
+                     (lambda h: kind.fire_reset(p, h)) if n.spiking else None)
 
 
-def run_neuron(n: ir.Neuron, x_seq, dtype):
-    """Neuron (hardware-native), as its docstring states it."""
-    decay, gain = _t(n.decay, dtype), _t(n.gain, dtype)
-    x_seq = synaptic_current(x_seq, _t(n.current_decay, dtype))
-
-    def charge(v, x):
-        return decay * v + (x if gain is None else gain * x)
-
-    v0 = _t(n.v_init, dtype).expand_as(x_seq[0])
-    return run_layer(x_seq, v0, charge, n.threshold, n.reset == "soft", 0.0, n.spiking,
-                     _t(n.reset_by, dtype))
-
-
-NEURONS = {ir.LIFNeuron: run_lif, ir.Neuron: run_neuron}
+run_lif = run_neuron  # (the source-level LIFNeuron's name for it)
 
 # --- merges, element-wise on [T, B, *shape] ---------------------------------------------------
 
@@ -207,8 +194,8 @@ def simulate(graph: Graph, x: torch.Tensor, time_steps: int | None = None,
             if left[p] == 0 and p != final:
                 del values[p]
         x_in = args[0] if len(args) == 1 else tuple(args)
-        if type(node) in NEURONS:
-            h, s, y = NEURONS[type(node)](node, args[0], dtype)
+        if hasattr(node, "neuron_kind"):  # a neuron of any registered kind
+            h, s, y = run_neuron(node, args[0], dtype)
             if node.spiking:
                 spikes[name] = s
             if record_membrane:
