@@ -43,6 +43,7 @@ from ..errors import SnnexportError
 from ..files import atomic_write
 from ..ir import nodes as ir
 from ..ir.graph import Graph
+from ..ir.neurons import kind_of
 from ..nir_conventions import DEFAULT_DT, voting_matrix
 
 FORMAT_VERSION = 1
@@ -61,6 +62,10 @@ def _full(a, shape) -> np.ndarray:
 
 
 def neuron_to_nir(name: str, n: ir.Neuron, dt: float) -> nir.NIRNode:
+    """The NIR node of a neuron, of the type its kind names (ir/neurons.py nir_types) with the
+    parameters its kind converts (the module docstring)."""
+    kind = kind_of(n)
+    types = kind.need("nir_types", f"node {name!r}: NIR")
     shape = tuple(n.shape)
     decay = _full(n.decay, shape)
     gain = _full(1.0 if n.gain is None else n.gain, shape)
@@ -80,30 +85,32 @@ def neuron_to_nir(name: str, n: ir.Neuron, dt: float) -> nir.NIRNode:
     zeros = np.zeros(shape)
     leak = 1.0 - decay
     if np.all(leak == 0):
-        if n.cuba:
+        if types.no_leak is None:
             raise NIRExportError(f"node {name!r}: a current-based layer without leak (decay 1) "
                                  "has no NIR form (CubaLIF's membrane leaks); export to onnx")
         if not n.spiking:
-            return nir.I(r=gain / dt, metadata=meta)
-        return nir.IF(r=gain / dt, v_threshold=threshold, v_reset=zeros, metadata=meta)
+            return getattr(nir, types.no_leak_non_spiking)(r=gain / dt, metadata=meta)
+        return getattr(nir, types.no_leak)(r=gain / dt, v_threshold=threshold, v_reset=zeros,
+                                           metadata=meta)
     if np.any(leak <= 0) or np.any(leak > 1):
         raise NIRExportError(f"node {name!r}: decay must lie in [0, 1) for NIR's LIF")
     tau, r = dt / leak, gain / leak
-    if n.cuba:  # J = current_decay J + I: tau_syn = dt / k_s, w_in = 1 / k_s (k_s w_in = 1)
-        k_s = 1.0 - _full(n.current_decay, shape)
-        if np.any(k_s <= 0):
+    if kind.has_current:  # the kind's current: tau_syn, w_in (kind.nir_current)
+        current = _full(getattr(n, kind.current_param), shape)
+        if np.any(current >= 1):
             raise NIRExportError(f"node {name!r}: a current that never decays (current_decay "
                                  "1) has no tau_syn in NIR's CubaLIF; export to onnx")
-        meta["snnexport.current_decay"] = 1.0 - k_s
-        cuba = dict(tau_syn=dt / k_s, tau_mem=tau, r=r, v_leak=zeros, w_in=1.0 / k_s,
+        # the exact IR value as the importer reads it back (1 - k_s, k_s = 1 - current_decay)
+        meta[f"snnexport.{kind.current_param}"] = 1.0 - (1.0 - current)
+        cuba = dict(**kind.nir_current(current, dt), tau_mem=tau, r=r, v_leak=zeros,
                     metadata=meta)
         if not n.spiking:
-            return nir.CubaLI(**cuba)
-        return nir.CubaLIF(v_threshold=threshold, v_reset=zeros, **cuba)
+            return getattr(nir, types.non_spiking)(**cuba)
+        return getattr(nir, types.spiking)(v_threshold=threshold, v_reset=zeros, **cuba)
     if not n.spiking:
-        return nir.LI(tau=tau, r=r, v_leak=zeros, metadata=meta)
-    return nir.LIF(tau=tau, r=r, v_leak=zeros, v_threshold=threshold, v_reset=zeros,
-                   metadata=meta)
+        return getattr(nir, types.non_spiking)(tau=tau, r=r, v_leak=zeros, metadata=meta)
+    return getattr(nir, types.spiking)(tau=tau, r=r, v_leak=zeros, v_threshold=threshold,
+                                       v_reset=zeros, metadata=meta)
 
 
 def to_nir(graph: Graph, dt: float = DEFAULT_DT) -> nir.NIRGraph:
@@ -151,7 +158,7 @@ def to_nir(graph: Graph, dt: float = DEFAULT_DT) -> nir.NIRGraph:
             add(key, nir.Linear(weight=w, metadata=meta) if node.bias is None else
                 nir.Affine(weight=w, bias=np.asarray(node.bias, dtype=np.float64),
                            metadata=meta), name)
-        elif isinstance(node, ir.Neuron):
+        elif hasattr(node, "neuron_kind"):  # a neuron of any kind with a NIR form
             nn_ = neuron_to_nir(name, node, dt)
             lost += [k for k in ("snnexport.v_init", "snnexport.reset") if k in nn_.metadata]
             add(key, nn_, name)

@@ -32,6 +32,7 @@ import numpy as np
 from ..errors import SnnexportError, UsageError
 from ..ir import nodes as ir
 from ..ir.graph import Graph
+from ..ir.neurons import KINDS, NirRole, nir_kinds
 from ..ir.validate import validate
 from ..nir_conventions import DEFAULT_DT, voting_matrix
 
@@ -145,9 +146,9 @@ class _Builder:
                             else ir.Conv2d(syn.weight, bias, syn.stride, syn.padding,
                                            syn.groups))
 
-    def current(self, key, node, shape) -> tuple[np.ndarray, np.ndarray]:
-        """(current_decay, input scale) of a CubaLIF / CubaLI: I += k_s (w_in S - I) is
-        J_t = (1 - k_s) J_{t-1} + S_t, I_t = k_s w_in J_t (the current is linear in S)."""
+    def current(self, key, node, shape, kind) -> tuple[np.ndarray, np.ndarray]:
+        """(current_decay, input scale) of a CubaLIF / CubaLI (`kind`.current_from_nir):
+        I += k_s (w_in S - I) is J_t = (1 - k_s) J_{t-1} + S_t, I_t = k_s w_in J_t."""
         tau_s = np.broadcast_to(_a(node.tau_syn), shape)
         k_s = np.broadcast_to(self.k_of(node.tau_syn), shape)
         if not (np.all(np.isfinite(tau_s)) and np.all(tau_s > 0) and np.all(k_s <= 1)):
@@ -155,20 +156,24 @@ class _Builder:
                 f"{self.where}: node {key!r}: tau_syn {float(np.min(tau_s)):g} with dt "
                 f"{self.dt:g} gives a current decay 1 - dt/tau_syn outside [0, 1); tau_syn "
                 "must be finite and >= dt (seconds); fix tau_syn or give the file's dt")
-        decay = 1.0 - k_s
-        meta = node.metadata or {}
-        if "snnexport.current_decay" in meta and self.mode == "euler":
-            exact = np.broadcast_to(_a(meta["snnexport.current_decay"]), shape)
+        decay, scale = kind.current_from_nir(k_s, np.broadcast_to(_a(node.w_in), shape))
+        meta, field = node.metadata or {}, f"snnexport.{kind.current_param}"
+        if field in meta and self.mode == "euler":
+            exact = np.broadcast_to(_a(meta[field]), shape)
             if np.allclose(exact, decay, rtol=1e-9, atol=1e-12):
                 decay = exact
-        return decay, k_s * np.broadcast_to(_a(node.w_in), shape)
+        return decay, scale
 
-    def neuron(self, key, prev, node, shape, spiking=True) -> ir.Neuron:
+    def neuron(self, key, prev, node, shape, role: NirRole) -> ir.Neuron:
+        """The IR Neuron of a NIR neuron node, read as `role` says (ir/neurons.py nir_kinds:
+        its kind, spiking or not, with a leak or not)."""
+        spiking = role.spiking
+        kind = KINDS[role.kind]
         meta = node.metadata or {}
         r = np.broadcast_to(_a(node.r), shape)
-        cuba = isinstance(node, (nir.CubaLIF, nir.CubaLI))
-        current_decay, in_scale = self.current(key, node, shape) if cuba else (None, 1.0)
-        if isinstance(node, (nir.IF, nir.I)):
+        cuba = kind.has_current
+        current_decay, in_scale = self.current(key, node, shape, kind) if cuba else (None, 1.0)
+        if not role.leaky:
             decay, gain, leak_drive = np.ones(shape), self.dt * r, np.zeros(shape)
         else:
             tau = node.tau_mem if cuba else node.tau
@@ -238,6 +243,7 @@ def from_nir(g: nir.NIRGraph, dt: float | None = None, discretisation: str = "eu
     meta = g.metadata or {}
     dt = _positive_meta(meta, "dt", DEFAULT_DT, where) if dt is None else dt
     b = _Builder(where, dt, discretisation)
+    roles = nir_kinds()  # NIR neuron type -> its kind (ir/neurons.py)
     order = _order(g, where)
     ins = {k: [a for a, c in g.edges if c == k] for k in g.nodes}
     outs = {k: [c for a, c in g.edges if a == k] for k in g.nodes}
@@ -354,10 +360,8 @@ def from_nir(g: nir.NIRGraph, dt: float | None = None, discretisation: str = "eu
                 if thr.size != 1:
                     raise NIRImportError("one threshold per layer is supported")
                 new = ir.Neuron(shape, np.zeros(()), None, float(np.nextafter(thr[0], np.inf)))
-            elif isinstance(node, (nir.LIF, nir.IF, nir.CubaLIF)):
-                new = b.neuron(key, prev, node, shape)
-            elif isinstance(node, (nir.LI, nir.I, nir.CubaLI)):
-                new = b.neuron(key, prev, node, shape, spiking=False)
+            elif type(node).__name__ in roles:  # a neuron of a registered kind (by NIR type)
+                new = b.neuron(key, prev, node, shape, roles[type(node).__name__])
             elif isinstance(node, nir.Delay) and np.all(_a(node.delay) == 0):
                 pass
             else:

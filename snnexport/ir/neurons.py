@@ -221,6 +221,24 @@ def current_from_nir(k_s, w_in) -> tuple[np.ndarray, np.ndarray]:
     return 1.0 - k_s, k_s * w_in
 
 
+class NirTypes(NamedTuple):
+    """The NIR node types a kind is written as and read from (None: the kind has no such
+    form): spiking, non-spiking, and the two without leak (decay 1)."""
+
+    spiking: str
+    non_spiking: str
+    no_leak: str | None = None
+    no_leak_non_spiking: str | None = None
+
+
+class NirRole(NamedTuple):
+    """What a NIR node type is read as: a kind, spiking or not, with a leak or not."""
+
+    kind: str
+    spiking: bool
+    leaky: bool
+
+
 @dataclass(frozen=True)
 class NeuronKind:
     """One neuron kind (module docstring). Callables a kind lacks are None."""
@@ -240,7 +258,7 @@ class NeuronKind:
     fixed_decay: Callable | None = None  # decay -> dv
     fixed_current: Callable | None = None  # current_decay -> i_decay
     fixed_field: str | None = None  # the fixed-point layer's field that marks the kind
-    nir_types: tuple[str, ...] = ()  # the NIR node types it is written as / read from
+    nir_types: NirTypes | None = None  # the NIR node types it is written as / read from
     nir_current: Callable | None = None  # (current_decay, dt) -> NIR's current parameters
     current_from_nir: Callable | None = None  # (k_s, w_in) -> (current_decay, input scale)
     netx_i_decay: Callable | None = None  # i_decay (or None) -> netx's iDecay
@@ -301,7 +319,7 @@ _MEMBRANE = dict(params=neuron_params, charge=neuron_charge, int_membrane=int_me
 
 LIF = register(NeuronKind(
     "lif", "H = decay V + gain I; S = [H >= threshold]; hard or soft reset (LIF, PLIF, IF)",
-    **_MEMBRANE, nir_types=("LIF", "LI", "IF", "I"),
+    **_MEMBRANE, nir_types=NirTypes("LIF", "LI", "IF", "I"),
     netx_i_decay=lambda i_decay: UNIT, lava_du_float=lambda cd: 1.0,
     lava_du_fixed=lambda i_decay: UNIT - 1))
 
@@ -309,7 +327,8 @@ CUBA_LIF = register(NeuronKind(
     "cuba_lif", "J = current_decay J + I; the membrane of 'lif' driven by J (current-based LIF)",
     **_MEMBRANE, current=cuba_current, current_param="current_decay",
     int_current=int_current, int_current_fast=int_current_fast,
-    fixed_current=current_decay_fixed, fixed_field="i_decay", nir_types=("CubaLIF", "CubaLI"),
+    fixed_current=current_decay_fixed, fixed_field="i_decay",
+    nir_types=NirTypes("CubaLIF", "CubaLI"),
     nir_current=nir_current, current_from_nir=current_from_nir,
     netx_i_decay=lambda i_decay: i_decay,
     lava_du_float=lambda cd: 1.0 - np.asarray(cd, np.float64),
@@ -319,5 +338,9 @@ LIF_SOURCE = register(NeuronKind(
     "lif_source", "ir.LIFNeuron as the source framework states it (folded before export)",
     params=source_params, charge=source_charge, current=norse_current, current_param="k_syn"))
 
-# NIR node type -> the kind it is read as
-NIR_KINDS: dict[str, str] = {t: k.name for k in (LIF, CUBA_LIF) for t in k.nir_types}
+
+
+def nir_kinds() -> dict[str, NirRole]:
+    """NIR node type name -> what it is read as, over every registered kind."""
+    return {t: NirRole(k.name, i % 2 == 0, i < 2) for k in KINDS.values() if k.nir_types
+            for i, t in enumerate(k.nir_types) if t is not None}

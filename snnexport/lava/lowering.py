@@ -34,6 +34,7 @@ from ..hw.cores import (
 from ..hw.cores import lower as lower_cores
 from ..ir import nodes as ir
 from ..ir.graph import Graph
+from ..ir.neurons import kind_of
 
 # the lowering errors are the hardware lowering's (hw.cores), under their old name too
 LavaLoweringError = HardwareLoweringError
@@ -117,7 +118,8 @@ def lower(graph: Graph) -> tuple[np.ndarray, np.ndarray, list[Stage], int]:
         b = (np.zeros(n) if b is None else b) * gain
         args = (core.per_neuron(node.decay), float(node.threshold),
                 core.per_neuron(node.v_init), node.spiking, core.shape)
-        cd = core.per_neuron(node.current_decay) if node.cuba else None
+        kind = kind_of(node)  # its current, if its kind keeps one (ir/neurons.py)
+        cd = core.per_neuron(getattr(node, kind.current_param)) if kind.has_current else None
         if cd is not None and not core.host and np.any(b):
             raise LavaLoweringError(
                 f"layer {core.name!r}: a current-based layer whose synapse has a bias is not "
