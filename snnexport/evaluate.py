@@ -47,6 +47,14 @@ class Evaluation:
         return "\n".join(lines)
 
 
+def frames_first(xb: torch.Tensor, graph) -> torch.Tensor:
+    """A batch as the model takes it: frame sequences are stored [B, T, *input] and run
+    [T, B, *input]; static inputs [B, *input] pass unchanged."""
+    from .sim.limits import input_shape
+
+    return xb.transpose(0, 1) if xb.dim() == len(input_shape(graph)) + 2 else xb
+
+
 @torch.no_grad()
 def evaluate(model: PLIFNet, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256,
              source: str = "<model>", what: str = "the inputs", fix: str = "") -> Evaluation:
@@ -74,7 +82,7 @@ def evaluate(model: PLIFNet, x: torch.Tensor, y: torch.Tensor, batch_size: int =
     correct = 0
     try:
         for lo in range(0, len(y), batch_size):
-            scores = model.scores(model(x[lo:lo + batch_size]))
+            scores = model.scores(model(frames_first(x[lo:lo + batch_size], graph)))
             correct += int((scores.argmax(1) == y[lo:lo + batch_size]).sum())
     finally:
         for h in hooks:

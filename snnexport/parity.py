@@ -205,6 +205,9 @@ class ParityReport:
                 lines.append(f"  layers {silent} never spiked in the reference: their parity "
                              "proves nothing")
         for row in self.quantisation or []:
+            if "text" in row:  # a chain that words its own rows (Xylo)
+                lines.append(f"  {row['text']}")
+                continue
             extra, grouped = "", ""
             if "decays_before_grouping" in row:
                 grouped = (f" (grouped from {row['decays_before_grouping']}, decay moved at most "

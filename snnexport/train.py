@@ -15,7 +15,8 @@ import torch
 
 from .data import load_dataset
 from .errors import SnnexportError
-from .evaluate import evaluate
+from .evaluate import evaluate, frames_first
+from .importers.plifnet import import_plifnet
 from .models import NetConfig, build_network, get_loss, save_checkpoint, tau_variance_penalty
 
 
@@ -33,11 +34,21 @@ class TrainConfig:
     loss: str = "mse"
     tau_var_lambda: float = 0.0  # Pazderka 2024: lambda * Var(tau_l) per per-neuron layer
     shift_augment: int = 0  # random translation by up to this many pixels (0: none)
+    # lambda * mean(relu(H - 2 V_th)) over the hidden spiking layers: a neuron that would fire
+    # twice in one step on a chip that spikes up to 31 times a step (Xylo) is penalised
+    burst_lambda: float = 0.0
     seed: int = 0
     net: dict = field(default_factory=dict)
 
 
 PRESETS: dict[str, TrainConfig] = {
+    # a Xylo-sized net (16 inputs or fewer, dense, reset by subtraction): digits row by row as
+    # spike counts on 8 channels over 8 steps, {FC-PLIF}(128, 64; one tau per neuron) - FC10-PLIF,
+    # rate readout, cross-entropy, hidden bursts penalised (Xylo fires up to 31 spikes a step)
+    "digits-rows-xylo": TrainConfig(
+        data="digits-rows", epochs=200, lr=1e-2, t_max=200, loss="ce", burst_lambda=1.0,
+        net=dict(in_channels=8, input_size=1, n_down=0, fc_hidden=[128, 64], population=1,
+                 time_steps=8, tau_per="neuron", tau_init=4.0, v_reset=None, dropout=0.0)),
     # 000: one tau per layer, rate readout, MSE on voted spikes.
     "digits-plif-layer": TrainConfig(
         data="digits", epochs=40, loss="mse",
@@ -88,9 +99,15 @@ def train(cfg: TrainConfig, log=print) -> tuple[torch.nn.Module, dict]:
     net_cfg.setdefault("input_size", ds.input_shape[1])
     model = build_network(NetConfig.from_dict(net_cfg))
     loss_fn = get_loss(cfg.loss)
+    graph = import_plifnet(model)  # its input shape: frame sequences run [T, B, ...]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.t_max)
     n = len(ds.y_train)
+    bursts: list[torch.Tensor] = []
+    hooks = [] if not cfg.burst_lambda else [  # H of each hidden layer, run again from its input
+        m.register_forward_hook(lambda mod, inp, out: bursts.append(
+            torch.relu(mod.run(inp[0])[0] - 2 * mod.v_threshold).mean()))
+        for name, m in model.neuron_layers().items() if name != "sn_out" and m.spiking]
     start = time.time()
     for epoch in range(cfg.epochs):
         model.train()
@@ -99,9 +116,12 @@ def train(cfg: TrainConfig, log=print) -> tuple[torch.nn.Module, dict]:
         for lo in range(0, n, cfg.batch_size):
             idx = perm[lo:lo + cfg.batch_size]
             x = random_shift(ds.x_train[idx], cfg.shift_augment, gen)
-            loss = loss_fn(model(x), ds.y_train[idx])
+            loss = loss_fn(model(frames_first(x, graph)), ds.y_train[idx])
             if cfg.tau_var_lambda:
                 loss = loss + tau_variance_penalty(model, cfg.tau_var_lambda)
+            if bursts:
+                loss = loss + cfg.burst_lambda * sum(bursts)
+                bursts.clear()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -113,6 +133,8 @@ def train(cfg: TrainConfig, log=print) -> tuple[torch.nn.Module, dict]:
                                 "smaller learning rate or another seed")
         log(f"epoch {epoch + 1:3d}/{cfg.epochs}  loss {total / seen:.4f}  "
             f"{time.time() - start:6.1f} s")
+    for h in hooks:
+        h.remove()
     result = evaluate(model, ds.x_test, ds.y_test)
     log(f"test {result.accuracy * 100:.2f} % on {ds.describe()}")
     meta = {

@@ -4,8 +4,10 @@ what a backend is). The import order below is the order `available()` lists them
 from .base import (
     FOLDED,
     Backend,
+    Chain,
     Export,
     Lowered,
+    TargetRefusal,
     UnknownTarget,
     available,
     backends,
@@ -18,7 +20,8 @@ from .base import (
 # isort: off
 from . import reference, nir, onnx, fixed, onnx_fixed  # noqa: F401, E401  (each registers itself)
 from . import lava_float, lava_fixed, netx  # noqa: F401
+from . import xylo  # noqa: F401  (a chip family: one package, its own chain)
 # isort: on
 
-__all__ = ["FOLDED", "Backend", "Export", "Lowered", "UnknownTarget", "available", "backends",
-           "fixed_point", "get", "register", "unregister"]
+__all__ = ["FOLDED", "Backend", "Chain", "Export", "Lowered", "TargetRefusal", "UnknownTarget",
+           "available", "backends", "fixed_point", "get", "register", "unregister"]

@@ -7,8 +7,16 @@ and how much of a check it can afford (`slow`). `check` and `deploy` fold once (
 once per calibration settings) through `Lowered` and hand the result to every backend; no
 backend folds.
 
-Adding a target: one module in this package that calls `register(Backend(...))`, imported by
-`__init__.py`; nothing else lists target names.
+A backend owns its chain: a target that runs a chip's own integer net says how the folded
+graph is lowered to it (`Chain.lower`: the quantiser, calibrated on training inputs) and, when it
+is compared with an emulator of that net, which one (`Chain.reference_runner`). The Loihi 2
+targets share `loihi.LOIHI` (quant/: the fixed-point IR and its emulator); each Xylo target
+has `xylo.chain(chip)` (backends/xylo/: bit-shift decays, int8 weights, 16-bit state, its own
+emulator).
+
+Adding a target: one module (or, for a chip family with its own quantiser and emulator, one
+package) in this package that calls `register(Backend(...))`, imported by `__init__.py`;
+nothing else lists target names.
 """
 
 from __future__ import annotations
@@ -27,6 +35,12 @@ class UnknownTarget(SnnexportError, ValueError):
     """A target name no backend is registered under; the message lists the available ones."""
 
 
+class TargetRefusal(SnnexportError, ValueError):
+    """A chip that cannot take this model (a conv on Xylo, too many inputs): a verdict, not a
+    failure. The message is the reason; `check` prints "<target> cannot take this model:
+    <reason>" (exit status 1), deploy puts it in the target's row."""
+
+
 @dataclass(frozen=True)
 class Export:
     """The artifact a backend writes: `deploy` writes OUTDIR/model<suffix>, `snnexport export
@@ -39,6 +53,23 @@ class Export:
     options: tuple[str, ...] = ()
     # a line `snnexport export` prints after writing, given those options
     note: Callable[[dict], str] | None = None
+
+
+@dataclass(frozen=True)
+class Chain:
+    """How a chip family's targets get their net and what they are compared with.
+    `lower(folded, calib_x, decays)` -> (the net `make_runner` takes, the decay grouping report
+    or None): the quantiser, refusing a model the chip cannot take (a SnnexportError);
+    `reference_runner(net, stats)` -> xb -> SimResult: the emulator a target with
+    reference='emulator' is compared with; `thresholds(net)` -> {layer: the level a tie is read
+    at}; `new_stats()`: the counters the emulator fills (v_clipped, u_wrapped, bias_clipped,
+    saturated: quant.emulator.EmulatorStats' fields)."""
+
+    name: str
+    lower: Callable[..., Any]
+    reference_runner: Callable[[Any, Any], Callable]
+    thresholds: Callable[[Any], dict]
+    new_stats: Callable[[], Any]
 
 
 @dataclass(frozen=True)
@@ -72,12 +103,19 @@ class Backend:
     # whose export it is (lava-fixed runs the fixed-point IR file 'fixed' writes), or FOLDED
     # (the folded IR file deploy writes, model.snnir: reference, lava-float)
     artifact_of: str | None = None
+    # fixed_point: the chain that lowers the folded graph to the chip's net and emulates it
+    # (Chain); None: Loihi 2's (loihi.LOIHI)
+    chain: Chain | None = None
 
     def __post_init__(self):
         if self.reference not in ("model", "emulator"):
             raise ValueError(f"backend {self.name!r}: reference must be 'model' or 'emulator'")
         if self.reference == "emulator" and not self.fixed_point:
             raise ValueError(f"backend {self.name!r}: the emulator reference needs fixed_point")
+        if self.fixed_point and self.chain is None:
+            from .loihi import LOIHI
+
+            object.__setattr__(self, "chain", LOIHI)
 
 
 FOLDED = "fold"  # Backend.artifact_of: the folded IR file (.snnir) deploy's fold step writes
@@ -141,7 +179,7 @@ class Lowered:
     graph: Graph  # as imported or read (source-level or folded)
     folded_graph: Graph | None = None
     _nir_form: Graph | None = field(default=None, repr=False)
-    _fixed: list = field(default_factory=list, repr=False)  # (calib_x, decays, net, grouping)
+    _fixed: list = field(default_factory=list, repr=False)  # (calib_x, decays, lower, net, ...)
     _given: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self):
@@ -166,14 +204,17 @@ class Lowered:
             self._nir_form = fold(self.graph, fold_gain=False)
         return self._nir_form
 
-    def fixed(self, calib_x: torch.Tensor, decays: int | None = None):
+    def fixed(self, calib_x: torch.Tensor, decays: int | None = None,
+              chain: Chain | None = None):
         """(fixed-point net, decay grouping report), quantised on the first call for these
-        calibration inputs and this grouping."""
-        for cx, k, net, grouping in self._fixed:
-            if k == decays and cx.shape == calib_x.shape and torch.equal(cx, calib_x):
+        calibration inputs, this grouping and this chain (None: Loihi 2's fixed point)."""
+        lower = fixed_point if chain is None else chain.lower
+        for cx, k, low, net, grouping in self._fixed:
+            if (k == decays and low is lower and cx.shape == calib_x.shape
+                    and torch.equal(cx, calib_x)):
                 return net, grouping
-        net, grouping = fixed_point(self.folded, calib_x, decays)
-        self._fixed.append((calib_x, decays, net, grouping))
+        net, grouping = lower(self.folded, calib_x, decays)
+        self._fixed.append((calib_x, decays, lower, net, grouping))
         return net, grouping
 
     def input_for(self, backend: Backend, calib_x: torch.Tensor | None = None,
@@ -183,5 +224,5 @@ class Lowered:
             if calib_x is None:
                 raise ValueError(f"target {backend.name!r} runs the fixed-point net: give the "
                                  "calibration inputs")
-            return self.fixed(calib_x, decays)[0]
+            return self.fixed(calib_x, decays, backend.chain)[0]
         return self.folded_for(backend.fold_gain)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from .base import Backend, Export, register
+from .loihi import LOIHI
 
 
 def write(net, path):
@@ -30,6 +31,6 @@ def run_file(path, net, dtype, stats):
 
 
 register(Backend("fixed", "snnexport's bit-accurate emulator of the fixed-point IR",
-                 make_runner, exports=Export(".fixed.npz", write), fixed_point=True,
+                 make_runner, exports=Export(".fixed.npz", write), fixed_point=True, chain=LOIHI,
                  dtype=torch.int64, profile="loihi2", mismatch_cause="quantisation",
                  resets_to_zero=True, run_file=run_file))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from .base import Backend, register
+from .loihi import LOIHI
 
 
 def make_runner(net, dtype, stats):
@@ -23,6 +24,6 @@ def run_file(path, net, dtype, stats):
 
 register(Backend("lava-fixed",
                  "Lava fixed_pt LIF + Dense/Conv processes vs the emulator, aligned",
-                 make_runner, reference="emulator", fixed_point=True, dtype=torch.int64,
-                 profile="loihi2", slow=True, resets_to_zero=True, bounded_decays=True,
-                 run_file=run_file, artifact_of="fixed"))
+                 make_runner, reference="emulator", fixed_point=True, chain=LOIHI,
+                 dtype=torch.int64, profile="loihi2", slow=True, resets_to_zero=True,
+                 bounded_decays=True, run_file=run_file, artifact_of="fixed"))

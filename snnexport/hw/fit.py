@@ -402,7 +402,8 @@ def _place(layer: _Layer, cap: int, mem: int, n_cfg: int, wbytes: float):
     return cores, None
 
 
-def _fit_loihi(cg: CoreGraph, chip: Chip, report: FitReport) -> None:
+def _fit_loihi(cg: CoreGraph | None, chip: Chip, report: FitReport,
+               layers: list[_Layer] | None = None) -> None:
     cap = chip.limit("neurons_per_core")
     mem = chip.limit("synapse_bytes_per_core")
     n_cfg = chip.limit("neuron_configs_per_core")
@@ -410,7 +411,7 @@ def _fit_loihi(cg: CoreGraph, chip: Chip, report: FitReport) -> None:
     wbytes = chip.limit("weight_bits") / 8
     index = 0
     bound_cores = {"neurons": 0, "synapse memory": 0, "neuron configurations": 0}
-    for layer in _loihi_layers(cg, chip):
+    for layer in _loihi_layers(cg, chip) if layers is None else layers:
         cores, violation = _place(layer, cap, mem, n_cfg, wbytes)
         configs = int(len(np.unique(layer.configs)))
         if violation is not None:
@@ -648,6 +649,22 @@ def _match(fits: list[list[int]]) -> dict[int, int]:
 
 # --- entry point --------------------------------------------------------------------------
 
+def as_hard_reset(folded):
+    """The folded IR with every soft reset taken as a hard one (a copy where one changes): the
+    form the hardware lowering takes (hw.cores), for chips that reset by subtraction (their
+    placement and their quantiser read the reset from the original)."""
+    import copy
+
+    soft = {n: node for n, node in folded.ordered()
+            if isinstance(node, ir.Neuron) and node.reset != "hard"}
+    if not soft:
+        return folded
+    changed = {n: copy.copy(node) for n, node in soft.items()}
+    for node in changed.values():
+        node.reset, node.reset_by = "hard", None
+    return folded.with_nodes(changed)
+
+
 def fit_graph(folded, chip, decays: int | None = None, chips: int = 1) -> FitReport:
     """Place the folded IR `folded` on `chip` (a name, a path or a Chip); `decays` K groups each
     layer's per-neuron decays into at most K values first (passes/group_decays.py, as check
@@ -661,17 +678,8 @@ def fit_graph(folded, chip, decays: int | None = None, chips: int = 1) -> FitRep
     report = FitReport(chip, [], decays, chips)
     if decays is not None:
         folded, _ = group_decays(folded, decays)
-    graph = folded
-    if chip.family != "loihi":  # Xylo resets by subtraction; Speck either: fit only counts
-        soft = {n: node for n, node in folded.ordered()
-                if isinstance(node, ir.Neuron) and node.reset != "hard"}
-        if soft:
-            import copy
-
-            changed = {n: copy.copy(node) for n, node in soft.items()}
-            for node in changed.values():
-                node.reset, node.reset_by = "hard", None
-            graph = folded.with_nodes(changed)
+    # Xylo resets by subtraction; Speck either: fit only counts
+    graph = folded if chip.family == "loihi" else as_hard_reset(folded)
     try:
         cg = lower(graph)
     except HardwareLoweringError as e:
@@ -686,5 +694,41 @@ def fit_graph(folded, chip, decays: int | None = None, chips: int = 1) -> FitRep
     return report
 
 
-__all__ = ["Chip", "ChipError", "FitReport", "LayerFit", "Violation", "chips_available",
-           "fit_graph", "load_chip", "row_synapses", "speck_memory", "targets_dir"]
+def fit_fixed(net, chip, chips: int = 1) -> FitReport:
+    """Place a fixed-point net with no graph behind it (a netx file: quant.netx_import, its
+    FixedLayers) on a Loihi chip, as `fit_graph` places a folded one: one layer per block, its
+    neuron configurations the distinct (vDecay, iDecay) pairs, its synapses the nonzero weights
+    (per neuron for a dense block, per channel's kernel for a conv; netx's Input block has
+    none: its a_in comes from outside). Another chip family: refused in the report."""
+    chip = chip if isinstance(chip, Chip) else load_chip(chip)
+    if isinstance(chips, bool) or not isinstance(chips, int) or chips < 1:
+        raise UsageError(f"--chips {chips!r}: give the number of chips, a whole number >= 1")
+    report = FitReport(chip, [], None, chips)
+    if chip.family != "loihi":
+        report.refused = (f"{net.netx_file}: a netx file is Loihi's fixed-point net; it is "
+                          f"placed on a Loihi chip, not on {chip.name}")
+        return report
+    layers = []
+    for lay in net.layers:
+        du = np.broadcast_to(4096 if lay.i_decay is None else lay.i_decay, lay.shape)
+        pairs = np.stack([np.broadcast_to(lay.dv, lay.shape).ravel(), du.ravel()], 1)
+        cfg = np.unique(pairs, axis=0, return_inverse=True)[1].reshape(-1)
+        w = np.asarray(lay.weight)
+        if lay.kind == "conv":
+            kernel = np.count_nonzero(w.reshape(w.shape[0], -1), axis=1).astype(np.int64)
+            layers.append(_Layer(lay.name, lay.name, "conv", lay.n, cfg, None,
+                                 np.repeat(np.arange(lay.shape[0]), lay.n // lay.shape[0]),
+                                 kernel))
+        elif lay.kind == "dense":
+            layers.append(_Layer(lay.name, lay.name, "dense", lay.n, cfg,
+                                 np.count_nonzero(w, axis=1).astype(np.int64)))
+        else:  # the Input block (or a host layer): no synapse on the chip
+            layers.append(_Layer(lay.name, f"{lay.name} ({lay.kind})", "dense", lay.n, cfg,
+                                 np.zeros(lay.n, np.int64)))
+    _fit_loihi(None, chip, report, layers)
+    return report
+
+
+__all__ = ["Chip", "ChipError", "FitReport", "LayerFit", "Violation", "as_hard_reset",
+           "chips_available", "fit_fixed", "fit_graph", "load_chip", "row_synapses",
+           "speck_memory", "targets_dir"]

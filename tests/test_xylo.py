@@ -1,0 +1,142 @@
+"""The Xylo targets: snnexport's Xylo emulator against SynSense's xylosim (the C++ simulator of
+the core, run without hardware or samna) bit for bit, the plain emulator against the fast one,
+the bundled Xylo model's accuracy float vs Xylo, and the models Xylo cannot take.
+
+xylosim is the independent reference: its XyloLayer / XyloIAFNeuron are SynSense's code, built
+from its sdist; the emulators are snnexport's transcription of the rule. Every record is
+compared, every step: spike counts, v and i_syn of every hidden and output neuron."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from snnexport import backends
+from snnexport.backends.xylo.emulator import as_counts, run_plain, run_raw
+from snnexport.backends.xylo.net import V_MAX, V_MIN, XyloNet
+from snnexport.backends.xylo.quantise import decay_cost
+from snnexport.backends.xylo.xylosim_run import XylosimNet
+from snnexport.check import check, load_source
+from snnexport.data import load_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "examples" / "models" / "xylo" / "digits_rows_xylo.pt"
+BIT_EXACT_SAMPLES = 250
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    """The bundled Xylo model, lowered once, quantised for Xylo Audio 3 on the first 200
+    training samples (what check calibrates on)."""
+    loaded = load_source(str(MODEL))
+    lowered = backends.Lowered(loaded.graph)
+    ds = load_dataset("digits-rows")
+    net, _ = lowered.fixed(ds.x_train[:200], None, backends.get("xylo-audio3").chain)
+    return loaded, lowered, ds, net
+
+
+def _random_net(rng, n_in=16, nh=40, no=8, recurrent=True) -> XyloNet:
+    def w(*shape):  # int8, half the synapses absent
+        return rng.integers(-128, 128, shape) * (rng.random(shape) < 0.5)
+
+    return XyloNet(w(n_in, nh), w(nh, nh) if recurrent else np.zeros((nh, nh), np.int64),
+                   w(nh, no), *(int(s) for s in rng.integers(0, 8, 3)),
+                   rng.integers(0, 16, nh), rng.integers(1, 16, nh), rng.integers(1, 3000, nh),
+                   rng.integers(-2000, 2000, nh), rng.integers(0, 16, no),
+                   rng.integers(1, 16, no), rng.integers(1, 3000, no),
+                   rng.integers(-2000, 2000, no)).validate()
+
+
+def test_emulator_equals_xylosim_bit_for_bit_on_the_bundled_model(bundled):
+    _, _, ds, net = bundled
+    x = as_counts(net, ds.x_test[:BIT_EXACT_SAMPLES].transpose(0, 1))
+    ours, theirs = run_raw(net, x), XylosimNet(net).run(x)
+    diff = ours.differences(theirs)
+    values = sum(getattr(ours, k).numel() for k in ours.FIELDS)
+    print(f"\nxylosim vs snnexport's Xylo emulator, {BIT_EXACT_SAMPLES} digits-rows test "
+          f"samples x {x.shape[0]} steps: {values:,} values (spikes, v, i_syn of "
+          f"{net.n_hidden} hidden + {net.n_out} output neurons), differing: {diff}")
+    assert diff == dict.fromkeys(ours.FIELDS, 0)
+    assert int(ours.spikes.sum()) > 0 and int(ours.spikes_out.sum()) > 0  # not a silent net
+    assert int(ours.spikes.max()) > 1  # hidden neurons fire several spikes in a step
+
+
+def test_plain_emulator_equals_the_fast_one_on_the_bundled_model(bundled):
+    _, _, ds, net = bundled
+    x = as_counts(net, ds.x_test[:3].transpose(0, 1))
+    assert run_plain(net, x).differences(run_raw(net, x)) == dict.fromkeys(
+        ("spikes", "v", "i_syn", "spikes_out", "v_out", "i_syn_out"), 0)
+
+
+@pytest.mark.parametrize("recurrent", [True, False], ids=["recurrent", "feed-forward"])
+def test_random_nets_bit_for_bit_with_saturation(recurrent):
+    """Random int8 nets with every shift, decay and threshold range, driven hard enough that
+    the 16-bit state saturates (and v reaches -2^15 at dash_mem 0, where the C++'s int16 leak
+    wraps): emulator == plain == xylosim."""
+    rng = np.random.default_rng(1 if recurrent else 2)
+    saturated = 0
+    for _ in range(6):
+        net = _random_net(rng, recurrent=recurrent)
+        x = rng.integers(0, 18, (16, 4, 16)) * (rng.random((16, 4, 16)) < 0.3)
+        fast = run_raw(net, torch.as_tensor(x))
+        assert fast.differences(XylosimNet(net).run(x)) == dict.fromkeys(fast.FIELDS, 0)
+        assert fast.differences(run_plain(net, x)) == dict.fromkeys(fast.FIELDS, 0)
+        saturated += int(((fast.v == V_MIN) | (fast.v == V_MAX)).sum()
+                         + ((fast.i_syn == V_MIN) | (fast.i_syn == V_MAX)).sum())
+    assert saturated > 0  # the saturating paths ran
+
+
+def test_check_against_xylosim_is_exact_and_reports_the_quantisation(bundled):
+    loaded, lowered, _, _ = bundled
+    report = check(loaded, "xylo-audio3", "digits-rows", samples=200, lowered=lowered)
+    assert report.exact and report.unexplained == 0 and report.samples == 200
+    rows = {r["layer"]: r for r in report.quantisation}
+    assert list(rows) == ["layers.sn_fc1", "layers.sn_fc2", "layers.sn_out"]
+    assert [r["matrix"] for r in rows.values()] == ["input", "recurrent", "output"]
+    assert all("decay moved at most" in r["text"] for r in rows.values())
+    assert "xylo layers.sn_fc1" in report.text()
+
+
+def test_float_vs_xylo_accuracy_is_stated(bundled):
+    """The float model in snnexport's simulator scores what training measured in torch (an
+    independent run); the decays alone and the whole quantisation cost what README says."""
+    loaded, lowered, ds, net = bundled
+    acc = decay_cost(lowered.folded, net, ds.x_test, ds.y_test)
+    print(f"\ndigits-rows test split ({acc['samples']}): float {100 * acc['float']:.2f} %, "
+          f"float with Xylo's decays {100 * acc['float_xylo_decays']:.2f} %, Xylo "
+          f"(emulator = xylosim) {100 * acc['xylo']:.2f} %")
+    assert acc["float"] == pytest.approx(loaded.meta["test_accuracy"], abs=1e-9)
+    readme = (ROOT / "examples" / "models" / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if "digits_rows_xylo.pt" in line)
+    for key in ("float", "float_xylo_decays", "xylo"):
+        assert f"{100 * acc[key]:.2f} %" in row, key
+    assert acc["xylo"] > 0.5  # far above chance (10 %), below the float model: stated
+
+
+def test_models_xylo_cannot_take_are_refused_in_one_line(bundled, tmp_path):
+    from snnexport.backends.base import TargetRefusal
+    from snnexport.importers.plifnet import import_plifnet
+    from snnexport.models import build_network
+    from snnexport.passes.fold import fold
+
+    loaded, lowered, ds, _ = bundled
+    calib = ds.x_train[:20]
+    with pytest.raises(TargetRefusal, match=r"outputs: needs 10, the chip holds 8"):
+        backends.get("xylo-audio2").chain.lower(lowered.folded, calib, None)
+    wide = build_network(dict(in_channels=1, input_size=8, n_down=0, fc_hidden=[32],
+                              population=1, time_steps=8, v_reset=None))
+    with pytest.raises(TargetRefusal, match=r"inputs: needs 64, the chip holds 16"):
+        backends.get("xylo-imu").chain.lower(fold(import_plifnet(wide)), calib, None)
+    conv = ROOT / "examples" / "models" / "digits_plif_layer.pt"
+    out = subprocess.run([sys.executable, "-m", "snnexport.cli", "check", str(conv),
+                          "--target", "xylo-imu", "--samples", "20"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1 and re.match(r"xylo-imu cannot take this model: .*Conv2d", lines[0])
