@@ -54,7 +54,7 @@ from ..ir import nodes as ir
 from ..ir.graph import Graph
 from ..ir.validate import validate
 from ..readout import readout_scores
-from ..sim.reference import SimResult, encode, run_lif
+from ..sim.reference import SimResult, encode, run_neuron
 from .time_loop import Framework, import_loop, run_loop_reference
 from .torch_layers import (
     LAYERS,
@@ -234,7 +234,7 @@ def loop_framework() -> Framework:
                                       "that loops over time"),
         is_neuron=lambda m: type(m).__module__.startswith("norse"), states=_states,
         fresh=_fresh, neuron_node=_loop_neuron,
-        membrane=lambda node, x_in, dtype: run_lif(node, x_in, dtype)[0])
+        membrane=lambda node, x_in, dtype: run_neuron(node, x_in, dtype)[0])
 
 
 @torch.no_grad()
@@ -285,6 +285,6 @@ def run_norse_reference(net: nn.Module, graph: Graph, x: torch.Tensor,
     for n in neurons:
         x_in, s = seq[n]
         spikes[n] = s.to(dtype)
-        membrane[n] = run_lif(graph.nodes[n], x_in.to(dtype), dtype)[0]
+        membrane[n] = run_neuron(graph.nodes[n], x_in.to(dtype), dtype)[0]
     mode_r = graph.metadata.get("readout", "rate")
     return SimResult(out.to(dtype), readout_scores(out.to(dtype), mode_r, 1), spikes, membrane)

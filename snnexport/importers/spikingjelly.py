@@ -27,7 +27,7 @@ from ..ir import nodes as ir
 from ..ir.graph import Graph
 from ..ir.validate import validate
 from ..readout import readout_scores
-from ..sim.reference import SimResult, run_lif
+from ..sim.reference import SimResult, run_neuron
 from .torch_layers import (
     UnsupportedModuleError,
     choose_readout,
@@ -473,7 +473,7 @@ def run_spikingjelly_reference(model: nn.Module, graph: Graph, x: torch.Tensor,
     for n in neurons:
         x_in, s = seq[n]
         spikes[n] = s
-        membrane[n] = run_lif(graph.nodes[n], x_in, dtype)[0]
+        membrane[n] = run_neuron(graph.nodes[n], x_in, dtype)[0]
     mode = graph.metadata.get("readout", "rate")
     population = next((node.population for _, node in graph.ordered()
                        if isinstance(node, ir.Voting)), 1)

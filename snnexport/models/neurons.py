@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
+from ..ir.neurons import SourceParams, source_charge
 
 TAU_PER = ("layer", "neuron")
 
@@ -57,14 +58,12 @@ def neuron_step(
     detach_reset: bool,
     spiking: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One time step. Returns (H_t, S_t, V_t). k=None means no leak (IF neuron)."""
+    """One time step. Returns (H_t, S_t, V_t). k=None means no leak (IF neuron). H_t is the
+    'lif_source' kind's charge (ir/neurons.py, what the IR's LIFNeuron runs); the spike is the
+    surrogate's, the reset detached or not (training)."""
     reset_level = 0.0 if v_reset is None else v_reset
-    if k is None:
-        h = v + x
-    elif decay_input:
-        h = v + k * (x - (v - reset_level))
-    else:
-        h = v - k * (v - reset_level) + x
+    h = source_charge(SourceParams(k, decay_input, v_threshold, v_reset is None, v_threshold,
+                                   reset_level, None), v, x)
     if not spiking:  # a non-spiking readout layer: the membrane only integrates
         return h, torch.zeros_like(h), h
     s = spike(h - v_threshold)

@@ -143,8 +143,6 @@ def run_neuron(n, x_seq, dtype):
                      (lambda h: kind.fire_reset(p, h)) if n.spiking else None)
 
 
-run_lif = run_neuron  # (the source-level LIFNeuron's name for it)
-
 # --- merges, element-wise on [T, B, *shape] ---------------------------------------------------
 
 MERGES = {
