@@ -37,13 +37,13 @@ from ..errors import SnnexportError
 from ..files import atomic_write
 from . import nodes as ir
 from .graph import Graph
+from .neurons import keeps_current
 from .validate import check_fields, validate
 
 MAGIC = b"SNNEXPORT-IR\n"
 FORMAT = "snnexport-ir"
 VERSION = 3  # 3: current-based neurons (Neuron.current_decay, LIFNeuron.k_syn)
 READABLE = (1, 2, 3)
-CUBA_FIELDS = ("current_decay", "k_syn")  # a graph without them is written as version 2
 
 
 class IRFileError(SnnexportError, ValueError):
@@ -85,7 +85,8 @@ def to_bytes(g: Graph) -> bytes:
                       "arrays": arrays})
     order = {n: i for i, n in enumerate(g.order())}
     edges = sorted(g.edges, key=lambda e: order[e[1]])  # stable: argument order kept
-    cuba = any(getattr(node, f, None) is not None for _, node in g.ordered() for f in CUBA_FIELDS)
+    # a graph without a current (ir/neurons.py keeps_current) is written as version 2
+    cuba = any(keeps_current(node) for _, node in g.ordered())
     header = {"format": FORMAT, "version": VERSION if cuba else 2, "metadata": g.metadata,
               "edges": [list(e) for e in edges], "nodes": nodes}
     body = b"".join(blobs)

@@ -304,6 +304,14 @@ def kind_of(node) -> NeuronKind:
     return KINDS[name]
 
 
+def keeps_current(node) -> bool:
+    """Whether an IR node is a neuron whose kind keeps a synaptic current and whose current
+    parameter is set (ir.Neuron.current_decay, ir.LIFNeuron.k_syn); False for any other node."""
+    kind = KINDS.get(getattr(node, "neuron_kind", None))
+    return bool(kind and kind.current_param and getattr(node, kind.current_param, None)
+                is not None)
+
+
 def lookup(table: dict, node, what: str):
     """A consumer's own entry for the node's kind (`table` keyed by kind name), or a one-line
     refusal naming `what` (e.g. 'the integer ONNX model')."""

@@ -19,6 +19,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import SnnexportError
+from .neurons import keeps_current
 
 Shape = tuple[int, ...]
 
@@ -346,8 +347,7 @@ def refuse_current(graph, target: str, error: type[Exception] = IRError) -> None
     the first layer with a synaptic current (Neuron.current_decay, LIFNeuron.k_syn), so that
     no target ever drops the current silently."""
     for name, node in graph.ordered():
-        if getattr(node, "current_decay", None) is not None or \
-                getattr(node, "k_syn", None) is not None:
+        if keeps_current(node):
             raise error(f"layer {name!r}: a current-based neuron (a synaptic current that "
                         f"decays, CUBA) is not lowered to {target} yet; check it with --target "
                         f"{CUBA_TARGETS}")
