@@ -70,6 +70,7 @@ class Chain:
     reference_runner: Callable[[Any, Any], Callable]
     thresholds: Callable[[Any], dict]
     new_stats: Callable[[], Any]
+    title: str = ""  # what `export` says it quantised for ("fixed point for Loihi 2")
 
 
 @dataclass(frozen=True)

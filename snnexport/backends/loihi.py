@@ -31,4 +31,5 @@ def new_stats():
     return EmulatorStats()
 
 
-LOIHI = Chain("loihi2", fixed_point, reference_runner, thresholds, new_stats)
+LOIHI = Chain("loihi2", fixed_point, reference_runner, thresholds, new_stats,
+              "fixed point for Loihi 2")

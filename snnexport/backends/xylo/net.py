@@ -111,3 +111,49 @@ class XyloRecord:
     def differences(self, other: XyloRecord) -> dict[str, int]:
         """Per field, the number of values that differ from `other`'s."""
         return {k: int((getattr(self, k) != getattr(other, k)).sum()) for k in self.FIELDS}
+
+
+XYLO_FORMAT, XYLO_VERSION = "snnexport-xylo", 1
+_ARRAYS = ("w_in", "w_rec", "w_out", "dash_mem", "dash_syn", "threshold", "bias",
+           "dash_mem_out", "dash_syn_out", "threshold_out", "bias_out")
+
+
+def save_xylo(net: XyloNet, path):
+    """One .npz: the integer arrays (int64) and a JSON header (format, version, shifts, the
+    layers with their delays and scales, readout, chip, the quantisation report). Written to a
+    temporary file and renamed."""
+    import dataclasses
+    import json
+
+    from ...files import atomic_write
+
+    header = {"format": XYLO_FORMAT, "version": XYLO_VERSION,
+              "shifts": [net.shift_in, net.shift_rec, net.shift_out],
+              "layers": [dataclasses.asdict(lay) for lay in net.layers],
+              "population": net.population, "readout": net.readout, "chip": net.chip,
+              "report": net.report}
+    arrays = {k: np.asarray(getattr(net, k), np.int64) for k in _ARRAYS}
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, header=np.array(json.dumps(header, default=float)), **arrays)
+    return atomic_write(path, write)
+
+
+def load_xylo(path) -> XyloNet:
+    """The XyloNet `save_xylo` wrote; anything else is refused in one line (ValueError)."""
+    import json
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            header = json.loads(str(z["header"]))
+            arrays = {k: np.asarray(z[k], np.int64) for k in _ARRAYS}
+    except (OSError, KeyError, ValueError) as e:
+        raise ValueError(f"{path}: not a Xylo net file ({type(e).__name__}: {e})") from None
+    if header.get("format") != XYLO_FORMAT or header.get("version") != XYLO_VERSION:
+        raise ValueError(f"{path}: not a Xylo net file of version {XYLO_VERSION}")
+    layers = [XyloLayer(**lay) for lay in header["layers"]]
+    return XyloNet(**arrays, shift_in=header["shifts"][0], shift_rec=header["shifts"][1],
+                   shift_out=header["shifts"][2], layers=layers,
+                   population=header["population"], readout=header["readout"],
+                   chip=header["chip"], report=header["report"]).validate()
