@@ -24,11 +24,10 @@ from pathlib import Path
 import torch
 
 from snnexport.data import load_dataset
-from snnexport.lava.netx_import_target import NetxLavaTarget
-from snnexport.lava.target import lava_python
-from snnexport.netx_check import encode_images, inputs_of
-from snnexport.quant.netx_emulator import emulate_netx
+from snnexport.lava.target import LavaFixedTarget, lava_python
+from snnexport.quant.emulator import emulate
 from snnexport.quant.netx_import import read_netx
+from snnexport.quant.netx_inputs import encode_images, inputs_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,16 +51,16 @@ def main() -> None:
     ins = inputs_of(net, {"x": encode_images(net, images, t)}, "digits")
     x = ins.x
     n = x.shape[1]
-    emulate_netx(net, x[:, :8])  # warm-up
+    emulate(net, x[:, :8])  # warm-up
     start = time.perf_counter()
-    fast = emulate_netx(net, x, record_state=False)
+    fast = emulate(net, x)
     t_fast = time.perf_counter() - start
     start = time.perf_counter()
-    plain = emulate_netx(net, x, reference=True, record_state=False)
+    plain = emulate(net, x, reference=True)
     t_plain = time.perf_counter() - start
     assert all(torch.equal(fast.spikes[k], plain.spikes[k]) for k in fast.spikes)
     m = args.lava_samples
-    lava = NetxLavaTarget(net, record_state=False)
+    lava = LavaFixedTarget(net, netx=True, record_state=False)
     start = time.perf_counter()
     res = lava(x[:, :m])
     t_call = time.perf_counter() - start

@@ -100,7 +100,7 @@ def fold(model) -> Graph:
     """The folded, hardware-native IR of a model (LoadedModel, file or graph)."""
     from .passes.fold import fold as fold_graph
 
-    return fold_graph(model if isinstance(model, Graph) else load(model).graph)
+    return fold_graph(model if isinstance(model, Graph) else load(model).need_graph("folded"))
 
 
 @dataclass
@@ -136,7 +136,7 @@ def export(model, target: str, path, data: str | None = None, calib_samples: int
     if unknown:
         raise UsageError(f"export --to {target}: unknown option(s) {sorted(unknown)}; it takes "
                          f"{list(backend.exports.options) or 'none'}")
-    lowered = Lowered(loaded.graph)
+    lowered = Lowered(loaded.need_graph("exported (it is a netx file already)"))
     calib, what = None, None
     if backend.fixed_point:
         data = data_for(data, loaded)  # a file names only a built-in set: never code
@@ -148,7 +148,7 @@ def export(model, target: str, path, data: str | None = None, calib_samples: int
     written = backend.exports.write(lowered.input_for(backend, calib, decays), path, **options)
     out = Exported(Path(written or path), target)
     if backend.fixed_point:
-        out.fixed, out.grouping = lowered.fixed(calib, decays)
+        out.fixed, out.grouping = lowered.fixed(calib, decays, backend.chain)
         out.calibrated_on = f"{len(calib)} samples of {what}"
     return out
 
@@ -220,6 +220,15 @@ def fit(model, chip: str, decays: int | str | None = None, chips: int = 1):
     if decays is not None and (isinstance(decays, bool) or not isinstance(decays, int)
                                or decays < 1):
         raise UsageError(f"fit: decays = {decays!r}: give a whole number >= 1 or 'all'")
-    graph = model if isinstance(model, Graph) else load(model).graph
+    if not isinstance(model, Graph):
+        loaded = load(model)
+        if loaded.fixed is not None:  # a netx file: its blocks placed as they are
+            from .hw.fit import fit_fixed
+
+            if decays is not None:
+                raise UsageError(f"{loaded.path}: --decays regroups a float model's decays; "
+                                 f"{loaded.kind} is already fixed point: fit it as it is")
+            return fit_fixed(loaded.fixed, chip, chips)
+    graph = model if isinstance(model, Graph) else loaded.graph
     folded = graph if graph.metadata.get("folded") else fold_graph(graph)
     return fit_graph(folded, chip, decays, chips)

@@ -4,7 +4,7 @@ get the target's backend (snnexport.backends), run it, compare."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -35,7 +35,6 @@ from .ir import nodes as ir
 from .ir.graph import Graph
 from .parity import TOL, ParityReport, compare
 from .quant import QuantError
-from .quant.netx_import import NetxNet
 from .sim.limits import count, ensure_fits, first, fit_input, run_bytes, time_steps_of
 from .sim.reference import SimResult, simulate
 
@@ -122,14 +121,14 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
     process only: Ray shards run their own).
     `artifact`: the file the target's export wrote; the target runs that file as read back
     from disk (its backend's run_file), so the file checked is the file shipped (deploy)."""
-    if isinstance(loaded.graph, NetxNet):  # an imported netx file: snnexport/netx_check.py
-        from .netx_check import check_model
-
-        return check_model(loaded, target, data, samples, inputs)
     from . import distributed
 
     backend = get_backend(target)
     use_ray = distributed.wanted(workers, ray_address)
+    if loaded.fixed is not None:  # a fixed-point net with no float model behind it (netx)
+        plan, x, y = _fixed_model_plan(loaded, backend, target, data, samples, batch_size,
+                                       inputs, decays)
+        return _run_plan(plan, x, y, workers, ray_address, use_ray, reference_runs)[0]
     samples = count("--samples", samples)
     calib_samples = count("--calib-samples", calib_samples)
     batch_size = count("batch_size", batch_size)
@@ -171,18 +170,36 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
     except (QuantError, UsageError) as e:  # out of Loihi 2's bounds, or of the memory
         raise type(e)(f"{loaded.path}: {e}") from None
     thresholds, tol = thresholds_of(loaded.graph), TOL[reference_dtype]
-    if backend.reference == "emulator":
-        from .quant.emulator import fixed_threshold
-
-        thresholds = {lay.name: fixed_threshold(lay) + 0.5 / lay.scale
-                      for lay in inp.layers if not lay.pool}
-        tol = 0.0
+    if backend.reference == "emulator":  # the chain's emulator: ties at its own levels
+        thresholds, tol = backend.chain.thresholds(inp), 0.0
     dtype = backend.dtype or target_dtype
     if artifact is not None and backend.run_file is None:
         raise UsageError(f"{artifact}: target {target!r} does not run an artifact file")
     plan = _Plan(backend, inp, dtype, loaded.graph, loaded.reference, reference_dtype,
                  thresholds, tol, batch_size,
-                 f"{target} ({backend.description}, {str(dtype).split('.')[-1]})", artifact)
+                 f"{target} ({backend.description}, {str(dtype).split('.')[-1]})", artifact,
+                 mismatch_cause=backend.mismatch_cause)
+    report, counters = _run_plan(plan, x, y, workers, ray_address, use_ray, reference_runs)
+    if backend.fixed_point:
+        _, grouping = lowered.fixed(calib_x, decays, backend.chain)
+        # --decays K: the grouping's size per layer, so the accuracy cost reads against it
+        grouped = {r["layer"]: {"decays_before_grouping": r["before"],
+                                "decay_max_change": r["max_change"]} for r in grouping or []}
+        report.quantisation = [dict(row, v_clipped=counters["v_clipped"].get(row["layer"], 0),
+                                    u_wrapped=counters["u_wrapped"].get(row["layer"], 0),
+                                    bias_clipped=row.get("bias_clipped", 0) +
+                                    counters["bias_clipped"].get(row["layer"], 0),
+                                    **grouped.get(row["layer"], {}))
+                               for row in inp.report]
+    return report
+
+
+def _run_plan(plan: _Plan, x, y, workers: int, ray_address, use_ray: bool,
+              reference_runs: ReferenceRuns | None):
+    """The report of `plan` on samples x, y and the emulator's counters: in this process, or
+    cut into shards on Ray (each checked by _check_shard, the reports merged)."""
+    from . import distributed
+
     if not use_ray:
         report, counters = _check_shard(plan, x, y, 0, reference_runs)
     else:  # what every shard shares is shipped once; each shard gets its own inputs
@@ -196,30 +213,229 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
         reports, counters = [], {"v_clipped": {}, "u_wrapped": {}, "bias_clipped": {}}
         for (lo, hi), result in zip(parts, results, strict=True):
             if isinstance(result, distributed.Failed):
-                reports.append(ParityReport(plan.target, mismatch_cause=backend.mismatch_cause,
-                                            failed_shards=[{
-                                                "shard": result.index + 1,
-                                                "samples": [lo, hi - 1],
-                                                "tries": result.tries,
-                                                "error": result.error}]))
+                reports.append(plan.report_cls(plan.target, mismatch_cause=plan.mismatch_cause,
+                                               failed_shards=[{
+                                                   "shard": result.index + 1,
+                                                   "samples": [lo, hi - 1],
+                                                   "tries": result.tries,
+                                                   "error": result.error}]))
                 continue
             reports.append(result[0])
             for key, per_layer in result[1].items():
                 for name, n in per_layer.items():
                     counters[key][name] = counters[key].get(name, 0) + n
-        report = ParityReport.merge(reports)
-    if backend.fixed_point:
-        _, grouping = lowered.fixed(calib_x, decays)
-        # --decays K: the grouping's size per layer, so the accuracy cost reads against it
-        grouped = {r["layer"]: {"decays_before_grouping": r["before"],
-                                "decay_max_change": r["max_change"]} for r in grouping or []}
-        report.quantisation = [dict(row, v_clipped=counters["v_clipped"].get(row["layer"], 0),
-                                    u_wrapped=counters["u_wrapped"].get(row["layer"], 0),
-                                    bias_clipped=row.get("bias_clipped", 0) +
-                                    counters["bias_clipped"].get(row["layer"], 0),
-                                    **grouped.get(row["layer"], {}))
-                               for row in inp.report]
-    return report
+        report = plan.report_cls.merge(reports)
+    return report, counters
+
+
+def _plain_emulator(net, xb, dtype):
+    """The plain emulator (quant.emulator.emulate_reference): what the fast one, target
+    'fixed', is compared with where no float model stands behind the net."""
+    from .quant.emulator import emulate_reference
+
+    return emulate_reference(net, xb)
+
+
+def _fixed_model_plan(loaded: LoadedModel, backend: Backend, target: str, data, samples,
+                      batch_size, inputs, decays):
+    """(the plan, x [N, T, ...], y) of a check of a model that is a fixed-point net with no
+    float model behind it (LoadedModel.fixed: a netx file) on its own inputs (--data
+    FILE.npz in netx's layout, quant/netx_inputs.py): every target is compared with the
+    emulator ('fixed', the fast emulator, with the plain one), the emulator also with the
+    outputs recorded in the data (s:<g> / u:<g> / v:<g>); float targets and --decays are
+    refused in one line (nothing float to run or to regroup). `inputs`: (x [N, T, *WHC],
+    labels or None), or NetxInputs already read."""
+    from .backends.loihi import LOIHI
+    from .quant.netx_inputs import driven, inputs_for
+
+    net = loaded.fixed
+    fixed = ", ".join(b.name for b in backends_of(LOIHI))
+    if not backend.fixed_point or backend.chain is not LOIHI:
+        raise UsageError(f"{loaded.path}: {loaded.kind} is Loihi 2's fixed-point net with no "
+                         f"float model behind it: target {target!r} has nothing to run; check "
+                         f"it with --target {fixed} (e.g. --target netx: Lava against the "
+                         "emulator)")
+    if decays is not None:
+        raise UsageError(f"{loaded.path}: --decays regroups the decays of a float model before "
+                         f"quantising it; {loaded.kind} is already fixed point: check it as "
+                         "it is")
+    batch_size = count("batch_size", batch_size)
+    samples = count("--samples", samples)
+    ins = inputs_for(net, loaded.path, data, inputs, samples)
+    net = driven(net, ins)
+    n = ins.x.shape[1]
+    y = ins.y if ins.y is not None else torch.zeros(n, dtype=torch.int64)
+    what = ("the plain emulator" if backend.reference == "model" else "the emulator")
+    name = f"{target} ({backend.description}; {net.netx_file} has no float model: vs {what})"
+    reference = None
+    if backend.reference == "model":  # 'fixed': the fast emulator against the plain one
+        import functools
+
+        reference = functools.partial(_plain_emulator, net)
+    plan = _Plan(backend, net, torch.int64, None, reference, torch.int64,
+                 backend.chain.thresholds(net), 0.0, batch_size, name,
+                 mismatch_cause="unexplained", report_cls=FixedModelReport,
+                 recorded=ins.recorded or None, labelled=ins.y is not None, source=ins.source)
+    return plan, ins.x.transpose(0, 1).contiguous(), y
+
+
+def backends_of(chain) -> list[Backend]:
+    from .backends import backends
+
+    return [b for b in backends() if b.fixed_point and b.chain is chain]
+
+
+@dataclass
+class FixedModelReport(ParityReport):
+    """The report of a check of a net with no float model behind it (a netx file): the spikes
+    of its spiking layers (a ParityReport), plus, where the runs record them (netx's timing),
+    u and v (after the reset: what Lava's LIF holds) of every layer at every step (`state`
+    rows, `first_state_divergence`), the outputs recorded elsewhere (`recorded` rows), the
+    readouts (layers that cannot spike by design: their u and v are their output) and whether
+    labels were given (accuracy is shown only then)."""
+
+    state: list[dict] = field(default_factory=list)
+    first_state_divergence: dict | None = None
+    labelled: bool = True
+    readouts: list[str] = field(default_factory=list)
+    recorded: list[dict] = field(default_factory=list)
+    recorded_source: str = ""
+
+    @property
+    def state_mismatches(self) -> int:
+        return sum(r["u_mismatches"] + r["v_mismatches"] for r in self.state) + sum(
+            r["mismatches"] for r in self.recorded)
+
+    @property
+    def unexplained(self) -> int:
+        return super().unexplained + self.state_mismatches
+
+    @property
+    def exact(self) -> bool:
+        return super().exact and self.state_mismatches == 0
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d["state"] = self.state
+        fd = self.first_state_divergence
+        d["first_state_divergence"] = None if fd is None else {
+            k: v for k, v in fd.items() if k != "_key"}
+        d["readouts"] = self.readouts
+        if self.recorded:
+            d["recorded"] = {"source": self.recorded_source, "rows": self.recorded}
+        d["labelled"] = self.labelled  # False: no labels, the accuracies mean nothing
+        return d
+
+    def text(self) -> str:
+        lines = super().text().splitlines()
+        if not self.labelled:  # no labels: no accuracy, only the agreement
+            lines[1] = "  no labels given (y): accuracy not computed; agreement " + \
+                lines[1].rsplit("agreement", 1)[1].strip()
+        if self.readouts:
+            lines.append(f"  readout {', '.join(self.readouts)}: threshold at the top of its "
+                         "range (cannot spike by design); its u and v are its output, compared "
+                         "at every step below")
+        if self.state:
+            lines.append("  state (u, v after the reset, every step): " + ", ".join(
+                f"{r['layer']} u {'=' if not r['u_mismatches'] else r['u_mismatches']} "
+                f"v {'=' if not r['v_mismatches'] else r['v_mismatches']}"
+                for r in self.state))
+        if self.first_state_divergence:
+            fd = self.first_state_divergence
+            lines.append(f"  first state divergence: {fd['layer']} {fd['var']} at step "
+                         f"{fd['step']}, sample {fd['sample']}, neuron {fd['neuron']}: "
+                         f"reference {fd['reference']}, target {fd['target']}")
+        for r in self.recorded:
+            first = "" if r["first"] is None else (
+                f" (first at step {r['first']['step']}, sample {r['first']['sample']}, neuron "
+                f"{r['first']['neuron']}: recorded {r['first']['recorded']}, emulator "
+                f"{r['first']['emulator']})")
+            lines.append(f"  recorded {r['layer']} {r['var']} steps {r['steps'][0]}.."
+                         f"{r['steps'][1]} ({self.recorded_source}): {r['values']} values, "
+                         f"{'all equal' if not r['mismatches'] else r['mismatches']}"
+                         f"{'' if not r['mismatches'] else ' differ'}{first}")
+        return "\n".join(lines)
+
+    def compare_state(self, net, ref: SimResult, tgt: SimResult, offset: int) -> None:
+        """u and v of every layer at every step, where both runs recorded them (`.state`)."""
+        ref_state, tgt_state = getattr(ref, "state", None), getattr(tgt, "state", None)
+        if not ref_state or not tgt_state:
+            return
+        rows = {r["layer"]: r for r in self.state}
+        for k, lay in enumerate(net.layers):
+            if lay.name not in ref_state or lay.name not in tgt_state:
+                continue
+            row = rows.get(lay.name)
+            if row is None:
+                row = {"layer": lay.name, "values": 0, "u_mismatches": 0, "v_mismatches": 0}
+                self.state.append(row)
+                rows[lay.name] = row
+            for i, var in enumerate(("u", "v")):
+                r = ref_state[lay.name][i].reshape(*ref_state[lay.name][i].shape[:2], -1)
+                t = tgt_state[lay.name][i].reshape(r.shape)
+                diff = r != t
+                row["values"] += int(r.numel()) if i == 0 else 0
+                row[f"{var}_mismatches"] += int(diff.sum())
+                if diff.any():
+                    step, b, j = diff.nonzero()[0].tolist()
+                    key = (step, k, offset + b, j)
+                    fd = self.first_state_divergence
+                    if fd is None or key < tuple(fd["_key"]):
+                        self.first_state_divergence = {
+                            "_key": key, "layer": lay.name, "var": var, "step": step,
+                            "sample": offset + b, "neuron": j,
+                            "reference": int(r[step, b, j]), "target": int(t[step, b, j])}
+
+    def compare_recorded(self, ref: SimResult, recorded: dict, lo: int, b: int) -> None:
+        """Every recorded value (NetxInputs.recorded) of samples lo..lo+b-1 against the
+        emulator's."""
+        rows = {(r["layer"], r["var"]): r for r in self.recorded}
+        for (name, var), (t0, arr) in recorded.items():
+            rec = arr[:, lo:lo + b]
+            got = ref.spikes[name] if var == "s" and name in ref.spikes else \
+                (ref.state[name][0] * 0 if var == "s" else ref.state[name]["uv".index(var)])
+            got = got.reshape(got.shape[0], got.shape[1], -1)[t0:t0 + rec.shape[0]].to(
+                torch.int64)
+            row = rows.get((name, var))
+            if row is None:
+                row = {"layer": name, "var": var, "steps": [t0, t0 + rec.shape[0] - 1],
+                       "values": 0, "mismatches": 0, "first": None}
+                self.recorded.append(row)
+                rows[(name, var)] = row
+            diff = got != rec
+            row["values"] += int(rec.numel())
+            row["mismatches"] += int(diff.sum())
+            if diff.any() and row["first"] is None:
+                t, s, j = diff.nonzero()[0].tolist()
+                row["first"] = {"step": t0 + t, "sample": lo + s, "neuron": j,
+                                "recorded": int(rec[t, s, j]), "emulator": int(got[t, s, j])}
+
+    @classmethod
+    def merge(cls, parts: list[FixedModelReport]) -> FixedModelReport:
+        """ParityReport.merge, and the state and recorded rows summed (the first divergence
+        the earliest)."""
+        out = super().merge(parts)
+        for part in parts:
+            out.labelled, out.readouts = part.labelled, part.readouts
+            out.recorded_source = part.recorded_source
+            for kind in ("state", "recorded"):
+                mine = {(r["layer"], r.get("var")): r for r in getattr(out, kind)}
+                for r in getattr(part, kind):
+                    have = mine.get((r["layer"], r.get("var")))
+                    if have is None:
+                        getattr(out, kind).append(dict(r))
+                        mine[(r["layer"], r.get("var"))] = getattr(out, kind)[-1]
+                        continue
+                    for f in ("values", "u_mismatches", "v_mismatches", "mismatches"):
+                        if f in r:
+                            have[f] += r[f]
+                    if r.get("first") is not None and have.get("first") is None:
+                        have["first"] = r["first"]
+            fd = part.first_state_divergence
+            if fd is not None and (out.first_state_divergence is None or tuple(fd["_key"]) <
+                                   tuple(out.first_state_divergence["_key"])):
+                out.first_state_divergence = fd
+        return out
 
 
 @dataclass
@@ -239,6 +455,11 @@ class _Plan:
     batch_size: int
     target: str  # the report's name of the target
     artifact: object = None  # the written file the target runs (Backend.run_file), if any
+    mismatch_cause: str = "unexplained"  # the report's (the backend's, for a float model)
+    report_cls: type = ParityReport  # FixedModelReport: a net with no float model behind it
+    recorded: dict | None = None  # outputs recorded elsewhere (NetxInputs.recorded)
+    labelled: bool = True  # labels given (a net with no float model: they may not be)
+    source: str = ""  # where the inputs came from
 
 
 def _check_shard(plan: _Plan, x: torch.Tensor, y: torch.Tensor, offset: int,
@@ -250,21 +471,24 @@ def _check_shard(plan: _Plan, x: torch.Tensor, y: torch.Tensor, offset: int,
     backend = plan.backend
     stats = None
     if backend.fixed_point:
-        from .quant.emulator import EmulatorStats
-
-        stats = EmulatorStats()
+        stats = backend.chain.new_stats()
     run_target = (backend.make_runner(plan.inp, plan.dtype, stats) if plan.artifact is None
                   else backend.run_file(plan.artifact, plan.inp, plan.dtype, stats))
     reference = plan.reference
     if backend.reference == "emulator":
-        from .quant.emulator import emulate
+        emulate = backend.chain.reference_runner(plan.inp, stats)
 
         def reference(xb, dtype):
-            return emulate(plan.inp, xb, stats)
+            return emulate(xb)
     # a saturated fixed-point neuron explains a divergence from the float model (overflow)
-    saturating = backend.fixed_point and backend.reference == "model"
-    report = ParityReport(target=plan.target, mismatch_cause=backend.mismatch_cause)
-    in_shape = plan.graph.nodes[plan.graph.order()[0]].shape
+    saturating = backend.fixed_point and backend.reference == "model" and plan.graph is not None
+    report = plan.report_cls(target=plan.target, mismatch_cause=plan.mismatch_cause)
+    if isinstance(report, FixedModelReport):
+        report.labelled, report.recorded_source = plan.labelled, plan.source
+        report.readouts = [lay.name for lay in plan.inp.layers
+                           if not lay.spiking and not lay.pool]
+    in_shape = plan.inp.input_shape if plan.graph is None else \
+        plan.graph.nodes[plan.graph.order()[0]].shape
     for lo in range(0, len(y), plan.batch_size):
         xb, yb = x[lo:lo + plan.batch_size], y[lo:lo + plan.batch_size]
         if xb.dim() == len(in_shape) + 2:  # frame sequences are stored [N, T, ...]
@@ -278,6 +502,10 @@ def _check_shard(plan: _Plan, x: torch.Tensor, y: torch.Tensor, offset: int,
         tgt = run_target(xb)
         compare(report, ref, tgt, yb, plan.thresholds, plan.tol, sample_offset=offset + lo,
                 saturated=stats.saturated if saturating else None)
+        if isinstance(report, FixedModelReport):  # u, v every step; recorded outputs
+            report.compare_state(plan.inp, ref, tgt, offset + lo)
+            if plan.recorded:
+                report.compare_recorded(ref, plan.recorded, offset + lo, len(yb))
     if backend.finish is not None:
         backend.finish(report, run_target, plan.inp)
     counters = {"v_clipped": {}, "u_wrapped": {}, "bias_clipped": {}}
@@ -371,10 +599,8 @@ class ReferenceRuns:
 
         start = time.perf_counter()
         if emulator:
-            from .quant.emulator import emulate
-
             before = {name: dict(getattr(stats, name)) for name in COUNTERS}
-            ref = emulate(plan.inp, xb, stats)
+            ref = plan.backend.chain.reference_runner(plan.inp, stats)(xb)
             counters = {name: {layer: c - before[name].get(layer, 0)
                                for layer, c in getattr(stats, name).items()}
                         for name in COUNTERS}

@@ -158,11 +158,11 @@ def _evaluate(args) -> int:
 
 
 def _inspect(args) -> int:
-    from .inspect_ir import describe
+    from .inspect_ir import describe, describe_fixed
 
     loaded = load_model_of(args)
     print(f"{loaded.path}:")
-    print(describe(loaded.graph))
+    print(describe(loaded.graph) if loaded.fixed is None else describe_fixed(loaded.fixed))
     return 0
 
 
@@ -171,7 +171,7 @@ def _fold(args) -> int:
     from .ir import save_ir
     from .passes.fold import fold
 
-    folded = fold(load_model_of(args).graph)
+    folded = fold(load_model_of(args).need_graph("folded"))
     save_ir(folded, args.output)
     print(describe(folded))
     print(f"wrote {args.output}")
@@ -195,10 +195,14 @@ def _export(args) -> int:
     if backend.exports.note is not None:
         print(backend.exports.note(options))
     if out.fixed is not None:
-        print(f"fixed point for Loihi 2, calibrated on {out.calibrated_on}:")
+        print(f"{backend.chain.title or backend.chain.name}, calibrated on "
+              f"{out.calibrated_on}:")
         for row in out.grouping or []:
             print(f"  {row['layer']}: {row['before']} decay values grouped into {row['after']}")
         for row in out.fixed.report:
+            if "text" in row:  # a chain that words its own rows (Xylo)
+                print(f"  {row['text']}")
+                continue
             vmin = f" (min {row['vth_mant_min']})" if row.get("vth_mant_min") else ""
             bmin = f" (min {row['weight_bits_min']})" if row.get("weight_bits_min") else ""
             print(f"  {row['layer']}: {row['kind']}, scale {row['scale']:.6g}, vth_mant "
@@ -238,6 +242,11 @@ def _check(args) -> int:
     data = data_for(args.data, loaded)  # a file names only a built-in set: never code
 
     def data_warning(report):  # the last line, where it is seen
+        from .backends import get as get_backend
+
+        if get_backend(args.target).reference == "emulator" and \
+                getattr(loaded, "fixed", None) is None:
+            return None  # its reference is the quantised net, not the model: no data verdict
         verdict = data_verdict(loaded, report.correct_reference / max(1, report.samples),
                                report.samples, f"the {data} test split", expect)
         if verdict is not None:
@@ -255,9 +264,15 @@ def _check(args) -> int:
         return 0 if all(r.unexplained == 0 and not r.silent_layers and not r.failed_shards
                         for _, r in sweep.rows) and not (verdict and
                                                          verdict["below_expected"]) else 1
-    report = check(loaded, args.target, args.data, args.samples,
-                   reference_dtype=dtype, calib_samples=args.calib_samples,
-                   decays=decays, workers=workers, ray_address=address)
+    from .backends import TargetRefusal
+
+    try:
+        report = check(loaded, args.target, args.data, args.samples,
+                       reference_dtype=dtype, calib_samples=args.calib_samples,
+                       decays=decays, workers=workers, ray_address=address)
+    except TargetRefusal as e:  # the chip cannot take the model: a verdict, as fit's
+        print(f"{args.target} cannot take this model: {e}")
+        return 1
     print(report.text())
     from .deploy import TRUST_SAMPLES
 

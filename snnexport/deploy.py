@@ -242,6 +242,9 @@ def _deploy(loaded, out: Path, outdir: str, data, targets, samples, lava_samples
     if data is None:
         raise DeployError(f"{model}: say which data to deploy on with --data")
     chosen = parse_targets(targets)
+    if loaded.fixed is not None:  # a fixed-point net with no float model behind it (netx)
+        return _deploy_fixed(loaded, out, outdir, data, chosen, samples, lava_samples,
+                             progress, workers, ray_address)
     _check_settings(loaded, model, data, samples, lava_samples, calib_samples, decays)
     manifest = {"model": str(model), "sha256": loaded.sha256(), "data": data,
                 "samples": samples, "lava_samples": lava_samples,
@@ -351,6 +354,107 @@ def _deploy(loaded, out: Path, outdir: str, data, targets, samples, lava_samples
             from .report_html import write_report
 
             write_report(out / "report.html", loaded, folded, summary, checks, findings, out)
+            ledger.record("summary.json", "report.html")
+    bar.close()
+    return json.loads((out / "summary.json").read_text())
+
+
+def _deploy_fixed(loaded, out: Path, outdir: str, data: str, chosen: list[str], samples: int,
+                  lava_samples: int, progress: bool, workers: int, ray_address) -> dict:
+    """deploy of a model that is a fixed-point net with no float model behind it (a netx file:
+    LoadedModel.fixed) on its own inputs (--data FILE.npz, quant/netx_inputs.py): its
+    fixed-point IR file (model.fixed.npz, as 'fixed' exports it) and the netx file itself
+    (model.net), every chosen target checked as `check` checks it (against the emulator; the
+    float targets and other chips refused in the summary, in one line each: nothing float to
+    run), its fit on every chip description (hw.fit.fit_fixed), the energy on every profile
+    from the emulator's counts, and the report. No lint or fold step: they read the float
+    graph."""
+    import shutil
+
+    from tqdm import tqdm
+
+    from .check import check
+    from .energy import energy_of
+    from .errors import UsageError
+    from .lint import as_dicts, from_reports
+    from .quant import save_fixed
+
+    net = loaded.fixed
+    manifest = {"model": str(loaded.path), "sha256": loaded.sha256(), "data": data,
+                "samples": samples, "lava_samples": lava_samples, "netx": {
+                    "num_layers": net.num_layers, "reset_interval": net.reset_interval,
+                    "reset_offset": net.reset_offset},
+                "snnexport": __version__, "code": code_fingerprint()}
+    mpath = out / "manifest.json"
+    old = _read_manifest(mpath, outdir)
+    if old is not None:
+        if {k: v for k, v in old.items() if k != "done"} != manifest:
+            raise DeployError(f"{outdir}: holds a deployment with other settings, another "
+                              f"model or other snnexport code ({mpath}); use a new folder or "
+                              "remove it")
+        manifest["done"] = old.get("done")
+    ledger = _Ledger(out, mpath, manifest)
+    _write_json(mpath, manifest)
+    steps = ["fit", "exports"] + [f"check:{t}" for t in chosen] + \
+        [f"energy:{p}" for p in available_profiles()] + ["report"]
+    bar = tqdm(steps, desc="deploy", unit="step", disable=not progress, file=sys.stderr)
+    for step in bar:
+        bar.set_postfix_str(step)
+        if step == "fit":  # every chip description: its blocks placed as they are
+            if not ledger.valid("fit.json"):
+                from .hw.fit import chips_available, fit_fixed
+
+                ledger.forget("fit.json")
+                _write_json(out / "fit.json", {chip: fit_fixed(net, chip).to_dict()
+                                               for chip in chips_available()})
+                ledger.record("fit.json")
+        elif step == "exports":
+            if not ledger.valid("model.fixed.npz", "model.net"):
+                ledger.forget("model.fixed.npz", "model.net")
+                save_fixed(net, out / "model.fixed.npz")
+                shutil.copyfile(loaded.path, out / "model.net")
+                ledger.record("model.fixed.npz", "model.net")
+        elif step.startswith("check:"):
+            target = step.split(":", 1)[1]
+            name = f"check_{target}.json"
+            if ledger.valid(name):
+                continue
+            ledger.forget(name)
+            n = lava_samples if backends.get(target).slow else samples
+            try:
+                result = check(loaded, target, data, n, workers=workers,
+                               ray_address=ray_address).to_dict()
+            except (UsageError, *refusals()) as exc:  # a target with nothing to run here
+                result = {"target": target, "refused": str(exc),
+                          "refusal": type(exc).__name__}
+            except Exception as exc:  # a real failure (a crash, a runner that died): go on
+                result = {"target": target, "error": f"{type(exc).__name__}: {exc}"}
+            _write_json(out / name, result)
+            ledger.record(name)
+        elif step.startswith("energy:"):
+            profile = step.split(":", 1)[1]
+            names = (f"energy_{profile}.json", f"energy_{profile}.png")
+            if not ledger.valid(*names):
+                from .energy import plot
+
+                ledger.forget(*names)
+                rep = energy_of(loaded, profile, data, samples)
+                plot(rep, out / names[1])
+                _write_json(out / names[0], rep.to_dict())
+                ledger.record(*names)
+        elif step == "report":
+            ledger.forget("summary.json", "report.html")
+            checks = {t: json.loads((out / f"check_{t}.json").read_text()) for t in chosen}
+            summary = summarise(chosen, checks, out)
+            summary["data_mismatch"] = None  # no float model's accuracy to judge them by
+            summary["fit"] = {chip: {k: r.get(k) for k in ("fits", "verdict", "cores_used",
+                                                           "chips_needed", "estimate")}
+                              for chip, r in json.loads((out / "fit.json").read_text()).items()}
+            _write_json(out / "summary.json", summary)
+            from .report_html import write_report
+
+            write_report(out / "report.html", loaded, None, summary, checks,
+                         as_dicts(from_reports(checks)), out)
             ledger.record("summary.json", "report.html")
     bar.close()
     return json.loads((out / "summary.json").read_text())

@@ -29,12 +29,48 @@ READOUT_MEANING = {"rate": "spike count over T", "membrane": "mean over T",
                    "last": "the last step"}
 
 
-def describe(g: Graph) -> str:
-    from .quant.netx_import import NetxNet
-    from .quant.netx_import import describe as describe_netx
+def _one(a) -> str:
+    """A per-neuron integer parameter: its value, or its range when it varies."""
+    a = np.asarray(a)
+    return str(int(a.flat[0])) if (a == a.flat[0]).all() else f"{int(a.min())}..{int(a.max())}"
 
-    if isinstance(g, NetxNet):  # an imported netx file (lava-dl)
-        return describe_netx(g)
+
+def describe_fixed(net) -> str:
+    """What `snnexport inspect` prints for a model that is a fixed-point net (a netx file:
+    quant.netx_import): its layers as netx builds them, and what it is compared with."""
+    drive = {"a_in": "the Input block's a_in (or its bias mantissa)", "bias": "the Input "
+             "block's bias mantissa", "spikes": "the first synapse (0/1 spikes)",
+             "host": "the host layer's float synapse (its current sent as bias mantissas)"}
+    timing = ("netx's own timing: every layer from step 0 and from rest, each synapse a step "
+              "late plus its delays" if net.lava_timing else
+              "snnexport's aligned layers (written by snnexport's netx export)")
+    reset = f", reset every {net.reset_interval} steps (offset {net.reset_offset})" \
+        if net.reset_interval else ""
+    lines = [f"netx network {net.netx_file}: {len(net.layers)} layers, input "
+             f"{'x'.join(map(str, reversed(net.input_shape)))} (netx W x H x C) into "
+             f"{drive[net.input_drive]}; {timing}{reset}",
+             f"  {'layer':<10}{'block':<7}{'shape (CxHxW)':<16}{'iDecay':>10}{'vDecay':>10}"
+             f"{'vThMant':>8}{'w bits':>8}{'w exp':>6}{'bias':>5}{'delay':>8}"]
+    for lay in net.layers:
+        w = np.asarray(lay.weight)
+        wb = "-" if lay.kind in ("input", "host") or not w.size else str(int(np.ceil(np.log2(
+            np.abs(w).max() + 1))) + 1)
+        delay = "-" if lay.delay is None else f"0..{int(np.asarray(lay.delay).max())}"
+        readout = "" if lay.spiking or lay.pool else "  readout"
+        lines.append(f"  {lay.name:<10}{lay.kind:<7}{'x'.join(map(str, lay.shape)):<16}"
+                     f"{'4096' if lay.i_decay is None else _one(lay.i_decay):>10}"
+                     f"{_one(lay.dv):>10}{lay.vth_mant:>8}{wb:>8}{lay.weight_exp:>6}"
+                     f"{'yes' if lay.bias_mant is not None else '-':>5}{delay:>8}{readout}")
+    lines += [f"  note: {n}" for n in net.notes]
+    lines.append("  compared with: no float model stands behind a netx file, so every target "
+                 "(check --target fixed | netx | onnx-fixed | lava-fixed) is compared with "
+                 "snnexport's emulator of it (fixed: the fast emulator with the plain one), and "
+                 "the emulator with outputs recorded elsewhere where --data gives them (s:<g>, "
+                 "u:<g>, v:<g>)")
+    return "\n".join(lines)
+
+
+def describe(g: Graph) -> str:
     shapes = g.shapes()
     order = g.order()
     wide = max(18, 2 + max(len(n) for n in order))

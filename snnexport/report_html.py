@@ -124,7 +124,12 @@ def write_report(path: Path, loaded, folded, summary: dict, checks: dict, findin
     against = (f" ({', '.join(on_emulator)} against snnexport's bit-accurate emulator of the "
                "quantised network)" if on_emulator else "")
     kind = getattr(loaded, "kind", "") or "a model"
-    if loaded.reference is None:  # an IR / NIR file: no trained model to run
+    if getattr(loaded, "fixed", None) is not None:  # a netx file: no float model behind it
+        reference = ("snnexport's bit-accurate emulator of that file (no float model stands "
+                     "behind a netx file: 'fixed' is the fast emulator against the plain one, "
+                     "the other targets against the emulator)")
+        against = ""
+    elif loaded.reference is None:  # an IR / NIR file: no trained model to run
         reference = (f"the float64 simulation of that {kind.split(' ', 1)[-1]}, not a trained "
                      "model: the file is all there is to compare with, so the checks prove "
                      "the targets equal to the file, not to the network it was made from")
@@ -210,11 +215,11 @@ def write_report(path: Path, loaded, folded, summary: dict, checks: dict, findin
                   "<p>Spikes per sample over all time steps; each target on the samples it "
                   "saw (in brackets); red: some of that layer's spikes differ from the "
                   "reference's.</p>", table]
-    img = tau_plot(folded)
+    img = tau_plot(folded) if folded is not None else None  # (a netx file: no float model)
     if img:
         parts += ["<h2>Membrane time constants</h2>", f"<img src='{img}'>"]
     imp_rows = []
-    for name, node in folded.ordered():
+    for name, node in folded.ordered() if folded is not None else ():
         if isinstance(node, ir.Neuron):
             v0 = np.asarray(node.v_init, np.float64)
             if np.any(v0 != 0):
@@ -226,7 +231,16 @@ def write_report(path: Path, loaded, folded, summary: dict, checks: dict, findin
                  "starts at 0.</p>")
     # the fixed-point targets' quantisation table (the same net for all: the first one's)
     quant = next((checks[b.name]["quantisation"] for b in backends.backends()
-                  if b.fixed_point and checks.get(b.name, {}).get("quantisation")), None)
+                  if b.fixed_point and checks.get(b.name, {}).get("quantisation")
+                  and "text" not in checks[b.name]["quantisation"][0]), None)
+    worded = {}  # a chain that words its own rows (Xylo): its first target's rows
+    for b in backends.backends():
+        rows = checks.get(b.name, {}).get("quantisation") or []
+        if rows and "text" in rows[0]:
+            worded.setdefault(b.chain.name, rows)
+    for name, rows in worded.items():
+        parts.append(f"<h2>Quantisation ({_e(name)})</h2><ul>" + "".join(
+            f"<li>{_e(r['text'])}</li>" for r in rows) + "</ul>")
     if quant:
         parts.append("<h2>Quantisation (Loihi 2 fixed point)</h2>")
         parts.append(_table(

@@ -137,25 +137,23 @@ def test_reset_interval_bit_exact_in_lava():
     """netx's periodic reset run by Lava itself (netx.hdf5.Network(reset_interval=5,
     reset_offset=2): LIFReset) equals the emulator's in every layer's spikes, u and v at
     every step, on tiny.net's stored input bias over 14 steps (two resets of every layer)."""
-    from snnexport.lava.netx_import_target import NetxLavaTarget, run_many
-    from snnexport.netx_check import check_netx, inputs_of
-    from snnexport.quant.netx_import import read_netx_with
+    from snnexport.check import check
+    from snnexport.quant.emulator import emulate
+    from snnexport.quant.netx_import import netx_loaded, read_netx_with
+    from snnexport.quant.netx_inputs import driven, inputs_of
 
     net = read_netx_with(GTS / "tiny.net", "reset_interval=5,reset_offset=2")
     assert [net.reset_steps(k, 14) for k in range(3)] == [[2, 7, 12], [3, 8, 13], [4, 9]]
     bias = np.load(GTS / "gts/tinynet/input_bias.npy").astype(np.int64)
     ins = inputs_of(net, {"bias": bias[None], "time_steps": np.array(14)}, "input_bias.npy")
-    res = run_many([(NetxLavaTarget(net, True), ins.x)])[0]
-    report = check_netx(net, "netx", ins, target_result=res)
+    report = check(netx_loaded(net), "netx", inputs=ins)
     assert report.exact and report.state_mismatches == 0, report.text()
     assert not report.silent_layers
     # the reset acted: layer/1's current equals the run without a reset up to its first
     # reset (step 3), not after
-    from snnexport.quant.netx_emulator import emulate_netx
-
     plain = read_netx_with(GTS / "tiny.net", "num_layers=3")
-    a = emulate_netx(net, ins.x, input_bias=True).state["layer/1"][0]
-    b = emulate_netx(plain, ins.x, input_bias=True).state["layer/1"][0]
+    a = emulate(driven(net, ins), ins.x).state["layer/1"][0]
+    b = emulate(driven(plain, ins), ins.x).state["layer/1"][0]
     assert bool((a[:3] == b[:3]).all()) and not bool((a == b).all())
 
 
@@ -163,14 +161,14 @@ def test_pilotnet_lif_stored_voltage():
     """The stored v of pilotnet_lif's layers equals the emulator's wherever the neuron did not
     spike; where it spiked it holds 128 (2 << 6), where Lava's LIF sets 0: why the CLI test
     compares spikes and u, not v."""
-    from snnexport.quant.netx_emulator import emulate_netx
+    from snnexport.quant.emulator import emulate
     from snnexport.quant.netx_import import read_netx_with
-    from snnexport.quant.netx_inputs import inputs_of
+    from snnexport.quant.netx_inputs import driven, inputs_of
 
     net = read_netx_with(GTS / "gts/pilotnet_lif/network.net", "reset_interval=16")
     image = np.load(GTS / "gts/pilotnet_lif/image.npy").astype(np.int64)
     ins = inputs_of(net, {"bias": image[None], "time_steps": np.array(16)}, "image.npy")
-    res = emulate_netx(net, ins.x, input_bias=True)
+    res = emulate(driven(net, ins), ins.x)
     for name, g in (("conv-0", 1), ("conv-4", 5), ("fc-2", 9)):
         stored = np.moveaxis(np.load(GTS / f"gts/pilotnet_lif/{name}-v.npy")[..., :16], -1, 0)
         stored = stored.transpose([0, *range(stored.ndim - 1, 0, -1)]).reshape(16, -1)
@@ -186,8 +184,8 @@ def test_accuracy_only_with_labels(tmp_path, capsys):
     import json
 
     from snnexport.data import load_dataset
-    from snnexport.netx_check import encode_images
     from snnexport.quant.netx_import import read_netx
+    from snnexport.quant.netx_inputs import encode_images
 
     net_file = ROOT / "tests/data/netx/conv.net"
     x = encode_images(read_netx(net_file), load_dataset("digits", 8).x_test.numpy()[:6], 8)

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from snnexport.check import check
 from snnexport.cli import main
 from snnexport.data import load_dataset
-from snnexport.lava.netx_import_target import NetxLavaTarget, run_many
-from snnexport.netx_check import check_netx, encode_images, inputs_of
-from snnexport.quant.netx_emulator import emulate_netx
-from snnexport.quant.netx_import import NetxImportError, read_netx
+from snnexport.quant.emulator import emulate
+from snnexport.quant.netx_import import NetxImportError, netx_loaded, read_netx
+from snnexport.quant.netx_inputs import driven, encode_images, inputs_of
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / ".venv-lava/lib/python3.10/site-packages/tests/lava/lib/dl/netx"
@@ -38,12 +38,24 @@ def _inputs(net, images, t_steps, n):
     return inputs_of(net, {"x": encode_images(net, images[:n], t_steps)}, "digits")
 
 
+def check_netx(net, target, inputs):
+    """snnexport check of the net read from a netx file, on inputs already read."""
+    return check(netx_loaded(net), target, inputs=inputs)
+
+
+def _one(a) -> int:
+    """A per-neuron parameter that is one value for the whole layer (as the file holds it)."""
+    a = np.asarray(a)
+    assert (a == a.flat[0]).all()
+    return int(a.flat[0])
+
+
 def test_lava_dl_files_bit_exact_in_lava(nets, digits):
     """The three lava-dl-written nets and lava-dl's own mnist.net (its last layer has no
     neuron: netx's default integrator), one Lava process for all."""
     nets_ = [read_netx(nets / f"{name}.net") for name in ("dense_cuba", "conv", "delay")]
     nets_.append(read_netx(SHIPPED / "mnist.net"))
-    assert not nets_[-1].layers[-1].spiking and nets_[-1].layers[-1].i_decay == 0
+    assert not nets_[-1].layers[-1].spiking and _one(nets_[-1].layers[-1].i_decay) == 0
     ins = [_inputs(net, digits, 8, 1) for net in nets_]
     # lava-dl's NTIDIGITS net (axonal delays up to 62) on its own recorded input spikes; its
     # last block ('average') netx cannot build: the first 5 groups, as lava-dl's test runs it
@@ -56,15 +68,13 @@ def test_lava_dl_files_bit_exact_in_lava(nets, digits):
     nets_.append(nets_[0])
     bias = np.stack([(np.arange(64) * 7) % 200 + 100 * t for t in range(6)])[None]
     ins.append(inputs_of(nets_[0], {"bias": bias}, "bias"))
-    results = run_many([(NetxLavaTarget(net, i.input_bias), i.x)
-                        for net, i in zip(nets_, ins, strict=True)])
-    for net, i, res in zip(nets_, ins, results, strict=True):
-        report = check_netx(net, "netx", i, target_result=res)
+    for net, i in zip(nets_, ins, strict=True):
+        report = check_netx(net, "netx", i)
         assert report.exact, report.text()
         assert report.state_mismatches == 0 and report.first_state_divergence is None
         assert [r["layer"] for r in report.state] == [lay.name for lay in net.layers]
         # every spiking layer spiked: the equality says something
-        assert not report.silent_layers, (net.path, report.silent_layers)
+        assert not report.silent_layers, (net.netx_file, report.silent_layers)
         assert report.state[0]["values"] > 0
 
 
@@ -72,15 +82,17 @@ def test_what_the_nets_hold(nets):
     """The file's numbers as netx reads them (independent of the emulator)."""
     dense = read_netx(nets / "dense_cuba.net")
     assert [lay.kind for lay in dense.layers] == ["input", "dense", "dense"]
-    assert [lay.i_decay for lay in dense.layers] == [819, 1229, 614]  # 4096 x current_decay
-    assert dense.layers[1].bias.tolist() == (np.arange(24) % 5 - 2).tolist()
+    assert [_one(lay.i_decay) for lay in dense.layers] == [819, 1229, 614]  # 4096 x decay
+    assert dense.layers[1].bias_mant.tolist() == (np.arange(24) % 5 - 2).tolist()
     delay = read_netx(nets / "delay.net")
     assert not delay.has_input_neuron
     # netx repeats a layer's delay vector along the rows (one per output neuron)
     assert (delay.layers[0].delay == (np.arange(20) % 4)[:, None]).all()
     assert (delay.layers[1].delay == (np.arange(10) % 3 + 1)[:, None]).all()
     conv = read_netx(nets / "conv.net")
-    assert conv.layers[1].shape == (4, 4, 4) and conv.layers[2].flatten
+    # the dense block takes the conv's 4x4x4 map flattened (netx's 'flatten' block)
+    assert conv.layers[1].shape == (4, 4, 4) and conv.layers[2].kind == "dense" and \
+        conv.layers[2].weight.shape[1] == 64
 
 
 def test_current_recurrence_by_hand(nets):
@@ -91,7 +103,7 @@ def test_current_recurrence_by_hand(nets):
     lay = net.layers[0]
     c, t_steps = 37, 12
     x = torch.full((t_steps, 1, 64), c, dtype=torch.int64)
-    res = emulate_netx(net, x)
+    res = emulate(net, x)
     u = v = 0
     us, vs, ss = [], [], []
 
@@ -100,8 +112,8 @@ def test_current_recurrence_by_hand(nets):
         return (abs(p) >> 12) * (1 if p >= 0 else -1)
 
     for _ in range(t_steps):
-        u = trunc(u, 4096 - lay.i_decay) + 64 * c
-        v = trunc(v, 4096 - lay.dv) + u
+        u = trunc(u, 4096 - _one(lay.i_decay)) + 64 * c
+        v = trunc(v, 4096 - _one(lay.dv)) + u
         s = v > lay.vth_mant << 6
         v = 0 if s else v
         us.append(u)
@@ -173,7 +185,7 @@ def test_bias_input_and_corrupt_file(nets, tmp_path, capsys):
     net = read_netx(nets / "dense_cuba.net")
     bias = np.full((2, 64), 300, np.int64)
     ins = inputs_of(net, {"bias": bias, "time_steps": np.array(6)}, "bias")
-    res = emulate_netx(net, ins.x, input_bias=True)
+    res = emulate(driven(net, ins), ins.x)
     # v_t = trunc(v_{t-1} (4096 - vDecay) / 4096) + 300 << 6: fires once it passes 64 << 6
     assert res.spikes["layer/0"].sum() > 0
     broken = tmp_path / "broken.net"
@@ -185,12 +197,12 @@ def test_bias_input_and_corrupt_file(nets, tmp_path, capsys):
 def test_energy_from_real_counts(nets, digits, tmp_path, capsys):
     """Counts from the emulator's run, each checked another way: SOPs of a dense layer are
     its input spikes times their nonzero fan-out; `dense` every weight every step."""
-    from snnexport.energy.netx_counts import netx_counts
+    from snnexport.energy.counts import count_fixed_totals, per_inference
 
     net = read_netx(nets / "conv.net")
     ins = _inputs(net, digits, 8, 20)
-    rows = {r.name: r for r in netx_counts(net, ins)}
-    res = emulate_netx(net, ins.x)
+    rows = {r.name: r for r in per_inference(count_fixed_totals(net, ins.x), 20)}
+    res = emulate(net, ins.x)
     dense = net.layers[2]
     per_input = res.spikes[net.layers[1].name].reshape(8, 20, -1).sum((0, 1)).numpy()
     fan_out = (np.asarray(dense.weight) != 0).sum(0)
@@ -202,3 +214,55 @@ def test_energy_from_real_counts(nets, digits, tmp_path, capsys):
     assert main(["energy", str(nets / "conv.net"), "--profile", "loihi2", "--data",
                  str(tmp_path / "in.npz")]) == 0
     assert "layer/3:synapse" in capsys.readouterr().out
+
+
+def test_deploy_of_a_lava_dl_file_writes_the_report(nets, digits, tmp_path):
+    """deploy of the lava-dl-written conv net (tests/data/make_netx_nets.py) on its own inputs:
+    the fixed-point targets checked against the emulator, the float ones refused (no float
+    model behind a netx file), fit and energy from its blocks, the HTML report written."""
+    import json
+
+    from snnexport.deploy import deploy
+
+    net = read_netx(nets / "conv.net")
+    data = tmp_path / "in.npz"
+    np.savez(data, x=encode_images(net, digits[:20], 8), y=np.arange(20) % 10)
+    summary = deploy(str(nets / "conv.net"), str(tmp_path / "out"), data=str(data),
+                     targets="reference,fixed,onnx-fixed,netx", samples=20, lava_samples=2,
+                     progress=False)
+    rows = {r["target"]: r for r in summary["rows"]}
+    assert rows["fixed"]["exact"] and rows["fixed"]["samples"] == 20
+    assert rows["netx"]["exact"] and rows["netx"]["samples"] == 2
+    assert "no float model" in rows["reference"]["refused"]
+    assert "netx's own timing" in rows["onnx-fixed"]["refused"]
+    assert summary["fit"]["loihi2"]["fits"] and summary["fit"]["loihi2"]["cores_used"] == 3
+    html = (tmp_path / "out/report.html").read_text()
+    assert "conv.net" in html and "emulator" in html
+    fixed = json.loads((tmp_path / "out/check_fixed.json").read_text())
+    assert fixed["labelled"] and [r["layer"] for r in fixed["state"]] == [
+        "layer/0", "layer/1", "layer/3"]
+
+
+def test_what_a_netx_file_is_compared_with_and_what_it_refuses(nets, digits, tmp_path, capsys):
+    net_file = str(nets / "conv.net")
+    net = read_netx(net_file)
+    data = tmp_path / "in.npz"
+    np.savez(data, x=encode_images(net, digits[:10], 8))
+    assert main(["inspect", net_file]) == 0
+    out = capsys.readouterr().out
+    assert "compared with: no float model" in out and "netx's own timing" in out
+    for args, why in ((["--target", "reference"], "no float model"),
+                      (["--target", "lava-float"], "no float model"),
+                      (["--target", "fixed", "--decays", "2"], "already fixed point"),
+                      (["--target", "fixed", "--decays", "1,2"], "already fixed point")):
+        assert main(["check", net_file, "--data", str(data), *args]) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and why in err[0] and "conv.net" in err[0], err
+    # fit: three blocks of at most 64 neurons, one neurocore each
+    assert main(["fit", net_file, "--chip", "loihi2"]) == 0
+    assert "cores 3 " in capsys.readouterr().out
+    # --workers: the same report as one process (Ray shards merged)
+    one = check(netx_loaded(net), "fixed", data=str(data))
+    two = check(netx_loaded(net), "fixed", data=str(data), workers=2)
+    assert two.exact and one.to_dict()["layers"] == two.to_dict()["layers"]
+    assert one.to_dict()["state"] == two.to_dict()["state"]

@@ -48,7 +48,8 @@ def data_for(given, loaded, option: str = "--data") -> str | None:
     if isinstance(loaded, dict):
         recorded, source = loaded.get("data"), str(loaded.get("path", "the checkpoint"))
     else:
-        recorded = (loaded.meta or {}).get("data") or loaded.graph.metadata.get("data")
+        recorded = (loaded.meta or {}).get("data") or (
+            None if loaded.graph is None else loaded.graph.metadata.get("data"))
         source = str(loaded.path)
     if recorded is None:
         return None

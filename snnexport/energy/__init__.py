@@ -32,12 +32,9 @@ def energy_of(loaded, profile: str, data: str | None = None, samples: int = 200,
     of another shape than the model's, a batch larger than the memory available.
     `workers` N > 1 (or `ray_address`): counted in N shards on Ray (counts_of)."""
     from ..distributed import wanted
-    from ..quant.netx_import import NetxNet
 
-    if isinstance(loaded.graph, NetxNet):  # an imported netx file: energy/netx_counts.py
-        from .netx_counts import netx_energy
-
-        return netx_energy(loaded, profile, data, samples, inputs)
+    if loaded.fixed is not None:  # a fixed-point net with no float model behind it (netx)
+        return _fixed_energy(loaded, profile, data, samples, inputs)
     samples = count("--samples", samples)
     wanted(workers, ray_address)  # a bad --workers / --ray-address: refused before any work
     graph = fold(loaded.graph)
@@ -83,6 +80,19 @@ def counts_of(graph, x: torch.Tensor, workers: int = 1, ray_address: str | None 
         raise ShardError(f"{source}: counting operations: shard {r.index + 1} (samples {lo}-"
                          f"{hi - 1}) failed on all {r.tries} tries: {r.error}")
     return per_inference(add_totals(results), len(x))
+
+
+def _fixed_energy(loaded, profile: str, data, samples: int, inputs) -> EnergyReport:
+    """`snnexport energy NET.net --data FILE.npz`: a model that is a fixed-point net (a netx
+    file) counted on its own integer inputs (quant/netx_inputs.py) by count_fixed_totals."""
+    from ..quant.netx_inputs import driven, inputs_for
+    from .counts import count_fixed_totals, fixed_ann_macs
+
+    net = loaded.fixed
+    ins = inputs_for(net, loaded.path, data, inputs, count("--samples", samples), "counted")
+    t_steps, n = ins.x.shape[0], ins.x.shape[1]
+    counts = per_inference(count_fixed_totals(driven(net, ins), ins.x), n)
+    return estimate(counts, load_profile(profile), fixed_ann_macs(net), n, t_steps)
 
 
 class ShardError(SnnexportError, RuntimeError):

@@ -38,11 +38,7 @@ import torch.nn.functional as F
 from ..ir import nodes as ir
 from ..ir.graph import Graph
 from ..sim.limits import count, ensure_fits, fit_input, run_bytes, time_steps_of
-from ..sim.reference import simulate, synaptic_current
-
-
-def _t(a):
-    return None if a is None else torch.as_tensor(np.asarray(a, np.float64))
+from ..sim.reference import neuron_current, simulate
 
 
 @dataclass
@@ -78,8 +74,9 @@ def connections(node, x_bin: torch.Tensor, every_weight: bool = False) -> torch.
     w = torch.as_tensor(np.asarray(node.weight))
     mask = torch.ones_like(w, dtype=torch.float64) if every_weight else (w != 0).to(
         torch.float64)
-    if isinstance(node, ir.Conv2d):
-        y = F.conv2d(x_bin, mask, None, node.stride, node.padding, 1, node.groups)
+    if isinstance(node, ir.Conv2d) or getattr(node, "kind", "") == "conv":  # (FixedLayer)
+        y = F.conv2d(x_bin, mask, None, node.stride, node.padding,
+                     getattr(node, "dilation", (1, 1)), node.groups)
     else:
         y = x_bin @ mask.T
     return y.flatten(1).sum(1)
@@ -131,13 +128,12 @@ def count_totals(graph: Graph, x: torch.Tensor, time_steps: int | None = None,
             row.dense += float(connections(node, ones, every_weight=True).sum()) * t * b
             row.dense_nonzero_weights += float(connections(node, ones).sum()) * t * b
             row.weights = int(np.count_nonzero(node.weight))
-        elif isinstance(node, (ir.Neuron, ir.LIFNeuron)):
+        elif isinstance(node, ir.NeuronLayer):
             row = rows.setdefault(name, LayerCounts(name, "neuron"))
             row.neurons = int(np.prod(node.shape))
             row.updates += float(row.neurons * t * b)
             # a current-based neuron is driven by its current J, which outlasts the input
-            drive = synaptic_current(x_in, _t(getattr(node, "current_decay", None)),
-                                     _t(getattr(node, "k_syn", None)))
+            drive = neuron_current(node, x_in)  # (its kind's current; ir/neurons.py)
             row.active_updates += float((drive != 0).sum())
             if node.spiking:
                 row.spikes += float(y.sum())
@@ -198,3 +194,61 @@ def ann_macs(graph: Graph) -> list[tuple[str, float]]:
             ones = torch.ones((1, *in_shape), dtype=torch.float64)
             out.append((name, float(connections(node, ones, every_weight=True).sum())))
     return out
+
+
+@torch.no_grad()
+def count_fixed_totals(net, x: torch.Tensor, batch_size: int = 100) -> list[LayerCounts]:
+    """The counts of a model that is a fixed-point net (a netx file: LoadedModel.fixed) summed
+    over the samples of x [T, N, *input] (its integer inputs), from its real run in the
+    emulator (bit for bit Lava's): per layer with a synapse, `sops` the (nonzero input,
+    nonzero weight) pairs of each step's spikes (the previous layer's, or the input spikes
+    into a first synapse; a delayed spike is one operation when it is sent), `dense` /
+    `dense_nonzero_weights` as for any model; netx's Input block has no synapse (its a_in comes
+    from outside); per neuron layer `updates` every neuron every step, `active_updates` where
+    its current u is nonzero (the emulator's recorded state; else where H is), `spikes`."""
+    from ..quant.emulator import emulate
+
+    rows: dict[str, LayerCounts] = {}
+    t_steps, n = x.shape[0], x.shape[1]
+    for lo in range(0, n, count("batch_size", batch_size)):
+        xb = x[:, lo:lo + batch_size]
+        b = xb.shape[1]
+        res = emulate(net, xb)
+        state = getattr(res, "state", {})
+        prev = xb
+        for layer in net.layers:
+            if layer.kind in ("dense", "conv"):
+                syn = rows.setdefault(layer.name + ":synapse", LayerCounts(
+                    layer.name + ":synapse", "synapse", spike_fed=True))
+                in_shape = prev.shape[2:]
+                flat = (prev.reshape(t_steps * b, *in_shape) != 0).to(torch.float64)
+                if layer.kind == "dense":
+                    flat = flat.flatten(1)
+                    in_shape = (flat.shape[1],)
+                syn.sops += float(connections(layer, flat).sum())
+                ones = torch.ones((1, *in_shape), dtype=torch.float64)
+                syn.dense += float(connections(layer, ones, every_weight=True).sum()) * t_steps * b
+                syn.dense_nonzero_weights += float(connections(layer, ones).sum()) * t_steps * b
+                syn.weights = int(np.count_nonzero(layer.weight))
+            row = rows.setdefault(layer.name, LayerCounts(layer.name, "neuron"))
+            row.neurons = layer.n
+            row.updates += float(layer.n * t_steps * b)
+            active = state[layer.name][0] if layer.name in state else res.membrane[layer.name]
+            row.active_updates += float((active != 0).sum())
+            s = res.spikes.get(layer.name)
+            if s is not None:
+                row.spikes += float(s.sum())
+            prev = s if s is not None else torch.zeros((t_steps, b, *layer.shape))
+    return list(rows.values())
+
+
+def fixed_ann_macs(net) -> float:
+    """A fixed-point net's synapses as an ANN: every connection once, zero weights included."""
+    total, shape = 0.0, tuple(net.input_shape)
+    for layer in net.layers:
+        if layer.kind in ("dense", "conv"):
+            ones = torch.ones((1, int(np.prod(shape))) if layer.kind == "dense" else (1, *shape),
+                              dtype=torch.float64)
+            total += float(connections(layer, ones, every_weight=True).sum())
+        shape = tuple(layer.shape)
+    return total

@@ -16,8 +16,13 @@ exponent of 6) and reads weights as integers. What this file holds:
            vDecay = dv (scalar, or per neuron
            in netx's W x H x C order), vThMant; snnexport's `vInit` (the IMP, per neuron,
            W x H x C) is not read by netx: set `neuron.v` at the layer's first step.
-  host/    the first synapse (float weight, bias, per-neuron gain, scale) for the host encoder.
+  host/    the first synapse (float weight, bias, per-neuron gain, a current-based host
+           layer's i_decay) for the host encoder.
   snnexport  JSON: time steps, readout mode, population, layer names, format version.
+
+snnexport reads the file back (quant/netx_import.py) into the fixed-point net it was written
+from: the blocks' integers (per-neuron vDecay / iDecay / vInit included), the host layer from
+`host/` and the names, scales and time steps from the `snnexport` metadata.
 
 Weights: netx derives the Dense exponent from the integers (lava-dl netx/utils.py
 optimize_weight_bits); even mixed-sign weights whose largest magnitude is in [128, 254] keep
@@ -35,8 +40,8 @@ from ..errors import SnnexportError
 from ..files import atomic_write
 from ..hw.layout import whc
 from ..quant.fixed import FixedLayer, FixedNet, QuantError
+from ..quant.netx_import import NETX_FORMAT
 
-NETX_FORMAT = "snnexport-netx"
 NETX_VERSION = 1
 
 
@@ -141,6 +146,8 @@ def write_netx(net: FixedNet, path) -> Path:
                 h["bias"] = host.bias
             if host.gain is not None:
                 h["gain"] = host.gain
+            if host.i_decay is not None:  # a current-based host layer: its current's decay
+                h["i_decay"] = np.asarray(host.i_decay, np.int64)
             meta = {"format": NETX_FORMAT, "version": NETX_VERSION,
                     "time_steps": net.time_steps, "readout": net.readout,
                     "population": net.population, "input_shape": list(net.input_shape),

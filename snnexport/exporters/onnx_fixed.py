@@ -31,7 +31,11 @@ Chosen by measurement (bench/integer_speed.py --candidates: onnxruntime 1.32, 2 
 14x14: im2col + MatMulInteger 32 ms, ConvInteger with uint8 weights 65 ms, with int8 weights
 157 ms (no optimised kernel), float Conv 52 ms; 2x2 depthwise sum on 28x28: ConvInteger 16 ms,
 strided Slices + Add 29 ms; dense 6272->2048: MatMulInteger int8 weights 7 ms, uint8 weights
-14 ms, float MatMul 17 ms.
+14 ms, float MatMul 17 ms. In the deployment graph such a conv (one group, its neuron chunks
+whole pixels) runs one Gather and one GEMM per step and neuron chunk, whose windows stay in
+the core's cache until the GEMM reads them, and whose sums are the chunk the neuron loop takes
+(`_raw_sum`): conv2 of that net 28.3 -> 21.0 ms (1 thread, AVX-512 VNNI; the debug graph keeps
+one GEMM per synapse).
 Exactness (`integer_kernel`): int8 weights where the input's peak (1 for spikes, a SEW ADD's
 graded values up to its peak) is <= 127, so that a pair x1 w1 + x2 w2 stays within int16 (the
 vpmaddubsw of MLAS's AVX2 kernel, which saturates there; the VNNI / AMX kernels accumulate in
@@ -59,7 +63,9 @@ product then a shifted v; else float64, |k v| < 2^35; onnxruntime's integer Div 
 division: on int64 10x a Cast); + u (+ bias << 6); the clip only where it can act
 (|v_init| + T max|u + bias << 6| > 2^23 - 1: a decay never grows |v|, a reset zeroes it);
 keep = clip(vth + 1 - h, 0, 1) (= [h <= vth] on integers; cheaper in onnxruntime than a
-comparison + Cast, or Where), s = 1 - keep, v = h keep. Measured (bench/integer_speed.py
+comparison + Cast, or Where), s = 1 - keep, v = h keep, both held negated (-keep, -v = h (-keep):
+the decay is odd, so the next h = u - decay(-v); a pooled layer's spike is 1 + max(-keep) over
+the window, one op instead of a 1 - keep per corner). Measured (bench/integer_speed.py
 --candidates, the 128x28x28 layer of the bench net, T=8, B=16, 2 threads, medians of 5
 interleaved rounds on a machine loaded 5-7 on its 2 cores): k = 2048, the Scan before 319 ms,
 unrolled int32 with the float32 decay 121 ms unchunked, 166 ms in chunks; dv = 1000, the Scan
@@ -106,6 +112,7 @@ from .onnx_common import (
     chunk_const,
     chunk_groups,
     corner,
+    corners,
     if_else,
     per_sample,
     per_step,
@@ -222,7 +229,8 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
                   to_u=None) -> tuple[str | None, str | None, str | None]:
     """The layer's neurons over the T steps, unrolled, in int32, chunk by chunk (module
     docstring, "Neurons"). drive: int32 [T*B, ...] in `layout` order, from which `to_u` builds
-    each chunk's u (`_drive`; None: drive is u; |u| <= drive_bound), or, for the host layer,
+    each chunk's u (`_drive`; None: drive is u; |u| <= drive_bound), or a list per step of the
+    chunks' drives (`_raw_sum`: [t][i] [1, B, 1, m]), or, for the host layer,
     bias0 (int16 [T_in, B, *shape]). Returns (spikes uint8
     [T, B, *shape] if with_spikes, h int32 [T, B, *shape] if with_h, the spikes' 2x2 OR-pool
     uint8 [T, B, C, H/2, W/2] for the POOL2 layouts, else None).
@@ -260,7 +268,7 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
         # 7-d Transpose of the int16 bias0 on bench/integer_speed.py's net), plane q = 2a + b
         planes = [g.op("Reshape", [corner(g, drive, a, b, layer.shape[1:], (3, 4)), _i64(
             g, "tbnm", [-1, 0, n_p, m])], "plane") for a in (0, 1) for b in (0, 1)]
-    else:
+    elif isinstance(drive, str):
         seq = g.op("Reshape", [drive, _i64(g, "tbnm", [-1 if host else t_steps,
                                                        0 if host else -1, n, m])], "by_chunk")
     if host:  # bias0 [T_in, B, ...], T_in = T or 1: step t reads row min(t, T_in - 1)
@@ -268,11 +276,12 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
     vth1 = g.const("vth1", (int(layer.vth_mant) << 6) + 1, np.int32)
     one = g.const("one", 1, np.int32)
     zero = g.const("zero", 0, np.int32)
+    minus_one = g.const("minus_one", -1, np.int32)
     spikes = [[None] * n for _ in range(t_steps)]
     hs = [[None] * n for _ in range(t_steps)]
     pooled = [[None] * len(groups) for _ in range(t_steps)]
     for gi, group in enumerate(groups):
-        consts, v, cur = {}, {}, {}
+        consts, v, cur, nkeep = {}, {}, {}, {}
         for i in group:
             consts[i] = (
                 chunk_const(g, "k", k / 4096, n, i, fdt) if decay != "none" else None,
@@ -293,34 +302,45 @@ def _neuron_layer(g: GraphBuilder, layer: FixedLayer, drive: str, t_steps: int, 
             for i in group:
                 c, b, d0, chunk = consts[i]
                 if not host:
-                    d = to_u(g, g.op("Slice", [seq, _i64(g, "st", [t, i]), _i64(
-                        g, "en", [t + 1, i + 1]), _i64(g, "ax", [0, 2])], "d"))  # [1, B, 1, m]
+                    d = to_u(g, drive[t][i] if not isinstance(drive, str) else g.op("Slice", [
+                        seq, _i64(g, "st", [t, i]), _i64(g, "en", [t + 1, i + 1]),
+                        _i64(g, "ax", [0, 2])], "d"))  # [1, B, 1, m]
                     if cuba:
                         d = cur[i] = current_step(g, d, cur[i] if t > 0 else None, b, i)
                 else:
                     d = g.op("Slice", [chunk, *rows[t], _i64(g, "ax", [0])], "d")
                 if t == 0:
                     h = g.op("Add", [d, d0], "h") if d0 is not None else d
-                else:
+                else:  # v[i] holds -v (below): h = u - decay(-v)
                     vi = v[i]
                     if c is not None:
                         vi = g.op("Cast", [g.op("Mul", [g.op("Cast", [vi], "vf", to=ftype), c],
                                                 "kv")], "decayed", to=I32)
-                    h = g.op("Add", [vi, d], "h")
+                    h = g.op("Sub", [d, vi], "h")
                 if b is not None and not cuba:
                     h = g.op("Add", [h, b], "biased")
                 if clip:
                     h = g.op("Clip", [h, g.const("lo", -STATE_MAX, np.int32),
                                       g.const("hi", STATE_MAX, np.int32)], "clipped")
-                # keep = [h <= vth] = clip(vth + 1 - h, 0, 1) on integers (cheaper than a
-                # comparison + Cast in onnxruntime); the spike is 1 - keep, the reset v = h keep
-                keep = g.op("Clip", [g.op("Sub", [vth1, h], "margin"), zero, one], "keep")
-                spikes[t][i] = g.op("Cast", [g.op("Sub", [one, keep], "fired")], "s", to=U8)
+                # keep = [h <= vth], as -keep = clip(h - vth - 1, -1, 0) on integers (cheaper
+                # than a comparison + Cast in onnxruntime); the spike is 1 - keep, the reset
+                # v = h keep, kept negated, h (-keep) = -v: the decay is odd (trunc(k (-v) /
+                # 4096) = -trunc(k v / 4096)), so the next h = u - decay(-v), and an OR-pool's
+                # spike is 1 + max(-keep) over its window, without each corner's 1 - keep
+                nkeep[i] = g.op("Clip", [g.op("Sub", [h, vth1], "margin"), minus_one, zero],
+                                "minus_keep")
+                if with_spikes or layout not in POOL2:
+                    spikes[t][i] = g.op("Cast", [g.op("Add", [one, nkeep[i]], "fired")], "s",
+                                        to=U8)
                 hs[t][i] = h
                 if t < t_steps - 1:
-                    v[i] = g.op("Mul", [h, keep], "v")
-            if layout in POOL2:
+                    v[i] = g.op("Mul", [h, nkeep[i]], "minus_v")
+            if layout in POOL2 and with_spikes:
                 pooled[t][gi] = g.op("Max", [spikes[t][i] for i in group], "or_pool")
+            elif layout in POOL2:  # (no spikes asked: one Add and one Cast, of the pool's)
+                pooled[t][gi] = g.op("Cast", [g.op("Add", [one, g.op(
+                    "Max", [nkeep[i] for i in group], "max_minus_keep")], "or_fired")],
+                                     "or_pool", to=U8)
 
     def assemble(parts, hint, shape=layer.shape, lay=layout):
         steps = [ps[0] if len(ps) == 1 else g.op("Concat", ps, hint, axis=2) for ps in parts]
@@ -425,10 +445,11 @@ def _host_switch(g: GraphBuilder, layer: FixedLayer, table, drive: str, pooled: 
     lookup = GraphBuilder(prefix=f"{g.prefix}lut_")
     row0 = lookup.op("Gather", [drive, lookup.const("row", 0, np.int64)], "row0", axis=0)
     parts = [(row0, offset)]  # (mantissas int16 [B, *shape], their neurons' table offsets)
-    if pooled:  # the four corners of every 2x2 window, before the lookup (strided Slices of
-        # the int16 mantissas)
-        parts = [(corner(lookup, row0, a, b, layer.shape[1:], (2, 3)), offset[:, a::2, b::2])
-                 for a in (0, 1) for b in (0, 1)]
+    if pooled:  # the four corners of every 2x2 window, before the lookup (`corners`: Splits
+        # of the int16 mantissas)
+        c, h, w = layer.shape
+        parts = list(zip(corners(lookup, row0, (h, w), (-1, c, h // 2, w // 2)),
+                         (offset[:, a::2, b::2] for a in (0, 1) for b in (0, 1)), strict=True))
     rows = []  # per part: the flat table row of each neuron, int32 [N]
     for part, off in parts:
         m = lookup.op("Clip", [lookup.op("Cast", [part], "m32", to=I32),
@@ -512,11 +533,23 @@ def _matmul(g: GraphBuilder, x: str, w_mat: np.ndarray, kernel: str) -> tuple[st
     if kernel == "int64":
         return g.op("MatMul", [g.op("Cast", [x], "x64", to=I64),
                                g.const("w", w_mat, np.int64)], "acc64"), 1
-    half = w_mat // 2  # exact: even weights
+    return _gemm(g, x, _gemm_weights(g, w_mat, kernel)), 2
+
+
+def _gemm_weights(g: GraphBuilder, w_mat: np.ndarray, kernel: str) -> list[str]:
+    """The integer GEMM's weight inputs for `kernel` 'u8s8' or 'u8u8' (`integer_kernel`): w / 2
+    (exact: even weights) as int8, or as uint8 w / 2 + 128 with zero points 0 and 128."""
+    half = w_mat // 2
     if kernel == "u8s8":
-        return g.op("MatMulInteger", [x, g.const("w", half, np.int8)], "acc"), 2
-    return g.op("MatMulInteger", [x, g.const("w", half + 128, np.uint8), g.const("zx", 0, np.uint8),
-                                  g.const("zq", 128, np.uint8)], "acc"), 2
+        return [g.const("w", half, np.int8)]
+    return [g.const("w", half + 128, np.uint8), g.const("zx", 0, np.uint8),
+            g.const("zq", 128, np.uint8)]
+
+
+def _gemm(g: GraphBuilder, x: str, weights: list[str]) -> str:
+    """int32 x @ (w / 2): MatMulInteger of uint8 x and `_gemm_weights`."""
+    w, *zero_points = weights
+    return g.op("MatMulInteger", [x, w, *zero_points], "acc")
 
 
 def _as_i64(g: GraphBuilder, acc: str, factor: int) -> str:
@@ -526,12 +559,14 @@ def _as_i64(g: GraphBuilder, acc: str, factor: int) -> str:
 
 
 def _im2col(g: GraphBuilder, x: str, in_shape, kh: int, kw: int, stride, padding,
-            corners: bool = False):
+            corners: bool = False, pieces: tuple[int, int] | None = None):
     """uint8 [N, C, H, W] -> [N, Ho*Wo, kh*kw, C] (each output pixel's window, channels last) by
     one Gather of pixels: an index table [Ho*Wo, kh*kw] into the H*W pixels, padding pointing at
     one zero pixel appended after them. Returns (cols, Ho, Wo). `corners`: the output pixels
     ordered corner by corner of the 2x2 windows (a, b, Ho/2, Wo/2), pixel (2i + a, 2j + b)
-    (layout 'pool2_nhwc'), else row by row."""
+    (layout 'pool2_nhwc'), else row by row. `pieces` (T, n), N = T*B: cols as a list per step
+    t of n lists: piece [t][i] [1, B, Ho*Wo / n, kh*kw, C] holds the windows of output pixels
+    i Ho*Wo / n to (i + 1) Ho*Wo / n of step t's B samples (`_raw_sum`)."""
     c, h, w = in_shape
     (sh, sw), (ph, pw) = stride, padding
     ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
@@ -547,18 +582,38 @@ def _im2col(g: GraphBuilder, x: str, in_shape, kh: int, kw: int, stride, padding
                               _i64(g, "pix", [-1, h * w, c])], "pixels")
     if not inside.all():
         pixels = g.op("Pad", [pixels, _i64(g, "zero_pixel", [0, 0, 0, 0, 1, 0])], "padded")
-    return g.op("Gather", [pixels, _i64(g, "windows", idx)], "cols", axis=1), ho, wo
+    if pieces is None:
+        return g.op("Gather", [pixels, _i64(g, "windows", idx)], "cols", axis=1), ho, wo
+    t_steps, n = pieces
+    per_t = g.op("Reshape", [pixels, _i64(g, "tb_pix", [t_steps, -1, idx.max() + 1, c])],
+                 "pixels_t")
+    steps = (g.op("Split", [per_t], "pixels_step", outputs=t_steps, axis=0,
+                  num_outputs=t_steps) if t_steps > 1 else [per_t])
+    rows = ho * wo // n
+    windows = [_i64(g, "windows", idx[i * rows:(i + 1) * rows]) for i in range(n)]
+    return [[g.op("Gather", [step, w], "cols", axis=2) for w in windows] for step in steps], \
+        ho, wo
 
 
 def _raw_sum(g: GraphBuilder, layer: FixedLayer | FixedSynapse, s_seq: str, in_shape,
-             peak: int = 1, plain: bool = False, nhwc: bool = False, corners: bool = False):
+             peak: int = 1, plain: bool = False, nhwc: bool = False, corners: bool = False,
+             t_steps: int = 0):
     """The GEMM part of a = W s from uint8 [T, B, *in_shape] values 0..peak: (acc, factor,
     bound, layout) with a = factor * acc (acc int32 from the integer GEMMs, factor 2; int64
     from the int64 fallback, factor 1), unwrapped, |a| <= bound; acc is [T*B, *out] in
     `layout` 'nchw' (a dense layer's [T*B, out] too), or 'nhwc' [T*B, Ho, Wo, C_out] for an
     im2col conv when `nhwc` (its neurons need no NCHW order: no transpose of the sums), or
     'pool2_nhwc' [T*B, 2, 2, Ho/2, Wo/2, C_out] for an im2col conv when `corners` (and
-    `nhwc`; `_im2col`)."""
+    `nhwc`; `_im2col`).
+
+    `t_steps` given, an im2col conv in one group whose neuron chunks (`chunk_groups`, in the
+    layout's order) hold whole pixels: acc is a list per step of the chunks' sums, [t][i]
+    int32 [1, B, 1, m], each from its own Gather of windows and GEMM (rows B * m / C_out): the
+    GEMM's uint8 input then stays in the core's cache between the Gather that writes it and
+    the GEMM that reads it, and the neuron loop takes its chunks without slicing them. On
+    bench/integer_speed.py's net (conv2: 25,088 x 1,152 rows, 29 MB of windows) one Gather
+    and GEMM took 28.3 ms, 32 of 784 rows 21.0 ms (onnxruntime 1.32, 1 thread, CPU time,
+    fastest of 20, AVX-512 VNNI: the GEMM 150 -> 218 GMAC/s)."""
     if getattr(layer, "weight_exp", 0) != 0:
         raise ONNXExportError(f"layer {layer.name!r}: weight_exp {layer.weight_exp} (the "
                               "fixed-point IR keeps 0)")
@@ -586,11 +641,20 @@ def _raw_sum(g: GraphBuilder, layer: FixedLayer | FixedSynapse, s_seq: str, in_s
     # im2col (one Gather) + MatMulInteger: onnxruntime's ConvInteger has no optimised
     # kernel for int8 weights and a slower one for uint8 (bench/integer_speed.py
     # --candidates); the integer GEMM is the fast one
-    cols, ho, wo = _im2col(g, x, in_shape, kh, kw, layer.stride, layer.padding,
-                           corners and nhwc)
     g_out = c_out // groups
     wg = w.reshape(groups, g_out, c_in_g, kh, kw).transpose(0, 3, 4, 2, 1).reshape(
         groups, kh * kw * c_in_g, g_out)  # rows ordered (i, j, c) as the windows
+    n, m, _ = chunk_groups(int(np.prod(layer.shape)), corners)
+    if t_steps and nhwc and groups == 1 and kernel != "int64" and m % c_out == 0:
+        cols, ho, wo = _im2col(g, x, in_shape, kh, kw, layer.stride, layer.padding,
+                               corners, (t_steps, n))
+        flat, chunk = _i64(g, "k", [-1, kh * kw * c_in_g]), _i64(g, "bnm", [1, -1, 1, m])
+        gemm = _gemm_weights(g, wg[0], kernel)
+        acc = [[g.op("Reshape", [_gemm(g, g.op("Reshape", [c, flat], "rows"), gemm), chunk],
+                     "chunk_acc") for c in step] for step in cols]
+        return acc, 2, bound, "pool2_nhwc" if corners else "nhwc"
+    cols, ho, wo = _im2col(g, x, in_shape, kh, kw, layer.stride, layer.padding,
+                           corners and nhwc)
     if groups == 1:
         acc, factor = _matmul(g, g.op("Reshape", [cols, _i64(g, "k", [-1, kh * kw * c_in_g])]),
                               wg[0], kernel)  # [N*L, C_out]
@@ -632,7 +696,7 @@ def _wrap(g: GraphBuilder, x: str, bits: int, dtype) -> str:
 
 
 def _drive(g: GraphBuilder, layer: FixedLayer, x: str, in_shape, peak: int, extra,
-           corners: bool = False):
+           corners: bool = False, t_steps: int = 0):
     """The layer's synaptic sums, int32 [T*B, ...] in the layout they come in, and `to_u`, which
     builds u = wrap24(a << 6) (int32) from any slice of them; with a bound on |u|, the layout
     ('nchw', 'nhwc', or 'pool2_nhwc' where `corners` is asked and the synapse is an im2col
@@ -642,8 +706,10 @@ def _drive(g: GraphBuilder, layer: FixedLayer, x: str, in_shape, peak: int, extr
     Lava wraps each conv's sum to 24 bits, then u = a << 6 to 24 bits. Both wraps keep a's
     value modulo 2^24, so u = wrap24(64 a) = 64 wrap18(a) of the raw (unwrapped) sum of every
     synapse: one wrap, on the GEMMs' int32 sums (a = 2 acc: u = 128 wrap17(acc)), and only
-    where 64 * sum_bound >= 2^23 (else every wrap is the identity)."""
-    terms = [_raw_sum(g, layer, x, in_shape, peak, nhwc=not extra, corners=corners)]
+    where 64 * sum_bound >= 2^23 (else every wrap is the identity). `t_steps` given, the sums
+    may come as a list per step of the neuron chunks' (`_raw_sum`)."""
+    terms = [_raw_sum(g, layer, x, in_shape, peak, nhwc=not extra, corners=corners,
+                      t_steps=t_steps)]
     terms += [_raw_sum(g, syn, xs, shape, p) for syn, xs, shape, p in extra]
     layout = terms[0][3]
     bound = sum(t[2] for t in terms)
@@ -746,6 +812,15 @@ def _merge(g: GraphBuilder, merge: FixedMerge, a: str, b: str, tb: str) -> str:
     raise ONNXExportError(f"merge {merge.name!r}: unknown op {merge.op!r}")
 
 
+def _extreme(g: GraphBuilder, op: str, drive) -> str:
+    """ReduceMax or ReduceMin (`op`) of the sums `drive`: a tensor, or `_raw_sum`'s list of
+    chunks per step (each reduced, then the Max or Min of those)."""
+    if isinstance(drive, str):
+        return g.op(op, [drive], "sum_extreme", keepdims=0)
+    parts = [g.op(op, [c], "chunk_extreme", keepdims=0) for step in drive for c in step]
+    return parts[0] if len(parts) == 1 else g.op(op[6:], parts, "sum_extreme")
+
+
 def _output(g: GraphBuilder, outputs: list, value: str, name: str, dtype, shape) -> None:
     g.nodes.append(helper.make_node("Identity", [value], [name]))
     outputs.append(helper.make_tensor_value_info(name, dtype, ["T", "B", *shape]))
@@ -764,6 +839,7 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
     ConvInteger / MatMulInteger with uint8 weights, every layer (OR-pools too) an int64
     Scan over a dynamic T. `tables`: in the deployment graph, a static image's host spikes
     looked up (`host_table`) where the table is small enough."""
+    net.refuse_lava_timing("integer ONNX")  # a lava-dl netx file: its own timing
     if plain:  # the benchmark's baseline Scans hold v only
         net.refuse_current("the plain integer ONNX (the benchmark's baseline)")
     pool2 = not debug if pool2 is None else pool2
@@ -823,9 +899,9 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
             ys = [steps(fast, unwrapped, 128 * limit), steps(full)]
             lim = g.const("limit", limit, np.int32)
             within = g.op("And", [
-                g.op("LessOrEqual", [g.op("ReduceMax", [drive], "sum_max", keepdims=0), lim]),
-                g.op("GreaterOrEqual", [g.op("ReduceMin", [drive], "sum_min", keepdims=0),
-                                        g.op("Neg", [lim])])], "within")
+                g.op("LessOrEqual", [_extreme(g, "ReduceMax", drive), lim]),
+                g.op("GreaterOrEqual", [_extreme(g, "ReduceMin", drive), g.op("Neg", [lim])])],
+                "within")
             have = [k for k, y in enumerate(ys[0]) if y is not None]  # of (spikes, h, pool)
             got = if_else(g, within, "neurons", layer.name, (fast, [ys[0][k] for k in have]),
                           (full, [ys[1][k] for k in have]), [(U8, I32, U8)[k] for k in have])
@@ -878,7 +954,8 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
             else:
                 corners = pool2 and _pool2_after(net, layer) is not None
                 sums, to_u, bound, layout, unwrapped = _drive(g, layer, x_in, in_shape, peak,
-                                                              extra, corners)
+                                                              extra, corners,
+                                                              0 if debug else t_steps)
                 s_seq, h_seq = neurons(layer, sums, layout, bound, to_u, unwrapped)
             values[layer.name] = s_seq
             prev = layer
@@ -942,6 +1019,7 @@ class ONNXFixedTarget:
     or frame sequences; the host layer's mantissas come from the emulator's own code."""
 
     def __init__(self, net: FixedNet, artifact=None):
+        net.refuse_lava_timing("integer ONNX")
         self.net = net
         self.artifact = artifact  # a written file: run it, as read back from disk
         self.sessions: dict[int, object] = {}  # one per number of steps (unrolled)

@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -62,6 +63,20 @@ class LoadedModel:
     kind: str = ""
     files: tuple = ()  # the files it was read from (never written over; hashed by deploy)
     digest: str | None = None  # sha256 of what it is (file bytes, or spec + weights / tensors)
+    # a model that is a fixed-point net as it stands (a netx file: quant.netx_import), with no
+    # graph (`graph` None) and no float model behind it: checked, counted and deployed on the
+    # fixed-point targets only (need_graph refuses the rest in one line)
+    fixed: Any = None
+
+    def need_graph(self, what: str) -> Graph:
+        """The graph, or (a model that is a fixed-point net) UsageError in one line saying
+        why `what` cannot take it."""
+        if self.graph is None:
+            raise UsageError(f"{self.path}: {self.kind or 'this model'} runs as it is: a "
+                             "fixed-point net with no float model behind it, so it is not "
+                             f"{what}; snnexport inspect, check --target fixed | netx | "
+                             "onnx-fixed | lava-fixed, energy, fit and deploy take it")
+        return self.graph
 
     def __post_init__(self):
         if self.reference is None and self.torch_model is not None:

@@ -3,6 +3,7 @@
     python -m snnexport.lava.runner float MODEL.snnir INPUTS.npz OUT.npz
     python -m snnexport.lava.runner fixed MODEL.fixed.npz INPUTS.npz OUT.npz
     python -m snnexport.lava.runner netx MODEL.net INPUTS.npz OUT.npz
+    python -m snnexport.lava.runner netx-file MODEL.net INPUTS.npz OUT.npz
 
 float: the folded IR as Lava LIF + Dense/Conv processes in `floating_pt`, INPUTS x [N, *input]
 static images or [N, T, *input] frames, and input_shape (the first synapse is computed here on
@@ -634,7 +635,107 @@ def run(mode: str, model_path: str, inputs_path: str, out_path: str) -> None:
                 for name, seq in results.items()})
 
 
+# --- a lava-dl netx file as netx builds it (FixedNet.lava_timing) -----------------------------
+
+def _chw_flat(a: np.ndarray) -> np.ndarray:
+    """A netx block's W x H x C values (or a flat block's) as the IR's C-major flat vector."""
+    return np.ascontiguousarray(to_chw(a, a.shape)).reshape(-1)
+
+
+def run_netx_sample(path: str, x: np.ndarray, mode: str, shapes: list, record: bool,
+                    num_layers: int | None = None, reset: tuple[int, int] = (0, 0)) -> dict:
+    from lava.lib.dl.netx import hdf5
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.proc.io.source import RingBuffer as Source
+
+    t_steps = x.shape[0]
+    start = time.perf_counter()
+    interval, offset = reset  # netx's periodic reset (LIFReset); interval 0: none
+    net = hdf5.Network(net_config=path, num_layers=num_layers,
+                       reset_interval=int(interval) or None, reset_offset=int(offset))
+    if len(net.layers) != len(shapes):
+        raise RuntimeError(f"{path}: netx built {len(net.layers)} blocks, snnexport read "
+                           f"{len(shapes)}")
+    in_shape = tuple(shapes[0]) if mode != "spikes" else None
+    if mode == "spikes":
+        lava_in = net.inp.shape
+        chw = tuple(reversed(lava_in))
+        data = np.stack([x[t].reshape(lava_in) if len(lava_in) == 1 else
+                         whc(x[t].reshape(chw), chw) for t in range(t_steps)], -1)
+        source = Source(data=data.astype(np.int32))
+        source.s_out.connect(net.inp)
+    elif mode == "a_in":
+        data = np.stack([whc(x[t].reshape(in_shape), in_shape) for t in range(t_steps)], -1)
+        source = Source(data=data.astype(np.int32))
+        source.s_out.connect(net.in_layer.neuron.a_in)
+    else:
+        net.in_layer.neuron.bias_mant.init = whc(x[0].reshape(in_shape), in_shape).astype(np.int32)
+    sinks = [SpikeTap(block.neuron.s_out, t_steps) for block in net.layers]
+    cfg = run_cfg("fixed_pt")
+    out = {}
+    n = [int(np.prod(s)) for s in shapes]
+    if record:
+        for k in range(len(shapes)):
+            out[f"u:{k}"] = np.zeros((t_steps, n[k]), np.int64)
+            out[f"v:{k}"] = np.zeros((t_steps, n[k]), np.int64)
+    try:
+        stepping = time.perf_counter()
+        if record or mode == "bias":
+            for t in range(t_steps):
+                if mode == "bias" and t > 0:
+                    bias = whc(x[t].reshape(in_shape), in_shape)
+                    net.in_layer.neuron.bias_mant.set(bias.astype(np.int32))
+                net.run(condition=RunSteps(num_steps=1), run_cfg=cfg)
+                if record:
+                    for k, block in enumerate(net.layers):
+                        out[f"u:{k}"][t] = _chw_flat(block.neuron.u.get())
+                        out[f"v:{k}"][t] = _chw_flat(block.neuron.v.get())
+        else:
+            net.run(condition=RunSteps(num_steps=t_steps), run_cfg=cfg)
+        run_s = time.perf_counter() - stepping
+        for k, sink in enumerate(sinks):
+            d = sink.data()  # [*W x H x C, T]
+            out[f"spikes:{k}"] = np.stack([_chw_flat(d[..., t]) for t in range(t_steps)])
+    finally:
+        net.stop()
+    out["_seconds"] = time.perf_counter() - start
+    out["_run_seconds"] = run_s
+    return out
+
+
+def run_netx_file(model_path: str, inputs_path: str, out_path: str) -> None:
+    """netx-file: a lava-dl netx file as `netx.hdf5.Network` builds it, one sample at a time on
+    a fresh network from rest (every layer, synapse buffer and delay line empty, as a lava-dl
+    user's run does), every layer from step 0. INPUTS: `x` [N, T, n_in] int (C-major), `mode`
+    'a_in' (a RingBuffer into the Input block's neuron a_in: netx leaves the block's port
+    unwired, lava-dl #298), 'bias' (the Input block's bias mantissa set before every step) or
+    'spikes' (a RingBuffer into `net.inp`, the first synapse); `shapes` every block's C x H x W;
+    `num_layers` netx's (0: all); `reset` [reset_interval (0: none), reset_offset];
+    `record_state` 1 to read u and v of every block after every step. OUT: `spikes:<k>`,
+    `u:<k>`, `v:<k>` [T, N, n] C-major per block k; `seconds`, `run_seconds` [N] per sample."""
+    data = np.load(inputs_path)
+    x = data["x"].astype(np.int64)  # [N, T, n_in]
+    mode = str(data["mode"])
+    shapes = [tuple(int(v) for v in s[s > 0]) for s in data["shapes"]]
+    record = bool(int(data["record_state"]))
+    num_layers = int(data["num_layers"]) or None
+    reset = tuple(int(v) for v in data["reset"]) if "reset" in data else (0, 0)
+    per: dict[str, list] = {}
+    for i in range(len(x)):
+        for key, value in run_netx_sample(model_path, x[i], mode, shapes, record, num_layers,
+                                          reset).items():
+            per.setdefault(key, []).append(value)
+    result = {k: np.stack(v, 1) for k, v in per.items() if not k.startswith("_")}
+    result["seconds"] = np.array(per["_seconds"], np.float64)
+    result["run_seconds"] = np.array(per["_run_seconds"], np.float64)
+    np.savez(out_path, **result)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 5 or sys.argv[1] not in ("float", "fixed", "netx"):
-        sys.exit("usage: python -m snnexport.lava.runner float|fixed|netx MODEL INPUTS OUT")
-    run(*sys.argv[1:5])
+    if len(sys.argv) != 5 or sys.argv[1] not in ("float", "fixed", "netx", "netx-file"):
+        sys.exit("usage: python -m snnexport.lava.runner float|fixed|netx|netx-file MODEL "
+                 "INPUTS OUT")
+    if sys.argv[1] == "netx-file":
+        run_netx_file(*sys.argv[2:5])
+    else:
+        run(*sys.argv[1:5])

@@ -179,12 +179,19 @@ class LavaFixedTarget:
     (`netx=False`), or as the netx HDF5 file lava-dl builds (`netx=True`). Static images or
     frames; the host layer's current mantissas are computed here, with the emulator's code."""
 
-    def __init__(self, net, netx: bool = False, timeout: float = 1200.0, artifact=None):
+    def __init__(self, net, netx: bool = False, timeout: float = 1200.0, artifact=None,
+                 record_state: bool = True):
         self.net = net
         self.netx = netx
         self.artifact = artifact  # the written file (netx or fixed IR) run, read back from disk
         self.timeout = timeout
         self.cost = None  # a residual net's Lava cost (a chain's is small: netx's form)
+        # a lava-dl netx file: u and v read after every step (one run call each), Lava's
+        # time per sample (build + run + stop) and its stepping alone
+        self.record_state = record_state
+        self.seconds, self.run_seconds = np.zeros(0), np.zeros(0)
+        if net.lava_timing:  # a lava-dl netx file: run as netx builds it (_run_netx_file)
+            return
         # netx holds a chain: a residual merge is refused here, naming the merge node, before
         # Lava starts; the processes take a residual net (lowering.lower_residual), built once
         # here too so that what Lava cannot take is refused before it starts
@@ -210,6 +217,8 @@ class LavaFixedTarget:
         from ..quant.fixed import save_fixed
 
         net = self.net
+        if net.lava_timing:
+            return self._run_netx_file(x)
         static = x.dim() == len(net.input_shape) + 1
         t_steps = net.time_steps if static else x.shape[0]
         b = len(x) if static else x.shape[1]
@@ -242,3 +251,43 @@ class LavaFixedTarget:
             last = last / net.layers[-1].scale
         voted = last.reshape(t_steps, b, -1, net.population).mean(-1)
         return SimResult(voted, readout_scores(voted, net.readout, net.population), spikes, {})
+
+    def _run_netx_file(self, x: torch.Tensor) -> SimResult:
+        """A lava-dl netx file (FixedNet.lava_timing) on x [T, B, *input] (integers, as
+        net.input_drive says): each sample on a fresh `netx.hdf5.Network` built from the file
+        (the runner's netx-file mode), from rest, every layer from step 0, u and v of every
+        layer read after every step (`.state`), as the emulator records them."""
+        net = self.net
+        t_steps, b = x.shape[0], x.shape[1]
+        rank = max(len(lay.shape) for lay in net.layers)
+        shapes = np.zeros((len(net.layers), rank), np.int64)
+        for k, lay in enumerate(net.layers):
+            shapes[k, :len(lay.shape)] = lay.shape
+        with tempfile.TemporaryDirectory() as d:
+            d = Path(d)
+            np.savez(d / "inputs.npz", x=x.reshape(t_steps, b, -1).transpose(0, 1).to(
+                torch.int64).numpy(), mode=np.array(net.input_drive), shapes=shapes,
+                record_state=np.array(int(self.record_state)),
+                num_layers=np.array(net.num_layers or 0),
+                reset=np.array([net.reset_interval or 0, net.reset_offset], np.int64))
+            run_runner(["netx-file", str(Path(net.netx_file).resolve()), str(d / "inputs.npz"),
+                        str(d / "out.npz")], self.timeout)
+            out = dict(np.load(d / "out.npz"))
+        self.seconds = np.concatenate([self.seconds, out["seconds"]])
+        self.run_seconds = np.concatenate([self.run_seconds, out["run_seconds"]])
+        spikes, state, last = {}, {}, None
+        for k, lay in enumerate(net.layers):
+            s = torch.from_numpy(out[f"spikes:{k}"].astype(np.float64)).reshape(
+                t_steps, b, *lay.shape)
+            if self.record_state:
+                state[lay.name] = (torch.from_numpy(out[f"u:{k}"]).reshape(t_steps, b, -1),
+                                   torch.from_numpy(out[f"v:{k}"]).reshape(t_steps, b, -1))
+            if lay.spiking:
+                spikes[lay.name] = s
+            last = s if lay.spiking or not self.record_state else \
+                state[lay.name][1].to(torch.float64)
+        voted = last.reshape(t_steps, b, -1, net.population).mean(-1)
+        result = SimResult(voted, readout_scores(voted, net.readout, net.population), spikes,
+                           {})
+        result.state = state
+        return result

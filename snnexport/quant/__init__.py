@@ -2,6 +2,7 @@
 
 from .emulator import EmulatorStats, emulate
 from .fixed import FixedLayer, FixedNet, QuantError, load_fixed, quantize, save_fixed
+from .netx_import import read_netx  # (registers lava-dl's netx files with the front door)
 
 __all__ = ["EmulatorStats", "FixedLayer", "FixedNet", "QuantError", "emulate", "load_fixed",
-           "quantize", "save_fixed"]
+           "quantize", "read_netx", "save_fixed"]

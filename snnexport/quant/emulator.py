@@ -43,6 +43,7 @@ u = a << 6 as Lava's LIF wraps any input.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..ir.neurons import KINDS, WRAP, kind_of, wrap24
 from ..readout import readout_scores
 from ..sim.reference import SimResult
 from .fixed import (
@@ -62,8 +64,6 @@ from .fixed import (
     FixedSynapse,
     host_current_float,
 )
-
-WRAP = 1 << 23
 
 
 @dataclass
@@ -116,7 +116,8 @@ def synapse_sum(layer: FixedLayer | FixedSynapse, s: torch.Tensor,
     out_shape = tuple(layer.shape) if out_shape is None else tuple(out_shape)
     w = torch.as_tensor(layer.weight, dtype=torch.float64)
     if layer.kind == "conv":
-        a = F.conv2d(s.to(torch.float64), w, None, layer.stride, layer.padding, 1, layer.groups)
+        a = F.conv2d(s.to(torch.float64), w, None, layer.stride, layer.padding,
+                     getattr(layer, "dilation", (1, 1)), layer.groups)
         a = a.round().to(torch.int64)
         return (a + WRAP) % (2 * WRAP) - WRAP  # Lava's Conv: signed_clamp(x, 24)
     a = (s.flatten(1).to(torch.float64) @ w.T).round().to(torch.int64)
@@ -138,36 +139,24 @@ def merge_values(merge: FixedMerge, a: torch.Tensor, b: torch.Tensor) -> torch.T
     raise ValueError(f"merge {merge.name!r}: unknown op {merge.op!r}")
 
 
-def wrap24(u: torch.Tensor) -> torch.Tensor:
-    """Lava's LIF wrap of the current into 24 bits: u - 2^24 if u > 2^23, u + 2^24 if
-    u <= -2^23 (int64, or float64 holding integers)."""
-    w = torch.where(u > WRAP, u - 2 * WRAP, u)
-    return torch.where(w <= -WRAP, u + 2 * WRAP, w)
-
-
-def integer_current(i_decay, a64: torch.Tensor,
-                    fast: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def integer_current(i_decay, a64: torch.Tensor, fast: bool = False,
+                    kind: str = "cuba_lif") -> tuple[torch.Tensor, torch.Tensor]:
     """Loihi's integer synaptic current (Lava's PyLifModelBitAcc, du = i_decay - 1), over
-    a64 [T, B, *shape], the input already shifted (a << 6):
+    a64 [T, B, *shape], the input already shifted (a << 6): the integer current step of
+    `kind` (ir/neurons.py int_current, 'cuba_lif'):
         u_t = wrap24(sign(p) (|p| >> 12) + a64_t),  p = u_{t-1} (4096 - i_decay),  u_-1 = 0
     i_decay: per neuron (broadcast against a step) or a number, 1..4096 (4096: u_t =
     wrap24(a64_t), the current of one step). Plain int64 (`fast` False), or float64 on
-    integers (exact: |p| < 2^36; trunc(p / 2^12) is sign(p) (|p| >> 12)): the same values,
-    checked against each other in tests. The one integer current step: the fixed-point
-    emulator's current-based layers and the netx emulator take it. Returns (u, where the wrap
-    acted), [T, B, *shape] each."""
+    integers (int_current_fast): the same values, checked against each other in tests.
+    Returns (u, where the wrap acted), [T, B, *shape] each."""
+    step = KINDS[kind].need("int_current_fast" if fast else "int_current", "the emulator")
     keep = torch.as_tensor(4096 - np.asarray(i_decay, np.int64),
                            dtype=torch.float64 if fast else torch.int64)
     out = torch.empty_like(a64)
     acted = torch.zeros(a64.shape, dtype=torch.bool)
     u = torch.zeros_like(a64[0])
     for t in range(len(a64)):
-        if fast:
-            cur = torch.div(u * keep, 4096.0, rounding_mode="trunc") + a64[t]
-        else:
-            p = u * keep
-            cur = torch.sign(p) * (p.abs() >> 12) + a64[t]
-        u = wrap24(cur)
+        u, cur = step(keep, u, a64[t])
         acted[t] = u != cur
         out[t] = u
     return out, acted
@@ -176,7 +165,10 @@ def integer_current(i_decay, a64: torch.Tensor,
 def neuron_loop(layer: FixedLayer, u: torch.Tensor | None, bias: torch.Tensor,
                 stats: EmulatorStats | None = None):
     """u [T, B, *shape] (already wrapped) or None; bias int64 broadcastable to [T, B, *shape]
-    (the host layer's varies per step). Returns (H, S) int64 / bool, [T, B, *shape]."""
+    (the host layer's varies per step). Returns (H, S) int64 / bool, [T, B, *shape]: the
+    layer's kind's integer membrane step (ir/neurons.py int_membrane, int_fire), plain."""
+    kind = kind_of(layer)
+    membrane = kind.need("int_membrane", f"layer {layer.name!r}: the emulator")
     t_steps = bias.shape[0] if u is None else u.shape[0]
     b = u.shape[1] if u is not None else bias.shape[1]
     shape = (b, *layer.shape)
@@ -185,17 +177,14 @@ def neuron_loop(layer: FixedLayer, u: torch.Tensor | None, bias: torch.Tensor,
     v = torch.as_tensor(layer.v_init, dtype=torch.int64).expand(shape).clone()
     hs, ss, clipped = [], [], []
     for t in range(t_steps):
-        p = v * keep
-        v = torch.sign(p) * (p.abs() >> 12)
-        v = v + (u[t] if u is not None else 0) + (bias[t] if bias.dim() > len(layer.shape) else
-                                                  bias)
+        v = membrane(keep, v, (u[t] if u is not None else 0) + (
+            bias[t] if bias.dim() > len(layer.shape) else bias))
         clipped.append(v.abs() > STATE_MAX)
         v = v.clamp(-STATE_MAX, STATE_MAX)
         hs.append(v)
         # Lava's rule holds for a non-spiking readout too: its vth_mant is the 17-bit maximum,
         # so only a membrane at the 24-bit limit fires (and is counted in v_clipped)
-        s = v > vth
-        v = torch.where(s, torch.zeros_like(v), v)
+        s, v = kind.int_fire(v, vth)
         ss.append(s)
     if stats is not None:
         clipped = torch.stack(clipped)
@@ -219,6 +208,8 @@ def emulate_reference(net: FixedNet, x: torch.Tensor, stats: EmulatorStats | Non
     against it). Runs the fixed-point IR on x ([B, *input] static or [T, B, *input] frames).
     Spikes per layer (pool helpers left out), membranes H (before reset) in IR units (v / S)
     or raw."""
+    if net.lava_timing:  # a lava-dl netx file, in netx's own timing
+        return emulate_lava_timing(net, x, stats, reference=True)
     x_seq, t_steps, b = _input_sequence(net, x)
     spikes, membrane = {}, {}
     prev = None
@@ -251,7 +242,7 @@ def emulate_reference(net: FixedNet, x: torch.Tensor, stats: EmulatorStats | Non
                 a = a + synapse_sum(syn, value(syn.source).flatten(0, 1), layer.shape).reshape(
                     t_steps, b, *layer.shape)
             u = a << 6
-            cuba = layer.i_decay is not None
+            cuba = kind_of(layer).has_current
             if cuba:  # current-based: the current (its bias too) decays, wraps
                 if layer.bias_mant is not None:
                     u = u + (torch.as_tensor(layer.bias_mant, dtype=torch.int64) << 6)
@@ -400,7 +391,8 @@ def _fast_synapse(layer: FixedLayer | FixedSynapse, x: torch.Tensor, out_shape,
     """`synapse_sum` on an exact fast kernel: float64 [N, *out_shape] (a conv's sum wrapped
     to 24 bits as Lava's Conv wraps it)."""
     out_shape = tuple(out_shape)
-    if getattr(layer, "weight_exp", 0) != 0:  # (the quantiser keeps 0; the plain path)
+    if getattr(layer, "weight_exp", 0) != 0 or getattr(layer, "dilation", (1, 1)) != (1, 1):
+        # (the quantiser keeps exponent 0 and no dilation: netx files only; the plain path)
         return synapse_sum(layer, x, out_shape).to(torch.float64)
     w = np.asarray(layer.weight, np.int64)
     peak = _peak(x)
@@ -440,7 +432,7 @@ def _fast_current(layer: FixedLayer, a: torch.Tensor, stats: EmulatorStats | Non
     """u = wrap24(a << 6) (current-based: `integer_current`) plus the bias << 6, float64
     [T, B, *shape] (in place on a)."""
     u = a.mul_(64)
-    if layer.i_decay is not None:  # the bias feeds the current (FixedLayer.i_decay)
+    if kind_of(layer).has_current:  # the bias feeds the current (FixedLayer.i_decay)
         if layer.bias_mant is not None:
             u.add_(torch.from_numpy(np.asarray(layer.bias_mant, np.int64) << 6).to(u.dtype))
         u, acted = integer_current(layer.i_decay, u, fast=True)
@@ -450,10 +442,9 @@ def _fast_current(layer: FixedLayer, a: torch.Tensor, stats: EmulatorStats | Non
         return u.add_(0.0)
     lo, hi = torch.aminmax(u) if u.numel() else (torch.zeros(()), torch.zeros(()))
     wrapped = 0
-    if layer.i_decay is None and (hi > WRAP or lo <= -WRAP):  # Lava's LIF wraps u
+    if hi > WRAP or lo <= -WRAP:  # Lava's LIF wraps u
         ui = u.to(torch.int64)
-        w = torch.where(ui > WRAP, ui - 2 * WRAP, ui)
-        w = torch.where(w <= -WRAP, ui + 2 * WRAP, w)
+        w = wrap24(ui)
         if stats is not None:
             stats.mark(layer.name, w != ui)
         wrapped = int((w != ui).sum())
@@ -471,7 +462,9 @@ def _fast_neurons(layer: FixedLayer, drive: torch.Tensor, t_steps: int,
     """`neuron_loop` in float64 on preallocated buffers: drive [T or 1, B, *shape] (u plus the
     bias, << 6 done). Returns (H / scale float64, or None unless keep_h; S bool),
     [T, B, *shape]. The clip at +-(2^23 - 1) is skipped where it cannot act: the decay never
-    grows |v|, so |v_t| <= max|v_init| + t max|drive| before the clip."""
+    grows |v|, so |v_t| <= max|v_init| + t max|drive| before the clip. The layer's kind's
+    integer membrane step, fast (ir/neurons.py int_membrane_fast)."""
+    membrane = kind_of(layer).need("int_membrane_fast", f"layer {layer.name!r}: the emulator")
     shape = (drive.shape[1], *layer.shape)
     f64 = torch.float64
     keep = torch.from_numpy((4096 - np.asarray(layer.dv, np.int64)).astype(np.float64))
@@ -490,9 +483,7 @@ def _fast_neurons(layer: FixedLayer, drive: torch.Tensor, t_steps: int,
         clipped = (torch.empty if clip else torch.zeros)((t_steps, *shape), dtype=torch.bool)
     per_step = drive.shape[0] > 1
     for t in range(t_steps):
-        v.mul_(keep)  # p = v (4096 - dv), |p| < 2^35: exact; then trunc(p / 2^12): exact
-        torch.div(v, 4096.0, rounding_mode="trunc", out=v)
-        v.add_(drive[t] if per_step else drive[0])
+        membrane(keep, v, drive[t] if per_step else drive[0])  # in place on v
         if clip:
             torch.clamp(v, -STATE_MAX, STATE_MAX, out=ht)
             if clipped is not None:
@@ -523,6 +514,8 @@ def emulate(net: FixedNet, x: torch.Tensor, stats: EmulatorStats | None = None,
         return emulate_reference(net, x, stats, ir_units)
     if gemm not in GEMMS:
         raise ValueError(f"gemm {gemm!r}: one of {GEMMS}")
+    if net.lava_timing:  # a lava-dl netx file, in netx's own timing
+        return emulate_lava_timing(net, x, stats, reference=False, gemm=gemm)
     x_seq, t_steps, b = _input_sequence(net, x)
     spikes, membrane = {}, {}
     prev = None
@@ -569,11 +562,116 @@ def emulate(net: FixedNet, x: torch.Tensor, stats: EmulatorStats | None = None,
                      membrane)
 
 
+# --- netx's own timing (a lava-dl netx file: FixedNet.lava_timing) -----------------------------
+
+def _lava_synapse(layer: FixedLayer, s: torch.Tensor, fast: bool, gemm: str) -> torch.Tensor:
+    """a_t [T, B, *shape] of a layer in netx's timing: sum_d A_d,t-1-d, A_d = W_d s (the
+    synapses of delay d; a dense layer's weight_exp shift acting on each A_d alone): each
+    Dense / Conv answers one step late, plus its delay. int64, or (fast) float64 holding the
+    same integers."""
+    t_steps, b = s.shape[0], s.shape[1]
+    flat = s.flatten(0, 1)
+    w = np.asarray(layer.weight)
+    if layer.delay is None:
+        per_delay = {0: layer}
+    else:
+        per_delay = {int(d): dataclasses.replace(layer, weight=np.where(layer.delay == d, w, 0))
+                     for d in np.unique(layer.delay).tolist() if (w[layer.delay == d] != 0).any()}
+    out = torch.zeros((t_steps, b, *layer.shape), dtype=torch.float64 if fast else torch.int64)
+    for d, syn in per_delay.items():
+        a = (_fast_synapse(syn, flat, layer.shape, gemm) if fast else
+             synapse_sum(syn, flat.to(torch.int64))).reshape(t_steps, b, *layer.shape)
+        lag = 1 + d  # one step per hop (Lava's a_buff), plus the synapse's delay
+        if lag < t_steps:
+            out[lag:] += a[:t_steps - lag].to(out.dtype)
+    return out
+
+
+def _lava_neurons(layer: FixedLayer, a: torch.Tensor, bias: torch.Tensor, fast: bool,
+                  stats: EmulatorStats | None):
+    """Lava's LIF in netx's form over a [T, B, *shape] from rest: the current
+    (`integer_current`; none kept where iDecay is 4096) and the membrane with the bias << 6
+    added to v (`neuron_loop` / `_fast_neurons`). Returns u, H, s."""
+    t_steps = a.shape[0]
+    a64 = a * 64
+    if layer.i_decay is None:
+        u = wrap24(a64)
+    else:
+        u = integer_current(layer.i_decay, a64, fast=fast)[0]
+    bias = bias * 64
+    if fast:
+        h, s = _fast_neurons(layer, u + bias.to(torch.float64), t_steps, stats, keep_h=True)
+    else:
+        h, s = neuron_loop(layer, u, bias.expand(t_steps, *u.shape[1:]), stats)
+    return u, h, s
+
+
+@torch.no_grad()
+def emulate_lava_timing(net: FixedNet, x: torch.Tensor, stats: EmulatorStats | None = None,
+                        *, reference: bool = False, gemm: str = "auto") -> SimResult:
+    """A net read from a lava-dl netx file as `netx.hdf5.Network` runs it in Lava 0.10
+    `fixed_pt`, from rest, every layer from step 0 (FixedNet.lava_timing), on x [T, B, *input]
+    (integers: the Input block's a_in, or its bias mantissas when net.input_drive is 'bias',
+    or 0/1 spikes into the first synapse). Per layer k:
+        a_t = sum_d A_d,t-1-d (each synapse a step late plus its delay; the Input block's a_in
+              is not delayed)
+        u_t = wrap24(sign(p) (|p| >> 12) + (a_t << 6)),  p = u_{t-1} (4096 - iDecay)
+        v_t = clip(sign(q) (|q| >> 12) + u_t + (bias << 6)),  q = v_{t-1} (4096 - vDecay)
+        s_t = v_t > vThMant << 6;  v_t = 0 where s_t;  u_-1 = v_-1 = 0
+    With netx's reset_interval (FixedNet.reset_steps) u and v are set to 0 before the steps
+    where layer k resets (each stretch between resets runs from rest); synapses keep their
+    buffers. `reference`: the plain int64 steps, else the fast float64 ones (the same
+    values). SimResult as `emulate`'s, plus `.state` {layer: (u, v after the reset)} int64
+    [T, B, n]: what Lava's LIF holds after each step."""
+    x = torch.as_tensor(x)
+    t_steps, b = x.shape[0], x.shape[1]
+    fast = not reference
+    spikes, membrane, state = {}, {}, {}
+    prev = x
+    out = None
+    if stats is not None:
+        stats.saturated.clear()
+    for k, layer in enumerate(net.layers):
+        n = layer.n
+        zero = torch.zeros((1, 1, *layer.shape), dtype=torch.int64)
+        bias = zero if layer.bias_mant is None else zero + torch.from_numpy(
+            np.array(layer.bias_mant, np.int64))
+        if layer.kind == "input" and net.input_drive == "bias":
+            a = torch.zeros((t_steps, b, *layer.shape), dtype=torch.int64)
+            bias = prev.reshape(t_steps, b, *layer.shape).to(torch.int64)
+        elif layer.kind == "input":
+            a = prev.reshape(t_steps, b, *layer.shape).to(torch.int64)
+        else:
+            a = _lava_synapse(layer, prev, fast, gemm)
+        a = a.to(torch.float64) if fast else a.to(torch.int64)
+        bounds = [0, *net.reset_steps(k, t_steps), t_steps]
+        parts = []
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            parts.append(_lava_neurons(layer, a[lo:hi], bias[lo:hi] if len(bias) > 1 else bias,
+                                       fast, stats if len(bounds) == 2 else None))
+        u, h, s = parts[0] if len(parts) == 1 else (torch.cat(p) for p in zip(*parts,
+                                                                              strict=True))
+        h = h.to(torch.float64)
+        if layer.spiking:
+            spikes[layer.name] = s.to(torch.float64)
+        membrane[layer.name] = h
+        state[layer.name] = (u.to(torch.int64).reshape(t_steps, b, n),
+                             (h * ~s).to(torch.int64).reshape(t_steps, b, n))
+        prev = s
+        out = s.to(torch.float64) if layer.spiking else h
+    voted = out.reshape(t_steps, b, -1, net.population).mean(-1)
+    result = SimResult(voted, readout_scores(voted, net.readout, net.population), spikes,
+                       membrane)
+    result.state = state
+    return result
+
+
 def fixed_threshold(layer: FixedLayer) -> float:
     """The threshold in IR units (v > this fires)."""
     return (int(layer.vth_mant) << 6) / layer.scale
 
 
-__all__ = ["EmulatorStats", "emulate", "emulate_reference", "fixed_threshold", "gemm_kernel",
+__all__ = ["EmulatorStats", "emulate", "emulate_lava_timing", "emulate_reference",
+           "fixed_threshold", "gemm_kernel",
            "host_bias_mant", "integer_current", "merge_values", "neuron_loop", "synapse_sum",
            "wrap24"]

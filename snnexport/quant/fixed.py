@@ -84,6 +84,7 @@ from ..files import atomic_write
 from ..hw.cores import Core, HardwareLoweringError, PoolCore, SpikeMerge, lower, pool_matrix
 from ..ir import nodes as ir
 from ..ir.graph import Graph
+from ..ir.neurons import kind_of
 from ..sim.reference import STATELESS, simulate, synaptic_current
 
 W_MAX = 254  # largest even 8-bit-mantissa weight (mixed sign)
@@ -109,7 +110,11 @@ class FixedLayer:
     kind 'host': the synapse is float (`weight`, `bias`, `gain`, an IR Conv2d/Dense computed on
     the host); its current becomes the bias mantissa per sample. kind 'conv': integer weight
     [C_out, C_in/groups, kh, kw] (cross-correlation, torch layout). kind 'dense': integer
-    weight [out, in] on the flat (C-major) input. `pool`: an OR-pool's helper neurons."""
+    weight [out, in] on the flat (C-major) input. `pool`: an OR-pool's helper neurons. kind
+    'input' (a net read from a netx file only): netx's Input block, a neuron layer with no
+    synapse (an empty `weight`) driven by x itself (FixedNet.input_drive). A layer whose
+    vth_mant is at the top of its range (VTH_MANT_MAX) cannot spike by design: a readout
+    (`spiking` False), its membrane is its output."""
 
     name: str
     kind: str
@@ -137,6 +142,12 @@ class FixedLayer:
     # current-based layers only (None: du = 4095, the current of one step): per neuron, the
     # current keeps (4096 - i_decay) / 4096 of itself per step (netx's iDecay, Lava du + 1)
     i_decay: np.ndarray | None = None
+    # a net read from a netx file (FixedNet.netx_file) only: a dense layer's per-synapse
+    # delays ([out, in] ints 0..62, netx's DelayDense: A_d = W_d s of the synapses of delay d
+    # reaches the neuron d steps later, its weight_exp shift acting on each A_d alone); a
+    # conv's dilation
+    delay: np.ndarray | None = None
+    dilation: tuple[int, int] = (1, 1)
 
     @property
     def n(self) -> int:
@@ -181,6 +192,46 @@ class FixedNet:
     population: int
     report: list[dict] = field(default_factory=list)  # per-layer quantisation report
     merges: list[FixedMerge] = field(default_factory=list)  # SEW merges of spike trains
+    # a net read from a netx file (quant/netx_import.py), not quantised from a float model:
+    # `netx_file` the file (no float model behind it: every target is compared with the
+    # emulator, the emulator with outputs recorded elsewhere); `lava_timing`: netx's own
+    # timing (a lava-dl file): every layer runs from step 0 and from rest, each synapse
+    # answers one step late plus its delays, the bias of a current-based layer adds to v
+    # (Lava's LIF); False: snnexport's aligned layers (its own netx files read back).
+    # `input_drive`: what the input x drives: 'host' (the host layer's float synapse),
+    # 'a_in' / 'bias' (netx's Input block: its a_in, or its bias mantissa, per step) or
+    # 'spikes' (0/1 spikes into the first synapse). `num_layers`, `reset_interval`,
+    # `reset_offset`: netx.hdf5.Network's arguments (reset_steps); `notes`: what the file
+    # holds that netx does not run
+    netx_file: str = ""
+    lava_timing: bool = False
+    input_drive: str = "host"
+    num_layers: int | None = None
+    reset_interval: int | None = None
+    reset_offset: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def float_model(self) -> bool:
+        """A float model stands behind this net (it was quantised from one): False for a net
+        read from a netx file, which float targets, decay groupings and calibration refuse."""
+        return not self.netx_file
+
+    @property
+    def has_input_neuron(self) -> bool:
+        """netx's Input block: a neuron layer with no synapse, driven by x (a_in or bias)."""
+        return self.layers[0].kind == "input"
+
+    def reset_steps(self, k: int, t_steps: int) -> list[int]:
+        """The steps (0-based, > 0) before which layer k's u and v are set to 0, as netx's
+        `reset_interval` makes Lava's LIFReset do: block k (in build order) gets reset_offset
+        + 1 + k, and resets at Lava time step t (from 1) where t % interval == that % interval,
+        before the step's dynamics. Synapse buffers and delay lines are not reset."""
+        if not self.reset_interval:
+            return []
+        i = int(self.reset_interval)
+        phase = (int(self.reset_offset) + 1 + k) % i
+        return [t for t in range(1, t_steps) if (t + 1) % i == phase]
 
     @property
     def is_chain(self) -> bool:
@@ -213,6 +264,15 @@ class FixedNet:
                                  "decaying current; Lava's LIF adds its bias to v); train that "
                                  "synapse without a bias, or check it with --target fixed or "
                                  "onnx-fixed")
+
+    def refuse_lava_timing(self, target: str) -> None:
+        """For a target that runs snnexport's aligned layers only: QuantError in one line for
+        a net read from a lava-dl netx file, which runs in netx's own timing (lava_timing)."""
+        if self.lava_timing:
+            raise QuantError(f"{self.netx_file}: a lava-dl netx file runs in netx's own timing "
+                             "(every layer from step 0, each synapse a step late plus its "
+                             f"delays, netx's Input block), which is not lowered to {target} "
+                             "yet; check it with --target fixed, netx or lava-fixed")
 
     def shape_of(self, name: str) -> tuple[int, ...]:
         """The per-sample shape of a layer's or merge's output."""
@@ -306,15 +366,17 @@ def quantize(graph: Graph, calib_x: torch.Tensor) -> FixedNet:
 def current_decay_fixed(node: ir.Neuron, n_shape) -> np.ndarray | None:
     """A current-based layer's i_decay per neuron (netx's iDecay; Lava's du = i_decay - 1):
     round(4096 (1 - current_decay)) in 1..4096, the current keeping (4096 - i_decay) / 4096
-    of itself per step (truncated toward zero); None for a layer without a current."""
-    if not node.cuba:
+    of itself per step (truncated toward zero); None for a layer without a current. Its
+    kind's fixed_current (ir/neurons.py)."""
+    kind = kind_of(node)
+    if not kind.has_current:
         return None
-    i_decay = np.clip(np.rint(4096 * (1 - np.asarray(node.current_decay, np.float64))), 1, 4096)
+    i_decay = kind.need("fixed_current", "fixed point")(getattr(node, kind.current_param))
     return np.broadcast_to(i_decay, n_shape).astype(np.int64).copy()
 
 
 def _neuron_arrays(node: ir.Neuron, scale: float, n_shape):
-    dv = np.clip(np.rint(4096 * (1 - np.asarray(node.decay, np.float64))), 0, 4095)
+    dv = kind_of(node).need("fixed_decay", "fixed point")(node.decay)  # (ir/neurons.py)
     dv = np.broadcast_to(dv, n_shape).astype(np.int64).copy()
     v0 = np.broadcast_to(np.asarray(node.v_init, np.float64), n_shape)
     v_init = np.clip(np.rint(scale * v0), -STATE_MAX, STATE_MAX).astype(np.int64)
@@ -535,17 +597,20 @@ def _pool_layer(core: PoolCore) -> FixedLayer:
 # --- file format ------------------------------------------------------------------------------
 
 FIXED_MAGIC = "snnexport-fixed-ir"
-FIXED_VERSION = 3  # 2: residual merges (sources, further synapses, merges); a chain writes 1
+FIXED_VERSION = 4  # 2: residual merges (sources, further synapses, merges); a chain writes 1
 # 3: current-based layers (i_decay), written only by a net that has one (an older reader
 # refuses it rather than drop the current)
 _RESIDUAL_FIELDS = ("source", "merge", "synapses")  # absent from a chain's file (version 1)
+# 4: a net read from a netx file (delays, netx's timing and arguments; FixedNet.netx_file)
+_NETX_FIELDS = ("netx_file", "lava_timing", "input_drive", "num_layers", "reset_interval",
+                "reset_offset", "notes")
 
 
 def save_fixed(net: FixedNet, path) -> Path:
     """One .npz: a JSON header (format, version, scalars) and the arrays of every layer.
     A chain is written as version 1 (what it always was); a net with residual merges as
     version 2, which older readers refuse rather than misread."""
-    version = 3 if net.current_based else 1 if net.is_chain else 2
+    version = 4 if net.netx_file else 3 if net.current_based else 1 if net.is_chain else 2
     arrays, header = {}, {"format": FIXED_MAGIC, "version": version,
                           "input_shape": list(net.input_shape), "time_steps": net.time_steps,
                           "readout": net.readout, "population": net.population,
@@ -557,7 +622,7 @@ def save_fixed(net: FixedNet, path) -> Path:
                 continue
             if isinstance(value, np.ndarray):
                 arrays[f"{k}/{key}"] = value
-            elif value is not None:
+            elif value is not None and not (key == "dilation" and value == (1, 1)):
                 meta[key] = list(value) if isinstance(value, tuple) else value
         if layer.source:
             meta["source"] = layer.source
@@ -573,6 +638,8 @@ def save_fixed(net: FixedNet, path) -> Path:
     if net.merges:
         header["merges"] = [{"name": m.name, "op": m.op, "inputs": list(m.inputs),
                              "shape": list(m.shape), "peak": int(m.peak)} for m in net.merges]
+    if net.netx_file:  # version 4: a net read from a netx file
+        header["netx"] = {key: getattr(net, key) for key in _NETX_FIELDS}
     arrays["header"] = np.frombuffer(json.dumps(header, sort_keys=True).encode(), np.uint8)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -586,14 +653,15 @@ def load_fixed(path) -> FixedNet:
         header = json.loads(data["header"].tobytes())
     except Exception as exc:
         raise QuantError(f"{path}: not a snnexport fixed-point IR file ({exc})") from None
-    if header.get("format") != FIXED_MAGIC or header.get("version") not in (1, 2, FIXED_VERSION):
+    if header.get("format") != FIXED_MAGIC or \
+            header.get("version") not in range(1, FIXED_VERSION + 1):
         raise QuantError(f"{path}: not a snnexport fixed-point IR file of version 1 to "
                          f"{FIXED_VERSION}")
     layers = []
     for k, meta in enumerate(header["layers"]):
         syns = meta.pop("synapses", [])
         kw = {key: tuple(v) if isinstance(v, list) else v for key, v in meta.items()}
-        for key in ("weight", "dv", "v_init", "bias_mant", "bias", "gain", "i_decay"):
+        for key in ("weight", "dv", "v_init", "bias_mant", "bias", "gain", "i_decay", "delay"):
             if f"{k}/{key}" in data:
                 kw[key] = data[f"{k}/{key}"]
         kw["synapses"] = [FixedSynapse(sm["name"], sm["source"], sm["kind"],
@@ -604,7 +672,8 @@ def load_fixed(path) -> FixedNet:
     merges = [FixedMerge(m["name"], m["op"], tuple(m["inputs"]), tuple(m["shape"]),
                          int(m["peak"])) for m in header.get("merges", [])]
     return FixedNet(layers, tuple(header["input_shape"]), header["time_steps"],
-                    header["readout"], header["population"], header["report"], merges)
+                    header["readout"], header["population"], header["report"], merges,
+                    **header.get("netx", {}))
 
 
 __all__ = ["FixedLayer", "FixedMerge", "FixedNet", "FixedSynapse", "QuantError", "load_fixed",

@@ -1,6 +1,8 @@
 """Import of a netx HDF5 file (lava-dl's network exchange format, written by slayer's
-`export_hdf5` or by any other producer) as the network lava-dl's `netx.hdf5.Network` builds
-from it in Lava `fixed_pt`: what `emulate_netx` (netx_emulator.py) runs bit for bit.
+`export_hdf5`, by snnexport's own netx export or by any other producer) as the fixed-point net
+(quant/fixed.py `FixedNet`) that snnexport's own models lower to: the network lava-dl's
+`netx.hdf5.Network` builds from it in Lava `fixed_pt`, which the emulator (quant/emulator.py)
+runs bit for bit. There is no float model behind it: `FixedNet.netx_file` says so.
 
 What netx (lava-dl 0.6, lava/lib/dl/netx/hdf5.py and blocks/process.py) builds, and so what is
 read here, layer by layer (`layer/0`, `layer/1`, ...):
@@ -35,122 +37,38 @@ Refused, one line naming the file, the layer and the block type: 'pool', 'convT'
 and sigma-delta (SDNN) neurons (not emulated: their graded messages and state exponents are
 not modelled here), and anything netx does not know.
 
+  * 'vDecay' / 'iDecay' one value or one per neuron (netx's W x H x C, flat on a dense block:
+    what snnexport's netx export writes for per-neuron time constants); 'vInit' (snnexport's
+    initial membrane, per neuron) is read where given (netx itself does not read it).
+A file snnexport wrote (its 'snnexport' metadata and 'host' group: the first synapse, a float
+layer run on the host) reads back into the fixed-point net it was written from: the host
+layer, the layer names, scales and time steps from the metadata, every integer from the netx
+blocks, snnexport's aligned timing (FixedNet.lava_timing False). Any other file keeps netx's
+own timing (lava_timing: every layer from step 0, one step late per hop).
+
 All per-neuron arrays are kept in C x H x W (C-major) order, as the rest of snnexport keeps
 them; netx's W x H x C is the file's shape reversed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import SnnexportError
 from ..importers.source import HDF5_MAGIC, FileKind, register_file_kind
+from .fixed import VTH_MANT_MAX, FixedLayer, FixedNet
 
 MAX_DELAY = 62  # netx clips delays to 0..62 (DelayDense max_delay)
 DEFAULT_NEURON = {"type": "CUBA", "iDecay": 0, "vDecay": 4096, "vThMant": 1 << 17}
 REFUSED_BLOCKS = ("pool", "convT", "unpool", "average", "concat", "dense_rec", "dense_comp")
 READ_TIMEOUT = 60.0
+NETX_FORMAT = "snnexport-netx"  # the 'snnexport' metadata of a file snnexport's export wrote
 
 
 class NetxImportError(SnnexportError, ValueError):
     """A netx file snnexport cannot read or emulate; names the file, the layer and the fix."""
-
-
-class NotAGraph(NetxImportError, AttributeError):
-    """A netx network asked for what only snnexport's graph IR has (fold, export, deploy)."""
-
-
-@dataclass(eq=False)
-class NetxLayer:
-    """One netx block: synapse (none for the input block) + LIF, integers as Lava runs them.
-    shape: C x H x W (map) or (n,); weight: conv [C_out, C_in/groups, kh, kw] or dense
-    [out, in] (after netx's and Lava's weight processing); bias: per neuron (shape) or None;
-    delay: dense only, [out, in] ints in 0..62 or None."""
-
-    name: str  # 'layer/<k>' as in the file
-    kind: str  # 'input' | 'dense' | 'conv'
-    shape: tuple[int, ...]
-    i_decay: int  # the file's iDecay: the current keeps (4096 - iDecay) / 4096
-    dv: int
-    vth_mant: int
-    weight: np.ndarray | None = None
-    weight_exp: int = 0
-    bias: np.ndarray | None = None
-    delay: np.ndarray | None = None
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
-    in_shape: tuple[int, ...] = ()  # what the synapse takes (C x H x W, or (n,))
-    flatten: bool = False  # a map flattened C-major into this dense layer
-
-    @property
-    def n(self) -> int:
-        return int(np.prod(self.shape))
-
-    @property
-    def spiking(self) -> bool:
-        return (int(self.vth_mant) << 6) < (1 << 23) - 1  # else v can never exceed it
-
-    @property
-    def is_readout(self) -> bool:
-        """A layer that cannot spike by design: its threshold at the top of the 17-bit range
-        (2^17 - 1, pilotnet's regression readout; or netx's default 2^17). Only a membrane
-        clipped at 2^23 - 1 could pass it: its u and v are its output, compared every step."""
-        return int(self.vth_mant) >= (1 << 17) - 1
-
-
-@dataclass(eq=False)
-class NetxNet:
-    """A netx network as netx builds it: `layers` in order (the first may be the Input block);
-    `input_shape` what the input takes (C x H x W or (n,)); `notes`: what netx stores but
-    does not run (reported by inspect)."""
-
-    path: str
-    layers: list[NetxLayer]
-    input_shape: tuple[int, ...]
-    notes: list[str] = field(default_factory=list)
-    readout: str = "rate"
-    population: int = 1
-    time_steps: int | None = None
-    metadata: dict = field(default_factory=dict)  # (what the command line asks a model)
-    num_layers: int | None = None  # netx's num_layers: the first layer groups only
-    # netx's reset_interval / reset_offset (netx.hdf5.Network's arguments, not in the file):
-    # every `reset_interval` steps each layer's u and v are set to 0 (reset_steps)
-    reset_interval: int | None = None
-    reset_offset: int = 0
-
-    def __getattr__(self, name: str):
-        """What a Graph has and a netx network has not (fold, export, deploy ask for it): one
-        line saying what a netx file is for, not an AttributeError deep inside."""
-        if name.startswith("__"):
-            raise AttributeError(name)
-        raise NotAGraph(f"{self.path}: a netx file (lava-dl) runs as it is: snnexport inspect, "
-                        "check --target netx | fixed and energy take it (--data FILE.npz); it "
-                        "is not folded, exported or deployed")
-
-    @property
-    def has_input_neuron(self) -> bool:
-        return self.layers[0].kind == "input"
-
-    def reset_steps(self, k: int, t_steps: int) -> list[int]:
-        """The steps (0-based, > 0) before which layer k's u and v are set to 0, as netx's
-        `reset_interval` makes Lava's LIFReset do: block k (in build order) gets reset_offset
-        + 1 + k, and resets at Lava time step t (from 1) where t % interval == that % interval,
-        before the step's dynamics. Synapse buffers and delay lines are not reset."""
-        if not self.reset_interval:
-            return []
-        i = int(self.reset_interval)
-        phase = (int(self.reset_offset) + 1 + k) % i
-        return [t for t in range(1, t_steps) if (t + 1) % i == phase]
-
-    @property
-    def netx_input_shape(self) -> tuple[int, ...]:
-        """The input's shape as netx holds it: W x H x C (or (n,))."""
-        return tuple(reversed(self.input_shape))
 
 
 # --- reading the file ---------------------------------------------------------------------------
@@ -181,7 +99,10 @@ def _read_in_child(path: Path, conn) -> None:
             if "layer" not in f:
                 conn.send(("own", f"{path}: no 'layer' group: not a netx file"))
                 return
-            conn.send(("ok", _to_py(f["layer"])))
+            extra = {key: _to_py(f[key]) for key in ("host",) if key in f}
+            if "snnexport" in f:
+                extra["snnexport"] = f["snnexport"][()]
+            conn.send(("ok", (_to_py(f["layer"]), extra)))
     except Exception as e:  # noqa: BLE001 - any failure of a foreign file is reported
         conn.send(("error", f"{type(e).__name__}: {str(e)[:200]}"))
     finally:
@@ -247,17 +168,28 @@ def _pair(v, where: str, what: str) -> tuple[int, int]:
     return int(a[0]), int(a[1])
 
 
-def _scalar(cfg: dict, key: str, where: str, lo: int, hi: int) -> int:
+def _per_neuron(cfg: dict, key: str, where: str, lo: int, hi: int, shape: tuple[int, ...],
+                dense: bool) -> np.ndarray:
+    """A neuron parameter as netx's LIF takes it: one value (a 0-d array), or one per neuron
+    in netx's W x H x C (flat on a dense block), returned C x H x W."""
     if key not in cfg:
         raise NetxImportError(f"{where}: the neuron has no {key!r}; netx needs it")
     a = _int_array(cfg[key], where, f"neuron {key}")
-    if a.size != 1:
-        raise NetxImportError(f"{where}: neuron {key} must be one value (netx's LIF takes a "
-                              f"scalar here), got shape {list(a.shape)}")
-    value = int(a.reshape(-1)[0])
-    if not lo <= value <= hi:
-        raise NetxImportError(f"{where}: neuron {key} = {value} is outside {lo}..{hi}")
-    return value
+    n = int(np.prod(shape))
+    if a.size == 1:
+        a = a.reshape(())
+    elif tuple(a.shape) == tuple(reversed(shape)) and not dense:
+        a = np.ascontiguousarray(a.transpose(tuple(reversed(range(a.ndim)))))
+    elif a.ndim == 1 and a.size == n and (dense or len(shape) == 1):
+        a = a.reshape(shape)
+    else:
+        raise NetxImportError(f"{where}: neuron {key} of shape {list(a.shape)}: give one value "
+                              f"or one per neuron ({'x'.join(map(str, reversed(shape)))}, "
+                              "netx's W x H x C)")
+    if a.min() < lo or a.max() > hi:
+        bad = int(a.min()) if a.min() < lo else int(a.max())
+        raise NetxImportError(f"{where}: neuron {key} = {bad} is outside {lo}..{hi}")
+    return a
 
 
 def _opt_int(cfg: dict, key: str, where: str, default: int) -> int:
@@ -270,8 +202,10 @@ def _opt_int(cfg: dict, key: str, where: str, default: int) -> int:
     return int(a[0])
 
 
-def _neuron(cfg: dict | None, where: str, notes: list[str]) -> tuple[int, int, int]:
-    """(iDecay, vDecay, vThMant) of a CUBA / LOIHI neuron as netx reads them."""
+def _neuron(cfg: dict | None, where: str, notes: list[str], shape: tuple[int, ...],
+            dense: bool = False, vth_min: int = 1):
+    """(iDecay, vDecay, vThMant, vInit) of a CUBA / LOIHI neuron as netx reads them (iDecay
+    and vDecay one value or per neuron, C x H x W; vInit per neuron, zeros if absent)."""
     if cfg is None:
         cfg = DEFAULT_NEURON
         notes.append(f"{where}: no neuron; netx's default (iDecay 0, vDecay 4096, vThMant "
@@ -288,9 +222,18 @@ def _neuron(cfg: dict | None, where: str, notes: list[str]) -> tuple[int, int, i
     if bits != 0:
         raise NetxImportError(f"{where}: a CUBA neuron with messageBits {bits}; netx gives it "
                               "to a LIF that sends binary spikes; remove messageBits")
-    i_decay = _scalar(cfg, "iDecay", where, 0, 4096)
-    dv = _scalar(cfg, "vDecay", where, 0, 4096)
-    vth = _scalar(cfg, "vThMant", where, 1, (1 << 17))  # 0: fires at every step
+    i_decay = _per_neuron(cfg, "iDecay", where, 0, 4096, shape, dense)
+    dv = _per_neuron(cfg, "vDecay", where, 0, 4096, shape, dense)
+    if "vThMant" not in cfg:
+        raise NetxImportError(f"{where}: the neuron has no 'vThMant'; netx needs it")
+    vth = _int_array(cfg["vThMant"], where, "neuron vThMant")
+    if vth.size != 1:
+        raise NetxImportError(f"{where}: neuron vThMant must be one value (netx's LIF takes a "
+                              f"scalar here), got shape {list(vth.shape)}")
+    vth = int(vth.reshape(-1)[0])
+    if not vth_min <= vth <= (1 << 17):  # 0 (fires at v > 0): snnexport's OR-pools only
+        raise NetxImportError(f"{where}: neuron vThMant = {vth} is outside {vth_min}.."
+                              f"{1 << 17}")
     ref = _opt_int(cfg, "refDelay", where, 1)
     if ref > 1:
         notes.append(f"{where}: refDelay {ref} is not run by netx (its LIF has no refractory "
@@ -298,7 +241,11 @@ def _neuron(cfg: dict | None, where: str, notes: list[str]) -> tuple[int, int, i
     if _opt_int(cfg, "gradedSpike", where, 0):
         notes.append(f"{where}: gradedSpike is set but netx's LIF sends binary spikes; "
                      "emulated as netx runs it")
-    return i_decay, dv, vth
+    v_init = np.zeros(shape, np.int64)
+    if "vInit" in cfg:
+        v_init = np.broadcast_to(_per_neuron(cfg, "vInit", where, -(1 << 23) + 1,
+                                             (1 << 23) - 1, shape, dense), shape).copy()
+    return i_decay, dv, vth, v_init
 
 
 def optimize_weight_bits(weight: np.ndarray):
@@ -415,16 +362,17 @@ def _squeeze_map(shape: tuple[int, ...]) -> tuple[int, ...]:
     return shape
 
 
-def read_netx(path, num_layers: int | None = None) -> NetxNet:
-    """The netx file at `path` as netx builds it (module docstring); NetxImportError on
-    anything else. `num_layers`: only the first layer groups, as `netx.hdf5.Network(...,
-    num_layers=N)` builds them (e.g. a file whose last block netx cannot build)."""
+def read_netx(path, num_layers: int | None = None) -> FixedNet:
+    """The netx file at `path` as the fixed-point net netx builds (module docstring);
+    NetxImportError on anything else. `num_layers`: only the first layer groups, as
+    `netx.hdf5.Network(..., num_layers=N)` builds them (e.g. a file whose last block netx
+    cannot build)."""
     path = Path(path)
     if not path.is_file():
         raise NetxImportError(f"{path}: no such file")
-    layers_cfg = _read_bounded(path)
+    layers_cfg, extra = _read_bounded(path)
     try:
-        return _build(path, layers_cfg, num_layers)
+        return _build(path, layers_cfg, num_layers, extra)
     except NetxImportError:
         raise
     except (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError,
@@ -433,7 +381,17 @@ def read_netx(path, num_layers: int | None = None) -> NetxNet:
                               f"{type(e).__name__}: {str(e)[:160]})") from None
 
 
-def _build(path: Path, layers_cfg, num_layers: int | None) -> NetxNet:
+def _layer(name, kind, shape, neuron, weight=None, **kw) -> FixedLayer:
+    """A netx block as a FixedLayer: integers as netx runs them, scale 1 (no float model)."""
+    i_decay, dv, vth, v_init = (np.broadcast_to(a, shape).copy() if isinstance(a, np.ndarray)
+                                else a for a in neuron)  # per neuron, as FixedLayer keeps them
+    i_decay = None if (i_decay == 4096).all() else i_decay  # du 4095: no current kept
+    return FixedLayer(name, kind, tuple(shape), np.zeros(0, np.int64) if weight is None else
+                      weight, dv, vth, v_init, 1.0, spiking=vth < VTH_MANT_MAX,
+                      i_decay=i_decay, **kw)
+
+
+def _build(path: Path, layers_cfg, num_layers: int | None, extra: dict) -> FixedNet:
     if not isinstance(layers_cfg, dict):
         raise NetxImportError(f"{path}: 'layer' must be a group")
     keys = [k for k in layers_cfg if str(k).isdigit()]
@@ -447,7 +405,8 @@ def _build(path: Path, layers_cfg, num_layers: int | None) -> NetxNet:
             raise NetxImportError(f"{path}: num_layers {num_layers!r}: give a whole number >= 1")
         keys = keys[:num_layers]
     notes: list[str] = []
-    layers: list[NetxLayer] = []
+    vth_min = 0 if "snnexport" in extra else 1  # snnexport's OR-pool: fires at any input
+    layers: list[FixedLayer] = []
     input_shape: tuple[int, ...] | None = None
     flatten_next = False
     for k in keys:
@@ -459,7 +418,7 @@ def _build(path: Path, layers_cfg, num_layers: int | None) -> NetxNet:
         if kind in REFUSED_BLOCKS:
             raise NetxImportError(f"{where}: block type {kind!r} is not supported (netx builds "
                                   "input, dense, conv and flatten blocks); cut the network "
-                                  "before it")
+                                  "before it (--netx num_layers=N)")
         neuron = cfg.get("neuron")
         if neuron is not None and not isinstance(neuron, dict):
             raise NetxImportError(f"{where}: 'neuron' must be a group")
@@ -472,13 +431,11 @@ def _build(path: Path, layers_cfg, num_layers: int | None) -> NetxNet:
                 if key in cfg:
                     notes.append(f"{where}: input {key} {np.asarray(cfg[key]).reshape(-1)[:1]} "
                                  "is stored by netx (transform) but not applied")
-            if neuron is None:
-                input_shape = shape
-                continue
-            i_decay, dv, vth = _neuron(neuron, where, notes)
-            layers.append(NetxLayer(f"layer/{k}", "input", shape, i_decay, dv, vth,
-                                    in_shape=shape))
             input_shape = shape
+            if neuron is None:
+                continue
+            layers.append(_layer(f"layer/{k}", "input", shape, _neuron(neuron, where, notes,
+                                                                         shape, False, vth_min)))
         elif kind == "flatten":
             if current is None:
                 raise NetxImportError(f"{where}: flatten before any layer with a shape")
@@ -497,9 +454,9 @@ def _build(path: Path, layers_cfg, num_layers: int | None) -> NetxNet:
             if int(np.prod(current)) != n_in:
                 raise NetxImportError(f"{where}: dense weights take {n_in} inputs, the layer "
                                       f"before gives {int(np.prod(current))}")
-            i_decay, dv, vth = _neuron(neuron, where, notes)
-            lay = NetxLayer(f"layer/{k}", "dense", (n_out,), i_decay, dv, vth, w, exp,
-                            in_shape=tuple(current), flatten=len(current) > 1)
+            lay = _layer(f"layer/{k}", "dense", (n_out,),
+                         _neuron(neuron, where, notes, (n_out,), True, vth_min), w,
+                         weight_exp=exp)
             if "delay" in cfg:
                 lay.delay = _delays(cfg["delay"], where, w.shape, notes)
             if "bias" in cfg:
@@ -508,7 +465,7 @@ def _build(path: Path, layers_cfg, num_layers: int | None) -> NetxNet:
                     b = np.repeat(b, n_out)
                 if b.size != n_out:
                     raise NetxImportError(f"{where}: {b.size} biases for {n_out} neurons")
-                lay.bias = b
+                lay.bias_mant = b
             flatten_next = False
             layers.append(lay)
         elif kind == "conv":
@@ -538,13 +495,12 @@ def _build(path: Path, layers_cfg, num_layers: int | None) -> NetxNet:
             if tuple(out_hw) != shape[1:]:
                 raise NetxImportError(f"{where}: conv of {list(current)} gives "
                                       f"{[shape[0], *out_hw]}, the block says {list(shape)}")
-            if np.abs(w).max(initial=0) > 255:
+            if np.abs(w).max(initial=0) > 256:
                 raise NetxImportError(f"{where}: conv weights beyond 8 bits "
                                       f"({int(np.abs(w).max())})")
-            i_decay, dv, vth = _neuron(neuron, where, notes)
-            lay = NetxLayer(f"layer/{k}", "conv", shape, i_decay, dv, vth, w, 0,
-                            stride=stride, padding=padding, dilation=dilation, groups=groups,
-                            in_shape=tuple(current))
+            lay = _layer(f"layer/{k}", "conv", shape,
+                         _neuron(neuron, where, notes, shape, False, vth_min), w,
+                         stride=stride, padding=padding, dilation=dilation, groups=groups)
             if "delay" in cfg:
                 notes.append(f"{where}: a conv 'delay' is not read by netx; ignored")
             if "bias" in cfg:
@@ -552,8 +508,7 @@ def _build(path: Path, layers_cfg, num_layers: int | None) -> NetxNet:
                 if b.size != shape[0]:  # netx takes one per channel (broadcast over W x H)
                     raise NetxImportError(f"{where}: {b.size} biases for {shape[0]} channels "
                                           "(netx takes one per channel)")
-                b = np.broadcast_to(b[:, None, None], shape)
-                lay.bias = np.ascontiguousarray(b).reshape(-1)
+                lay.bias_mant = np.ascontiguousarray(np.broadcast_to(b[:, None, None], shape))
             layers.append(lay)
         else:
             raise NetxImportError(f"{where}: block type {kind!r} is not supported (netx "
@@ -563,17 +518,70 @@ def _build(path: Path, layers_cfg, num_layers: int | None) -> NetxNet:
     if layers[-1].kind == "input" and len(layers) == 1:
         notes.append(f"{path}: only an input block")
     for lay in layers:
-        if lay.bias is not None and (lay.bias.max() > 4095 or lay.bias.min() < -4096):
+        if lay.bias_mant is not None and (lay.bias_mant.max() > 4095 or
+                                          lay.bias_mant.min() < -4096):
             raise NetxImportError(f"{path}: {lay.name}: bias mantissas in "
-                                  f"{int(lay.bias.min())}..{int(lay.bias.max())} exceed "
-                                  "Loihi's 13 bits (-4096..4095); rescale the layer")
-    return NetxNet(str(path), layers, tuple(input_shape), notes, num_layers=num_layers)
+                                  f"{int(lay.bias_mant.min())}..{int(lay.bias_mant.max())} "
+                                  "exceed Loihi's 13 bits (-4096..4095); rescale the layer")
+    own = _snnexport_net(path, layers, extra, num_layers)
+    if own is not None:
+        return own
+    return FixedNet(layers, tuple(input_shape), 0, "rate", 1, netx_file=str(path),
+                    lava_timing=True, input_drive="a_in" if layers[0].kind == "input" else
+                    "spikes", num_layers=num_layers, notes=notes)
+
+
+def _snnexport_net(path: Path, layers: list[FixedLayer], extra: dict,
+                   num_layers: int | None) -> FixedNet | None:
+    """A file snnexport's netx export wrote (its 'snnexport' metadata, format NETX_FORMAT, and
+    its 'host' group), as the fixed-point net it was written from: the Input block is the
+    host layer again (its float synapse from 'host', its scale from the metadata), the names,
+    scales, pools and time steps from the metadata, every integer from the netx blocks.
+    None for any other file (or a cut one: num_layers)."""
+    import json
+
+    raw, host = extra.get("snnexport"), extra.get("host")
+    if raw is None or host is None or num_layers is not None:
+        return None
+    try:
+        meta = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
+    except ValueError:
+        return None
+    if not isinstance(meta, dict) or meta.get("format") != NETX_FORMAT:
+        return None
+    info = meta.get("layers", [])
+    if len(info) != len(layers) or layers[0].kind != "input" or \
+            any(np.prod(i["shape"]) != lay.n for i, lay in zip(info, layers, strict=False)):
+        raise NetxImportError(f"{path}: its snnexport metadata names {len(info)} layers, the "
+                              f"netx blocks hold {len(layers)} of other shapes; a file edited "
+                              "after snnexport wrote it?")
+    h = meta["host"]
+    first = layers[0]
+    layers[0] = FixedLayer(
+        first.name, "host", first.shape, np.asarray(host["weight"], np.float64), first.dv,
+        first.vth_mant, first.v_init, float(h["scale"]),
+        bias=np.asarray(host["bias"], np.float64) if "bias" in host else None,
+        gain=np.asarray(host["gain"], np.float64) if "gain" in host else None,
+        host_kind=h["kind"], stride=tuple(h["stride"]), padding=tuple(h["padding"]),
+        groups=int(h["groups"]),
+        i_decay=np.asarray(host["i_decay"], np.int64) if "i_decay" in host else None)
+    for lay, i in zip(layers, info, strict=True):
+        lay.name, lay.pool, lay.spiking, lay.scale = i["name"], bool(i["pool"]), \
+            bool(i["spiking"]), float(i["scale"])
+        shape = tuple(i["shape"])  # a dense layer on a map keeps the map's shape (C-major)
+        if shape != lay.shape:
+            lay.shape = shape
+            for key in ("dv", "v_init", "bias_mant", "i_decay"):
+                if getattr(lay, key) is not None:
+                    setattr(lay, key, getattr(lay, key).reshape(shape))
+    return FixedNet(layers, tuple(meta["input_shape"]), int(meta["time_steps"]),
+                    meta["readout"], int(meta["population"]), netx_file=str(path))
 
 
 NETX_OPTIONS = ("num_layers", "reset_interval", "reset_offset")
 
 
-def read_netx_with(path, options: str) -> NetxNet:
+def read_netx_with(path, options: str) -> FixedNet:
     """`read_netx` with netx.hdf5.Network's own arguments given as on the command line
     (`--netx num_layers=5,reset_interval=16,reset_offset=0`); UsageError in one line on
     anything else."""
@@ -594,6 +602,9 @@ def read_netx_with(path, options: str) -> NetxNet:
         raise UsageError(f"{path}: --netx goes with a netx file (lava-dl's HDF5 with a "
                          "'layer' group)")
     net = read_netx(path, values.get("num_layers"))
+    if not net.lava_timing and set(values) - {"num_layers"}:
+        raise UsageError(f"{path}: snnexport wrote this file with its own aligned timing; "
+                         "netx's reset_interval does not apply to it")
     net.reset_interval = values.get("reset_interval")
     net.reset_offset = values.get("reset_offset", 0)
     return net
@@ -601,11 +612,19 @@ def read_netx_with(path, options: str) -> NetxNet:
 
 def netx_model(path, options: str | None = None):
     """lava-dl's netx file as a model source (the front door's FILE_KINDS), read with the
-    command line's `--netx` options where given (read_netx_with)."""
+    command line's `--netx` options where given (read_netx_with): a fixed-point net with no
+    graph and no float model behind it (LoadedModel.fixed)."""
     from ..importers.source import LoadedModel
 
     net = read_netx(path) if options is None else read_netx_with(path, options)
-    return LoadedModel(path, net, kind="a netx file", files=(path,))
+    return LoadedModel(path, None, kind="a netx file", files=(path,), fixed=net)
+
+
+def netx_loaded(net: FixedNet):
+    """A net already read from a netx file as the model `check`, `energy` and `deploy` take."""
+    from ..importers.source import LoadedModel
+
+    return LoadedModel(net.netx_file, None, kind="a netx file", files=(net.netx_file,), fixed=net)
 
 
 def is_netx_file(path) -> bool:
@@ -620,27 +639,8 @@ def is_netx_file(path) -> bool:
     return "layer" in keys and "node" not in keys
 
 
-def describe(net: NetxNet) -> str:
-    """What `snnexport inspect` prints for a netx file."""
-    lines = [f"netx network {net.path}: {len(net.layers)} layers, input "
-             f"{'x'.join(map(str, net.netx_input_shape))} (netx W x H x C) into "
-             f"{'the input neuron a_in / bias' if net.has_input_neuron else 'the first synapse'}",
-             f"  {'layer':<10}{'block':<7}{'shape (CxHxW)':<16}{'iDecay':>7}{'vDecay':>7}"
-             f"{'vThMant':>8}{'w bits':>8}{'w exp':>6}{'bias':>5}{'delay':>8}"]
-    for lay in net.layers:
-        wb = "-" if lay.weight is None else str(int(np.ceil(np.log2(
-            np.abs(lay.weight).max() + 1))) + 1)
-        delay = "-" if lay.delay is None else f"0..{int(lay.delay.max())}"
-        lines.append(f"  {lay.name:<10}{lay.kind:<7}{'x'.join(map(str, lay.shape)):<16}"
-                     f"{lay.i_decay:>7}{lay.dv:>7}{lay.vth_mant:>8}{wb:>8}{lay.weight_exp:>6}"
-                     f"{'yes' if lay.bias is not None else '-':>5}{delay:>8}")
-    lines += [f"  note: {n}" for n in net.notes]
-    return "\n".join(lines)
-
-
-__all__ = ["NETX_OPTIONS", "NetxImportError", "NetxLayer", "NetxNet", "describe",
-           "is_netx_file", "lava_dense_weights", "netx_model", "optimize_weight_bits",
-           "read_netx", "read_netx_with"]
+__all__ = ["NETX_OPTIONS", "NetxImportError", "is_netx_file", "lava_dense_weights",
+           "netx_loaded", "netx_model", "optimize_weight_bits", "read_netx", "read_netx_with"]
 
 
 register_file_kind(FileKind(

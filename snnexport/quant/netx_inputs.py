@@ -1,6 +1,18 @@
-"""The inputs of an imported netx network as lava-dl users give them (FILE.npz with x or bias
-in netx's W x H x C layout; see snnexport/netx_check.py), validated and turned into
-snnexport's [T, N, C, H, W] integers; and real images encoded as such inputs."""
+"""The inputs of a net read from a lava-dl netx file as lava-dl users give them, validated and
+turned into snnexport's [T, N, C, H, W] integers; and real images encoded as such inputs.
+
+`--data FILE.npz` (read with allow_pickle=False), in the layout netx uses (W x H x C, the
+file's shape reversed; a flat input is [n]):
+  x     [N, T, *WHC] integers: the Input block's a_in per step (spikes or graded event frames);
+        for a file without an Input block, 0/1 spikes into the first synapse (net.inp)
+  bias  instead of x: the Input block's bias mantissa (13 bit), [N, T, *WHC], or [N, *WHC]
+        with `time_steps` (one value per sample, held for every step)
+  y     optional [N] class labels (accuracy is given only with them)
+  s:<g>, u:<g>, v:<g>  optional outputs recorded elsewhere (lava-dl's stored ground truth):
+        [N, T_r, *WHC] spikes, current, voltage after the reset of layer group g
+        (`layer/<g>`) covering the steps from `t0:<g>` (default 0), compared value for value
+        with the emulator by `snnexport check`.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
-from .netx_import import NetxNet
+from .fixed import FixedNet
 
 
 @dataclass
@@ -37,7 +49,7 @@ def _whc_to_chw(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(a.transpose(axes))
 
 
-def read_inputs(net: NetxNet, path, samples: int | None = None) -> NetxInputs:
+def read_inputs(net: FixedNet, path, samples: int | None = None) -> NetxInputs:
     """The inputs of FILE.npz (module docstring), validated: integers, finite, in range, of the
     input's netx shape; refused in one line naming the file, the key and the fix."""
     path = Path(path)
@@ -52,9 +64,9 @@ def read_inputs(net: NetxNet, path, samples: int | None = None) -> NetxInputs:
     return inputs_of(net, data, str(path), samples)
 
 
-def inputs_of(net: NetxNet, data: dict, path: str, samples: int | None = None) -> NetxInputs:
+def inputs_of(net: FixedNet, data: dict, path: str, samples: int | None = None) -> NetxInputs:
     """The checks of `read_inputs` on arrays {x or bias, y, time_steps} from `path`."""
-    whc = net.netx_input_shape
+    whc = tuple(reversed(net.input_shape))  # netx's W x H x C
     if ("x" in data) == ("bias" in data):
         raise UsageError(f"{path}: give exactly one of x (a_in / spikes, [N, T, "
                          f"{', '.join(map(str, whc))}]) or bias")
@@ -81,9 +93,9 @@ def inputs_of(net: NetxNet, data: dict, path: str, samples: int | None = None) -
     if a.ndim != len(whc) + 2 or tuple(a.shape[2:]) != whc or a.shape[0] == 0 \
             or a.shape[1] == 0:
         raise UsageError(f"{path}: {key} must be [N, T, {', '.join(map(str, whc))}] (netx's "
-                         f"W x H x C layout of {net.path}'s input), got {list(a.shape)}")
+                         f"W x H x C layout of {net.netx_file}'s input), got {list(a.shape)}")
     if key == "bias" and not net.has_input_neuron:
-        raise UsageError(f"{path}: {net.path} has no Input block to take a bias; give spikes "
+        raise UsageError(f"{path}: {net.netx_file} has no Input block to take a bias; give spikes "
                          "as x")
     if samples is not None and samples < 1:
         raise UsageError(f"--samples {samples}: give a whole number >= 1")
@@ -96,20 +108,65 @@ def inputs_of(net: NetxNet, data: dict, path: str, samples: int | None = None) -
             raise UsageError(f"{path}: y must be [N] integer labels for the {len(a)} samples")
         y = torch.from_numpy(y[:n].astype(np.int64))
     x = torch.from_numpy(_whc_to_chw(a.astype(np.int64), whc)).transpose(0, 1).contiguous()
-    from .netx_emulator import _check_input
-
     try:
-        _check_input(net, x, key == "bias")
+        check_input(net, x, key == "bias")
     except UsageError as e:
         raise UsageError(f"{path}: {key}: {str(e).split(': ', 1)[-1]}") from None
     recorded = _recorded(net, data, path, n, x.shape[0])
     return NetxInputs(x, key == "bias", y, path, recorded)
 
 
+def inputs_for(net: FixedNet, model: str, data, inputs, samples: int | None,
+               verb: str = "checked") -> NetxInputs:
+    """The inputs a command (check, energy, deploy) runs a netx file's net on: `inputs`
+    already read (NetxInputs) or given as (x [N, T, *WHC], labels or None), else --data
+    FILE.npz (read_inputs); UsageError in one line for anything else."""
+    if isinstance(inputs, NetxInputs):
+        return inputs
+    if inputs is not None:
+        x, y = inputs
+        arrays = {"x": np.asarray(x)} if y is None else {"x": np.asarray(x),
+                                                         "y": np.asarray(y)}
+        return inputs_of(net, arrays, "the given inputs", samples)
+    if data is None or not str(data).endswith(".npz"):
+        raise UsageError(f"{model}: a netx file is {verb} on its own inputs: --data FILE.npz "
+                         f"with x [N, T, {', '.join(map(str, reversed(net.input_shape)))}] "
+                         "(netx's W x H x C) or bias")
+    return read_inputs(net, data, samples)
+
+
+def check_input(net: FixedNet, x: torch.Tensor, input_bias: bool) -> None:
+    """x [T, B, *input] as netx takes it: integers; 13-bit bias mantissas; 0/1 spikes into a
+    first synapse; a_in within 16 bits. UsageError in one line."""
+    shape = tuple(net.input_shape)
+    where = net.netx_file
+    if x.dim() != len(shape) + 2 or tuple(x.shape[2:]) != shape:
+        raise UsageError(f"{where}: the input must be [T, B, {', '.join(map(str, shape))}] "
+                         f"(C x H x W inside snnexport), got {list(x.shape)}")
+    if x.is_floating_point() and not torch.equal(x, x.round()):
+        raise UsageError(f"{where}: the input must be integers (a_in / bias mantissas or "
+                         "0/1 spikes)")
+    if input_bias and (x.max() > 4095 or x.min() < -4096):
+        raise UsageError(f"{where}: input bias mantissas must be in -4096..4095 (13 bits)")
+    if not net.has_input_neuron and not input_bias and ((x != 0) & (x != 1)).any():
+        raise UsageError(f"{where}: the first block is a synapse: its input must be 0/1 "
+                         "spikes (Lava's Dense / Conv read any nonzero value as a spike)")
+    if x.abs().max() > (1 << 15) - 1:
+        raise UsageError(f"{where}: a_in values must fit 16 bits (|x| < 32768)")
+
+
+def driven(net: FixedNet, inputs: NetxInputs) -> FixedNet:
+    """The net as these inputs drive it: its Input block's bias mantissa (FixedNet
+    input_drive 'bias') where they give a bias, else as read."""
+    import dataclasses
+
+    return dataclasses.replace(net, input_drive="bias") if inputs.input_bias else net
+
+
 RECORDED = re.compile(r"^([suv]):(\d+)$")
 
 
-def _recorded(net: NetxNet, data: dict, path: str, n: int, t_steps: int) -> dict:
+def _recorded(net: FixedNet, data: dict, path: str, n: int, t_steps: int) -> dict:
     """The recorded outputs of FILE.npz (NetxInputs.recorded), validated."""
     layers = {lay.name: lay for lay in net.layers}
     out = {}
@@ -122,8 +179,8 @@ def _recorded(net: NetxNet, data: dict, path: str, n: int, t_steps: int) -> dict
         var, name = m.group(1), f"layer/{m.group(2)}"
         lay = layers.get(name)
         if lay is None:
-            raise UsageError(f"{path}: {key}: {net.path} has no {name} among the layers read "
-                             f"({', '.join(layers)})")
+            raise UsageError(f"{path}: {key}: {net.netx_file} has no {name} among the layers "
+                             f"read ({', '.join(layers)})")
         whc = tuple(reversed(lay.shape))
         a = np.asarray(a)
         t0 = int(np.asarray(data.get(f"t0:{m.group(2)}", 0)).reshape(-1)[0])
@@ -147,7 +204,7 @@ def _memory() -> int:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def encode_images(net: NetxNet, images, time_steps: int, gain: int = 1024) -> np.ndarray:
+def encode_images(net: FixedNet, images, time_steps: int, gain: int = 1024) -> np.ndarray:
     """Real images [N, *] as lava-dl users feed them, [N, T, *WHC]: scaled to [0, 1] (min-max
     over the set) and cut or zero-padded to the input's size (C-major); into an Input block's
     a_in as the constant `gain` x intensity (rounded), else as 0/1 spikes by a deterministic
@@ -169,4 +226,5 @@ def encode_images(net: NetxNet, images, time_steps: int, gain: int = 1024) -> np
     return np.ascontiguousarray(chw.transpose(axes)).astype(np.int64)
 
 
-__all__ = ["NetxInputs", "encode_images", "inputs_of", "read_inputs"]
+__all__ = ["NetxInputs", "check_input", "driven", "encode_images", "inputs_for", "inputs_of",
+           "read_inputs"]
