@@ -40,7 +40,11 @@ def test_deploy_writes_every_artifact_and_a_trusted_summary(deployed):
     summary = json.loads((out / "summary.json").read_text())
     rows = {r["target"]: r for r in summary["rows"]}
     assert set(rows) == {"reference", "nir", "onnx", "fixed", "onnx-fixed", "lava-float",
-                         "lava-fixed", "netx"}
+                         "lava-fixed", "netx", "xylo-audio2", "xylo-audio3", "xylo-imu"}
+    # a conv net is no Xylo net: each chip's row says so, and that is no failure
+    for t in ("xylo-audio2", "xylo-audio3", "xylo-imu"):
+        assert "is a Conv2d" in rows[t]["refused"] and t in rows[t]["refused"], rows[t]
+    assert summary["refused"] == ["xylo-audio2", "xylo-audio3", "xylo-imu"]
     for t in ("reference", "onnx", "onnx-fixed", "lava-float", "lava-fixed", "netx"):
         assert rows[t]["exact"] and rows[t]["mismatches"] == 0, rows[t]
     # NIR consumers lose the IMP: snnexport's own NIR import keeps it (metadata), so exact

@@ -16,7 +16,7 @@ from snnexport.energy.estimate import available_profiles
 
 TESTS = Path(__file__).parent
 TARGETS = {"reference", "nir", "onnx", "fixed", "onnx-fixed", "lava-float", "lava-fixed",
-           "netx"}
+           "netx", "xylo-audio2", "xylo-audio3", "xylo-imu"}
 
 
 def test_deploy_a_zoo_sew_resnet18_runs_every_target_or_says_why(tmp_path):
@@ -42,7 +42,8 @@ def test_deploy_a_zoo_sew_resnet18_runs_every_target_or_says_why(tmp_path):
     # the fixed-point net against the float model: what differs is quantisation
     assert rows["fixed"]["mismatch_cause"] == "quantisation" and rows["fixed"]["unexplained"] == 0
     # netx holds a chain: refused in one line naming the first merge
-    assert summary["refused"] == ["netx"]
+    assert summary["refused"] == ["netx", "xylo-audio2", "xylo-audio3", "xylo-imu"]
+    assert all("is a Conv2d" in rows[t]["refused"] for t in summary["refused"][1:])
     refusal = rows["netx"]["refused"]
     assert "'layer1.0.add'" in refusal and "\n" not in refusal, refusal
     assert set(summary["too_few_samples"]) == {"lava-float", "lava-fixed"}
