@@ -125,6 +125,24 @@ def corner(g: GraphBuilder, x: str, a: int, b: int, hw, axes) -> str:
                 "corner")
 
 
+def corners(g: GraphBuilder, x: str, hw, shape) -> list[str]:
+    """The four corners (a, b) of every 2x2 window of x [..., H, W] (hw = (H, W)), in the order
+    2a + b, each reshaped to `shape` (x's leading dims, H/2, W/2; one of them may be -1): rows
+    a::2 and columns b::2 by two Splits (rows in pairs, then columns in pairs) rather than
+    `corner`'s strided Slices, whose element-by-element copies took 3x as long (int16 [16,
+    128, 28, 28]: 0.60 vs 1.73 ms for the four, onnxruntime 1.32, 1 thread)."""
+    h, w = hw
+    rows = g.op("Split", [g.op("Reshape", [x, g.const("pairs", [-1, 2, w], np.int64)],
+                               "row_pairs")], "rows", outputs=2, axis=1, num_outputs=2)
+    out = []
+    for r in rows:
+        cols = g.op("Split", [g.op("Reshape", [r, g.const("pairs", [-1, w // 2, 2], np.int64)],
+                                   "col_pairs")], "cols", outputs=2, axis=2, num_outputs=2)
+        out += [g.op("Reshape", [c, g.const("shape", list(shape), np.int64)], "corner")
+                for c in cols]
+    return out
+
+
 def chunk_const(g: GraphBuilder, hint, flat: np.ndarray, n: int, i: int, dtype):
     """Chunk i of n of a flat per-neuron array, broadcastable over [1, B, 1, m]; one scalar
     where the whole layer holds one value."""
