@@ -36,6 +36,9 @@ bench/onnx_speed.py. Every thread count of --threads (default 2,1) is measured i
    of its whole run, as a fraction of a plain GEMM of its kernel kind, timed in the same round,
    the size of the net's largest synapse: float32 torch.mm for torch eager, MatMulInteger
    uint8 x int8 in onnxruntime for the integer ONNX, torch._int_mm for the emulator.
+4. Without VNNI: where the deployment graph's time goes (GEMM or not, onnxruntime's profiler)
+   and, on a CPU with VNNI, the int ONNX time estimated for one without (its GEMMs scaled by
+   this CPU's int8 GEMM slow-down with oneDNN's non-VNNI kernels; `no_vnni`).
 --candidates: the conv / depthwise / dense formulations and the neuron loops (Scan or
 unrolled, chunked or not, float32 or float64 decay), the u wrap and the OR-pool forms the
 integer exporter chose between, timed the same way (the numbers its comments cite).
@@ -476,9 +479,72 @@ def measure(args, threads, net, fx, x, mnet, xe):
           f"{2 * i8_macs / med('int8 GEMM torch') / 1e9:.1f} GOP/s; emulator "
           f"{2 * e_run / med('emulator') / 1e9:.2f}: "
           f"{pct(frac('emulator', 'int8 GEMM torch', e_run, i8_macs))}")
+    no_vnni(fx, seq, threads, args.rounds, med("int ONNX"), med("torch eager"))
     if args.candidates:
         print("candidates (onnxruntime, median of the rounds):")
         candidates(threads, args.rounds, fx, seq)
+
+
+ISA_GEMM = """
+import sys, time, torch
+torch.set_num_threads(int(sys.argv[1]))
+g = torch.Generator().manual_seed(0)
+a = (torch.rand(25088, 1152, generator=g) < 0.3).to(torch.int8)
+b = torch.randint(-128, 128, (1152, 128), dtype=torch.int8, generator=g)
+torch._int_mm(a, b)
+ts = []
+for _ in range(7):
+    t0 = time.process_time(); torch._int_mm(a, b); ts.append(time.process_time() - t0)
+print(min(ts))
+"""
+
+
+def isa_gemm_seconds(isa: str | None, threads: int) -> float:
+    """CPU seconds of an int8 GEMM [25088 x 1152] x [1152 x 128] (torch._int_mm: oneDNN) with
+    oneDNN's kernels limited to `isa` (ONEDNN_MAX_CPU_ISA; None: the CPU's best), fastest of
+    7, in a fresh process (oneDNN reads the variable once)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **({"ONEDNN_MAX_CPU_ISA": isa} if isa else {})}
+    out = subprocess.run([sys.executable, "-c", ISA_GEMM, str(threads)], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return float(out.split()[-1])
+
+
+def no_vnni(fx, seq, threads, rounds, int_onnx, torch_eager):
+    """4. What a CPU without VNNI would do, counted: the deployment graph's GEMM time (the
+    onnxruntime profiler, MatMulInteger nodes, fastest per node) scaled by how much slower this
+    CPU's int8 GEMM is without VNNI (oneDNN's AVX-512 and AVX2 kernels, ONEDNN_MAX_CPU_ISA:
+    onnxruntime picks its u8s8 kernel by CPUID and cannot be told to skip VNNI, and its
+    non-VNNI kernels are the same vpmaddubsw + vpmaddwd pair oneDNN's are), the rest as
+    measured."""
+    from onnx_speed import kind_of_op, profile
+
+    from snnexport.exporters.onnx_fixed import to_onnx_fixed
+
+    flags = common.cpu_info()[1]
+    rounds = max(rounds, 10)  # (per node the fastest: more runs, less of the load)
+    by_op, run = profile(to_onnx_fixed(fx, debug=False), {"bias0": seq}, threads, rounds,
+                         False)
+    total = sum(by_op.values())
+    gemm = sum(ms for op, ms in by_op.items() if kind_of_op(op) == "GEMM")
+    print(f"4. where the deployment graph's time goes ({threads} thread(s), onnxruntime "
+          f"profiler, fastest of {rounds} per node): GEMM {gemm:.1f} ms of {total:.1f} ms in "
+          f"nodes ({100 * gemm / total:.0f}%), fastest run {run:.1f} ms "
+          "(bench/onnx_speed.py --profile: by kind)")
+    if "avx512_vnni" not in flags and "avx_vnni" not in flags:
+        print("  this CPU has no VNNI: the figures above are the non-VNNI ones")
+        return
+    base = isa_gemm_seconds(None, threads)
+    for isa, what in (("AVX512_CORE", "AVX-512 without VNNI"), ("AVX2", "AVX2 only")):
+        slower = isa_gemm_seconds(isa, threads) / base
+        est = int_onnx + (slower - 1) * gemm / 1e3
+        print(f"  without VNNI ({what}): int8 GEMM {slower:.2f}x slower on this CPU (oneDNN, "
+              f"torch._int_mm [25088x1152]x[1152x128]); int ONNX ~ {1e3 * est:.1f} ms/batch "
+              f"= ~{torch_eager / est:.2f}x torch eager (estimate: the GEMMs scaled, the rest "
+              "as measured; torch eager's float32 kernels do not use VNNI)")
 
 
 if __name__ == "__main__":

@@ -29,9 +29,11 @@ inputs included) per second of its whole run over the plain GEMM's MACs/s in the
 Exactness, checked in the run: the parity check of the ONNX target against the torch model on
 those 16 digits (spikes of every layer, mismatches other than threshold ties must be 0), and
 the deployment graph's scores equal to the checked graph's.
---profile: where the float ONNX artifact's time goes, by op type (onnxruntime's profiler; per
-node the fastest of the rounds, so that the machine's load weighs less), and the same for the
-integer artifact (exporters/onnx_fixed.py).
+--profile: where the float ONNX artifact's time goes (onnxruntime's profiler; per node the
+fastest of the rounds, so that the machine's load weighs less), by kind of work (GEMM, the
+im2col windows, layout, casts, the neurons' element-wise ops, reductions, the host lookup,
+pools: KINDS) and by op type, and the same for the integer artifact (exporters/onnx_fixed.py);
+for every thread count of --threads.
 """
 
 from __future__ import annotations
@@ -86,8 +88,34 @@ def ort_gemm(m, k, n, threads):
     return lambda: sess.run(None, {"x": x})
 
 
+# what each op type does in the artifacts, for --profile's account of where the time goes
+KINDS = {
+    "GEMM": ("MatMulInteger", "MatMul", "Conv", "ConvInteger", "Gemm"),
+    "im2col windows (Gather)": ("Gather",),
+    "layout (Transpose, Reshape, Slice, Split, Concat, Pad)": (
+        "Transpose", "Reshape", "Slice", "Split", "Concat", "Pad", "Squeeze", "Unsqueeze",
+        "Expand", "Identity", "Shape", "ReorderInput", "ReorderOutput"),
+    "casts": ("Cast",),
+    "neuron element-wise ops": ("Add", "Sub", "Mul", "Div", "Clip", "Max", "Min", "Floor",
+                                "Greater", "GreaterOrEqual", "Less", "LessOrEqual", "Equal",
+                                "Not", "And", "Where", "Neg", "Abs", "Mod", "Round"),
+    "reductions (the wrap / clip If's extremes, votes)": (
+        "ReduceMax", "ReduceMin", "ReduceMean", "ReduceSum"),
+    "host spike lookup (GatherElements, bit ops)": (
+        "GatherElements", "BitwiseAnd", "BitwiseOr", "BitShift"),
+    "pools": ("MaxPool", "AveragePool"),
+}
+CONTAINERS = ("If", "Loop", "Scan")  # their time is their subgraphs' nodes' (counted there)
+
+
+def kind_of_op(op: str) -> str:
+    return next((k for k, ops in KINDS.items() if op in ops), "other")
+
+
 def profile(model, feed, threads, rounds, optimise):
-    """{op type: ms}, per node the fastest of `rounds` runs (onnxruntime's profiler)."""
+    """{op type: ms} of the nodes (subgraphs' included, If / Loop / Scan themselves left out:
+    their time is their nodes'), per node the fastest of `rounds` runs (onnxruntime's
+    profiler), and the run's own time ({"run": ms}, fastest, by the profiler)."""
     import collections
     import json
     import os
@@ -109,22 +137,31 @@ def profile(model, feed, threads, rounds, optimise):
             sess.run(None, feed)
         with open(sess.end_profiling()) as f:
             events = json.load(f)
-    per, kind = collections.defaultdict(list), {}
+    per, kind, runs = collections.defaultdict(list), {}, []
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
             per[e["name"]].append(e["dur"])
             kind[e["name"]] = e["args"].get("op_name")
+        elif e.get("cat") == "Session" and e["name"] == "model_run":
+            runs.append(e["dur"])
     by_op = collections.Counter()
     for name, durations in per.items():
-        by_op[kind[name]] += min(durations) / 1e3
-    return by_op
+        if kind[name] not in CONTAINERS:
+            by_op[kind[name]] += min(durations) / 1e3
+    return by_op, min(runs) / 1e3 if runs else float("nan")
 
 
-def print_profile(title, by_op):
+def print_profile(title, result):
+    by_op, run = result
     total = sum(by_op.values())
-    print(f"  {title}: {total:.1f} ms (sum over nodes of each node's fastest run)")
-    for op, ms in by_op.most_common(8):
-        print(f"    {op:<16} {ms:8.1f} ms  {100 * ms / total:5.1f}%")
+    print(f"  {title}: fastest run {run:.1f} ms; its nodes {total:.1f} ms (sum over nodes of "
+          "each node's fastest run; the rest: the executor's per-node dispatch)")
+    kinds = {}
+    for op, ms in by_op.items():
+        kinds[kind_of_op(op)] = kinds.get(kind_of_op(op), 0.0) + ms
+    for k, ms in sorted(kinds.items(), key=lambda kv: -kv[1]):
+        print(f"    {k:<56} {ms:7.1f} ms  {100 * ms / total:5.1f}%")
+    print("    by op type: " + ", ".join(f"{op} {ms:.1f}" for op, ms in by_op.most_common(10)))
 
 
 def main():
@@ -150,17 +187,17 @@ def main():
 
         from snnexport.exporters.onnx_fixed import to_onnx_fixed
 
-        threads = counts[0]
-        torch.set_num_threads(threads)
-        print(f"onnxruntime profile, {threads} thread(s), {args.rounds} runs, T={T}, B={B}")
-        feed = {"x": x_seq[:1]}
-        print_profile("float ONNX, optimisations on", profile(
-            to_onnx(graph, debug=False), feed, threads, args.rounds, True))
-        print_profile("float ONNX, optimisations off", profile(
-            to_onnx(graph, debug=False), feed, threads, args.rounds, False))
         fx, seq = host_mantissas(net, x)
-        print_profile("integer ONNX", profile(to_onnx_fixed(fx, debug=False), {"bias0": seq},
-                                              threads, args.rounds, False))
+        for threads in counts:
+            torch.set_num_threads(threads)
+            print(f"onnxruntime profile, {threads} thread(s), {args.rounds} runs, T={T}, B={B}")
+            feed = {"x": x_seq[:1]}
+            print_profile("float ONNX, optimisations on", profile(
+                to_onnx(graph, debug=False), feed, threads, args.rounds, True))
+            print_profile("float ONNX, optimisations off", profile(
+                to_onnx(graph, debug=False), feed, threads, args.rounds, False))
+            print_profile("integer ONNX", profile(to_onnx_fixed(fx, debug=False),
+                                                  {"bias0": seq}, threads, args.rounds, False))
         return
     machine = Machine(max(counts))
     report = check(LoadedModel("<bench net>", import_plifnet(net), net), "onnx",
