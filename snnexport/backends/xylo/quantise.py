@@ -205,7 +205,7 @@ def quantise(folded, calib_x: torch.Tensor, decays: int | None = None, *, chip: 
     grouping = None
     if decays is not None:
         folded, grouping = group_decays(folded, decays)
-    cores, population = _layers(folded, chip, decays)
+    cores, population = _layers(folded, chip, None)  # (grouped above already)
     fl = [_float_layer(c) for c in cores]
     n_in = fl[0]["w"].shape[1]
     if calib_x.dim() < 3:
