@@ -84,8 +84,8 @@ from ..files import atomic_write
 from ..hw.cores import Core, HardwareLoweringError, PoolCore, SpikeMerge, lower, pool_matrix
 from ..ir import nodes as ir
 from ..ir.graph import Graph
-from ..ir.neurons import kind_of
-from ..sim.reference import STATELESS, simulate, synaptic_current
+from ..ir.neurons import keeps_current, kind_of
+from ..sim.reference import STATELESS, neuron_current, simulate, synaptic_current
 
 W_MAX = 254  # largest even 8-bit-mantissa weight (mixed sign)
 BIAS_MANT_MAX = 4095
@@ -326,8 +326,8 @@ def quantize(graph: Graph, calib_x: torch.Tensor) -> FixedNet:
     currents: dict[str, float] = {}  # current-based layers: the largest |gain J| reached
 
     def observe(name, node, x_in, _y):
-        if isinstance(node, ir.Neuron) and node.cuba:
-            j = synaptic_current(x_in, torch.as_tensor(np.asarray(node.current_decay)))
+        if keeps_current(node):  # its kind's current (ir/neurons.py)
+            j = neuron_current(node, x_in)
             if node.gain is not None:
                 j = j * torch.as_tensor(np.asarray(node.gain, np.float64))
             currents[name] = float(j.abs().max()) if j.numel() else 0.0

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..ir import nodes as ir
 from ..ir.graph import Graph
-from ..ir.neurons import CUBA_LIF, LIF_SOURCE, kind_of
+from ..ir.neurons import CUBA_LIF, kind_of
 from ..readout import readout_scores
 
 
@@ -113,15 +113,13 @@ def run_current(step, param, x_seq):
     return out
 
 
-def synaptic_current(x_seq, current_decay=None, k_syn=None):
-    """J_t = current_decay J_{t-1} + I_t (J_-1 = 0; 'cuba_lif''s current) over [T, B, *shape],
-    or with k_syn 'lif_source''s (Norse's order); tensors, or None: J = the input itself.
-    (`neuron_current` finds a node's current by its kind.)"""
-    if current_decay is not None:
-        return run_current(CUBA_LIF.current, current_decay, x_seq)
-    if k_syn is not None:
-        return run_current(LIF_SOURCE.current, k_syn, x_seq)
-    return x_seq
+def synaptic_current(x_seq, current_decay=None):
+    """J_t = current_decay J_{t-1} + I_t (J_-1 = 0; 'cuba_lif''s current) over [T, B, *shape];
+    current_decay a tensor, or None: J = the input itself (the host layer's current at the
+    chip's decay, quant/fixed.py; `neuron_current` finds a node's current by its kind)."""
+    if current_decay is None:
+        return x_seq
+    return run_current(CUBA_LIF.current, current_decay, x_seq)
 
 
 def neuron_current(n, x_seq, dtype=torch.float64):
