@@ -425,6 +425,24 @@ def packed_trains(table: np.ndarray) -> list[np.ndarray]:
         min(bits, t_steps - w), dtype=dtype), axis=1) for w in range(0, t_steps, bits)]
 
 
+def _wide_words(words: list[np.ndarray], n_rows: int) -> tuple[list[np.ndarray], int]:
+    """`packed_trains`' words (n_rows = G groups of 2^13 mantissas) with a row for every int16
+    value (the clipped mantissa's train), so that the lookup needs no Clip of its input, where
+    that fits TABLE_BYTES: (words, G); else (words, 0). One group: row v for v >= 0, 2^16 + v
+    for v < 0 (GatherElements counts a negative index from the end: the mantissa itself is the
+    index, no offset); G groups: row 2^16 g + 2^15 + v."""
+    e = 2 * (BIAS_MANT_MAX + 1)
+    n_groups = n_rows // e
+    if n_groups * (1 << 16) * sum(w.itemsize for w in words) > TABLE_BYTES:
+        return words, 0
+    v = np.arange(-(1 << 15), 1 << 15)
+    if n_groups == 1:
+        v = np.roll(v, -(1 << 15))  # 0 .. 2^15 - 1, then -2^15 .. -1
+    src = np.clip(v, -BIAS_MANT_MAX - 1, BIAS_MANT_MAX) + BIAS_MANT_MAX + 1
+    src = (np.arange(n_groups)[:, None] * e + src[None, :]).reshape(-1)
+    return [w[src] for w in words], n_groups
+
+
 def _host_switch(g: GraphBuilder, layer: FixedLayer, table, drive: str, pooled: bool,
                  loop) -> str:
     """The host layer's spikes uint8 [T, B, *shape] (`pooled`: their 2x2 OR-pool [T, B, C,
@@ -450,14 +468,20 @@ def _host_switch(g: GraphBuilder, layer: FixedLayer, table, drive: str, pooled: 
         c, h, w = layer.shape
         parts = list(zip(corners(lookup, row0, (h, w), (-1, c, h // 2, w // 2)),
                          (offset[:, a::2, b::2] for a in (0, 1) for b in (0, 1)), strict=True))
+    words, wide = _wide_words(words, table.shape[0])
     rows = []  # per part: the flat table row of each neuron, int32 [N]
     for part, off in parts:
-        m = lookup.op("Clip", [lookup.op("Cast", [part], "m32", to=I32),
-                               lookup.const("lo", -BIAS_MANT_MAX - 1, np.int32),
-                               lookup.const("hi", BIAS_MANT_MAX, np.int32)], "m")
-        off = off.reshape(-1)[0] if (off == off.flat[0]).all() else off
-        rows.append(lookup.op("Reshape", [lookup.op("Add", [m, lookup.const(
-            "offset", off, np.int32)], "row"), lookup.const("flat", [1, -1], np.int64)], "rows"))
+        m = lookup.op("Cast", [part], "m32", to=I32)
+        if wide:  # a row per int16 value (`_wide_words`): no Clip; one group: no offset
+            off = None if wide == 1 else ((off - BIAS_MANT_MAX - 1) // (
+                2 * BIAS_MANT_MAX + 2)) * (1 << 16) + (1 << 15)
+        else:
+            m = lookup.op("Clip", [m, lookup.const("lo", -BIAS_MANT_MAX - 1, np.int32),
+                                   lookup.const("hi", BIAS_MANT_MAX, np.int32)], "m")
+        if off is not None:
+            off = off.reshape(-1)[0] if (off == off.flat[0]).all() else off
+            m = lookup.op("Add", [m, lookup.const("offset", off, np.int32)], "row")
+        rows.append(lookup.op("Reshape", [m, lookup.const("flat", [1, -1], np.int64)], "rows"))
     out_shape = (layer.shape[0], *(n // 2 for n in layer.shape[1:])) if pooled else layer.shape
     steps_out, t0 = [], 0
     for word in words:
