@@ -39,6 +39,7 @@ import numpy as np
 from ..errors import SnnexportError
 from ..files import atomic_write
 from ..hw.layout import whc
+from ..ir.neurons import LIF, kind_of
 from ..quant.fixed import FixedLayer, FixedNet, QuantError
 from ..quant.netx_import import NETX_FORMAT
 
@@ -62,9 +63,9 @@ def _neuron(group, layer: FixedLayer, first: bool = False) -> None:
     g["type"] = np.bytes_("CUBA")
     # a current-based layer keeps its current (netx: du = iDecay - 1); the input block's
     # current is computed on the host and arrives as its bias
-    i_decay = None if first or layer.i_decay is None else np.asarray(layer.i_decay)
-    g["iDecay"] = 4096 if i_decay is None else int(i_decay.flat[0]) if (
-        i_decay == i_decay.flat[0]).all() else netx_layout(i_decay, layer, first)
+    i_decay = np.asarray((LIF if first else kind_of(layer)).netx_i_decay(layer.i_decay))
+    g["iDecay"] = int(i_decay.flat[0]) if (i_decay == i_decay.flat[0]).all() else netx_layout(
+        i_decay, layer, first)
     dv = np.asarray(layer.dv)
     g["vDecay"] = int(dv.flat[0]) if (dv == dv.flat[0]).all() else netx_layout(dv, layer,
                                                                                 first)

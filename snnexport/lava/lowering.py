@@ -83,6 +83,8 @@ class Stage:
     # Lava's u = u (1 - du) + a_in with du = 1 - current_decay (the host layer's current is
     # computed on the host instead)
     current_decay: np.ndarray | None = None
+    # its neuron kind (ir/neurons.py): the runner takes Lava's du from it
+    neuron_kind: str = "lif"
 
 
 def lower(graph: Graph) -> tuple[np.ndarray, np.ndarray, list[Stage], int]:
@@ -128,11 +130,13 @@ def lower(graph: Graph) -> tuple[np.ndarray, np.ndarray, list[Stage], int]:
                 "onnx")
         if core.host:  # the first synapse runs on the host; each neuron owns its row
             host = (syn.matrix() * gain[:, None], b)
-            stages.append(Stage(core.name, None, np.zeros(n), *args, current_decay=cd))
+            stages.append(Stage(core.name, None, np.zeros(n), *args, current_decay=cd,
+                                neuron_kind=kind.name))
         else:
             conv = syn.conv_args() if core.spatial else None
             w = None if conv else syn.matrix() * gain[:, None]
-            stages.append(Stage(core.name, w, b, *args, conv, current_decay=cd))
+            stages.append(Stage(core.name, w, b, *args, conv, current_decay=cd,
+                                neuron_kind=kind.name))
     return host[0], host[1], stages, cores.population
 
 

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..hw.layout import to_chw, whc
+from ..ir.neurons import KINDS, LIF, kind_of
 
 STEPPING: list[tuple[int, float]] = []  # (Lava steps, seconds) of the run loop
 
@@ -207,10 +208,12 @@ def float_stages(path: str):
         (w, conv), nxt = forms[k], forms[k + 1] if k + 1 < len(stages) else (None, None)
         spatial = conv is not None or nxt[1] is not None
         vth = float(np.nextafter(st.threshold, -np.inf)) if st.spiking else 1e300
-        # a current-based layer keeps u (du = 1 - current_decay); the host layer's current
-        # is run on the host (`run`)
-        cuba = st.current_decay is not None and k > 0
-        du = 1.0 - np.asarray(st.current_decay, np.float64).reshape(-1) if cuba else 1.0
+        # a current-based layer keeps u (its kind's du: 1 - current_decay); the host layer's
+        # current is run on the host (`run`)
+        kind = KINDS[st.neuron_kind]
+        cuba = kind.has_current and k > 0
+        du = np.reshape(kind.lava_du_float(st.current_decay), -1) if cuba else \
+            LIF.lava_du_float(None)
         out.append(ProcStage(st.name, int(np.prod(st.shape)), w,
                              dict(du=du, dv=1.0 - st.decay, vth=vth), st.bias, st.v_init,
                              st.spiking, chw=tuple(st.shape) if spatial else None, conv=conv,
@@ -263,10 +266,12 @@ def fixed_stages(path: str):
         spatial = conv is not None or nxt[1] is not None
         bias = np.zeros(layer.n, np.int64) if layer.bias_mant is None else np.asarray(
             layer.bias_mant, np.int64).reshape(-1)
-        # a current-based layer keeps u: du = i_decay - 1 (Lava adds 1 back); the host
-        # layer's current comes with its bias mantissas (computed by the core)
-        cuba = layer.i_decay is not None and layer.kind != "host"
-        du = np.asarray(layer.i_decay, np.int64).reshape(-1) - 1 if cuba else 4095
+        # a current-based layer keeps u: its kind's du, i_decay - 1 (Lava adds 1 back); the
+        # host layer's current comes with its bias mantissas (computed by the core)
+        kind = kind_of(layer)
+        cuba = kind.has_current and layer.kind != "host"
+        du = np.reshape(kind.lava_du_fixed(layer.i_decay), -1) if cuba else \
+            LIF.lava_du_fixed(None)
         out.append(ProcStage("" if layer.pool else layer.name, layer.n, w,
                              dict(du=du, dv=np.asarray(layer.dv).reshape(-1),
                                   vth=int(layer.vth_mant), bias_exp=6),
@@ -342,11 +347,13 @@ def residual_proc_stages(stages: list, fixed: bool) -> list[ProcStage]:
                 w = np.asarray(lk.weights, dtype)
             links.append(ProcLink(index[lk.source], w, conv, int(lk.delay), lk.unit))
         if fixed:
-            lif = dict(du=4095, dv=np.asarray(st.decay, np.int64), vth=int(st.threshold),
+            lif = dict(du=LIF.lava_du_fixed(None), dv=np.asarray(st.decay, np.int64),
+                       vth=int(st.threshold),
                        bias_exp=6)
         else:
             vth = float(np.nextafter(st.threshold, -np.inf)) if st.spiking else 1e300
-            lif = dict(du=1.0, dv=1.0 - np.asarray(st.decay, np.float64), vth=vth)
+            lif = dict(du=LIF.lava_du_float(None), dv=1.0 - np.asarray(st.decay, np.float64),
+                       vth=vth)
         dtype = np.int64 if fixed else np.float64
         out.append(ProcStage(st.name, int(np.prod(st.shape)), None, lif,
                              np.asarray(st.bias, dtype), np.asarray(st.v_init, dtype),
