@@ -46,20 +46,21 @@ def describe_fixed(net) -> str:
               "snnexport's aligned layers (written by snnexport's netx export)")
     reset = f", reset every {net.reset_interval} steps (offset {net.reset_offset})" \
         if net.reset_interval else ""
+    wide = max(10, 2 + max(len(lay.name) for lay in net.layers))
     lines = [f"netx network {net.netx_file}: {len(net.layers)} layers, input "
              f"{'x'.join(map(str, reversed(net.input_shape)))} (netx W x H x C) into "
              f"{drive[net.input_drive]}; {timing}{reset}",
-             f"  {'layer':<10}{'block':<7}{'shape (CxHxW)':<16}{'iDecay':>10}{'vDecay':>10}"
-             f"{'vThMant':>8}{'w bits':>8}{'w exp':>6}{'bias':>5}{'delay':>8}"]
+             f"  {'layer':<{wide}}{'block':<7}{'shape (CxHxW)':<16}{'iDecay':>11}"
+             f"{'vDecay':>11}{'vThMant':>8}{'w bits':>8}{'w exp':>6}{'bias':>5}{'delay':>8}"]
     for lay in net.layers:
         w = np.asarray(lay.weight)
         wb = "-" if lay.kind in ("input", "host") or not w.size else str(int(np.ceil(np.log2(
             np.abs(w).max() + 1))) + 1)
         delay = "-" if lay.delay is None else f"0..{int(np.asarray(lay.delay).max())}"
         readout = "" if lay.spiking or lay.pool else "  readout"
-        lines.append(f"  {lay.name:<10}{lay.kind:<7}{'x'.join(map(str, lay.shape)):<16}"
-                     f"{'4096' if lay.i_decay is None else _one(lay.i_decay):>10}"
-                     f"{_one(lay.dv):>10}{lay.vth_mant:>8}{wb:>8}{lay.weight_exp:>6}"
+        lines.append(f"  {lay.name:<{wide}}{lay.kind:<7}{'x'.join(map(str, lay.shape)):<16}"
+                     f"{'4096' if lay.i_decay is None else _one(lay.i_decay):>11}"
+                     f"{_one(lay.dv):>11}{lay.vth_mant:>8}{wb:>8}{lay.weight_exp:>6}"
                      f"{'yes' if lay.bias_mant is not None else '-':>5}{delay:>8}{readout}")
     lines += [f"  note: {n}" for n in net.notes]
     lines.append("  compared with: no float model stands behind a netx file, so every target "

@@ -74,3 +74,23 @@ def test_every_bundled_model_reads_back_from_netx(model, tmp_path):
     for k in a.spikes:
         assert torch.equal(a.spikes[k], b.spikes[k]), k
     assert main(["inspect", str(tmp_path / "m.net")]) == 0  # (it refused per-neuron vDecay)
+
+
+def test_own_netx_file_checked_counted_and_run_in_lava(tmp_path, capsys):
+    """snnexport's own netx file of the per-neuron-tau model (whose per-neuron vDecay inspect
+    once refused) as a model: its host layer takes the digits images; the fast emulator equals
+    the plain one, Lava's netx run of it equals the emulator, energy counts it."""
+    net = tmp_path / "m.net"
+    assert main(["export", str(ROOT / "examples/models/digits_plif_neuron.pt"), "--to", "netx",
+                 "-o", str(net), "--data", "digits"]) == 0
+    capsys.readouterr()
+    assert main(["check", str(net), "--target", "fixed", "--data", "digits", "--samples",
+                 "40"]) == 0
+    out = capsys.readouterr().out
+    assert "40 samples" in out and "exact: every spike of every layer is equal" in out
+    assert main(["check", str(net), "--target", "netx", "--data", "digits", "--samples",
+                 "2"]) == 0
+    assert "exact: every spike of every layer is equal" in capsys.readouterr().out
+    assert main(["energy", str(net), "--profile", "loihi2", "--data", "digits", "--samples",
+                 "10"]) == 0
+    assert "layers.sn_out:synapse" in capsys.readouterr().out

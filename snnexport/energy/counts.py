@@ -206,7 +206,7 @@ def count_fixed_totals(net, x: torch.Tensor, batch_size: int = 100) -> list[Laye
     `dense_nonzero_weights` as for any model; netx's Input block has no synapse (its a_in comes
     from outside); per neuron layer `updates` every neuron every step, `active_updates` where
     its current u is nonzero (the emulator's recorded state; else where H is), `spikes`."""
-    from ..quant.emulator import emulate
+    from ..quant.emulator import emulate, synapse_sum
 
     rows: dict[str, LayerCounts] = {}
     t_steps, n = x.shape[0], x.shape[1]
@@ -230,6 +230,10 @@ def count_fixed_totals(net, x: torch.Tensor, batch_size: int = 100) -> list[Laye
                 syn.dense += float(connections(layer, ones, every_weight=True).sum()) * t_steps * b
                 syn.dense_nonzero_weights += float(connections(layer, ones).sum()) * t_steps * b
                 syn.weights = int(np.count_nonzero(layer.weight))
+            if layer.pool:  # an OR-pool's memoryless helpers: any input spike fires
+                prev = (synapse_sum(layer, prev.flatten(0, 1)) > 0).reshape(
+                    t_steps, b, *layer.shape)
+                continue
             row = rows.setdefault(layer.name, LayerCounts(layer.name, "neuron"))
             row.neurons = layer.n
             row.updates += float(layer.n * t_steps * b)

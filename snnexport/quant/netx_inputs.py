@@ -123,6 +123,8 @@ def inputs_for(net: FixedNet, model: str, data, inputs, samples: int | None,
     FILE.npz (read_inputs); UsageError in one line for anything else."""
     if isinstance(inputs, NetxInputs):
         return inputs
+    if net.input_drive == "host":  # snnexport's own netx file: the data its model took
+        return _host_inputs(net, model, data, inputs, samples)
     if inputs is not None:
         x, y = inputs
         arrays = {"x": np.asarray(x)} if y is None else {"x": np.asarray(x),
@@ -133,6 +135,31 @@ def inputs_for(net: FixedNet, model: str, data, inputs, samples: int | None,
                          f"with x [N, T, {', '.join(map(str, reversed(net.input_shape)))}] "
                          "(netx's W x H x C) or bias")
     return read_inputs(net, data, samples)
+
+
+def _host_inputs(net: FixedNet, model: str, data, inputs, samples: int | None) -> NetxInputs:
+    """A net read back from snnexport's own netx file (its host layer takes the model's float
+    inputs): a built-in data set's test split (or a FILE.npz / module:function as `check`
+    reads data), or `inputs` (x, y); the images repeated over the net's time steps as
+    frames, [T, N, *input]."""
+    from ..data import load_dataset
+
+    if inputs is not None:
+        x, y = (torch.as_tensor(a) for a in inputs)
+        source = "the given inputs"
+    elif data is None:
+        raise UsageError(f"{model}: say which data to run it on with --data")
+    else:
+        ds = load_dataset(str(data), net.time_steps)
+        x, y, source = ds.x_test, ds.y_test, f"the {data} test split"
+    n = len(x) if samples is None else min(samples, len(x))
+    x = x[:n].to(torch.float64)
+    if x.dim() == len(net.input_shape) + 1:  # static images: the same frame every step
+        x = x.unsqueeze(0).expand(net.time_steps, *x.shape).contiguous()
+    else:
+        x = x.transpose(0, 1).contiguous()
+    return NetxInputs(x, False, None if y is None else torch.as_tensor(y)[:n].to(torch.int64),
+                      source)
 
 
 def check_input(net: FixedNet, x: torch.Tensor, input_bias: bool) -> None:
