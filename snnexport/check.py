@@ -263,7 +263,11 @@ def _fixed_model_plan(loaded: LoadedModel, backend: Backend, target: str, data, 
     samples = count("--samples", samples)
     ins = inputs_for(net, loaded.path, data, inputs, samples)
     net = driven(net, ins)
-    n = ins.x.shape[1]
+    t, n = ins.x.shape[0], ins.x.shape[1]
+    # a batch's reference and target runs: spikes, H, u and v of every layer, int64 / float64
+    ensure_fits(8 * 8 * t * min(batch_size, n) * sum(lay.n for lay in net.layers),
+                f"{loaded.path}: checking {target} on batches of {min(batch_size, n)} samples "
+                f"over T={t}", "check fewer samples at once or fewer steps")
     y = ins.y if ins.y is not None else torch.zeros(n, dtype=torch.int64)
     what = ("the plain emulator" if backend.reference == "model" else "the emulator")
     name = f"{target} ({backend.description}; {net.netx_file} has no float model: vs {what})"
