@@ -309,7 +309,7 @@ def neuron_candidates(threads, rounds, fx=None, seq=None):
         g = GraphBuilder()
         old = onnx_fixed_float_wrap(flag)
         try:
-            sums, to_u, _, _, _ = _drive(g, conv, "x", (128, 14, 14), 1, [])
+            sums, to_u, _, _, _, _ = _drive(g, conv, "x", (128, 14, 14), 1, [])
             u = to_u(g, sums)
         finally:
             onnx_fixed_float_wrap(old)

@@ -534,6 +534,7 @@ def sum_bound(weight: np.ndarray, peak: int) -> int:
 
 
 I32_MAX = (1 << 31) - 1
+U_UNITS = 1 / 64  # `_raw_sum`'s factor where its sums are u = 64 a itself
 
 
 def integer_kernel(fan_in: int, peak: int, int8: bool = True) -> str:
@@ -583,14 +584,15 @@ def _as_i64(g: GraphBuilder, acc: str, factor: int) -> str:
 
 
 def _im2col(g: GraphBuilder, x: str, in_shape, kh: int, kw: int, stride, padding,
-            corners: bool = False, pieces: tuple[int, int] | None = None):
+            corners: bool = False, pieces: tuple[int, int] | None = None, scale: int = 1):
     """uint8 [N, C, H, W] -> [N, Ho*Wo, kh*kw, C] (each output pixel's window, channels last) by
     one Gather of pixels: an index table [Ho*Wo, kh*kw] into the H*W pixels, padding pointing at
     one zero pixel appended after them. Returns (cols, Ho, Wo). `corners`: the output pixels
     ordered corner by corner of the 2x2 windows (a, b, Ho/2, Wo/2), pixel (2i + a, 2j + b)
     (layout 'pool2_nhwc'), else row by row. `pieces` (T, n), N = T*B: cols as a list per step
     t of n lists: piece [t][i] [1, B, Ho*Wo / n, kh*kw, C] holds the windows of output pixels
-    i Ho*Wo / n to (i + 1) Ho*Wo / n of step t's B samples (`_raw_sum`)."""
+    i Ho*Wo / n to (i + 1) Ho*Wo / n of step t's B samples (`_raw_sum`). `scale`: the uint8
+    values multiplied by it first."""
     c, h, w = in_shape
     (sh, sw), (ph, pw) = stride, padding
     ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
@@ -604,6 +606,8 @@ def _im2col(g: GraphBuilder, x: str, in_shape, kh: int, kw: int, stride, padding
             ho * wo, -1)
     pixels = g.op("Reshape", [g.op("Transpose", [x], "nhwc", perm=[0, 2, 3, 1]),
                               _i64(g, "pix", [-1, h * w, c])], "pixels")
+    if scale != 1:
+        pixels = g.op("Mul", [pixels, g.const("scale", scale, np.uint8)], "scaled")
     if not inside.all():
         pixels = g.op("Pad", [pixels, _i64(g, "zero_pixel", [0, 0, 0, 0, 1, 0])], "padded")
     if pieces is None:
@@ -632,7 +636,8 @@ def _raw_sum(g: GraphBuilder, layer: FixedLayer | FixedSynapse, s_seq: str, in_s
 
     `t_steps` given, an im2col conv in one group whose neuron chunks (`chunk_groups`, in the
     layout's order) hold whole pixels: acc is a list per step of the chunks' sums, [t][i]
-    int32 [1, B, 1, m], each from its own Gather of windows and GEMM (rows B * m / C_out): the
+    int32 [1, B, 1, m] (factor U_UNITS where the input is spikes: u itself, the spikes
+    scaled by 128), each from its own Gather of windows and GEMM (rows B * m / C_out): the
     GEMM's uint8 input then stays in the core's cache between the Gather that writes it and
     the GEMM that reads it, and the neuron loop takes its chunks without slicing them. On
     bench/integer_speed.py's net (conv2: 25,088 x 1,152 rows, 29 MB of windows) one Gather
@@ -670,13 +675,17 @@ def _raw_sum(g: GraphBuilder, layer: FixedLayer | FixedSynapse, s_seq: str, in_s
         groups, kh * kw * c_in_g, g_out)  # rows ordered (i, j, c) as the windows
     n, m, _ = chunk_groups(int(np.prod(layer.shape)), corners)
     if t_steps and nhwc and groups == 1 and kernel != "int64" and m % c_out == 0:
+        # binary spikes scaled by 128 before the GEMM give u = 64 a = 128 acc itself, no
+        # multiply per chunk; exact: x w / 2 pairs stay within int16 (128 * (127 + 127),
+        # -128 * (128 + 128) = -2^15: the AVX2 kernel's vpmaddubsw), sums within int32
+        scaled = peak == 1 and kernel == "u8s8" and fan_in * 128 * 128 + WRAP <= I32_MAX
         cols, ho, wo = _im2col(g, x, in_shape, kh, kw, layer.stride, layer.padding,
-                               corners, (t_steps, n))
+                               corners, (t_steps, n), 128 if scaled else 1)
         flat, chunk = _i64(g, "k", [-1, kh * kw * c_in_g]), _i64(g, "bnm", [1, -1, 1, m])
         gemm = _gemm_weights(g, wg[0], kernel)
         acc = [[g.op("Reshape", [_gemm(g, g.op("Reshape", [c, flat], "rows"), gemm), chunk],
                      "chunk_acc") for c in step] for step in cols]
-        return acc, 2, bound, "pool2_nhwc" if corners else "nhwc"
+        return acc, U_UNITS if scaled else 2, bound, "pool2_nhwc" if corners else "nhwc"
     cols, ho, wo = _im2col(g, x, in_shape, kh, kw, layer.stride, layer.padding,
                            corners and nhwc)
     if groups == 1:
@@ -731,46 +740,53 @@ def _drive(g: GraphBuilder, layer: FixedLayer, x: str, in_shape, peak: int, extr
     value modulo 2^24, so u = wrap24(64 a) = 64 wrap18(a) of the raw (unwrapped) sum of every
     synapse: one wrap, on the GEMMs' int32 sums (a = 2 acc: u = 128 wrap17(acc)), and only
     where 64 * sum_bound >= 2^23 (else every wrap is the identity). `t_steps` given, the sums
-    may come as a list per step of the neuron chunks' (`_raw_sum`)."""
+    may come as a list per step of the neuron chunks' (`_raw_sum`), and may be u itself (the
+    spikes scaled by 128 before the GEMM: u = 128 acc with no multiply). The sixth value: what
+    one unit of the sums is in units of the GEMM's acc (1, or 128 where the sums are u), for
+    the bound the neurons' If compares them with."""
     terms = [_raw_sum(g, layer, x, in_shape, peak, nhwc=not extra, corners=corners,
                       t_steps=t_steps)]
     terms += [_raw_sum(g, syn, xs, shape, p) for syn, xs, shape, p in extra]
     layout = terms[0][3]
     bound = sum(t[2] for t in terms)
     wraps = 64 * bound >= WRAP
+    per = 1 if terms[0][1] == U_UNITS else 128  # u per unit of the sums
     def unwrapped(b: GraphBuilder, a: str) -> str:  # u = 128 acc where |acc| < 2^16
-        return b.op("Mul", [a, b.const("act", 128, np.int32)], "u")
+        return a if per == 1 else b.op("Mul", [a, b.const("act", 128, np.int32)], "u")
 
-    if all(t[1] == 2 for t in terms) and bound < I32_MAX:  # int32 throughout
+    if (per == 1 or all(t[1] == 2 for t in terms)) and bound < I32_MAX:  # int32 throughout
         acc = terms[0][0]
         for t in terms[1:]:
             acc = g.op("Add", [acc, t[0]], "acc_sum")
         if wraps and FLOAT_WRAP and bound // 2 + (1 << 16) < 1 << 24:
             def to_u(b: GraphBuilder, a: str) -> str:
-                # u = 128 acc - 2^24 floor((acc + 2^16) / 2^17) in float32: every value an
-                # integer below 2^24 times a power of two, so exact (bench/integer_speed.py
-                # --candidates: cheaper than Mod on int32)
+                # u = 128 acc - 2^24 floor((acc + 2^16) / 2^17) in float32 (of the sums x =
+                # acc or 128 acc: per x - 2^24 floor((x + 2^23 / per) per / 2^24)): every
+                # value an integer below 2^24 times a power of two, so exact
+                # (bench/integer_speed.py --candidates: cheaper than Mod on int32)
                 af = b.op("Cast", [a], "acc_f", to=F32)
-                q = b.op("Floor", [b.op("Mul", [b.op("Add", [af, b.const("h", 1 << 16)],
-                                                     "acc_h"), b.const("r", 2.0 ** -17)],
+                q = b.op("Floor", [b.op("Mul", [b.op("Add", [af, b.const("h", (1 << 23) // per)],
+                                                     "acc_h"), b.const("r", per / 2.0 ** 24)],
                                         "acc_q")], "q")
-                u = b.op("Sub", [b.op("Mul", [af, b.const("act", 128.0)], "u128"),
-                                 b.op("Mul", [q, b.const("m", float(1 << 24))], "q24")], "u_f")
+                u = af if per == 1 else b.op("Mul", [af, b.const("act", 128.0)], "u128")
+                u = b.op("Sub", [u, b.op("Mul", [q, b.const("m", float(1 << 24))], "q24")],
+                         "u_f")
                 return b.op("Cast", [u], "u", to=I32)
-            return acc, to_u, WRAP, layout, unwrapped
+            return acc, to_u, WRAP, layout, unwrapped, 128 // per
 
         def to_u(b: GraphBuilder, a: str) -> str:
-            if wraps:
-                a = _wrap(b, a, 17, np.int32)
+            if wraps:  # 128 wrap17(acc) = wrap24(128 acc)
+                a = _wrap(b, a, 17 if per == 128 else 24, np.int32)
             return unwrapped(b, a)
-        return acc, to_u, min(64 * bound, WRAP), layout, unwrapped
+        return acc, to_u, min(64 * bound, WRAP), layout, unwrapped, 128 // per
     a = _as_i64(g, terms[0][0], terms[0][1])
     for t in terms[1:]:
         a = g.op("Add", [a, _as_i64(g, t[0], t[1])], "a_sum")
     if wraps:
         a = _wrap(g, a, 18, np.int64)
     u = g.op("Mul", [a, _i64(g, "act", 64)], "u64")
-    return g.op("Cast", [u], "u", to=I32), lambda b, u: u, min(64 * bound, WRAP), layout, None
+    return (g.op("Cast", [u], "u", to=I32), lambda b, u: u, min(64 * bound, WRAP), layout, None,
+            1)
 
 
 def or_pool(layer: FixedLayer, peak: int) -> bool:
@@ -891,7 +907,7 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
     pooled = {}  # an OR-pool computed with its layer's neurons (the POOL2 layouts)
 
     def neurons(layer: FixedLayer, drive: str, layout: str = "nchw", bound: int = 0,
-                to_u=None, unwrapped=None):
+                to_u=None, unwrapped=None, unit: int = 1):
         """(spikes, h) of a layer; the graph's outputs when debug."""
         if plain:
             return _neuron_scan(g, layer, drive, layer.bias_mant, batch, named(layer))
@@ -921,7 +937,7 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
                 not kind_of(layer).has_current:
             fast, full = (GraphBuilder(prefix=g.name(key) + "_") for key in ("fast", "full"))
             ys = [steps(fast, unwrapped, 128 * limit), steps(full)]
-            lim = g.const("limit", limit, np.int32)
+            lim = g.const("limit", limit * unit, np.int32)  # (in the sums' units)
             within = g.op("And", [
                 g.op("LessOrEqual", [_extreme(g, "ReduceMax", drive), lim]),
                 g.op("GreaterOrEqual", [_extreme(g, "ReduceMin", drive), g.op("Neg", [lim])])],
@@ -977,10 +993,9 @@ def to_onnx_fixed(net: FixedNet, *, plain: bool = False, time_steps: int | None 
                 s_seq, h_seq = neurons(layer, u)
             else:
                 corners = pool2 and _pool2_after(net, layer) is not None
-                sums, to_u, bound, layout, unwrapped = _drive(g, layer, x_in, in_shape, peak,
-                                                              extra, corners,
-                                                              0 if debug else t_steps)
-                s_seq, h_seq = neurons(layer, sums, layout, bound, to_u, unwrapped)
+                sums, to_u, bound, layout, unwrapped, unit = _drive(
+                    g, layer, x_in, in_shape, peak, extra, corners, 0 if debug else t_steps)
+                s_seq, h_seq = neurons(layer, sums, layout, bound, to_u, unwrapped, unit)
             values[layer.name] = s_seq
             prev = layer
         if not layer.pool:
