@@ -55,6 +55,11 @@ reaches on calibration inputs):
     threshold per layer is all the LIF takes (an array vth hangs Lava 0.10);
   * the OR-pool is a layer of memoryless neurons (dv = 4095, vth_mant = 0) behind a sum-pool
     synapse of equal weights (128): at least one spike in the window fires.
+A net read from a netx file (quant/netx_import.py) is the same FixedNet with no float model
+behind it (`netx_file`): scale 1, netx's Input block as a layer of kind 'input' driven by x
+itself, a dense layer's per-synapse `delay`, and (a lava-dl file) netx's own timing
+(`lava_timing`: every layer from step 0, each synapse a step late plus its delays, the bias
+adding to v, netx's periodic reset); the emulator runs it (emulator.emulate_lava_timing).
 Bounds (`check_bounds`; each row of the report states them as `vth_mant_min` and
 `weight_bits_min`); a quantisation that breaks one is refused, QuantError naming the layer
 and the fix, never run and reported "exact":
