@@ -673,7 +673,7 @@ def _raw_sum(g: GraphBuilder, layer: FixedLayer | FixedSynapse, s_seq: str, in_s
     g_out = c_out // groups
     wg = w.reshape(groups, g_out, c_in_g, kh, kw).transpose(0, 3, 4, 2, 1).reshape(
         groups, kh * kw * c_in_g, g_out)  # rows ordered (i, j, c) as the windows
-    n, m, _ = chunk_groups(int(np.prod(layer.shape)), corners)
+    n, m, _ = chunk_groups(int(np.prod(layer.shape)), corners) if t_steps else (0, 0, 0)
     if t_steps and nhwc and groups == 1 and kernel != "int64" and m % c_out == 0:
         # binary spikes scaled by 128 before the GEMM give u = 64 a = 128 acc itself, no
         # multiply per chunk; exact: x w / 2 pairs stay within int16 (128 * (127 + 127),
