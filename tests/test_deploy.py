@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from test_fold import random_net
 
+from snnexport.backends import available
 from snnexport.cli import main
 from snnexport.deploy import DeployError, code_fingerprint, deploy
 from snnexport.importers.plifnet import import_plifnet
@@ -84,7 +85,8 @@ def test_report_renders_in_headless_chromium(deployed, tmp_path):
                          capture_output=True, text=True, timeout=120).stdout
     assert "<table id=\"summary\">" in dom or "<table id='summary'>" in dom
     summary_html = dom.split("summary", 1)[1].split("</table>", 1)[0]
-    assert summary_html.count("<tr>") == 1 + 8  # header + one row per target
+    # header + one row per registered target (8 Loihi / generic + 3 Xylo; refusals included)
+    assert summary_html.count("<tr>") == 1 + len(available()) == 1 + 11
     shot = tmp_path / "report.png"
     subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1200,1600",
                     report.as_uri()], capture_output=True, timeout=120, check=True)
