@@ -31,7 +31,7 @@ import torch
 
 from .backends import Lowered
 from .backends import get as get_backend
-from .check import LoadedModel, load_source
+from .check import CALIB_SAMPLES, LoadedModel, load_source
 from .check import check as check_model
 from .data import load_dataset
 from .data.user import data_for, given_inputs
@@ -112,7 +112,7 @@ class Exported:
     calibrated_on: str | None = None  # what the scales were calibrated on
 
 
-def export(model, target: str, path, data: str | None = None, calib_samples: int = 200,
+def export(model, target: str, path, data: str | None = None, calib_samples: int | None = None,
            decays: int | None = None, **options) -> Exported:
     """Writes `target`'s artifact (e.g. 'nir', 'onnx', 'onnx-fixed', 'netx') of the model to
     `path`. Fixed-point targets calibrate on the first `calib_samples` of `data`'s training
@@ -144,7 +144,8 @@ def export(model, target: str, path, data: str | None = None, calib_samples: int
             raise UsageError(f"{loaded.path}: say which data to calibrate on with --data")
         ds = load_dataset(data, loaded.graph.metadata.get("time_steps"))
         what = f"the {data} training split"
-        calib = first(ds.x_train, calib_samples, "--calib-samples", what)
+        calib = first(ds.x_train, CALIB_SAMPLES if calib_samples is None else calib_samples,
+                      "--calib-samples", what)
     written = backend.exports.write(lowered.input_for(backend, calib, decays), path, **options)
     out = Exported(Path(written or path), target)
     if backend.fixed_point:

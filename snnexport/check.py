@@ -98,7 +98,7 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
           target_graph: Graph | None = None,
           inputs: tuple[torch.Tensor, torch.Tensor] | None = None,
           target_dtype: torch.dtype = torch.float64,
-          calib_samples: int = 200, decays: int | None = None,
+          calib_samples: int | None = None, decays: int | None = None,
           lowered: Lowered | None = None, workers: int = 1,
           ray_address: str | None = None,
           reference_runs: ReferenceRuns | None = None, artifact=None) -> ParityReport:
@@ -106,8 +106,9 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
     (for targets checked against the emulator: the emulator of the fixed-point IR). Target
     'reference': the folded IR (or `target_graph`) in target_dtype. Inputs: the first `samples`
     of the data set's test split, or `inputs` = (x, labels). Fixed-point targets calibrate on
-    the first `calib_samples` of the training split (on the inputs themselves when only
-    `inputs` is given) and may group per-neuron decays into `decays` values per layer.
+    the first `calib_samples` (default CALIB_SAMPLES) of the training split (on the inputs
+    themselves when only `inputs` is given; a netx file, quantised already, takes none) and
+    may group per-neuron decays into `decays` values per layer.
     `lowered`: the model already folded / quantised (deploy hands one to every target).
     Refused before anything runs (UsageError, snnexport.sim.limits): a count below 1, more
     samples than the data hold, inputs of another shape than the model's, a batch larger than
@@ -126,11 +127,13 @@ def check(loaded: LoadedModel, target: str = "reference", data: str | None = Non
     backend = get_backend(target)
     use_ray = distributed.wanted(workers, ray_address)
     if loaded.fixed is not None:  # a fixed-point net with no float model behind it (netx)
+        refuse_calibration(loaded, calib_samples)
         plan, x, y = _fixed_model_plan(loaded, backend, target, data, samples, batch_size,
                                        inputs, decays)
         return _run_plan(plan, x, y, workers, ray_address, use_ray, reference_runs)[0]
     samples = count("--samples", samples)
-    calib_samples = count("--calib-samples", calib_samples)
+    calib_samples = count("--calib-samples", CALIB_SAMPLES if calib_samples is None
+                          else calib_samples)
     batch_size = count("batch_size", batch_size)
     if decays is not None:
         decays = count("--decays", decays)
@@ -234,6 +237,17 @@ def _plain_emulator(net, xb, dtype):
     from .quant.emulator import emulate_reference
 
     return emulate_reference(net, xb)
+
+
+CALIB_SAMPLES = 200  # training samples a fixed-point target's scales are calibrated on
+
+
+def refuse_calibration(loaded: LoadedModel, calib_samples) -> None:
+    """--calib-samples given for a net that is fixed point already (a netx file): refused in
+    one line, not silently dropped."""
+    if loaded.fixed is not None and calib_samples is not None:
+        raise UsageError(f"{loaded.path}: --calib-samples calibrates the quantiser of a float "
+                         f"model; {loaded.kind} is fixed point already: drop --calib-samples")
 
 
 def _fixed_model_plan(loaded: LoadedModel, backend: Backend, target: str, data, samples,

@@ -413,7 +413,7 @@ def _demo(args) -> int:
     for path in models:
         _evaluate(argparse.Namespace(model=path, data=None, samples=None, json=None))
         _check(argparse.Namespace(model=path, target="reference", data=None, samples=200,
-                                  reference_dtype="float32", json=None, calib_samples=200,
+                                  reference_dtype="float32", json=None, calib_samples=None,
                                   decays=None))
         print()
     return 0
@@ -458,8 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(func=_fold, reads=MODEL_FILES, writes={"output": ".snnir"})
 
     def fixed_point_args(sp, sweep: bool = False):
-        sp.add_argument("--calib-samples", type=int, default=200,
-                        help="fixed point: training samples the scales are calibrated on")
+        sp.add_argument("--calib-samples", type=int, default=None,
+                        help="fixed point: training samples the scales are calibrated on "
+                             "(default 200; not for a netx file: it is quantised already)")
         if sweep:
             sp.add_argument("--decays", metavar="K[,K...]",
                             help="fixed point: group per-neuron decays into at most K per "

@@ -148,7 +148,7 @@ def code_fingerprint() -> str:
 
 
 def deploy(model, outdir: str, data: str | None = None, targets: str = "all",
-           samples: int = 200, lava_samples: int = 4, calib_samples: int = 200,
+           samples: int = 200, lava_samples: int = 4, calib_samples: int | None = None,
            decays: int | None = None, progress: bool = True,
            time_steps: int | None = None, workers: int = 1,
            ray_address: str | None = None, expect_accuracy: float | None = None,
@@ -232,7 +232,7 @@ def _deploy(loaded, out: Path, outdir: str, data, targets, samples, lava_samples
             expect_accuracy=None) -> dict:
     from tqdm import tqdm
 
-    from .check import ReferenceRuns, check
+    from .check import CALIB_SAMPLES, ReferenceRuns, check, refuse_calibration
     from .data import load_dataset
     from .data.user import data_for
     from .lint import as_dicts, from_reports, lint
@@ -243,8 +243,11 @@ def _deploy(loaded, out: Path, outdir: str, data, targets, samples, lava_samples
         raise DeployError(f"{model}: say which data to deploy on with --data")
     chosen = parse_targets(targets)
     if loaded.fixed is not None:  # a fixed-point net with no float model behind it (netx)
+        refuse_calibration(loaded, calib_samples)
         return _deploy_fixed(loaded, out, outdir, data, chosen, samples, lava_samples,
                              progress, workers, ray_address)
+    if calib_samples is None:
+        calib_samples = CALIB_SAMPLES
     _check_settings(loaded, model, data, samples, lava_samples, calib_samples, decays)
     manifest = {"model": str(model), "sha256": loaded.sha256(), "data": data,
                 "samples": samples, "lava_samples": lava_samples,

@@ -254,7 +254,9 @@ def test_what_a_netx_file_is_compared_with_and_what_it_refuses(nets, digits, tmp
     for args, why in ((["--target", "reference"], "no float model"),
                       (["--target", "lava-float"], "no float model"),
                       (["--target", "fixed", "--decays", "2"], "already fixed point"),
-                      (["--target", "fixed", "--decays", "1,2"], "already fixed point")):
+                      (["--target", "fixed", "--decays", "1,2"], "already fixed point"),
+                      (["--target", "fixed", "--calib-samples", "10"],
+                       "fixed point already: drop --calib-samples")):
         assert main(["check", net_file, "--data", str(data), *args]) == 2, args
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and why in err[0] and "conv.net" in err[0], err
