@@ -37,18 +37,28 @@ class TrainConfig:
     # lambda * mean(relu(H - 2 V_th)) over the hidden spiking layers: a neuron that would fire
     # twice in one step on a chip that spikes up to 31 times a step (Xylo) is penalised
     burst_lambda: float = 0.0
+    # lambda * mean(relu(|H| - R V_th) + relu(|g J| - R V_th)) over the neuron layers (R =
+    # range_limit; g J the current the membrane takes): a chip with 16-bit state (Xylo) holds
+    # a range of some R thresholds at a threshold of enough integer steps
+    range_lambda: float = 0.0
+    range_limit: float = 16.0
     seed: int = 0
     net: dict = field(default_factory=dict)
 
 
 PRESETS: dict[str, TrainConfig] = {
     # a Xylo-sized net (16 inputs or fewer, dense, reset by subtraction): digits row by row as
-    # spike counts on 8 channels over 8 steps, {FC-PLIF}(128, 64; one tau per neuron) - FC10-PLIF,
-    # rate readout, cross-entropy, hidden bursts penalised (Xylo fires up to 31 spikes a step)
+    # spike counts on 8 channels over 8 steps, {FC-CUBA-PLIF}(128, 64; one tau per neuron) -
+    # FC10-CUBA-PLIF, rate readout, cross-entropy; the neuron Xylo runs: a synaptic current
+    # decaying by 1/2 a step (dash_syn 1), tau a power of two (dash_mem), no input gain
+    # (decay_input False: Xylo's v += i); hidden bursts penalised (Xylo fires up to 31 spikes
+    # a step), membranes and currents kept within 16 thresholds (Xylo's 16-bit state)
     "digits-rows-xylo": TrainConfig(
-        data="digits-rows", epochs=200, lr=1e-2, t_max=200, loss="ce", burst_lambda=1.0,
+        data="digits-rows", epochs=200, lr=1e-2, t_max=200, loss="ce", burst_lambda=10.0,
+        range_lambda=1.0, range_limit=16.0,
         net=dict(in_channels=8, input_size=1, n_down=0, fc_hidden=[128, 64], population=1,
-                 time_steps=8, tau_per="neuron", tau_init=4.0, v_reset=None, dropout=0.0)),
+                 time_steps=8, tau_per="neuron", tau_init=4.0, v_reset=None, dropout=0.0,
+                 current_decay=0.5, tau_pow2=True, decay_input=False)),
     # 000: one tau per layer, rate readout, MSE on voted spikes.
     "digits-plif-layer": TrainConfig(
         data="digits", epochs=40, loss="mse",
@@ -103,11 +113,22 @@ def train(cfg: TrainConfig, log=print) -> tuple[torch.nn.Module, dict]:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.t_max)
     n = len(ds.y_train)
-    bursts: list[torch.Tensor] = []
-    hooks = [] if not cfg.burst_lambda else [  # H of each hidden layer, run again from its input
-        m.register_forward_hook(lambda mod, inp, out: bursts.append(
-            torch.relu(mod.run(inp[0])[0] - 2 * mod.v_threshold).mean()))
-        for name, m in model.neuron_layers().items() if name != "sn_out" and m.spiking]
+    penalties: list[torch.Tensor] = []
+
+    def chip_penalties(hidden: bool):
+        def hook(mod, inp, out):  # H (and J) of the layer, run again from its input
+            h, th = mod.run(inp[0])[0], mod.v_threshold
+            if cfg.burst_lambda and hidden:
+                penalties.append(cfg.burst_lambda * torch.relu(h - 2 * th).mean())
+            if cfg.range_lambda:
+                lim = cfg.range_limit * th
+                gj = mod.current(inp[0]) * mod.input_gain()
+                penalties.append(cfg.range_lambda * (torch.relu(h.abs() - lim).mean()
+                                                     + torch.relu(gj.abs() - lim).mean()))
+        return hook
+    hooks = [m.register_forward_hook(chip_penalties(name != "sn_out" and m.spiking))
+             for name, m in model.neuron_layers().items()
+             if cfg.range_lambda or cfg.burst_lambda and name != "sn_out" and m.spiking]
     start = time.time()
     for epoch in range(cfg.epochs):
         model.train()
@@ -119,9 +140,9 @@ def train(cfg: TrainConfig, log=print) -> tuple[torch.nn.Module, dict]:
             loss = loss_fn(model(frames_first(x, graph)), ds.y_train[idx])
             if cfg.tau_var_lambda:
                 loss = loss + tau_variance_penalty(model, cfg.tau_var_lambda)
-            if bursts:
-                loss = loss + cfg.burst_lambda * sum(bursts)
-                bursts.clear()
+            if penalties:
+                loss = loss + sum(penalties)
+                penalties.clear()
             opt.zero_grad()
             loss.backward()
             opt.step()

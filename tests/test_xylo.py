@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from snnexport import backends
-from snnexport.backends.xylo.emulator import as_counts, run_plain, run_raw
-from snnexport.backends.xylo.net import V_MAX, V_MIN, XyloNet
+from snnexport.backends.xylo.emulator import as_counts, at_bounds, run_plain, run_raw
+from snnexport.backends.xylo.net import V_MAX, V_MIN, XyloLayer, XyloNet
 from snnexport.backends.xylo.quantise import decay_cost
 from snnexport.backends.xylo.xylosim_run import XylosimNet
 from snnexport.check import check, load_source
@@ -110,6 +110,10 @@ def test_check_against_xylosim_is_exact_and_reports_the_quantisation(bundled):
     assert list(rows) == ["layers.sn_fc1", "layers.sn_fc2", "layers.sn_out"]
     assert [r["matrix"] for r in rows.values()] == ["input", "recurrent", "output"]
     assert all("decay moved at most" in r["text"] for r in rows.values())
+    # the preset trains the neuron Xylo runs (current decay 1/2, tau a power of two): the
+    # current is the model's, at dash_syn 1, and no decay moves
+    assert all(r["dash_syn"] == [1] and r["synapse"] == "the model's current, as dash_syn"
+               and r["decay_max_change"] == 0 for r in rows.values())
     assert "xylo layers.sn_fc1" in report.text()
 
 
@@ -192,3 +196,8 @@ def test_the_int16_leak_wraps_at_the_bottom_of_the_range():
         assert rec.v[:, 0, 0].tolist() == [V_MIN] * 8
         assert rec.i_syn[:, 0, 0].tolist() == [-16384, -8192, -4096, -2048, -1024, -512,
                                                -256, -128]
+    # what the shift search counts as saturated: v at -2^15 every step; i_syn only in step 0,
+    # where it hit -2^15 before halving (-16384 = -2^15 - (-2^15 >> 1) is the bound decayed)
+    at_v, at_i = at_bounds(rec, net, XyloLayer("h", 0, 1, False, 0, 1.0))
+    assert at_v[:, 0, 0].tolist() == [True] * 8
+    assert at_i[:, 0, 0].tolist() == [True] + [False] * 7

@@ -35,7 +35,7 @@ def _np(t: torch.Tensor | None) -> np.ndarray | None:
 
 def neuron_node(m: SpikingNeuron) -> ir.LIFNeuron:
     if isinstance(m, PLIF):
-        k = _np(torch.sigmoid(m.a))  # the float32 k the torch model computes
+        k = _np(m.k())  # the float32 k the torch model computes (sigmoid(a), or tau_pow2's)
     elif isinstance(m, LIF):
         k = _np(m.k_fixed)
     elif isinstance(m, IF):
@@ -44,9 +44,10 @@ def neuron_node(m: SpikingNeuron) -> ir.LIFNeuron:
         raise PLIFNetImportError(f"{type(m).__name__}: not a neuron the PLIFNet importer knows "
                                  "(PLIF, LIF, IF)")
     v_init = _np(m.v_init) if m.v_init is not None else np.array(m.default_v_init())
+    k_syn = None if m.current_decay is None else np.array(1.0 - m.current_decay)
     return ir.LIFNeuron(shape=tuple(m.shape), k=k, v_threshold=m.v_threshold,
                         v_reset=m.v_reset, decay_input=m.decay_input, v_init=v_init,
-                        spiking=m.spiking)
+                        spiking=m.spiking, k_syn=k_syn)
 
 
 def module_node(path: str, m: nn.Module) -> ir.Node:

@@ -87,6 +87,11 @@ class NetConfig:
     decay_input: bool = True
     detach_reset: bool = True
     fc_bias: bool = False
+    # a synaptic current in every neuron layer, decaying by this fixed factor per step (None:
+    # none; models/neurons.py), and PLIF decays held at 1 - 2^-n (tau a power of two): the
+    # neuron a bit-shift chip (Xylo) runs
+    current_decay: float | None = None
+    tau_pow2: bool = False
     # SEW-ResNet (arch='sew'): SEW blocks per stage; stages after the first start with a
     # downsample block (stride 2, twice the width); n_conv / n_down / fc_hidden are unused
     arch: str = "plain"
@@ -110,6 +115,9 @@ class NetConfig:
              "sizes must be > 0 (n_down >= 0)"),
             (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
             (self.neuron == "plif" or self.tau_per == "layer", "per-neuron tau needs PLIF"),
+            (self.neuron == "plif" or not self.tau_pow2, "tau_pow2 needs PLIF"),
+            (self.current_decay is None or 0.0 <= self.current_decay < 1.0,
+             "current_decay must be in [0, 1)"),
             (self.arch in ARCHS, f"arch must be one of {ARCHS}"),
             (self.connect in CONNECTS, f"connect must be one of {CONNECTS}"),
             (self.arch == "plain" or (self.stages is not None and 0 < len(self.stages) <= 8
@@ -167,10 +175,11 @@ class PLIFNet(nn.Module):
         common = dict(
             shape=shape, v_threshold=cfg.v_threshold, v_reset=cfg.v_reset,
             decay_input=cfg.decay_input, detach_reset=cfg.detach_reset, imp=cfg.imp,
-            spiking=spiking,
+            spiking=spiking, current_decay=cfg.current_decay,
         )
         if cfg.neuron == "plif":
-            return PLIF(tau_init=cfg.tau_init, tau_per=cfg.tau_per, tau_std=cfg.tau_std, **common)
+            return PLIF(tau_init=cfg.tau_init, tau_per=cfg.tau_per, tau_std=cfg.tau_std,
+                        tau_pow2=cfg.tau_pow2, **common)
         if cfg.neuron == "lif":
             return LIF(tau=cfg.tau_init, **common)
         return IF(**common)

@@ -10,6 +10,11 @@ Semantics (docs/semantics.md §2, Fang et al. 2021 eq. 2-6, SpikingJelly's Param
     V_t = H_t - V_th S_t                               soft reset (v_reset=None)
     V_-1 = v_init                                      v_reset (0 if soft reset), or learnable IMP
 
+With a synaptic current (current_decay b, fixed; the IR's current-based LIFNeuron, k_syn = 1 - b,
+Norse's order term by term): J_t = C_{t-1} + X_t, C_t = J_t + (-k_syn) J_t, C_-1 = 0, and J_t
+in place of X_t above. tau_pow2 (PLIF): k = 2^-round(-log2 sigmoid(a)) in 2^-15 .. 1, the
+rounding straight-through in training: the decays 1 - 2^-n a bit-shift chip (Xylo) runs.
+
 The pure step function `neuron_step` is the whole model; the modules only hold parameters
 (Norse's functional-core style). LIF is PLIF with a fixed k; IF has no leak at all.
 """
@@ -22,7 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
-from ..ir.neurons import SourceParams, source_charge
+from ..ir.neurons import SourceParams, norse_current, source_charge
 
 TAU_PER = ("layer", "neuron")
 
@@ -116,8 +121,12 @@ class SpikingNeuron(nn.Module):
         detach_reset: bool = False,
         imp: bool = False,
         spiking: bool = True,
+        current_decay: float | None = None,
     ):
         super().__init__()
+        if current_decay is not None and not 0.0 <= current_decay < 1.0:
+            raise UsageError(f"current_decay must be in [0, 1), got {current_decay}")
+        self.current_decay = None if not current_decay else float(current_decay)
         self.shape = tuple(shape) if shape is not None else None
         self.v_threshold = float(v_threshold)
         self.v_reset = None if v_reset is None else float(v_reset)
@@ -154,12 +163,28 @@ class SpikingNeuron(nn.Module):
         trace = self.run(x_seq)
         return trace[1] if self.spiking else trace[2]
 
+    def current(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """The synaptic current J [T, B, *shape] the membrane takes (the input itself when the
+        layer has none)."""
+        if self.current_decay is None:
+            return x_seq
+        k_syn, c, js = 1.0 - self.current_decay, torch.zeros_like(x_seq[0]), []
+        for x in x_seq:
+            j, c = norse_current(k_syn, c, x)
+            js.append(j)
+        return torch.stack(js)
+
+    def input_gain(self) -> torch.Tensor | float:
+        """What H_t takes of J_t: k with decay_input, else 1."""
+        k = self.k()
+        return k if self.decay_input and k is not None else 1.0
+
     def run(self, x_seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns the traces (H, S, V), each [T, B, *shape]."""
         k = self.k()
         v = self.initial_state(x_seq[0])
         hs, ss, vs = [], [], []
-        for x in x_seq:
+        for x in self.current(x_seq):
             h, s, v = neuron_step(
                 v, x, k, self.v_threshold, self.v_reset, self.decay_input, self.detach_reset,
                 self.spiking,
@@ -174,6 +199,7 @@ class SpikingNeuron(nn.Module):
         return (
             f"shape={self.shape}, v_threshold={self.v_threshold}, reset={reset}, "
             f"decay_input={self.decay_input}, imp={self.v_init is not None}, spiking={self.spiking}"
+            + ("" if self.current_decay is None else f", current_decay={self.current_decay}")
         )
 
 
@@ -186,8 +212,9 @@ class PLIF(SpikingNeuron):
     """
 
     def __init__(self, shape=None, tau_init: float = 2.0, tau_per: str = "layer",
-                 tau_std: float = 0.1, **kw):
+                 tau_std: float = 0.1, tau_pow2: bool = False, **kw):
         super().__init__(shape, **kw)
+        self.tau_pow2 = bool(tau_pow2)
         if tau_per not in TAU_PER:
             raise UsageError(f"tau_per must be one of {TAU_PER}, got {tau_per!r}")
         self.tau_per = tau_per
@@ -199,13 +226,18 @@ class PLIF(SpikingNeuron):
             self.a = nn.Parameter(tau_to_a(lognormal_tau(self.shape, tau_init, tau_std)))
 
     def k(self) -> torch.Tensor:
-        return torch.sigmoid(self.a)
+        k = torch.sigmoid(self.a)
+        if not self.tau_pow2:
+            return k
+        q = torch.exp2(-torch.round(-torch.log2(k.detach())).clamp(0, 15))
+        return q + (k - k.detach())  # exactly the power of two forward, sigmoid's gradient back
 
     def tau(self) -> torch.Tensor:
-        return 1.0 / torch.sigmoid(self.a)
+        return 1.0 / self.k()
 
     def extra_repr(self) -> str:
-        return f"tau_per={self.tau_per}, " + super().extra_repr()
+        return (f"tau_per={self.tau_per}, " + ("tau_pow2=True, " if self.tau_pow2 else "")
+                + super().extra_repr())
 
 
 class LIF(SpikingNeuron):

@@ -70,6 +70,24 @@ def _evolve(i, v, dash_syn, dash_mem, bias, th, max_spikes):
     return i, v - n * th, n
 
 
+def at_bounds(rec: XyloRecord, net: XyloNet, lay) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where layer `lay`'s v and i_syn hit the 16-bit bounds, [T, B, n] each, from the records
+    (which hold v after the spikes' subtraction and i_syn after its decay): v before the
+    subtraction (v + spikes x threshold) at 2^15 - 1 or v at -2^15; i_syn that was at a bound
+    when it decayed, i.e. at or beyond b - d(b, dash_syn) for b = 2^15 - 1 and -2^15 (the
+    decayed value grows with the undecayed one)."""
+    if lay.output:
+        s, v, i = rec.spikes_out, rec.v_out, rec.i_syn_out
+        th, ds = net.threshold_out, net.dash_syn_out
+    else:
+        sl = slice(lay.start, lay.start + lay.n)
+        s, v, i = rec.spikes[..., sl], rec.v[..., sl], rec.i_syn[..., sl]
+        th, ds = net.threshold[sl], net.dash_syn[sl]
+    th, ds = torch.as_tensor(th, dtype=v.dtype), torch.as_tensor(ds, dtype=v.dtype)
+    hi, lo = (b - _decay(torch.full_like(ds, b), ds) for b in (V_MAX, V_MIN))
+    return (v + s * th >= V_MAX) | (v <= V_MIN), (i >= hi) | (i <= lo)
+
+
 def run_raw(net: XyloNet, x) -> XyloRecord:
     """The net on input spike counts x [T, B, inputs] (integers >= 0; more than 15 in a step
     count as 15), from rest: every step's spikes, v and i_syn of every hidden and output
@@ -180,16 +198,14 @@ def to_result(net: XyloNet, rec: XyloRecord, t_steps: int, stats=None) -> SimRes
     for lay in net.layers:
         d = slice(lay.delay, lay.delay + t_steps)
         if lay.output:
-            s, v, i, th = (rec.spikes_out[d], rec.v_out[d], rec.i_syn_out[d],
-                           torch.as_tensor(net.threshold_out))
+            s, v, th = rec.spikes_out[d], rec.v_out[d], torch.as_tensor(net.threshold_out)
         else:
             sl = slice(lay.start, lay.start + lay.n)
-            s, v, i, th = (rec.spikes[d][..., sl], rec.v[d][..., sl], rec.i_syn[d][..., sl],
-                           torch.as_tensor(net.threshold[sl]))
+            s, v, th = rec.spikes[d][..., sl], rec.v[d][..., sl], torch.as_tensor(net.threshold[sl])
         spikes[lay.name] = s.to(torch.float64)
         membrane[lay.name] = (v + s * th).to(torch.float64) / th
         if stats is not None:
-            at_v, at_i = (v == V_MAX) | (v == V_MIN), (i == V_MAX) | (i == V_MIN)
+            at_v, at_i = (a[d] for a in at_bounds(rec, net, lay))
             for counts, hit in ((stats.v_clipped, at_v), (stats.u_wrapped, at_i)):
                 if int(hit.sum()):
                     counts[lay.name] = counts.get(lay.name, 0) + int(hit.sum())

@@ -22,7 +22,13 @@ V_t = H_t - theta S_t; Xylo: module docstring of emulator.py):
     after its current settles), both int16, reset by subtraction (a hard reset is taken as
     subtraction: the report says so);
   the shifts: for each matrix in turn the largest (7 down to 0) at which the calibration
-    inputs saturate at most 1 in 10^3 of its layers' v and i_syn values (on the first 64).
+    inputs saturate at most 1 in 10^3 of its layers' v and i_syn values (on the first 64;
+    emulator.at_bounds: v before its spikes' subtraction, i_syn before its decay, which is
+    what reaches the bound: the recorded, decayed current of a saturated step is not at it).
+A model trained as the neuron Xylo runs (models: current_decay 0.5, tau_pow2, decay_input
+False, as the 'digits-rows-xylo' preset) maps exactly: dash_syn 1, dash_mem with no decay
+change, no input gain in the weights (a per-neuron gain k = 1/tau folded into a matrix leaves
+the long-tau neurons' weights only a few of int8's bits).
 The report per layer: decays as time constants (tau = 1 / (1 - a)) before and after, the
 largest decay change, the weight rounding error, shifts, scale and saturation counts.
 `decay_cost` measures what the decays alone cost: the float model's accuracy with its own
@@ -176,13 +182,10 @@ def _build(fl: list[dict], shifts: list[int], population: int, chip: str) -> Xyl
 
 
 def _saturated(net: XyloNet, rec) -> list[int]:
-    """Per layer, its v and i_syn values at the 16-bit bounds."""
-    out = []
-    for lay in net.layers:
-        sl = slice(lay.start, lay.start + lay.n)
-        v, i = (rec.v_out, rec.i_syn_out) if lay.output else (rec.v[..., sl], rec.i_syn[..., sl])
-        out.append(int(((v == V_MAX) | (v == V_MIN)).sum() + ((i == V_MAX) | (i == V_MIN)).sum()))
-    return out
+    """Per layer, its v and i_syn values at the 16-bit bounds (emulator.at_bounds)."""
+    from .emulator import at_bounds
+
+    return [sum(int(a.sum()) for a in at_bounds(rec, net, lay)) for lay in net.layers]
 
 
 def counts_of(x: torch.Tensor, chip: str, n_in: int) -> torch.Tensor:
