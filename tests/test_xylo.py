@@ -201,3 +201,25 @@ def test_the_int16_leak_wraps_at_the_bottom_of_the_range():
     at_v, at_i = at_bounds(rec, net, XyloLayer("h", 0, 1, False, 0, 1.0))
     assert at_v[:, 0, 0].tolist() == [True] * 8
     assert at_i[:, 0, 0].tolist() == [True] + [False] * 7
+
+
+def test_the_bundled_models_current_and_power_of_two_tau_run_as_the_ir(bundled):
+    """The training neuron with a current (Norse's order) and tau held at powers of two, in
+    torch, against the imported IR in snnexport's float64 simulator: every hidden and output
+    spike of 100 test samples equal (float32 vs float64: ties aside, which these inputs, whole
+    counts times float32 weights, do not meet), every k a power of two, the current 1/2."""
+    from snnexport.importers.plifnet import run_torch_reference
+    from snnexport.sim.reference import simulate
+
+    loaded, lowered, ds, _ = bundled
+    model = loaded.torch_model
+    xb = ds.x_test[:100].transpose(0, 1)
+    ours = run_torch_reference(model, xb, torch.float64)
+    ir = simulate(loaded.graph, xb, dtype=torch.float64)
+    for name in ("layers.sn_fc1", "layers.sn_fc2", "layers.sn_out"):
+        assert torch.equal(ours.spikes[name], ir.spikes[name]), name
+        node = loaded.graph.nodes[name]
+        k = np.asarray(node.k, np.float64)
+        assert np.array_equal(k, 2.0 ** np.rint(np.log2(k))) and k.max() <= 1, name
+        assert float(node.k_syn) == 0.5 and node.decay_input is False, name
+    assert int(ours.spikes["layers.sn_fc1"].sum()) > 0
