@@ -2,6 +2,7 @@
 few samples), resume, the linter, and the report rendered by headless Chromium."""
 
 import json
+import os
 import shutil
 import subprocess
 
@@ -27,8 +28,15 @@ def deployed(tmp_path_factory):
     net = random_net(channels=4, imp=True, readout="lts")
     save_checkpoint(net, d / "net.pt", meta={"data": "digits"})
     out = d / "out"
-    code = main(["deploy", str(d / "net.pt"), "--targets", "all", "-o", str(out),
-                 "--samples", "60", "--lava-samples", "2", "--no-progress"])
+    # a relative -o, as `make demo` gives it: every runner (Lava's in its own folder) must
+    # find the artifacts deploy wrote
+    here = os.getcwd()
+    os.chdir(d)
+    try:
+        code = main(["deploy", str(d / "net.pt"), "--targets", "all", "-o", "out",
+                     "--samples", "60", "--lava-samples", "2", "--no-progress"])
+    finally:
+        os.chdir(here)
     return d, out, code
 
 

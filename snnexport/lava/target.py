@@ -159,7 +159,8 @@ class LavaFloatTarget:
         refuse_too_large("lava-float", self.cost, len(xs), t_steps, self.depth, self.timeout)
         with tempfile.TemporaryDirectory() as d:
             d = Path(d)
-            model = Path(self.artifact) if self.artifact is not None else \
+            # absolute: the runner runs in its own folder (a deploy's -o may be relative)
+            model = Path(self.artifact).resolve() if self.artifact is not None else \
                 save_ir(self.graph, d / "model.snnir")
             np.savez(d / "inputs.npz", x=xs.numpy().astype(np.float64), time_steps=t_steps,
                      input_shape=np.array(in_shape))
@@ -232,14 +233,14 @@ class LavaFixedTarget:
         with tempfile.TemporaryDirectory() as d:
             d = Path(d)
             if self.netx and self.artifact is not None:
-                model, mode = Path(self.artifact), "netx"
+                model, mode = Path(self.artifact).resolve(), "netx"
             elif self.netx:
                 from ..exporters.netx_export import write_netx
 
                 model, mode = write_netx(net, d / "model.net"), "netx"
             else:
                 model, mode = (save_fixed(net, d / "model.fixed.npz") if self.artifact is None
-                               else Path(self.artifact)), "fixed"
+                               else Path(self.artifact).resolve()), "fixed"
             np.savez(d / "inputs.npz", bias0=mant.numpy(), time_steps=t_steps)
             run_runner([mode, str(model), str(d / "inputs.npz"), str(d / "out.npz")],
                        self.timeout)
